@@ -1,0 +1,207 @@
+"""Ingest a folder: hash, dedupe, decode robustly, apply the filename rules.
+
+Each file is read once: its bytes are hashed and decoded from memory, and the decoded image is
+handed to the caller (``on_image``) so that detection never decodes twice. Every file ends either
+ingested or recorded as broken with a reason; a killed run resumes where it stopped because paths
+already in the database (same size and mtime) are skipped and every image is committed on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from sqlalchemy import select  # noqa: F401  (only for type of queries run via store helpers)
+
+from .imageio import IMAGE_EXTS, Decoded, DecodeError, decode, looks_like_image
+from .rules import RuleSet
+from .store import Image, ImagePath, Store, dumps
+
+
+@dataclass
+class IngestReport:
+    seen: int = 0
+    new_images: int = 0
+    new_paths: int = 0  # a known content found at a new path
+    unchanged: int = 0  # path already ingested with the same size and mtime
+    broken: int = 0
+    skipped_other: int = 0  # files that are neither named nor shaped like images
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"files seen:        {self.seen}",
+            f"new images:        {self.new_images}",
+            f"new paths (dupes): {self.new_paths}",
+            f"unchanged:         {self.unchanged}",
+            f"broken:            {self.broken}",
+            f"not images:        {self.skipped_other}",
+        ]
+        for r, n in sorted(self.reasons.items(), key=lambda t: -t[1]):
+            out.append(f"  broken: {n:4d}  {r}")
+        return out
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Files under root (or root itself), sorted, hidden files and folders skipped."""
+    root = Path(root)
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if not f.startswith("."):
+                yield Path(dirpath) / f
+
+
+def _is_candidate(path: Path, head: bytes) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS or looks_like_image(head)
+
+
+def _short_reason(reason: str) -> str:
+    return reason.split(" (")[0]
+
+
+OnImage = Callable[[int, Decoded], None]
+
+
+def ingest(
+    store: Store,
+    root: str | Path,
+    rules: Optional[RuleSet] = None,
+    include_folders: bool = False,
+    on_image: Optional[OnImage] = None,
+    needs_decode: Optional[Callable[[int], bool]] = None,
+    progress: Optional[bool] = None,
+) -> IngestReport:
+    """Ingest every file under ``root``.
+
+    ``on_image(image_id, decoded)`` is called for each decodable image that is new, or known but
+    for which ``needs_decode(image_id)`` says more work is pending (resume after a crash).
+    """
+    root = Path(root).resolve()
+    files = list(iter_files(root))
+    known = store.known_paths()
+    report = IngestReport()
+    bar = _progress(files, progress, "ingest")
+    for path in bar:
+        report.seen += 1
+        apath = str(path.resolve()) if not path.is_symlink() else str(path.absolute())
+        try:
+            st = path.stat()
+        except OSError as e:
+            report.broken += 1
+            report.reasons[f"cannot stat: {e.strerror}"] = report.reasons.get(f"cannot stat: {e.strerror}", 0) + 1
+            continue
+        prev = known.get(apath)
+        if prev and prev[0] == st.st_mtime and prev[1] == st.st_size:
+            report.unchanged += 1
+            if on_image and needs_decode and needs_decode(prev[2]):
+                try:
+                    on_image(prev[2], decode(path.read_bytes()))
+                except (DecodeError, OSError):
+                    pass
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            reason = f"cannot read: {e.strerror or e}"
+            data = None
+        if data is not None and not _is_candidate(path, data[:16]):
+            report.skipped_other += 1
+            continue
+        decoded: Optional[Decoded] = None
+        if data is None:
+            sha, size = hashlib.sha256(apath.encode()).hexdigest(), 0
+        else:
+            sha, size = hashlib.sha256(data).hexdigest(), len(data)
+            try:
+                decoded = decode(data)
+                reason = ""
+            except DecodeError as e:
+                reason = e.reason
+        rel = os.path.relpath(apath, root) if root.is_dir() else path.name
+        image_id, created = _record(store, sha, size, decoded, reason, apath, str(root), rel, st, rules, include_folders)
+        if created:
+            report.new_images += 1
+        else:
+            report.new_paths += 1
+        if decoded is None:
+            if created:
+                report.broken += 1
+                short = _short_reason(reason)
+                report.reasons[short] = report.reasons.get(short, 0) + 1
+        elif on_image and (created or (needs_decode and needs_decode(image_id))):
+            on_image(image_id, decoded)
+    return report
+
+
+def _record(store, sha, size, decoded, reason, apath, root, rel, st, rules, include_folders) -> tuple[int, bool]:
+    with store.session() as s:
+        img = store.find_image(s, sha)
+        created = img is None
+        if img is None:
+            img = Image(
+                sha256=sha,
+                size_bytes=size,
+                width=decoded.width if decoded else 0,
+                height=decoded.height if decoded else 0,
+                format=decoded.format if decoded else "",
+                status="ingested" if decoded else "broken",
+                error=reason,
+                rule_state="none",
+                rule_label=None,
+                rule_words="[]",
+                rule_source="",
+                detected=False,
+                detector="",
+            )
+            s.add(img)
+            s.flush()
+        old = s.scalar(select(ImagePath).where(ImagePath.path == apath))
+        if old is not None:  # the file at this path changed content, or it is the same file touched
+            if old.image_id != img.id:
+                s.delete(old)
+                s.flush()
+                old = None
+            else:
+                old.mtime, old.size_bytes = st.st_mtime, st.st_size
+        if old is None:
+            s.add(ImagePath(image_id=img.id, path=apath, root=root, relpath=rel, mtime=st.st_mtime, size_bytes=st.st_size))
+            s.flush()
+        if rules is not None:
+            apply_rules(s, img, rules, include_folders)
+        return img.id, created
+
+
+def apply_rules(session, img: Image, rules: RuleSet, include_folders: bool = False) -> None:
+    """Set the image's rule fields from the names of all its paths (words of every path count)."""
+    paths = session.scalars(select(ImagePath.relpath).where(ImagePath.image_id == img.id)).all()
+    hits: list[tuple[str, str]] = []
+    negated: list[str] = []
+    for rel in paths:
+        m = rules.match(rel, include_folders=include_folders)
+        hits += [h for h in m.matches if h not in hits]
+        negated += list(m.negated)
+    classes = sorted({c for _, c in hits})
+    img.rule_state = "none" if not classes else ("ambiguous" if len(classes) > 1 else "labeled")
+    img.rule_label = classes[0] if len(classes) == 1 else None
+    img.rule_words = dumps([list(h) for h in hits] + [["!" + n, ""] for n in negated])
+    img.rule_source = rules.source
+
+
+def _progress(items, enabled: Optional[bool], desc: str):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, unit="file", dynamic_ncols=True)

@@ -1,0 +1,329 @@
+"""The database: the only module that imports SQLAlchemy.
+
+SQLite by default (``labeler.db`` in the working directory); any SQLAlchemy URL via ``--db`` or
+``LABELER_DB``. The schema is versioned with Alembic migrations under ``db/``, applied on first use.
+Every table that records a label is append-only: proposals, decisions and annotations are never
+updated, so the history of every face is its audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+DEFAULT_DB = "sqlite:///labeler.db"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    """One distinct content (sha256); every path that had it is in ImagePath."""
+
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    format: Mapped[str] = mapped_column(String(16), default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)  # ingested | broken
+    error: Mapped[str] = mapped_column(Text, default="")
+    # filename rules, from the first path seen (re-evaluated by `labeler rules apply`)
+    rule_state: Mapped[str] = mapped_column(String(16), default="none", index=True)  # labeled|ambiguous|none
+    rule_label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    rule_words: Mapped[str] = mapped_column(Text, default="")  # json list of [word, class]
+    rule_source: Mapped[str] = mapped_column(String(200), default="")
+    # pipeline progress: ingested -> detected (faces stored) ; proposals/decisions are per face
+    detected: Mapped[bool] = mapped_column(Boolean, default=False)
+    detector: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    paths: Mapped[list["ImagePath"]] = relationship(back_populates="image", order_by="ImagePath.id")
+    faces: Mapped[list["Face"]] = relationship(back_populates="image", order_by="Face.idx")
+
+
+class ImagePath(Base):
+    __tablename__ = "image_paths"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True)  # absolute
+    root: Mapped[str] = mapped_column(String(1024), default="")  # the folder given to ingest
+    relpath: Mapped[str] = mapped_column(String(1024), default="")  # path relative to root
+    mtime: Mapped[float] = mapped_column(Float, default=0.0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    image: Mapped[Image] = relationship(back_populates="paths")
+
+
+class Face(Base):
+    __tablename__ = "faces"
+    __table_args__ = (UniqueConstraint("image_id", "idx"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)  # 0..n-1 within the image
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    det_score: Mapped[float] = mapped_column(Float, default=0.0)
+    landmarks: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # [[x, y] * 5]
+    whole_image: Mapped[bool] = mapped_column(Boolean, default=False)
+    quality: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # {det_score, size, blur, yaw}
+    flags: Mapped[str] = mapped_column(String(200), default="")  # comma-separated
+    detector: Mapped[str] = mapped_column(String(100), default="")
+    crop: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)  # aligned crop, PNG/JPEG bytes
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    image: Mapped[Image] = relationship(back_populates="faces")
+
+
+class Proposal(Base):
+    """A label proposed for a face by a rule or a model. Append-only."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (Index("ix_proposals_face_kind", "face_id", "source_kind", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
+    source_kind: Mapped[str] = mapped_column(String(16))  # rule | model | import
+    source: Mapped[str] = mapped_column(String(200))  # rules file / model name@version
+    label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    prob: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    probs: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # {label: p}
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Decision(Base):
+    """A routing decision, for a face (or for an image with no face / broken). Append-only."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        Index("ix_decisions_face", "face_id", "id"),
+        Index("ix_decisions_image", "image_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    face_id: Mapped[Optional[int]] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), nullable=True)
+    route: Mapped[str] = mapped_column(String(16))  # auto | review | no_face | broken
+    label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    source: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Annotation(Base):
+    """A human (or imported) action on a face. Append-only; undo is a new row pointing at the undone one."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (Index("ix_annotations_face", "face_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
+    annotator: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(16))  # label | unusable | skip | undo
+    labels: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # ["happy"] or ["happy", "surprise"]
+    undoes_id: Mapped[Optional[int]] = mapped_column(ForeignKey("annotations.id"), nullable=True)
+    source: Mapped[str] = mapped_column(String(200), default="ui")  # ui | import:csv | import:labelstudio
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Embedding(Base):
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("face_id", "model"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(String(1024))  # sidecar path
+    metrics: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------------------------
+# engine
+
+
+def resolve_url(url: Optional[str] = None) -> str:
+    url = url or os.environ.get("LABELER_DB") or DEFAULT_DB
+    if "://" not in url:  # a bare file path
+        url = f"sqlite:///{url}"
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: Optional[str] = None, migrate: bool = True) -> Engine:
+    url = resolve_url(url)
+    kw: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kw["connect_args"] = {"timeout": 10, "check_same_thread": False}
+    engine = create_engine(url, **kw)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+def alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection_engine"] = engine
+    return cfg
+
+
+def current_revision(engine: Engine) -> Optional[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply the Alembic migrations up to head (cheap when already there)."""
+    if not MIGRATIONS_DIR.is_dir():
+        raise RuntimeError(
+            f"database migrations not found: expected the folder {MIGRATIONS_DIR}. "
+            "Install labeler from its source tree (`pip install -e .`), which keeps db/ beside the package."
+        )
+    if current_revision(engine) == head_revision(engine):
+        return
+    from alembic import command
+
+    with engine.begin() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Store:
+    """A database handle: engine + session factory + the queries the rest of the app needs."""
+
+    def __init__(self, url: Optional[str] = None, migrate: bool = True):
+        self.url = resolve_url(url)
+        self.engine = make_engine(self.url, migrate=migrate)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        s = self._sessions()
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    # ---- settings
+    def get_setting(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        with self.session() as s:
+            row = s.get(Setting, key)
+            return row.value if row else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.session() as s:
+            row = s.get(Setting, key)
+            if row:
+                row.value = value
+            else:
+                s.add(Setting(key=key, value=value))
+
+    # ---- images
+    def find_image(self, s: Session, sha256: str) -> Optional[Image]:
+        return s.scalar(select(Image).where(Image.sha256 == sha256))
+
+    def known_paths(self) -> dict[str, tuple[float, int, int]]:
+        """path -> (mtime, size, image_id) for every path already ingested."""
+        with self.session() as s:
+            rows = s.execute(select(ImagePath.path, ImagePath.mtime, ImagePath.size_bytes, ImagePath.image_id))
+            return {p: (m, sz, iid) for p, m, sz, iid in rows}
+
+    def counts(self) -> dict[str, int]:
+        """Counts by state for `labeler status`."""
+        with self.session() as s:
+            out: dict[str, int] = {}
+            out["images"] = s.scalar(select(func.count(Image.id))) or 0
+            out["paths"] = s.scalar(select(func.count(ImagePath.id))) or 0
+            for st, n in s.execute(select(Image.status, func.count()).group_by(Image.status)):
+                out[st] = n
+            for st, n in s.execute(
+                select(Image.rule_state, func.count()).where(Image.status == "ingested").group_by(Image.rule_state)
+            ):
+                out[f"rule_{st}"] = n
+            out["detected_images"] = s.scalar(select(func.count(Image.id)).where(Image.detected.is_(True))) or 0
+            out["faces"] = s.scalar(select(func.count(Face.id))) or 0
+            latest = (
+                select(Decision.route, func.max(Decision.id).label("mid"))
+                .group_by(Decision.image_id, Decision.face_id)
+                .subquery()
+            )
+            for route, n in s.execute(select(latest.c.route, func.count()).group_by(latest.c.route)):
+                out[f"route_{route}"] = n
+            labeled = select(Annotation.face_id).where(Annotation.action.in_(("label", "unusable"))).distinct().subquery()
+            out["human_labeled_faces"] = s.scalar(select(func.count()).select_from(labeled)) or 0
+            return out
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)

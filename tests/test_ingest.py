@@ -1,0 +1,109 @@
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from labeler.imageio import DecodeError, decode
+from labeler.ingest import ingest
+from labeler.rules import load_rules
+from labeler.store import Image, ImagePath
+
+from .conftest import SAMPLE
+
+
+def _images(store):
+    with store.session() as s:
+        return {p.relpath: (i.status, i.error, i.rule_state, i.rule_label, i.format, i.width, i.height)
+                for i, p in s.execute(select(Image, ImagePath).join(ImagePath))}
+
+
+def test_sample_data_every_file_ingested_or_broken_with_reason(store):
+    rep = ingest(store, SAMPLE, load_rules(), progress=False)
+    rows = _images(store)
+    assert rep.broken == 3 and rep.skipped_other == 1  # README.md is not an image
+    assert rows["empty.jpg"][:2] == ("broken", "empty file (0 bytes)")
+    assert rows["angry_truncated.jpg"][0] == "broken" and "truncated" in rows["angry_truncated.jpg"][1]
+    assert rows["notes_not_an_image.png"][:2] == ("broken", "not an image (unknown format)")
+    # wrong extension: decided by content
+    assert rows["amazed_astronaut.jpg"][0] == "ingested" and rows["amazed_astronaut.jpg"][4] == "PNG"
+    # duplicate bytes at two paths: one image, both paths kept
+    assert rows["smiling_astronaut.png"] == rows[os.path.join("copies", "smiling_astronaut.png")]
+    assert rep.new_images == 16 and rep.new_paths == 1
+    # rules
+    assert rows["sad-woman-happy-face.jpg"][2:4] == ("ambiguous", None)
+    assert rows["not-happy-astronaut.jpg"][2:4] == ("none", None)
+    assert rows["happy_team_photo.jpg"][2:4] == ("labeled", "happy")
+    assert rows["笑顔_laughing-woman.jpg"][2:4] == ("labeled", "happy")
+    # EXIF orientation applied: stored 360 wide x 360 high rotated -> shown upright, same size (square)
+    assert rows["smiling_rotated_exif.jpg"][5:7] == (360, 360)
+
+
+def test_reingest_is_idempotent(store):
+    ingest(store, SAMPLE, load_rules(), progress=False)
+    before = store.counts()
+    rep = ingest(store, SAMPLE, load_rules(), progress=False)
+    assert rep.new_images == 0 and rep.new_paths == 0 and rep.unchanged == 17
+    assert store.counts() == before
+
+
+def test_killed_run_resumes_without_duplicates(store, tmp_path):
+    src = tmp_path / "in"
+    shutil.copytree(SAMPLE, src)
+    calls = {"n": 0}
+
+    def boom(image_id, decoded):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # the process is killed mid-batch
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest(store, src, load_rules(), on_image=boom, progress=False)
+    partial = store.counts()["paths"]
+    assert 0 < partial < 17
+    ingest(store, src, load_rules(), progress=False)
+    c = store.counts()
+    assert c["paths"] == 17 and c["images"] == 16
+
+
+def test_exif_rotation_is_applied():
+    rgb = np.zeros((40, 80, 3), np.uint8)
+    rgb[:, :40] = 255  # left half white
+    buf = io.BytesIO()
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # rotate 90 cw to display
+    PILImage.fromarray(rgb).save(buf, format="JPEG", exif=exif)
+    d = decode(buf.getvalue())
+    assert (d.width, d.height) == (40, 80) and d.exif_rotated
+    assert d.rgb[:30].mean() > 200 and d.rgb[-30:].mean() < 50  # white half now on top
+
+
+def test_decode_odd_inputs():
+    with pytest.raises(DecodeError, match="empty"):
+        decode(b"")
+    with pytest.raises(DecodeError, match="not an image"):
+        decode(b"hello world, no pixels here")
+    # a decompression bomb: a PNG header that claims a huge size
+    buf = io.BytesIO()
+    PILImage.new("L", (12000, 12000)).save(buf, format="PNG")
+    with pytest.raises(DecodeError, match="decompression bomb"):
+        decode(buf.getvalue())
+    # grayscale, palette with transparency, 16-bit: all become RGB
+    for im in (PILImage.new("L", (5, 5), 7), PILImage.new("P", (5, 5)), PILImage.new("I;16", (5, 5), 300), PILImage.new("RGBA", (5, 5))):
+        b = io.BytesIO()
+        im.save(b, format="PNG")
+        assert decode(b.getvalue()).rgb.shape == (5, 5, 3)
+
+
+def test_changed_file_at_known_path_gets_new_content(store, tmp_path):
+    p = tmp_path / "happy.png"
+    PILImage.new("RGB", (20, 20), (10, 10, 10)).save(p)
+    ingest(store, tmp_path, load_rules(), progress=False)
+    PILImage.new("RGB", (20, 20), (200, 10, 10)).save(p)
+    os.utime(p, (1, 1))
+    ingest(store, tmp_path, load_rules(), progress=False)
+    c = store.counts()
+    assert c["paths"] == 1 and c["images"] == 2
