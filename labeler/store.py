@@ -325,5 +325,145 @@ class Store:
             return out
 
 
+
+# --------------------------------------------------------------------------------------------
+# reads shared by pipeline, UI, export and retraining
+
+
+def latest_ids(session: Session, model, face_ids=None, where=None) -> dict[int, int]:
+    """face_id -> id of the newest row of ``model`` (Proposal/Decision) for that face."""
+    q = select(model.face_id, func.max(model.id)).where(model.face_id.is_not(None)).group_by(model.face_id)
+    if where is not None:
+        q = q.where(where)
+    if face_ids is not None:
+        q = q.where(model.face_id.in_(list(face_ids)))
+    return {fid: mid for fid, mid in session.execute(q)}
+
+
+def current_annotations(session: Session, face_ids=None) -> dict[int, dict[str, "Annotation"]]:
+    """face_id -> {annotator: their current (not undone, newest) label/unusable annotation}.
+
+    Every action is kept; an ``undo`` row cancels the row it points at; a ``skip`` changes nothing.
+    """
+    q = select(Annotation).order_by(Annotation.id)
+    if face_ids is not None:
+        q = q.where(Annotation.face_id.in_(list(face_ids)))
+    rows = session.scalars(q).all()
+    undone = {a.undoes_id for a in rows if a.action == "undo" and a.undoes_id}
+    out: dict[int, dict[str, Annotation]] = {}
+    for a in rows:
+        if a.action in ("label", "unusable") and a.id not in undone:
+            out.setdefault(a.face_id, {})[a.annotator] = a
+    return out
+
+
+def vote(annotations: dict[str, "Annotation"]) -> tuple[Optional[str], dict[str, float]]:
+    """Majority label over annotators (first label of each counts 1, a second label 0.5) and the
+    vote distribution (soft label). ``unusable`` counts as the pseudo-label "unusable"."""
+    dist: dict[str, float] = {}
+    latest: dict[str, int] = {}
+    for a in annotations.values():
+        labs = ["unusable"] if a.action == "unusable" else list(a.labels or [])
+        for k, lab in enumerate(labs[:2]):
+            dist[lab] = dist.get(lab, 0.0) + (1.0 if k == 0 else 0.5)
+            latest[lab] = max(latest.get(lab, 0), a.id)
+    if not dist:
+        return None, {}
+    total = sum(dist.values())
+    best = max(dist, key=lambda k: (dist[k], latest[k]))
+    return best, {k: v / total for k, v in sorted(dist.items())}
+
+
+def iter_face_records(store: "Store", chunk: int = 500, image_ids=None) -> Iterator[dict[str, Any]]:
+    """One dict per face (and one per image without faces), streamed in chunks of images.
+
+    Keys: image_id, sha256, path, root, relpath, paths, status, error, width, height, face_id, face,
+    x1, y1, x2, y2, det_score, landmarks, whole_image, quality, flags, rule_state, rule_label,
+    rule_words, model_label, model_prob, model_probs, model_source, route, reason, priority,
+    decision_label, decision_source, human_label, votes, annotations, label, label_source.
+    ``label`` is the accepted label: the human majority where people labeled the face, else the
+    auto-accepted label; ``label_source`` says which (``human:<names>`` or ``auto:<source>``).
+    """
+    last = 0
+    while True:
+        with store.session() as s:
+            q = select(Image).where(Image.id > last).order_by(Image.id).limit(chunk)
+            if image_ids is not None:
+                q = q.where(Image.id.in_(list(image_ids)))
+            imgs = s.scalars(q).all()
+            if not imgs:
+                return
+            last = imgs[-1].id
+            ids = [i.id for i in imgs]
+            paths: dict[int, list[ImagePath]] = {}
+            for p in s.scalars(select(ImagePath).where(ImagePath.image_id.in_(ids)).order_by(ImagePath.id)):
+                paths.setdefault(p.image_id, []).append(p)
+            faces: dict[int, list[Face]] = {}
+            for f in s.scalars(select(Face).where(Face.image_id.in_(ids)).order_by(Face.image_id, Face.idx)):
+                faces.setdefault(f.image_id, []).append(f)
+            fids = [f.id for fl in faces.values() for f in fl]
+            prop_ids = latest_ids(s, Proposal, fids, where=Proposal.source_kind == "model")
+            props = {p.face_id: p for p in s.scalars(select(Proposal).where(Proposal.id.in_(list(prop_ids.values()))))} if prop_ids else {}
+            dec_ids = latest_ids(s, Decision, fids)
+            decs = {d.face_id: d for d in s.scalars(select(Decision).where(Decision.id.in_(list(dec_ids.values()))))} if dec_ids else {}
+            img_dec_ids = dict(
+                s.execute(
+                    select(Decision.image_id, func.max(Decision.id))
+                    .where(Decision.image_id.in_(ids), Decision.face_id.is_(None))
+                    .group_by(Decision.image_id)
+                ).all()
+            )
+            img_decs = {d.image_id: d for d in s.scalars(select(Decision).where(Decision.id.in_(list(img_dec_ids.values()))))} if img_dec_ids else {}
+            anns = current_annotations(s, fids) if fids else {}
+            for img in imgs:
+                pl = paths.get(img.id, [])
+                first = pl[0] if pl else None
+                base = {
+                    "image_id": img.id, "sha256": img.sha256, "path": first.path if first else "",
+                    "root": first.root if first else "", "relpath": first.relpath if first else "",
+                    "paths": [p.path for p in pl], "status": img.status, "error": img.error,
+                    "width": img.width, "height": img.height, "rule_state": img.rule_state,
+                    "rule_label": img.rule_label, "rule_words": json.loads(img.rule_words or "[]"),
+                }
+                fl = faces.get(img.id, [])
+                if not fl:
+                    d = img_decs.get(img.id)
+                    route = d.route if d else ("broken" if img.status == "broken" else ("no_face" if img.detected else "pending"))
+                    yield {**base, "face_id": None, "face": None, "x1": None, "y1": None, "x2": None, "y2": None,
+                           "det_score": None, "landmarks": None, "whole_image": False, "quality": None, "flags": "",
+                           "model_label": None, "model_prob": None, "model_probs": None, "model_source": "",
+                           "route": route, "reason": d.reason if d else img.error, "priority": 0.0,
+                           "decision_label": None, "decision_source": d.source if d else "",
+                           "human_label": None, "votes": {}, "annotations": [], "label": None, "label_source": ""}
+                    continue
+                for f in fl:
+                    p = props.get(f.id)
+                    d = decs.get(f.id)
+                    a = anns.get(f.id, {})
+                    human, votes = vote(a) if a else (None, {})
+                    if human is not None:
+                        label, lsrc = human, "human:" + ",".join(sorted(a))
+                    elif d is not None and d.route == "auto":
+                        label, lsrc = d.label, f"auto:{d.reason}"
+                    else:
+                        label, lsrc = None, ""
+                    yield {
+                        **base, "face_id": f.id, "face": f.idx, "x1": f.x1, "y1": f.y1, "x2": f.x2, "y2": f.y2,
+                        "det_score": f.det_score, "landmarks": f.landmarks, "whole_image": f.whole_image,
+                        "quality": f.quality, "flags": f.flags,
+                        "model_label": p.label if p else None, "model_prob": p.prob if p else None,
+                        "model_probs": p.probs if p else None, "model_source": p.source if p else "",
+                        "route": d.route if d else "pending", "reason": d.reason if d else "",
+                        "priority": d.priority if d else 0.0, "decision_label": d.label if d else None,
+                        "decision_source": d.source if d else "",
+                        "human_label": human, "votes": votes,
+                        "annotations": [
+                            {"annotator": n, "action": x.action, "labels": x.labels, "at": x.created_at.isoformat(), "source": x.source}
+                            for n, x in sorted(a.items())
+                        ],
+                        "label": label, "label_source": lsrc,
+                    }
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)

@@ -19,3 +19,29 @@ def store(db_url):
     from labeler.store import Store
 
     return Store(db_url)
+
+
+@pytest.fixture(scope="session")
+def sample_db_path(tmp_path_factory) -> Path:
+    """A database built by a real `autolabel` run over sample_data/ (shared: do not modify;
+    use ``sample_db`` for a private copy)."""
+    from labeler.config import Config
+    from labeler.pipeline import Autolabeler
+    from labeler.rules import load_rules
+    from labeler.store import Store
+
+    path = tmp_path_factory.mktemp("sampledb") / "sample.db"
+    store = Store(f"sqlite:///{path}")
+    Autolabeler(store, Config(), load_rules()).run(SAMPLE, progress=False)
+    store.engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sample_db(sample_db_path, tmp_path) -> str:
+    """URL of a private copy of the sample database (safe to modify)."""
+    import shutil
+
+    dst = tmp_path / "sample.db"
+    shutil.copyfile(sample_db_path, dst)
+    return f"sqlite:///{dst}"

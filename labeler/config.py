@@ -1,0 +1,81 @@
+"""Settings for a run, with defaults chosen from measurements on ../shared/data/dev (see README).
+
+A TOML file can override any field: ``labeler autolabel PATH --config my.toml`` with sections
+``[detect]``, ``[crop]``, ``[model]`` and ``[routing]``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from .routing import RoutingPolicy
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    detector: str = "mtcnn"
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    #: a kept face must score this much and be at least this fraction of the largest face's size
+    min_score: float = 0.9
+    min_rel_size: float = 0.25
+    min_size: int = 20
+    #: quality flags
+    small_px: int = 40
+    blur_var: float = 20.0
+    max_yaw_deg: float = 45.0
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    size: int = 112  # stored aligned crop, px
+    margin: float = 0.25  # proportional to the face box
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: Optional[str] = None  # None: the project's default model (see `labeler models`)
+    flip: bool = True  # horizontal-flip averaging
+    batch_images: int = 16  # images whose faces are proposed and committed together
+
+
+@dataclass(frozen=True)
+class Config:
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+
+
+def _apply(obj, values: dict[str, Any], where: str):
+    names = {f.name for f in fields(obj)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; expected some of {', '.join(sorted(names))}.")
+    conv = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return replace(obj, **conv)
+
+
+def load_config(path: Optional[str | Path] = None) -> Config:
+    cfg = Config()
+    if not path:
+        return cfg
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{p}: not valid TOML ({e})") from None
+    unknown = set(data) - {"detect", "crop", "model", "routing"}
+    if unknown:
+        raise ValueError(f"{p}: unknown section(s) {', '.join(sorted(unknown))}; expected detect, crop, model, routing.")
+    return Config(
+        detect=_apply(cfg.detect, data.get("detect", {}), f"{p} [detect]"),
+        crop=_apply(cfg.crop, data.get("crop", {}), f"{p} [crop]"),
+        model=_apply(cfg.model, data.get("model", {}), f"{p} [model]"),
+        routing=_apply(cfg.routing, data.get("routing", {}), f"{p} [routing]"),
+    )

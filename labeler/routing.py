@@ -1,0 +1,103 @@
+"""Routing: a pure function from the evidence for one face to a decision. No I/O.
+
+Auto-accept only on agreeing evidence:
+- a single face (or a whole-image face) whose filename rule and model top-1 agree with the model's
+  calibrated probability >= ``agree_threshold``; or
+- a model probability >= ``model_threshold`` (higher) with no conflicting rule (no keyword, or the
+  keyword names the same class; for a multi-face image the keyword is never given to the faces).
+Everything else goes to review with a reason and a priority (higher = review first).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from .types import Decision
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    agree_threshold: float = 0.40
+    model_threshold: float = 0.90
+    #: faces with any of these quality flags are never auto-accepted
+    block_flags: tuple[str, ...] = ("small", "blurry", "profile", "low_score")
+    #: review-order weights per reason kind
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "disagree": 3.0,  # rule and model disagree: one of them is wrong, a human settles it
+            "ambiguous": 2.5,  # name with words of two classes
+            "low_confidence": 2.0,
+            "agree_low": 1.5,  # rule and model agree but the model is unsure
+            "multi_face": 1.8,
+            "quality": 0.5,  # blocked by a quality flag: least useful first
+        }
+    )
+
+    @property
+    def source(self) -> str:
+        return f"policy(agree>={self.agree_threshold:g},model>={self.model_threshold:g})"
+
+
+@dataclass(frozen=True)
+class FaceEvidence:
+    n_faces: int  # faces kept in the image
+    rule_state: str  # labeled | ambiguous | none
+    rule_label: Optional[str]
+    rule_words: tuple[str, ...] = ()
+    probs: Optional[Mapping[str, float]] = None  # calibrated model probabilities
+    model: str = ""  # name@version
+    flags: tuple[str, ...] = ()
+    whole_image: bool = False
+
+
+def _top(probs: Mapping[str, float]) -> tuple[str, float, float]:
+    items = sorted(probs.items(), key=lambda kv: -kv[1])
+    second = items[1][1] if len(items) > 1 else 0.0
+    return items[0][0], float(items[0][1]), float(second)
+
+
+def _uncertainty(probs: Optional[Mapping[str, float]]) -> float:
+    """Normalised entropy in [0, 1]: 1 = the model has no idea."""
+    if not probs:
+        return 1.0
+    ps = [p for p in probs.values() if p > 0]
+    h = -sum(p * math.log(p) for p in ps)
+    return h / math.log(max(len(probs), 2))
+
+
+def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy()) -> Decision:
+    w = policy.weights
+    src = f"{policy.source};model={ev.model or '-'}"
+    unc = _uncertainty(ev.probs)
+    words = ", ".join(ev.rule_words)
+
+    def review(kind: str, reason: str, label: Optional[str] = None) -> Decision:
+        return Decision(route="review", label=label, reason=reason, priority=round(w[kind] + unc, 4), source=src)
+
+    if ev.probs is None:
+        return review("low_confidence", "no model proposal")
+    top, p, _ = _top(ev.probs)
+    single = ev.n_faces == 1 or ev.whole_image
+    bad = [f for f in ev.flags if f in policy.block_flags]
+
+    if ev.rule_state == "ambiguous":
+        return review("ambiguous", f"ambiguous name: words of two classes ({words}); model says {top} ({p:.2f})", top)
+    if not single and ev.rule_state == "labeled":
+        # the keyword names the photo, not a face: it is only a hint here
+        if p >= policy.model_threshold and top == ev.rule_label and not bad:
+            return Decision("auto", top, f"multi-face image: model {top} ({p:.2f}) >= {policy.model_threshold:g}, name says {ev.rule_label}", 0.0, src)
+        return review("multi_face", f"multi-face image ({ev.n_faces} faces): keyword '{ev.rule_label}' not given to faces; model says {top} ({p:.2f})", top)
+    if bad:
+        return review("quality", f"quality: {', '.join(bad)}; model says {top} ({p:.2f})", top)
+    if ev.rule_state == "labeled":
+        if top == ev.rule_label and p >= policy.agree_threshold:
+            return Decision("auto", top, f"rule ({words}) and model agree: {top} ({p:.2f})", 0.0, src)
+        if top == ev.rule_label:
+            return review("agree_low", f"rule ({words}) and model agree on {top} but the model is unsure ({p:.2f})", top)
+        pr = ev.probs.get(ev.rule_label or "", 0.0)
+        return review("disagree", f"rule says {ev.rule_label} ({words}), model says {top} ({p:.2f}; {ev.rule_label} {pr:.2f})", top)
+    if p >= policy.model_threshold:
+        return Decision("auto", top, f"model confident: {top} ({p:.2f}) >= {policy.model_threshold:g}, no keyword", 0.0, src)
+    return review("low_confidence", f"no keyword; model unsure: {top} ({p:.2f})", top)
