@@ -1,0 +1,67 @@
+"""The routing policy as a table: pure function, no I/O."""
+
+import pytest
+
+from labeler.routing import FaceEvidence, RoutingPolicy, route
+from labeler.types import LABELS
+
+P = RoutingPolicy(agree_threshold=0.4, model_threshold=0.9)
+
+
+def probs(top: str, p: float) -> dict:
+    rest = (1 - p) / (len(LABELS) - 1)
+    return {lab: (p if lab == top else rest) for lab in LABELS}
+
+
+@pytest.mark.parametrize(
+    "ev, route_, label, reason_has",
+    [
+        # single face, rule and model agree above the agree threshold -> auto
+        (FaceEvidence(1, "labeled", "happy", ("smiling",), probs("happy", 0.6)), "auto", "happy", "agree"),
+        # agree, but below the threshold -> review
+        (FaceEvidence(1, "labeled", "happy", ("smiling",), probs("happy", 0.3)), "review", "happy", "unsure"),
+        # disagree -> review, even when the model is very sure
+        (FaceEvidence(1, "labeled", "sad", ("cry",), probs("happy", 0.97)), "review", "happy", "rule says sad"),
+        # no keyword, model above the high threshold -> auto
+        (FaceEvidence(1, "none", None, (), probs("surprise", 0.95)), "auto", "surprise", "model confident"),
+        # no keyword, model below -> review
+        (FaceEvidence(1, "none", None, (), probs("surprise", 0.8)), "review", "surprise", "unsure"),
+        # ambiguous name: never auto, even with a sure model
+        (FaceEvidence(1, "ambiguous", None, ("sad", "happy"), probs("happy", 0.99)), "review", "happy", "ambiguous"),
+        # multi-face: the keyword alone with an agreeing but unsure model does not label the faces
+        (FaceEvidence(3, "labeled", "happy", ("happy",), probs("happy", 0.6)), "review", "happy", "not given to faces"),
+        # multi-face, model very sure and same class as the name -> auto on the model's evidence
+        (FaceEvidence(3, "labeled", "happy", ("happy",), probs("happy", 0.95)), "auto", "happy", "multi-face"),
+        # multi-face, model sure of another class than the name -> review
+        (FaceEvidence(3, "labeled", "happy", ("happy",), probs("sad", 0.95)), "review", "sad", "not given to faces"),
+        # multi-face without keyword, model sure -> auto
+        (FaceEvidence(2, "none", None, (), probs("neutral", 0.93)), "auto", "neutral", "model confident"),
+        # quality flag blocks auto
+        (FaceEvidence(1, "labeled", "happy", ("happy",), probs("happy", 0.9), flags=("blurry",)), "review", "happy", "quality: blurry"),
+        # whole-image face counts as a single face
+        (FaceEvidence(0, "labeled", "happy", ("happy",), probs("happy", 0.6), whole_image=True, flags=("whole_image",)), "auto", "happy", "agree"),
+        # no model proposal at all
+        (FaceEvidence(1, "labeled", "happy", ("happy",), None), "review", None, "no model proposal"),
+    ],
+)
+def test_routing_table(ev, route_, label, reason_has):
+    d = route(ev, P)
+    assert (d.route, d.label) == (route_, label), d
+    assert reason_has in d.reason
+    assert "agree>=0.4" in d.source
+
+
+def test_review_order_most_useful_first():
+    disagree = route(FaceEvidence(1, "labeled", "sad", ("sad",), probs("happy", 0.6)), P)
+    unsure = route(FaceEvidence(1, "none", None, (), probs("happy", 0.5)), P)
+    very_unsure = route(FaceEvidence(1, "none", None, (), probs("happy", 0.2)), P)
+    blurry = route(FaceEvidence(1, "none", None, (), probs("happy", 0.5), flags=("blurry",)), P)
+    assert disagree.priority > unsure.priority
+    assert very_unsure.priority > unsure.priority  # more uncertainty = more to learn
+    assert unsure.priority > blurry.priority  # unusable-looking faces last
+
+
+def test_thresholds_come_from_the_policy():
+    ev = FaceEvidence(1, "none", None, (), probs("happy", 0.85))
+    assert route(ev, RoutingPolicy(model_threshold=0.9)).route == "review"
+    assert route(ev, RoutingPolicy(model_threshold=0.8)).route == "auto"
