@@ -467,3 +467,99 @@ def iter_face_records(store: "Store", chunk: int = 500, image_ids=None) -> Itera
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------------
+# ---- export/import queries (labeler/export.py, labeler/importer.py)
+
+
+def face_crops(store: "Store", face_ids) -> dict[int, Optional[bytes]]:
+    """face_id -> stored crop bytes (aligned face crop, JPEG/PNG) for the given faces only."""
+    ids = list(face_ids)
+    if not ids:
+        return {}
+    with store.session() as s:
+        return {fid: crop for fid, crop in s.execute(select(Face.id, Face.crop).where(Face.id.in_(ids)))}
+
+
+def model_version_rows(store: "Store") -> list[dict[str, Any]]:
+    """Every trained model version registered in the database (for export metadata)."""
+    with store.session() as s:
+        return [
+            {"name": m.name, "version": m.version, "path": m.path, "metrics": m.metrics,
+             "created_at": m.created_at.isoformat() if m.created_at else None}
+            for m in s.scalars(select(ModelVersion).order_by(ModelVersion.id))
+        ]
+
+
+def images_by_path(store: "Store", abs_paths=(), relpaths=()) -> tuple[dict[str, int], dict[str, set[int]]]:
+    """Look paths up: ({absolute path: image_id}, {relpath (relative to an ingest root): {image_ids}})."""
+    absl, rels = list(dict.fromkeys(abs_paths)), list(dict.fromkeys(relpaths))
+    by_abs: dict[str, int] = {}
+    by_rel: dict[str, set[int]] = {}
+    with store.session() as s:
+        for i in range(0, len(absl), 500):
+            for p, iid in s.execute(select(ImagePath.path, ImagePath.image_id).where(ImagePath.path.in_(absl[i : i + 500]))):
+                by_abs[p] = iid
+        for i in range(0, len(rels), 500):
+            for r, iid in s.execute(select(ImagePath.relpath, ImagePath.image_id).where(ImagePath.relpath.in_(rels[i : i + 500]))):
+                by_rel.setdefault(r, set()).add(iid)
+    return by_abs, by_rel
+
+
+def ingest_roots(store: "Store") -> list[str]:
+    with store.session() as s:
+        return sorted(r for r in s.scalars(select(ImagePath.root).distinct()) if r)
+
+
+def image_faces(store: "Store", image_ids) -> dict[int, dict[str, Any]]:
+    """image_id -> {status, detected, faces: {idx: face_id}} for the given images."""
+    ids = list(dict.fromkeys(image_ids))
+    out: dict[int, dict[str, Any]] = {}
+    with store.session() as s:
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for iid, st, det in s.execute(select(Image.id, Image.status, Image.detected).where(Image.id.in_(chunk))):
+                out[iid] = {"status": st, "detected": bool(det), "faces": {}}
+            for fid, iid, idx in s.execute(select(Face.id, Face.image_id, Face.idx).where(Face.image_id.in_(chunk))):
+                out[iid]["faces"][idx] = fid
+    return out
+
+
+def faces_by_key(store: "Store", sha_idx=(), face_ids=()) -> tuple[dict[tuple[str, int], int], set[int]]:
+    """({(sha256, face idx): face_id}, {face ids that exist}) for the given keys / ids."""
+    keys = list(dict.fromkeys(sha_idx))
+    fids = list(dict.fromkeys(face_ids))
+    by_key: dict[tuple[str, int], int] = {}
+    found: set[int] = set()
+    with store.session() as s:
+        shas = list({k[0] for k in keys})
+        for i in range(0, len(shas), 500):
+            q = select(Image.sha256, Face.idx, Face.id).join(Face, Face.image_id == Image.id).where(Image.sha256.in_(shas[i : i + 500]))
+            for sha, idx, fid in s.execute(q):
+                by_key[(sha, idx)] = fid
+        for i in range(0, len(fids), 500):
+            found.update(s.scalars(select(Face.id).where(Face.id.in_(fids[i : i + 500]))))
+    wanted = set(keys)
+    return {k: v for k, v in by_key.items() if k in wanted}, found
+
+
+def add_import_annotations(store: "Store", items, source: str) -> tuple[int, int]:
+    """Append annotations ``(face_id, annotator, action, labels)`` (action label|unusable) with
+    ``source``; an item equal to that annotator's current annotation of the face is not added again
+    (re-import is idempotent). Returns (added, unchanged)."""
+    items = list(items)
+    added = unchanged = 0
+    with store.session() as s:
+        cur = current_annotations(s, {it[0] for it in items}) if items else {}
+        state = {(fid, n): (a.action, list(a.labels or []) if a.action == "label" else []) for fid, by in cur.items() for n, a in by.items()}
+        for fid, annotator, action, labels in items:
+            want = (action, list(labels or []) if action == "label" else [])
+            if state.get((fid, annotator)) == want:
+                unchanged += 1
+                continue
+            s.add(Annotation(face_id=fid, annotator=annotator, action=action,
+                             labels=list(labels) if action == "label" else None, source=source))
+            state[(fid, annotator)] = want
+            added += 1
+    return added, unchanged
