@@ -1,0 +1,368 @@
+"""Export formats against a database built row by row (and the real sample DB when models exist)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from labeler.export import ExportError, assign_splits, export, safe_name
+from labeler.store import Annotation, Decision, Face, Image, ImagePath, Proposal, iter_face_records
+from labeler.types import LABELS
+
+from .conftest import ROOT
+
+MODEL = "toyfer@1"
+
+
+def _jpeg(seed: int, size: int = 112) -> bytes:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def _image(s, root: Path, rel: str, sha: str, *extra_rels: str, status: str = "ingested", detected: bool = True) -> Image:
+    img = Image(sha256=sha, size_bytes=100, width=640, height=480, format="JPEG", status=status,
+                error="" if status == "ingested" else "truncated", detected=detected)
+    s.add(img)
+    s.flush()
+    for r in (rel, *extra_rels):
+        s.add(ImagePath(image_id=img.id, path=str(root / r), root=str(root), relpath=r))
+    return img
+
+
+def _face(s, img: Image, idx: int, label: str, route: str = "auto", humans=(), prob: float = 0.9) -> Face:
+    f = Face(image_id=img.id, idx=idx, x1=10.0 * idx, y1=5.0, x2=10.0 * idx + 50, y2=60.0, det_score=0.99,
+             whole_image=False, flags="", detector="toy", crop=_jpeg(img.id * 10 + idx))
+    s.add(f)
+    s.flush()
+    probs = {lab: (prob if lab == label else (1 - prob) / 6) for lab in LABELS} if label in LABELS else None
+    s.add(Proposal(face_id=f.id, source_kind="model", source=MODEL, label=label if label in LABELS else "neutral", prob=prob, probs=probs))
+    s.add(Decision(image_id=img.id, face_id=f.id, route=route, label=label if route == "auto" else None, reason="confident", source="policy"))
+    for who, labs in humans:
+        if labs == "unusable":
+            s.add(Annotation(face_id=f.id, annotator=who, action="unusable", labels=None, source="ui"))
+        else:
+            s.add(Annotation(face_id=f.id, annotator=who, action="label", labels=list(labs), source="ui"))
+    return f
+
+
+def build_db(store, root: Path, n_single: int = 42) -> dict:
+    """A small database: a 3-face photo, a photo at two paths (same content), a no-face and a broken
+    image, n_single one-face photos over every class (some human, some auto, some in review),
+    an unusable face, a disagreement, and a hostile label "../evil"."""
+    info: dict = {}
+    with store.session() as s:
+        g = _image(s, root, "party/group.jpg", "a" * 64)
+        _face(s, g, 0, "happy", humans=[("ann", ["happy"]), ("bob", ["happy"])])
+        _face(s, g, 1, "sad", route="auto")
+        _face(s, g, 2, "fear", route="review")
+        d = _image(s, root, "dup.jpg", "b" * 64, "copies/dup.jpg")
+        _face(s, d, 0, "surprise", route="auto")
+        n = _image(s, root, "landscape.jpg", "c" * 64)
+        s.add(Decision(image_id=n.id, face_id=None, route="no_face", reason="no face detected", source="det"))
+        b = _image(s, root, "broken.jpg", "d" * 64, status="broken", detected=False)
+        s.add(Decision(image_id=b.id, face_id=None, route="broken", reason="truncated", source="ingest"))
+        for i in range(n_single):
+            lab = LABELS[i % len(LABELS)]
+            img = _image(s, root, f"single/{lab}_{i:03d}.jpg", f"{i:064x}")
+            if i % 3 == 0:
+                _face(s, img, 0, lab, route="review", humans=[("ann", [lab])])
+            elif i % 3 == 1:
+                _face(s, img, 0, lab, route="auto")
+            else:
+                _face(s, img, 0, lab, route="review")
+        u = _image(s, root, "blurry.jpg", "e" * 64)
+        _face(s, u, 0, "neutral", route="review", humans=[("ann", "unusable")])
+        dis = _image(s, root, "unsure.jpg", "f" * 64)
+        _face(s, dis, 0, "angry", route="review", humans=[("ann", ["angry"]), ("bob", ["disgust"]), ("cy", ["angry"])])
+        ev = _image(s, root, "evil.jpg", "9" * 64)
+        _face(s, ev, 0, "happy", route="review", humans=[("mallory", ["../evil"])])
+        info["ids"] = {"group": g.id, "dup": d.id, "noface": n.id, "broken": b.id, "unusable": u.id, "unsure": dis.id, "evil": ev.id}
+    return info
+
+
+@pytest.fixture
+def db(store, tmp_path):
+    info = build_db(store, tmp_path / "photos")
+    return store, info
+
+
+def _records(store):
+    return {(r["image_id"], r["face"]): r for r in iter_face_records(store)}
+
+
+# ---- csv / jsonl
+
+
+def test_csv_is_the_full_picture(db, tmp_path):
+    store, info = db
+    out = tmp_path / "out"
+    summ = export(store, "csv", out)
+    rows = list(csv.DictReader(open(out / "labels.csv", encoding="utf-8")))
+    recs = _records(store)
+    assert len(rows) == len(recs) == summ["records"] == summ["written"]
+    by = {r["image"]: r for r in rows if r["face"] in ("", "0")}
+    assert by["landscape.jpg"]["route"] == "no_face" and by["landscape.jpg"]["face"] == ""
+    assert by["broken.jpg"]["route"] == "broken" and by["broken.jpg"]["status"] == "broken"
+    grp = [r for r in rows if r["image"] == "party/group.jpg"]
+    assert [r["face"] for r in grp] == ["0", "1", "2"]
+    assert grp[0]["label"] == "happy" and grp[0]["label_source"] == "human:ann,bob" and grp[0]["agreement"] == "1.0"
+    assert json.loads(grp[0]["annotator_labels"]) == {"ann": ["happy"], "bob": ["happy"]}
+    assert grp[1]["label"] == "sad" and grp[1]["label_source"].startswith("auto:")
+    assert grp[2]["label"] == "" and grp[2]["route"] == "review" and grp[2]["included"] == "0" and grp[2]["split"] == ""
+    assert json.loads(grp[2]["model_probs"])["fear"] == pytest.approx(0.9)
+    for col in ("x1", "y1", "x2", "y2", "det_score", "rule_label", "model_label", "model_prob", "model_source",
+                "votes", "annotators", "split", "sha256"):
+        assert col in rows[0]
+    assert by["unsure.jpg"]["label"] == "angry" and float(by["unsure.jpg"]["agreement"]) == pytest.approx(2 / 3)
+    # every selected row has a split, the others none; labels match the database
+    for r in rows:
+        rec = recs[(int(r["image_id"]), int(r["face"]) if r["face"] != "" else None)]
+        assert r["label"] == (rec["label"] or "")
+        assert (r["split"] != "") == (r["included"] == "1")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["model_sources"] == {MODEL: sum(1 for r in recs.values() if r["face_id"] is not None)}
+    assert (out / "README.md").read_text().startswith("# labeler export (csv)")
+
+
+def test_csv_to_a_file_name_and_jsonl(db, tmp_path):
+    store, _ = db
+    export(store, "csv", tmp_path / "x" / "all.csv")
+    assert (tmp_path / "x" / "all.csv").is_file() and (tmp_path / "x" / "metadata.json").is_file()
+    export(store, "jsonl", tmp_path / "j")
+    lines = [json.loads(x) for x in open(tmp_path / "j" / "labels.jsonl", encoding="utf-8")]
+    assert len(lines) == len(_records(store))
+    grp = [x for x in lines if x["image"] == "party/group.jpg"]
+    assert grp[0]["votes"] == {"happy": 1.0} and grp[0]["annotations"][0]["annotator"] == "ann"
+
+
+# ---- splits
+
+
+def test_assign_splits_grouped_stratified_repeatable():
+    groups = {g: Counter({LABELS[g % 7]: 1 + (g % 3)}) for g in range(700)}
+    a = assign_splits(groups, (0.8, 0.1, 0.1), seed=1)
+    assert a == assign_splits(groups, (0.8, 0.1, 0.1), seed=1)
+    assert a != assign_splits(groups, (0.8, 0.1, 0.1), seed=2)
+    for cls in LABELS:
+        per = Counter()
+        for g, c in groups.items():
+            if cls in c:
+                per[a[g]] += c[cls]
+        tot = sum(per.values())
+        assert abs(per["train"] / tot - 0.8) < 0.03 and abs(per["val"] / tot - 0.1) < 0.03
+    assert set(assign_splits(groups, (1, 0, 0)).values()) == {"train"}
+
+
+def test_no_image_and_no_duplicate_in_two_splits(db, tmp_path):
+    store, info = db
+    for seed in range(5):
+        out = tmp_path / f"csv{seed}"
+        export(store, "csv", out, seed=seed, split=(0.34, 0.33, 0.33))
+        rows = [r for r in csv.DictReader(open(out / "labels.csv", encoding="utf-8")) if r["split"]]
+        by_sha = defaultdict(set)
+        for r in rows:
+            by_sha[r["sha256"]].add(r["split"])
+        assert all(len(v) == 1 for v in by_sha.values())
+        grp = {r["split"] for r in rows if r["image"] == "party/group.jpg"}
+        assert len(grp) == 1
+        # the duplicate: one row (one content) that lists both paths
+        dup = [r for r in rows if r["sha256"] == "b" * 64]
+        assert len(dup) == 1 and len(json.loads(dup[0]["paths"])) == 2
+    # repeatable
+    a = (tmp_path / "csv1" / "labels.csv").read_text()
+    export(store, "csv", tmp_path / "again", seed=1, split=(0.34, 0.33, 0.33))
+    strip = lambda t: [(r["face_id"], r["split"]) for r in csv.DictReader(io.StringIO(t))]  # noqa: E731
+    assert strip(a) == strip((tmp_path / "again" / "labels.csv").read_text())
+
+
+# ---- filters
+
+
+def test_filters(db, tmp_path):
+    store, _ = db
+    recs = list(_records(store).values())
+    human = export(store, "csv", tmp_path / "h", include="human", all_rows=False)
+    n_human = sum(1 for r in recs if r["label_source"].startswith("human") and r["label"] != "unusable")
+    assert human["selected_faces"] == n_human
+    agree = export(store, "csv", tmp_path / "a", include="human", min_agreement=0.9, all_rows=False)
+    assert agree["selected_faces"] == n_human - 1  # the 2-of-3 "angry" face
+    assert agree["excluded"]["low_agreement"] == 1
+    cls = export(store, "csv", tmp_path / "c", classes="happy,sad", all_rows=False)
+    assert set(cls["class_counts"]["train"]) | set(cls["class_counts"]["val"]) | set(cls["class_counts"]["test"]) <= {"happy", "sad"}
+    rows = list(csv.DictReader(open(tmp_path / "c" / "labels.csv", encoding="utf-8")))
+    assert {r["label"] for r in rows} == {"happy", "sad"}
+    assert all(r["label"] != "unusable" for r in csv.DictReader(open(tmp_path / "h" / "labels.csv", encoding="utf-8")))
+    with pytest.raises(ExportError):
+        export(store, "csv", tmp_path / "bad", include="everyone")
+    with pytest.raises(ExportError):
+        export(store, "nope", tmp_path / "bad")
+
+
+# ---- imagefolder
+
+
+def _imagefolder(root: Path):
+    """torchvision.datasets.ImageFolder's rules without torchvision: classes = sorted dirs."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    idx = {c: i for i, c in enumerate(classes)}
+    samples = [(p, idx[c]) for c in classes for p in sorted((root / c).iterdir()) if p.suffix == ".jpg"]
+    return classes, samples
+
+
+def test_imagefolder_round_trip(db, tmp_path):
+    store, info = db
+    out = tmp_path / "if"
+    summ = export(store, "imagefolder", out, size=64, seed=3)
+    recs = {r["face_id"]: r for r in iter_face_records(store) if r["face_id"] is not None}
+    seen = Counter()
+    split_of_image = {}
+    for sp in ("train", "val", "test"):
+        if not (out / sp).is_dir():
+            continue
+        classes, samples = _imagefolder(out / sp)
+        for p, k in samples:
+            with PILImage.open(p) as im:
+                assert im.size == (64, 64) and im.mode == "RGB"
+            fid = int(p.name.split("_")[0])
+            assert summ["class_folders"][recs[fid]["label"]] == classes[k]
+            iid = recs[fid]["image_id"]
+            assert split_of_image.setdefault(iid, sp) == sp
+            seen[sp, recs[fid]["label"]] += 1
+    for sp in ("train", "val", "test"):
+        for lab, n in summ["class_counts"][sp].items():
+            assert seen[sp, lab] == n
+    want = sum(1 for r in recs.values() if r["label"] and r["label"] != "unusable")
+    assert sum(seen.values()) == summ["written"] == want
+    # the hostile label became a harmless folder inside the export
+    assert summ["class_folders"]["../evil"] == "evil"
+    assert not (tmp_path / "evil").exists()
+    assert all(out.resolve() in p.resolve().parents for p in out.rglob("*"))
+    assert "unusable" not in summ["class_folders"]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["class_counts"] == summ["class_counts"] and meta["filters"]["include"] == "human+auto"
+    # a second export into the same folder refuses, or replaces with overwrite
+    with pytest.raises(ExportError):
+        export(store, "imagefolder", out)
+    export(store, "imagefolder", out, overwrite=True, include="human")
+    assert sum(1 for _ in out.rglob("*.jpg")) == sum(1 for r in recs.values() if r["label_source"].startswith("human") and r["label"] != "unusable")
+
+
+def test_safe_name():
+    assert safe_name("../evil") == "evil"
+    assert safe_name("..") == "_" and safe_name("") == "_"
+    assert "/" not in safe_name("a/b\\c") and safe_name("happy") == "happy"
+
+
+# ---- fer2013
+
+
+def test_fer2013_loads_with_pandas(db, tmp_path):
+    pd = pytest.importorskip("pandas")
+    store, _ = db
+    out = tmp_path / "fer"
+    summ = export(store, "fer2013", out)
+    df = pd.read_csv(out / "fer2013.csv")
+    assert list(df.columns) == ["emotion", "pixels", "Usage"]
+    assert set(df["Usage"]) <= {"Training", "PublicTest", "PrivateTest"}
+    for px in df["pixels"]:
+        arr = np.array(px.split(), dtype=np.uint8)
+        assert arr.size == 48 * 48
+        arr.reshape(48, 48)
+    usage = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+    got = Counter((LABELS[e], u) for e, u in zip(df["emotion"], df["Usage"]))
+    want = Counter({(lab, usage[sp]): n for sp, c in summ["class_counts"].items() for lab, n in c.items()})
+    assert got == want
+    assert "../evil" not in {lab for c in summ["class_counts"].values() for lab in c}
+    assert summ["excluded"].get("not_a_fer2013_class") == 1
+    with pytest.raises(ExportError):
+        export(store, "fer2013", tmp_path / "fer2", classes=["../evil"])
+
+
+# ---- hf
+
+
+def test_hf_layout(db, tmp_path):
+    store, _ = db
+    out = tmp_path / "hf"
+    summ = export(store, "hf", out)
+    n = 0
+    for sp in ("train", "val", "test"):
+        if not (out / sp).is_dir():
+            continue
+        rows = list(csv.DictReader(open(out / sp / "metadata.csv", encoding="utf-8")))
+        for r in rows:
+            assert (out / sp / r["file_name"]).is_file()
+            assert r["file_name"].split("/")[0] == summ["class_folders"][r["label"]]
+        n += len(rows)
+    assert n == summ["written"]
+
+
+@pytest.mark.slow
+def test_hf_loads_with_datasets(db, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    store, _ = db
+    out = tmp_path / "hf"
+    summ = export(store, "hf", out)
+    ds = datasets.load_dataset("imagefolder", data_dir=str(out), cache_dir=str(tmp_path / "cache"))
+    total = 0
+    names = {"train": "train", "val": "validation", "test": "test"}
+    for sp, c in summ["class_counts"].items():
+        if not c:
+            continue
+        part = ds[names[sp]]
+        assert Counter(part["label"]) == Counter(c) or Counter(
+            part.features["label"].int2str(x) for x in part["label"]) == Counter({summ["class_folders"][k]: v for k, v in c.items()})
+        assert "face_id" in part.column_names and part[0]["image"].size == (112, 112)
+        total += len(part)
+    assert total == summ["written"]
+
+
+# ---- label studio (import round trip in test_import.py)
+
+
+def test_labelstudio_tasks(db, tmp_path):
+    store, _ = db
+    out = tmp_path / "ls"
+    summ = export(store, "labelstudio", out)
+    tasks = json.loads((out / "tasks.json").read_text())
+    faces = [r for r in iter_face_records(store) if r["face_id"] is not None]
+    assert len(tasks) == len(faces) == summ["written"]
+    t = next(t for t in tasks if t["data"]["image_relpath"] == "party/group.jpg" and t["data"]["face"] == 0)
+    assert t["data"]["image"].startswith("/data/local-files/?d=crops/")
+    assert (out / t["data"]["image"].split("?d=")[1]).is_file()
+    assert t["predictions"][0]["result"][0]["value"]["choices"] == ["happy"] and t["predictions"][0]["score"] == pytest.approx(0.9)
+    assert sorted(a["completed_by"]["email"] for a in t["annotations"]) == ["ann", "bob"]
+    cfg = (out / "label_config.xml").read_text()
+    assert '<Choice value="happy"/>' in cfg and "unusable" in cfg
+
+
+# ---- the real sample database (needs the ONNX models)
+
+needs_models = pytest.mark.skipif(not list((ROOT / "models").glob("*.onnx")), reason="models/*.onnx not converted yet")
+
+
+@needs_models
+@pytest.mark.slow
+def test_sample_db_exports(sample_db, tmp_path):
+    from labeler.store import Store
+
+    store = Store(sample_db)
+    recs = list(iter_face_records(store))
+    summ = export(store, "csv", tmp_path / "csv")
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "labels.csv", encoding="utf-8")))
+    assert len(rows) == len(recs) == summ["records"]
+    assert {r["route"] for r in rows} >= {"broken"}
+    for fmt in ("imagefolder", "fer2013", "hf", "labelstudio", "jsonl"):
+        s = export(store, fmt, tmp_path / fmt)
+        assert (tmp_path / fmt / "metadata.json").is_file(), fmt
+        assert s["selected_faces"] == summ["selected_faces"] or fmt in ("fer2013",)
