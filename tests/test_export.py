@@ -39,7 +39,7 @@ def _image(s, root: Path, rel: str, sha: str, *extra_rels: str, status: str = "i
     return img
 
 
-def _face(s, img: Image, idx: int, label: str, route: str = "auto", humans=(), prob: float = 0.9) -> Face:
+def _face(s, img: Image, idx: int, label: str, route: str = "auto", humans=(), prob: float = 0.9, with_humans: bool = True) -> Face:
     f = Face(image_id=img.id, idx=idx, x1=10.0 * idx, y1=5.0, x2=10.0 * idx + 50, y2=60.0, det_score=0.99,
              whole_image=False, flags="", detector="toy", crop=_jpeg(img.id * 10 + idx))
     s.add(f)
@@ -47,7 +47,7 @@ def _face(s, img: Image, idx: int, label: str, route: str = "auto", humans=(), p
     probs = {lab: (prob if lab == label else (1 - prob) / 6) for lab in LABELS} if label in LABELS else None
     s.add(Proposal(face_id=f.id, source_kind="model", source=MODEL, label=label if label in LABELS else "neutral", prob=prob, probs=probs))
     s.add(Decision(image_id=img.id, face_id=f.id, route=route, label=label if route == "auto" else None, reason="confident", source="policy"))
-    for who, labs in humans:
+    for who, labs in humans if with_humans else ():
         if labs == "unusable":
             s.add(Annotation(face_id=f.id, annotator=who, action="unusable", labels=None, source="ui"))
         else:
@@ -55,18 +55,22 @@ def _face(s, img: Image, idx: int, label: str, route: str = "auto", humans=(), p
     return f
 
 
-def build_db(store, root: Path, n_single: int = 42) -> dict:
+def build_db(store, root: Path, n_single: int = 42, with_humans: bool = True) -> dict:
     """A small database: a 3-face photo, a photo at two paths (same content), a no-face and a broken
     image, n_single one-face photos over every class (some human, some auto, some in review),
     an unusable face, a disagreement, and a hostile label "../evil"."""
     info: dict = {}
+
+    def face(*a, **k):
+        return _face(*a, with_humans=with_humans, **k)
+
     with store.session() as s:
         g = _image(s, root, "party/group.jpg", "a" * 64)
-        _face(s, g, 0, "happy", humans=[("ann", ["happy"]), ("bob", ["happy"])])
-        _face(s, g, 1, "sad", route="auto")
-        _face(s, g, 2, "fear", route="review")
+        face(s, g, 0, "happy", humans=[("ann", ["happy"]), ("bob", ["happy"])])
+        face(s, g, 1, "sad", route="auto")
+        face(s, g, 2, "fear", route="review")
         d = _image(s, root, "dup.jpg", "b" * 64, "copies/dup.jpg")
-        _face(s, d, 0, "surprise", route="auto")
+        face(s, d, 0, "surprise", route="auto")
         n = _image(s, root, "landscape.jpg", "c" * 64)
         s.add(Decision(image_id=n.id, face_id=None, route="no_face", reason="no face detected", source="det"))
         b = _image(s, root, "broken.jpg", "d" * 64, status="broken", detected=False)
@@ -75,17 +79,17 @@ def build_db(store, root: Path, n_single: int = 42) -> dict:
             lab = LABELS[i % len(LABELS)]
             img = _image(s, root, f"single/{lab}_{i:03d}.jpg", f"{i:064x}")
             if i % 3 == 0:
-                _face(s, img, 0, lab, route="review", humans=[("ann", [lab])])
+                face(s, img, 0, lab, route="review", humans=[("ann", [lab])])
             elif i % 3 == 1:
-                _face(s, img, 0, lab, route="auto")
+                face(s, img, 0, lab, route="auto")
             else:
-                _face(s, img, 0, lab, route="review")
+                face(s, img, 0, lab, route="review")
         u = _image(s, root, "blurry.jpg", "e" * 64)
-        _face(s, u, 0, "neutral", route="review", humans=[("ann", "unusable")])
+        face(s, u, 0, "neutral", route="review", humans=[("ann", "unusable")])
         dis = _image(s, root, "unsure.jpg", "f" * 64)
-        _face(s, dis, 0, "angry", route="review", humans=[("ann", ["angry"]), ("bob", ["disgust"]), ("cy", ["angry"])])
+        face(s, dis, 0, "angry", route="review", humans=[("ann", ["angry"]), ("bob", ["disgust"]), ("cy", ["angry"])])
         ev = _image(s, root, "evil.jpg", "9" * 64)
-        _face(s, ev, 0, "happy", route="review", humans=[("mallory", ["../evil"])])
+        face(s, ev, 0, "happy", route="review", humans=[("mallory", ["../evil"])])
         info["ids"] = {"group": g.id, "dup": d.id, "noface": n.id, "broken": b.id, "unusable": u.id, "unsure": dis.id, "evil": ev.id}
     return info
 
