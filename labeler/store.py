@@ -563,3 +563,75 @@ def add_import_annotations(store: "Store", items, source: str) -> tuple[int, int
             state[(fid, annotator)] = want
             added += 1
     return added, unchanged
+
+
+# --------------------------------------------------------------------------------------------
+# ---- retraining queries (labeler/retrain.py)
+
+
+def human_labeled_faces(store: "Store") -> list[tuple[int, int, str]]:
+    """(face_id, image_id, majority human label) for every face people labeled (``unusable`` too:
+    the caller decides what to skip), in face order."""
+    with store.session() as s:
+        cur = current_annotations(s, None)
+        if not cur:
+            return []
+        img_of: dict[int, int] = {}
+        ids = list(cur)
+        for i in range(0, len(ids), 500):
+            img_of.update(dict(s.execute(select(Face.id, Face.image_id).where(Face.id.in_(ids[i : i + 500])))))
+        out = []
+        for fid in sorted(cur):
+            lab, _dist = vote(cur[fid])
+            if lab is not None and fid in img_of:
+                out.append((fid, img_of[fid], lab))
+        return out
+
+
+def all_face_ids(store: "Store") -> list[int]:
+    with store.session() as s:
+        return list(s.scalars(select(Face.id).order_by(Face.id)))
+
+
+def load_embeddings(store: "Store", model: str, face_ids) -> dict[int, tuple[int, bytes]]:
+    """face_id -> (dim, float32 little-endian bytes) cached for ``model`` (an embedding key)."""
+    ids = list(dict.fromkeys(face_ids))
+    out: dict[int, tuple[int, bytes]] = {}
+    with store.session() as s:
+        for i in range(0, len(ids), 500):
+            q = select(Embedding.face_id, Embedding.dim, Embedding.vector).where(
+                Embedding.model == model, Embedding.face_id.in_(ids[i : i + 500]))
+            for fid, dim, vec in s.execute(q):
+                out[fid] = (dim, vec)
+    return out
+
+
+def save_embeddings(store: "Store", model: str, items) -> int:
+    """Cache ``(face_id, dim, bytes)`` for ``model``; an existing (face, model) row is replaced."""
+    items = list(items)
+    with store.session() as s:
+        have = {}
+        ids = [it[0] for it in items]
+        for i in range(0, len(ids), 500):
+            for e in s.scalars(select(Embedding).where(Embedding.model == model, Embedding.face_id.in_(ids[i : i + 500]))):
+                have[e.face_id] = e
+        for fid, dim, vec in items:
+            e = have.get(fid)
+            if e is None:
+                s.add(Embedding(face_id=fid, model=model, dim=int(dim), vector=vec))
+            else:
+                e.dim, e.vector = int(dim), vec
+    return len(items)
+
+
+def record_model_version(store: "Store", name: str, version: str, path: str, metrics: Any) -> int:
+    """Register (or update) a model version; returns its id."""
+    with store.session() as s:
+        row = s.scalar(select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version))
+        if row is None:
+            row = ModelVersion(name=name, version=version, path=path, metrics=metrics)
+            s.add(row)
+        else:
+            row.path, row.metrics = path, metrics
+        s.flush()
+        return row.id
