@@ -635,3 +635,343 @@ def record_model_version(store: "Store", name: str, version: str, path: str, met
             row.path, row.metrics = path, metrics
         s.flush()
         return row.id
+
+
+# --------------------------------------------------------------------------------------------
+# ---- review UI queries (labeler/ui.py)
+#
+# Everything the Streamlit review app reads or writes. Reads fetch only what one screen shows
+# (the next card: LIMIT; one gallery page); every human action is its own append-only Annotation.
+
+#: review reason kinds (routing.RoutingPolicy.weights) -> SQL LIKE patterns on Decision.reason
+REVIEW_REASON_KINDS: dict[str, tuple[str, ...]] = {
+    "disagree": ("rule says %",),
+    "ambiguous": ("ambiguous name%",),
+    "multi_face": ("multi-face image (%",),
+    "low_confidence": ("no keyword; model unsure%", "no model proposal%"),
+    "agree_low": ("rule (% and model agree on %",),
+    "quality": ("quality:%",),
+}
+
+
+def reason_kind(reason: Optional[str]) -> str:
+    """The routing reason kind of a decision reason text (``other`` when unknown)."""
+    import fnmatch
+
+    r = reason or ""
+    for kind, pats in REVIEW_REASON_KINDS.items():
+        if any(fnmatch.fnmatchcase(r, p.replace("%", "*").replace("[", "[[]")) for p in pats):
+            return kind
+    return "other"
+
+
+def _newest_face_decisions():
+    """Subquery: id of the newest decision of every face."""
+    return (
+        select(func.max(Decision.id).label("id"))
+        .where(Decision.face_id.is_not(None))
+        .group_by(Decision.face_id)
+        .subquery()
+    )
+
+
+def _undone_ids():
+    return select(Annotation.undoes_id).where(Annotation.action == "undo", Annotation.undoes_id.is_not(None))
+
+
+def _labeled_face_ids():
+    """Faces with a current (not undone) label/unusable annotation by anyone."""
+    return select(Annotation.face_id).where(
+        Annotation.action.in_(("label", "unusable")), Annotation.id.not_in(_undone_ids())
+    )
+
+
+def _review_query(cols, annotator=None, reason_kinds=None, proposed=None, folder=None, include_skipped=False):
+    newest = _newest_face_decisions()
+    q = (
+        select(*cols)
+        .join(newest, Decision.id == newest.c.id)
+        .where(Decision.route == "review", Decision.face_id.not_in(_labeled_face_ids()))
+    )
+    if annotator and not include_skipped:
+        skipped = select(Annotation.face_id).where(
+            Annotation.action == "skip", Annotation.annotator == annotator, Annotation.id.not_in(_undone_ids())
+        )
+        q = q.where(Decision.face_id.not_in(skipped))
+    if reason_kinds:
+        from sqlalchemy import or_
+
+        q = q.where(or_(*[Decision.reason.like(p) for k in reason_kinds for p in REVIEW_REASON_KINDS.get(k, ())]))
+    if proposed:
+        q = q.where(Decision.label.in_(list(proposed)))
+    if folder:
+        sep = "/" if "/" in folder else os.sep
+        prefix = folder.rstrip("/\\") + sep
+        q = q.where(Decision.image_id.in_(select(ImagePath.image_id).where(ImagePath.path.startswith(prefix, autoescape=True))))
+    return q
+
+
+def review_queue(store: "Store", annotator: Optional[str] = None, limit: int = 1, reason_kinds=None, proposed=None,
+                 folder=None, include_skipped: bool = False, exclude=()) -> list[int]:
+    """Face ids of the next ``limit`` faces to review: newest decision route ``review``, no current
+    human label (by anyone, at fetch time), not skipped by ``annotator``; priority desc, then id.
+    Filters: reason kinds (REVIEW_REASON_KINDS keys), proposed classes (decision label), source
+    folder (absolute path prefix)."""
+    q = _review_query([Decision.face_id], annotator, reason_kinds, proposed, folder, include_skipped)
+    if exclude:
+        q = q.where(Decision.face_id.not_in(list(exclude)))
+    q = q.order_by(Decision.priority.desc(), Decision.face_id).limit(limit)
+    with store.session() as s:
+        return list(s.scalars(q))
+
+
+def review_queue_count(store: "Store", annotator: Optional[str] = None, reason_kinds=None, proposed=None, folder=None,
+                       include_skipped: bool = False) -> int:
+    q = _review_query([Decision.face_id], annotator, reason_kinds, proposed, folder, include_skipped)
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(q.subquery())) or 0
+
+
+def source_folders(store: "Store") -> list[tuple[str, int]]:
+    """(folder, number of paths) for every folder that holds an ingested path (parent of the path)."""
+    out: dict[str, int] = {}
+    with store.session() as s:
+        for (p,) in s.execute(select(ImagePath.path)):
+            d = os.path.dirname(p)
+            out[d] = out.get(d, 0) + 1
+    return sorted(out.items())
+
+
+def _face_state(s: Session, face_id: int) -> dict[str, Any]:
+    def newest(model, *where):
+        return s.scalar(select(model).where(model.face_id == face_id, *where).order_by(model.id.desc()).limit(1))
+
+    mp = newest(Proposal, Proposal.source_kind == "model")
+    rp = newest(Proposal, Proposal.source_kind == "rule")
+    d = newest(Decision)
+    anns = current_annotations(s, [face_id]).get(face_id, {})
+    human, votes = vote(anns) if anns else (None, {})
+    return {
+        "model_label": mp.label if mp else None, "model_prob": mp.prob if mp else None,
+        "model_probs": dict(mp.probs) if mp and mp.probs else {}, "model_source": mp.source if mp else "",
+        "rule_proposal": rp.label if rp else None, "rule_detail": rp.detail if rp else "",
+        "route": d.route if d else "pending", "decision_label": d.label if d else None,
+        "reason": d.reason if d else "", "reason_kind": reason_kind(d.reason) if d and d.route == "review" else "",
+        "priority": d.priority if d else 0.0, "decision_source": d.source if d else "",
+        "human_label": human, "votes": votes,
+        "annotations": {n: {"action": a.action, "labels": list(a.labels or []), "id": a.id,
+                            "at": a.created_at.isoformat() if a.created_at else None} for n, a in sorted(anns.items())},
+    }
+
+
+def face_card(store: "Store", face_id: int) -> Optional[dict[str, Any]]:
+    """Everything a review card shows for one face (crop bytes included)."""
+    with store.session() as s:
+        f = s.get(Face, face_id)
+        if f is None:
+            return None
+        img = s.get(Image, f.image_id)
+        paths = list(s.scalars(select(ImagePath.path).where(ImagePath.image_id == f.image_id).order_by(ImagePath.id)))
+        boxes = [
+            {"face_id": fid, "idx": idx, "box": (x1, y1, x2, y2)}
+            for fid, idx, x1, y1, x2, y2 in s.execute(
+                select(Face.id, Face.idx, Face.x1, Face.y1, Face.x2, Face.y2).where(Face.image_id == f.image_id).order_by(Face.idx)
+            )
+        ]
+        out = {
+            "face_id": f.id, "image_id": f.image_id, "idx": f.idx, "box": (f.x1, f.y1, f.x2, f.y2),
+            "det_score": f.det_score, "whole_image": f.whole_image, "quality": dict(f.quality or {}),
+            "flags": [x for x in (f.flags or "").split(",") if x], "crop": f.crop, "paths": paths,
+            "width": img.width, "height": img.height, "rule_state": img.rule_state, "rule_label": img.rule_label,
+            "rule_words": json.loads(img.rule_words or "[]"), "n_faces": len(boxes), "faces": boxes,
+        }
+        out.update(_face_state(s, face_id))
+        return out
+
+
+def add_annotation(store: "Store", face_id: int, annotator: str, action: str, labels=None, source: str = "ui",
+                   undoes_id: Optional[int] = None) -> int:
+    """Append one human action (label | unusable | skip | undo) and return its id. Two annotators
+    acting on the same face both keep their rows (the vote settles the label)."""
+    if action not in ("label", "unusable", "skip", "undo"):
+        raise ValueError(f"unknown action {action!r}")
+    labs = list(dict.fromkeys(labels or []))[:2] if action == "label" else None
+    if action == "label" and not labs:
+        raise ValueError("a label action needs 1 or 2 labels")
+    with store.session() as s:
+        a = Annotation(face_id=face_id, annotator=annotator, action=action, labels=labs, undoes_id=undoes_id, source=source)
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def add_annotations(store: "Store", items, annotator: str, source: str = "ui") -> list[int]:
+    """Append ``(face_id, action, labels)`` items in one transaction (gallery / group relabel)."""
+    ids = []
+    with store.session() as s:
+        rows = []
+        for fid, action, labels in items:
+            labs = list(dict.fromkeys(labels or []))[:2] if action == "label" else None
+            rows.append(Annotation(face_id=fid, annotator=annotator, action=action, labels=labs, source=source))
+        s.add_all(rows)
+        s.flush()
+        ids = [r.id for r in rows]
+    return ids
+
+
+def undo_last(store: "Store", annotator: str, source: str = "ui") -> Optional[dict[str, Any]]:
+    """Undo the newest not-yet-undone label/unusable/skip action of ``annotator`` (from ``source``):
+    appends an ``undo`` row pointing at it. Repeated calls walk further back. None if nothing to undo."""
+    with store.session() as s:
+        a = s.scalar(
+            select(Annotation)
+            .where(Annotation.annotator == annotator, Annotation.source == source,
+                   Annotation.action.in_(("label", "unusable", "skip")), Annotation.id.not_in(_undone_ids()))
+            .order_by(Annotation.id.desc())
+            .limit(1)
+        )
+        if a is None:
+            return None
+        u = Annotation(face_id=a.face_id, annotator=annotator, action="undo", labels=None, undoes_id=a.id, source=source)
+        s.add(u)
+        s.flush()
+        return {"face_id": a.face_id, "undone_id": a.id, "undo_id": u.id, "action": a.action, "labels": a.labels}
+
+
+def _decision_rows(s: Session, face_ids=None):
+    newest = _newest_face_decisions()
+    q = select(Decision.face_id, Decision.route, Decision.label, Decision.reason).join(newest, Decision.id == newest.c.id)
+    if face_ids is not None:
+        q = q.where(Decision.face_id.in_(list(face_ids)))
+    return s.execute(q)
+
+
+def accepted_labels(store: "Store", face_ids=None) -> dict[int, tuple[str, str]]:
+    """face_id -> (accepted label, "human" | "auto") for faces that have one: the human majority
+    (``unusable`` included) where people labeled the face, else the label of an ``auto`` decision."""
+    out: dict[int, tuple[str, str]] = {}
+    with store.session() as s:
+        for fid, route, label, _r in _decision_rows(s, face_ids):
+            if route == "auto" and label:
+                out[fid] = (label, "auto")
+        for fid, anns in current_annotations(s, face_ids).items():
+            human, _v = vote(anns)
+            if human:
+                out[fid] = (human, "human")
+    return out
+
+
+def gallery_faces(store: "Store", label: str, kind: str = "all", limit: int = 48, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+    """One page of faces whose accepted label is ``label`` (kind all | auto | human):
+    (total, [{face_id, image_id, label, kind, crop}]) ordered by face id."""
+    acc = accepted_labels(store)
+    ids = sorted(fid for fid, (lab, k) in acc.items() if lab == label and kind in ("all", k))
+    page = ids[offset : offset + limit]
+    if not page:
+        return len(ids), []
+    with store.session() as s:
+        rows = {fid: (iid, crop) for fid, iid, crop in s.execute(select(Face.id, Face.image_id, Face.crop).where(Face.id.in_(page)))}
+    return len(ids), [
+        {"face_id": fid, "image_id": rows[fid][0], "label": acc[fid][0], "kind": acc[fid][1], "crop": rows[fid][1]}
+        for fid in page if fid in rows
+    ]
+
+
+def image_list(store: "Store", min_faces: int = 1, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+    """Images with at least ``min_faces`` faces: [{image_id, n_faces, path}] ordered by faces desc, id."""
+    n = func.count(Face.id).label("n")
+    q = (
+        select(Face.image_id, n)
+        .group_by(Face.image_id)
+        .having(n >= min_faces)
+        .order_by(n.desc(), Face.image_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    with store.session() as s:
+        rows = s.execute(q).all()
+        first = {}
+        if rows:
+            for iid, p in s.execute(
+                select(ImagePath.image_id, ImagePath.path).where(ImagePath.image_id.in_([r[0] for r in rows])).order_by(ImagePath.id.desc())
+            ):
+                first[iid] = p
+    return [{"image_id": iid, "n_faces": k, "path": first.get(iid, "")} for iid, k in rows]
+
+
+def image_view(store: "Store", image_id: int) -> Optional[dict[str, Any]]:
+    """One image with all its faces, each with its box and current state (labels, decision)."""
+    with store.session() as s:
+        img = s.get(Image, image_id)
+        if img is None:
+            return None
+        paths = list(s.scalars(select(ImagePath.path).where(ImagePath.image_id == image_id).order_by(ImagePath.id)))
+        faces = s.scalars(select(Face).where(Face.image_id == image_id).order_by(Face.idx)).all()
+        items = []
+        for f in faces:
+            st = _face_state(s, f.id)
+            if st["human_label"]:
+                label, src = st["human_label"], "human"
+            elif st["route"] == "auto":
+                label, src = st["decision_label"], "auto"
+            else:
+                label, src = None, st["route"]
+            items.append({"face_id": f.id, "idx": f.idx, "box": (f.x1, f.y1, f.x2, f.y2), "crop": f.crop,
+                          "flags": [x for x in (f.flags or "").split(",") if x], "label": label, "label_source": src, **st})
+        return {"image_id": img.id, "paths": paths, "width": img.width, "height": img.height, "status": img.status,
+                "rule_state": img.rule_state, "rule_label": img.rule_label, "rule_words": json.loads(img.rule_words or "[]"),
+                "faces": items}
+
+
+def overview_stats(store: "Store") -> dict[str, Any]:
+    """Progress, class distribution, rule/model/human agreement rows and per-annotator counts."""
+    with store.session() as s:
+        n_faces = s.scalar(select(func.count(Face.id))) or 0
+        n_images = s.scalar(select(func.count(Image.id))) or 0
+        dec = {fid: (route, label) for fid, route, label, _r in _decision_rows(s)}
+        anns = current_annotations(s)
+        human = {fid: vote(a)[0] for fid, a in anns.items()}
+        mp_ids = latest_ids(s, Proposal, None, where=Proposal.source_kind == "model")
+        rp_ids = latest_ids(s, Proposal, None, where=Proposal.source_kind == "rule")
+        want = list(mp_ids.values()) + list(rp_ids.values())
+        plabel: dict[int, Optional[str]] = {}
+        for i in range(0, len(want), 500):
+            for pid, lab in s.execute(select(Proposal.id, Proposal.label).where(Proposal.id.in_(want[i : i + 500]))):
+                plabel[pid] = lab
+        newest_img = (
+            select(func.max(Decision.id).label("id")).where(Decision.face_id.is_(None)).group_by(Decision.image_id).subquery()
+        )
+        img_routes = dict(
+            s.execute(select(Decision.route, func.count()).join(newest_img, Decision.id == newest_img.c.id).group_by(Decision.route)).all()
+        )
+        per_annotator = [
+            {"annotator": a, "action": act, "n": n}
+            for a, act, n in s.execute(
+                select(Annotation.annotator, Annotation.action, func.count()).group_by(Annotation.annotator, Annotation.action)
+                .order_by(Annotation.annotator, Annotation.action)
+            )
+        ]
+        face_ids = list(s.scalars(select(Face.id).order_by(Face.id)))
+    auto = sum(1 for fid, (r, _l) in dec.items() if r == "auto" and not human.get(fid))
+    reviewed = sum(1 for v in human.values() if v)
+    remaining = sum(1 for fid, (r, _l) in dec.items() if r == "review" and not human.get(fid))
+    current_by_annotator: dict[str, int] = {}
+    for a in anns.values():
+        for name in a:
+            current_by_annotator[name] = current_by_annotator.get(name, 0) + 1
+    rows = []
+    dist: dict[str, dict[str, int]] = {}
+    for fid in face_ids:
+        r, dl = dec.get(fid, ("pending", None))
+        h = human.get(fid)
+        acc, kind = (h, "human") if h else ((dl, "auto") if r == "auto" and dl else (None, ""))
+        if acc:
+            dist.setdefault(acc, {"auto": 0, "human": 0})[kind] += 1
+        rows.append({"face_id": fid, "rule": plabel.get(rp_ids.get(fid, -1)), "model": plabel.get(mp_ids.get(fid, -1)),
+                     "human": h, "route": r, "decision": dl, "accepted": acc, "accepted_by": kind})
+    return {
+        "faces": n_faces, "images": n_images, "auto_accepted": auto, "reviewed": reviewed, "remaining": remaining,
+        "pending": n_faces - len(dec), "no_face_images": img_routes.get("no_face", 0), "broken_images": img_routes.get("broken", 0),
+        "class_distribution": dist, "rows": rows, "per_annotator": per_annotator,
+        "current_labels_by_annotator": current_by_annotator,
+    }
