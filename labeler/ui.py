@@ -270,12 +270,12 @@ def page_review() -> None:
     for col, lab in zip(cols, LABELS):
         col.button(lab, key=f"lab_{lab}", shortcut=KEYS[lab], on_click=act, args=(fid, "label", [lab]),
                    type="primary" if lab == suggestion or lab in held else "secondary", width="stretch")
-    b = st.columns(6)
-    b[0].button(f"Accept {suggestion or '-'}", key="accept", shortcut="Enter", on_click=accept, args=(fid, suggestion),
+    b = st.columns([1.6, 1.3, 1.1, 0.9, 0.9, 0.9])
+    b[0].button(f"Accept: {suggestion or '-'}", key="accept", shortcut="Enter", on_click=accept, args=(fid, suggestion),
                 disabled=not (suggestion or held), width="stretch")
     b[1].button("Second label", key="second", shortcut="A", on_click=toggle_compound, width="stretch",
                 type="primary" if st.session_state.get("compound") else "secondary")
-    b[2].button("Not a face / unusable", key="unusable", shortcut="X", on_click=act, args=(fid, "unusable"), width="stretch")
+    b[2].button("Unusable", key="unusable", shortcut="X", on_click=act, args=(fid, "unusable"), width="stretch")
     b[3].button("Skip", key="skip", shortcut="S", on_click=act, args=(fid, "skip"), width="stretch")
     b[4].button("Undo", key="undo", shortcut="U", on_click=undo, width="stretch")
     b[5].button("Cancel", key="cancel", shortcut="Esc", on_click=cancel_compound, width="stretch",

@@ -1,0 +1,257 @@
+"""The review app, driven through Streamlit's AppTest on a copy of the sample database."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from labeler import store as S
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+UI = str(Path(__file__).resolve().parent.parent / "labeler" / "ui.py")
+
+
+def make_app(db: str, monkeypatch, name: str | None = "alice", page: str | None = None) -> AppTest:
+    monkeypatch.setenv("LABELER_DB", db)
+    at = AppTest.from_file(UI, default_timeout=60)
+    if name:
+        at.session_state["annotator"] = name
+    if page:
+        at.session_state["page"] = page
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def card_face(at: AppTest) -> int | None:
+    for m in at.markdown:
+        mm = re.match(r"#### Face #(\d+)", m.value)
+        if mm:
+            return int(mm.group(1))
+    return None
+
+
+def rows(db: str, **where) -> list[S.Annotation]:
+    st = S.Store(db)
+    with st.session() as s:
+        q = s.query(S.Annotation).order_by(S.Annotation.id)
+        for k, v in where.items():
+            q = q.filter(getattr(S.Annotation, k) == v)
+        out = q.all()
+    st.engine.dispose()
+    return out
+
+
+def click(at: AppTest, key: str) -> AppTest:
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture
+def db(sample_db) -> str:
+    st = S.Store(sample_db)
+    n = S.review_queue_count(st)
+    st.engine.dispose()
+    if n < 3:
+        pytest.fail(f"the sample database should have faces to review (has {n})")
+    return sample_db
+
+
+def test_annotator_must_name_themself(db, monkeypatch):
+    at = make_app(db, monkeypatch, name=None)
+    assert card_face(at) is None
+    assert not [b for b in at.button if b.key == "lab_happy"]
+    at.text_input(key="name_input").input("carol")
+    click(at, "start")
+    first = S.review_queue(S.Store(db), "carol")[0]
+    assert card_face(at) == first
+    assert at.session_state["annotator"] == "carol"
+
+
+def test_label_writes_annotation_and_advances(db, monkeypatch):
+    st = S.Store(db)
+    queue = S.review_queue(st, "alice", limit=2)
+    before = S.review_queue_count(st, "alice")
+    at = make_app(db, monkeypatch)
+    assert card_face(at) == queue[0]
+    click(at, "lab_happy")
+    (a,) = rows(db)
+    assert (a.face_id, a.annotator, a.action, a.labels, a.source) == (queue[0], "alice", "label", ["happy"], "ui")
+    assert a.created_at is not None
+    assert card_face(at) == queue[1]  # auto-advance
+    assert S.review_queue_count(st, "alice") == before - 1
+    assert queue[0] not in S.review_queue(st, "bob", limit=1000)  # gone for everyone
+
+
+def test_accept_unusable_skip(db, monkeypatch):
+    st = S.Store(db)
+    q = S.review_queue(st, "alice", limit=3)
+    sugg = S.face_card(st, q[0])
+    sugg = sugg["decision_label"] or sugg["model_label"]
+    at = make_app(db, monkeypatch)
+    click(at, "accept")
+    click(at, "unusable")
+    click(at, "skip")
+    got = [(a.face_id, a.action, a.labels) for a in rows(db, annotator="alice")]
+    assert got == [(q[0], "label", [sugg]), (q[1], "unusable", None), (q[2], "skip", None)]
+    assert q[2] not in S.review_queue(st, "alice", limit=1000)  # skipped: not shown to alice again
+    assert q[2] in S.review_queue(st, "bob", limit=1000)  # but still to review for others
+    assert card_face(at) not in q
+
+
+def test_undo_returns_face_to_queue(db, monkeypatch):
+    st = S.Store(db)
+    first = S.review_queue(st, "alice")[0]
+    at = make_app(db, monkeypatch)
+    click(at, "lab_sad")
+    assert card_face(at) != first
+    click(at, "undo")
+    lab, und = rows(db)
+    assert (und.action, und.undoes_id, und.annotator, und.face_id) == ("undo", lab.id, "alice", first)
+    assert card_face(at) == first  # shown again right away
+    assert first in S.review_queue(st, "bob", limit=1000)
+    with st.session() as s:
+        assert first not in S.current_annotations(s, [first])
+
+
+def test_two_labels(db, monkeypatch):
+    first = S.review_queue(S.Store(db), "alice")[0]
+    at = make_app(db, monkeypatch)
+    click(at, "second")
+    click(at, "lab_happy")
+    assert rows(db) == []  # held until the second label
+    assert card_face(at) == first
+    click(at, "lab_surprise")
+    (a,) = rows(db)
+    assert (a.face_id, a.labels) == (first, ["happy", "surprise"])
+
+
+def test_other_annotator_label_leaves_queue(db, monkeypatch):
+    st = S.Store(db)
+    q = S.review_queue(st, "alice", limit=2)
+    at = make_app(db, monkeypatch)
+    assert card_face(at) == q[0]
+    S.add_annotation(st, q[0], "bob", "label", ["fear"])  # bob labels it in his own session
+    at.run()
+    assert card_face(at) == q[1]
+    click(at, "lab_angry")
+    assert [(a.annotator, a.face_id) for a in rows(db)] == [("bob", q[0]), ("alice", q[1])]
+
+
+def test_filter_by_proposed_class(db, monkeypatch):
+    st = S.Store(db)
+    at = make_app(db, monkeypatch)
+    cls = S.face_card(st, card_face(at))["decision_label"]
+    at.sidebar.multiselect(key="f_prop").set_value([cls]).run()
+    fid = card_face(at)
+    assert S.face_card(st, fid)["decision_label"] == cls
+    assert at.caption[0].value.startswith(f"{S.review_queue_count(st, 'alice', proposed=[cls])} to review")
+
+
+def test_gallery_relabel(db, monkeypatch):
+    st = S.Store(db)
+    acc = S.accepted_labels(st)
+    if not acc:  # make sure there is something accepted
+        for fid in S.review_queue(st, limit=2):
+            S.add_annotation(st, fid, "seed", "label", ["happy"])
+        acc = S.accepted_labels(st)
+    cls = max({lab for lab, _k in acc.values()}, key=lambda c: sum(1 for v in acc.values() if v[0] == c))
+    ids = sorted(f for f, (lab, _k) in acc.items() if lab == cls)[:2]
+    new = "disgust" if cls != "disgust" else "fear"
+    at = make_app(db, monkeypatch, page="Gallery")
+    at.selectbox(key="g_class").set_value(cls).run()
+    assert at.caption[0].value.startswith(f"{len([v for v in acc.values() if v[0] == cls])} faces accepted as")
+    for fid in ids:
+        at.checkbox(key=f"g_{fid}").check()
+    at.selectbox(key="g_new").set_value(new)
+    at.run()
+    click(at, "g_relabel")
+    got = [(a.face_id, a.action, a.labels, a.annotator) for a in rows(db, annotator="alice")]
+    assert got == [(fid, "label", [new], "alice") for fid in ids]
+    acc2 = S.accepted_labels(st, ids)
+    assert all(acc2[f] == (new, "human") for f in ids)
+    assert all(not at.checkbox(key=f"g_{f}").value for f in ids if [c for c in at.checkbox if c.key == f"g_{f}"])
+
+
+def test_image_view_labels_faces_together(db, monkeypatch):
+    st = S.Store(db)
+    imgs = S.image_list(st, min_faces=1)
+    img = imgs[0]  # the image with the most faces
+    v = S.image_view(st, img["image_id"])
+    at = make_app(db, monkeypatch, page="Image")
+    at.selectbox(key="image_id").set_value(img["image_id"]).run()
+    assert not at.exception
+    for k, f in enumerate(v["faces"]):
+        at.selectbox(key=f"im_{f['face_id']}").set_value("neutral" if k % 2 == 0 else "unusable")
+    at.run()
+    click(at, "im_save")
+    got = [(a.face_id, a.action, a.labels) for a in rows(db, annotator="alice")]
+    assert got == [(f["face_id"], "label", ["neutral"]) if k % 2 == 0 else (f["face_id"], "unusable", None)
+                   for k, f in enumerate(v["faces"])]
+    assert len(at.image) >= 1 + len(v["faces"])  # the boxed photo and each crop
+
+
+def test_review_card_jumps_to_image_view(db, monkeypatch):
+    at = make_app(db, monkeypatch)
+    card = S.face_card(S.Store(db), card_face(at))
+    click(at, "open_img")
+    assert at.session_state["page"] == "Image"
+    assert at.selectbox(key="image_id").value == card["image_id"]
+
+
+def _metric(at: AppTest, label: str) -> str:
+    (m,) = [m for m in at.metric if m.label == label]
+    return str(m.value)
+
+
+def test_overview_counts_match_db(db, monkeypatch):
+    st = S.Store(db)
+    fid = S.review_queue(st)[0]
+    S.add_annotation(st, fid, "bob", "label", ["angry"])
+    S.add_annotation(st, fid, "dora", "skip")
+    c = st.counts()
+    at = make_app(db, monkeypatch, page="Overview")
+    assert _metric(at, "Faces") == str(c["faces"])
+    with st.session() as s:
+        labeled = set(S.current_annotations(s))
+    assert labeled == {fid}
+    assert _metric(at, "Reviewed") == "1"
+    assert _metric(at, "Remaining") == str(c["route_review"] - 1)
+    assert _metric(at, "Auto-accepted") == str(c.get("route_auto", 0))
+    assert _metric(at, "No face (images)") == str(c.get("route_no_face", 0))
+    assert len(at.get("vega_lite_chart")) >= 3  # progress, classes, agreement, annotators
+    tables = [d.value for d in at.dataframe]
+    pivot = [t for t in tables if "skip" in t.columns or "label" in t.columns]
+    assert pivot and pivot[0].loc["bob", "label"] == 1 and pivot[0].loc["dora", "skip"] == 1
+
+
+def test_training_panel_hook(db, monkeypatch):
+    at = make_app(db, monkeypatch, page="Overview")
+    has = [b for b in at.button if b.key == "train_head"]
+    try:
+        import labeler.retrain as real  # noqa: F401
+
+        real_has = callable(getattr(real, "train_head", None))
+    except ImportError:
+        real_has = False
+    assert bool(has) == real_has
+    calls = []
+    fake = types.ModuleType("labeler.retrain")
+
+    def train_head(store, **kw):
+        calls.append(store.url)
+        return {"accuracy": 0.5, "n": 3}
+
+    fake.train_head = train_head
+    monkeypatch.setitem(sys.modules, "labeler.retrain", fake)
+    at.run()
+    click(at, "train_head")
+    assert calls == [S.resolve_url(db)]
+    assert any(j.value and "accuracy" in str(j.value) for j in at.json)
