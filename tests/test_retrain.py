@@ -1,0 +1,273 @@
+"""Retraining: the numpy head, the ONNX head edit, calibration, promotion, re-proposal.
+
+The default run needs no torch; the finetune test is marked slow and skipped without torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labeler import retrain
+from labeler import store as st
+from labeler.modelfiles import read_card, sha256_file
+
+
+# --------------------------------------------------------------------------------------------
+# pure parts
+
+
+def test_grouped_split_keeps_images_together_and_stratifies():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(60), 2)  # two faces per image
+    y = np.repeat(rng.integers(0, 3, 60), 2)
+    held = retrain.grouped_split(groups, y, 0.25, seed=1)
+    for g in np.unique(groups):
+        assert len(set(held[groups == g])) == 1  # an image is never split
+    for c in range(3):
+        n_img = len(np.unique(groups[y == c]))
+        n_held = len(np.unique(groups[(y == c) & held]))
+        assert 1 <= n_held <= n_img - 1
+        assert abs(n_held - 0.25 * n_img) <= 1
+    assert (retrain.grouped_split(groups, y, 0.25, seed=1) == held).all()  # deterministic
+
+
+def test_softmax_head_learns_and_keeps_absent_classes():
+    rng = np.random.default_rng(0)
+    k, c = 4, 6
+    centers = rng.normal(0, 3, (3, c))
+    y = rng.integers(0, 3, 300)  # class 3 absent
+    X = centers[y] + rng.normal(0, 1, (300, c))
+    w0 = rng.normal(0, 0.1, (k, c))
+    b0 = np.zeros(k)
+    W, b = retrain.fit_softmax_head(X, y, k, w0=w0, b0=b0, l2=1e-4, epochs=300)
+    acc = ((X @ W.T + b).argmax(1) == y).mean()
+    assert acc > 0.95
+    assert np.allclose(W[3], w0[3]) and np.isclose(b[3], b0[3])
+    W2, b2 = retrain.fit_softmax_head(X, y, k, l2=1e-4, epochs=300)  # no prior: absent class kept, suppressed
+    assert np.allclose(W2[3], 0) and b2[3] < b2[:3].min()
+
+
+def test_temperature_fit_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, (4000, 5))
+    p = retrain.softmax(z / 2.0)
+    y = np.array([rng.choice(5, p=pi) for pi in p])
+    t = retrain.fit_temperature_pair(z, None, y)
+    assert 1.8 < t < 2.2
+
+
+def test_evaluate_and_promotion_rule():
+    labels = ["a", "b", "c"]
+    y = np.array([0, 0, 1, 1, 2])
+    probs = np.eye(3)[[0, 0, 1, 2, 2]] * 0.8 + 0.2 / 3
+    m = retrain.evaluate(probs, y, labels)
+    assert m["accuracy"] == 0.8 and m["confusion"][1] == [0, 1, 1]
+    assert retrain.better({"macro_f1": 0.5, "accuracy": 0.1}, {"macro_f1": 0.4, "accuracy": 0.9})
+    assert retrain.better({"macro_f1": 0.5, "accuracy": 0.6}, {"macro_f1": 0.5, "accuracy": 0.5})
+    assert not retrain.better({"macro_f1": 0.5, "accuracy": 0.5}, {"macro_f1": 0.5, "accuracy": 0.5})
+    assert not retrain.better({"macro_f1": 0.3, "accuracy": 0.9}, {"macro_f1": 0.4, "accuracy": 0.1})
+
+
+def _toy_onnx(path: Path) -> None:
+    """input (N,1,8,8) -> Conv 4ch -> Relu = feat; embedding = Flatten(GAP(feat)); logits = Flatten(GAP(Conv1x1 7ch(feat)))."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (7, 4, 1, 1)).astype(np.float32)
+    b2 = rng.normal(0, 0.5, (7,)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["feat"]),
+        helper.make_node("GlobalAveragePool", ["feat"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["embedding"]),
+        helper.make_node("Conv", ["feat", "w2", "b2"], ["c2"]),
+        helper.make_node("GlobalAveragePool", ["c2"], ["gap2"]),
+        helper.make_node("Flatten", ["gap2"], ["logits"]),
+    ]
+    g = helper.make_graph(
+        nodes, "toy", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 7]),
+         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(b2, "b2")],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+
+
+def test_head_onnx_edit_keeps_names_and_computes_the_new_head(tmp_path):
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    base, new = tmp_path / "toy.onnx", tmp_path / "toy_head.onnx"
+    _toy_onnx(base)
+    labels = list("abcdefg")
+    W0, b0, how = retrain.old_head(base, labels)
+    assert how == "conv1x1"
+    x = np.random.default_rng(1).normal(size=(5, 1, 8, 8)).astype(np.float32)
+    s0 = ort.InferenceSession(str(base), providers=["CPUExecutionProvider"])
+    l0, e0 = s0.run(["logits", "embedding"], {"input": x})
+    assert np.abs(e0 @ W0.T + b0 - l0).max() < 1e-4  # a 1x1 conv head is exactly linear in the embedding
+    W = np.random.default_rng(2).normal(size=(7, 4))
+    b = np.arange(7, dtype=float)
+    retrain.write_head_onnx(base, new, W, b)
+    s1 = ort.InferenceSession(str(new), providers=["CPUExecutionProvider"])
+    assert [i.name for i in s1.get_inputs()] == ["input"]
+    assert sorted(o.name for o in s1.get_outputs()) == ["embedding", "logits"]
+    l1, e1 = s1.run(["logits", "embedding"], {"input": x})
+    assert np.allclose(e1, e0, atol=1e-6) and np.allclose(l1, e0 @ W.T + b, atol=1e-4)
+    assert retrain.old_head(new, labels)[2] == "gemm"
+
+
+# --------------------------------------------------------------------------------------------
+# end to end on the sample database (needs the shipped models)
+
+
+def _annotate_with_model_labels(store, shift: int = 0, annotator: str = "tester") -> dict[int, str]:
+    """Label every sample face with the shipped model's own top-1 (so the shipped model is right on
+    all of them); returns face_id -> label."""
+    from labeler.types import LABELS
+
+    items, out = [], {}
+    for rec in st.iter_face_records(store):
+        if rec["face_id"] is None or not rec["model_label"]:
+            continue
+        out[rec["face_id"]] = rec["model_label"]
+        items.append((rec["face_id"], annotator, "label", [rec["model_label"]]))
+    st.add_import_annotations(store, items, "test")
+    return out
+
+
+def _annotations(store):
+    with store.session() as s:
+        return [(a.id, a.face_id, a.annotator, a.action, a.labels) for a in s.scalars(st.select(st.Annotation).order_by(st.Annotation.id))]
+
+
+@pytest.fixture
+def labeled_sample(sample_db, tmp_path, monkeypatch):
+    monkeypatch.setenv(retrain.USER_MODELS_ENV, str(tmp_path / "user_models"))
+    store = st.Store(sample_db)
+    labels = _annotate_with_model_labels(store)
+    if len(labels) < 4:
+        pytest.skip("sample database has too few faces")
+    return store, labels
+
+
+def test_train_head_end_to_end(labeled_sample, tmp_path):
+    from labeler.models import load_model
+    from labeler.imageio import decode_crop
+
+    store, labels = labeled_sample
+    res = retrain.train_head(store, out_dir=tmp_path / "m", epochs=100, holdout=0.3, verbose=False)
+    side = Path(res["sidecar"])
+    card = read_card(side)  # verifies sha256
+    meta = json.loads(side.read_text())
+    shipped = retrain._load(None)
+    assert meta["sha256"] == sha256_file(Path(res["onnx"]))
+    assert meta["labels"] == list(shipped.labels)
+    assert meta["outputs"] == shipped.card.meta.get("outputs")
+    assert meta["input"] == shipped.card.meta.get("input")
+    assert meta["source"]["parent"] == shipped.ident
+    assert meta["calibration"]["temperature"] > 0 and meta["data"]["labeled_faces"] == len(labels)
+    m = load_model(str(side))
+    assert m.ident == card.ident == res["ident"]
+    crops = [decode_crop(b) for b in st.face_crops(store, list(labels)[:3]).values()]
+    p = m.predict(crops)
+    assert p.shape == (len(crops), len(m.labels)) and np.allclose(p.sum(1), 1, atol=1e-4)
+    rows = st.model_version_rows(store)
+    assert rows[-1]["version"] == res["version"] and "before" in rows[-1]["metrics"] and "after" in rows[-1]["metrics"]
+    for side_ in ("before", "after"):
+        assert {"accuracy", "macro_f1", "ece", "confusion"} <= set(res["metrics"][side_])
+    # the shipped model is right on every label here: a head can at best tie, so it is not promoted
+    assert res["metrics"]["before"]["accuracy"] == 1.0
+    assert not res["promoted"] and store.get_setting(retrain.DEFAULT_MODEL_KEY) is None
+    assert any(r["ident"] == res["ident"] for r in retrain.list_models(store))
+
+
+def test_worse_model_is_not_promoted_and_force_promotes(labeled_sample, tmp_path):
+    store, labels = labeled_sample
+    fids, iids, y, _ = retrain.labeled_data(store, retrain._load(None).labels)
+    wrong = (y + 1) % 7  # systematically wrong labels: a worse model
+    res = retrain.train_head(store, out_dir=tmp_path / "m", epochs=300, l2=0.0, lr=0.1, holdout=0.3,
+                             labels_override=wrong, verbose=False)
+    assert res["metrics"]["after"]["macro_f1"] < res["metrics"]["before"]["macro_f1"]
+    assert not res["promoted"] and store.get_setting(retrain.DEFAULT_MODEL_KEY) is None
+    forced = retrain.train_head(store, out_dir=tmp_path / "m", epochs=50, holdout=0.3, force=True, verbose=False)
+    assert forced["promoted"] and store.get_setting(retrain.DEFAULT_MODEL_KEY) == forced["sidecar"]
+    assert retrain.set_default(store, "shipped") == retrain._load(None).ident
+    assert store.get_setting(retrain.DEFAULT_MODEL_KEY) is None
+    assert retrain.set_default(store, forced["ident"]) == forced["ident"]
+
+
+def test_repropose_with_new_model_keeps_human_labels(sample_db, tmp_path, monkeypatch):
+    from labeler.config import Config
+    from labeler.pipeline import Autolabeler
+
+    monkeypatch.setenv(retrain.USER_MODELS_ENV, str(tmp_path / "user_models"))
+    store = st.Store(sample_db)
+    all_faces = st.all_face_ids(store)
+    labels = _annotate_with_model_labels(store)
+    # leave some faces unlabeled so re-proposal has work; undo the labels of the last two
+    with store.session() as s:
+        last = s.scalars(st.select(st.Annotation).order_by(st.Annotation.id.desc()).limit(2)).all()
+        for a in last:
+            s.add(st.Annotation(face_id=a.face_id, annotator=a.annotator, action="undo", undoes_id=a.id, source="test"))
+    res = retrain.train_head(store, out_dir=tmp_path / "m", epochs=50, holdout=0.3, force=True, verbose=False)
+    before = _annotations(store)
+    human = {fid for fid, *_ in st.human_labeled_faces(store)}
+    al = Autolabeler(store, Config())
+    assert al.model.ident == res["ident"]
+    n = al.repropose(only_stale=False)
+    assert n == len([f for f in all_faces if f not in human])
+    assert _annotations(store) == before  # annotations untouched
+    recs = {r["face_id"]: r for r in st.iter_face_records(store) if r["face_id"] is not None}
+    for fid, r in recs.items():
+        if fid in human:
+            assert r["label"] == labels[fid] and r["label_source"].startswith("human:")
+            assert r["model_source"] != res["ident"]  # labeled faces are not re-proposed
+        else:
+            assert r["model_source"] == res["ident"]
+
+
+def test_calibrate_writes_a_calibrated_copy_and_makes_it_default(labeled_sample, tmp_path):
+    from labeler.models import load_model
+
+    store, _labels = labeled_sample
+    shipped = retrain._load(None)
+    res = retrain.calibrate(store, verbose=False)
+    side = Path(res["sidecar"])
+    meta = json.loads(side.read_text())
+    assert Path(meta["file"]).resolve() == Path(shipped.card.file).resolve()
+    assert meta["sha256"] == shipped.card.sha256
+    assert meta["calibration"]["temperature"] == res["temperature"] > 0
+    assert store.get_setting(retrain.DEFAULT_MODEL_KEY) == str(side.resolve())
+    m = retrain._load(None, store)
+    assert m.ident == res["ident"] != shipped.ident
+    assert load_model(str(side)).ident == res["ident"]
+
+
+# --------------------------------------------------------------------------------------------
+# the `train` extra
+
+
+@pytest.mark.slow
+def test_torch_rebuild_matches_onnxruntime_and_finetune_runs(labeled_sample, tmp_path):
+    pytest.importorskip("torch")
+    from labeler import torchnet
+
+    store, _labels = labeled_sample
+    shipped = retrain._load(None)
+    diffs = torchnet.check_against_onnxruntime(shipped.card.file)
+    assert max(diffs.values()) < 1e-4, diffs
+    res = retrain.train_finetune(store, out_dir=tmp_path / "ft", head_epochs=1, epochs=1, batch_size=8, holdout=0.3, verbose=False)
+    card = read_card(Path(res["sidecar"]))
+    from labeler.models import load_model
+
+    m = load_model(str(card.sidecar))
+    assert m.labels == shipped.labels
+    assert max(torchnet.check_against_onnxruntime(card.file).values()) < 1e-4
