@@ -426,6 +426,7 @@ def export(
     skipped: Counter = Counter()
     written = 0
     files: dict[str, str] = {}
+    missing: dict[str, list[str]] = {}
 
     def sel(rec):
         lab, _why = selected_label(rec, include, min_agreement, classes)
@@ -488,6 +489,11 @@ def export(
             for fh in metas.values():
                 fh.close()
         files["root"] = str(folder)
+        class_names = sorted(names.by_label.values())
+        (folder / "classes.txt").write_text("".join(c + "\n" for c in class_names), encoding="utf-8")
+        files["classes"] = str(folder / "classes.txt")
+        gaps = {sp: [c for c in class_names if not (folder / sp / c).is_dir()] for sp in SPLITS if (folder / sp).is_dir()}
+        missing = {sp: v for sp, v in gaps.items() if v}
 
     elif fmt == "fer2013":
         path = folder / "fer2013.csv"
@@ -565,6 +571,7 @@ def export(
         "class_counts": {s: dict(sorted(counts[s].items())) for s in SPLITS},
         "excluded": dict(sorted(excluded.items())),
         "skipped": dict(sorted(skipped.items())),
+        "missing_classes": missing,
         "class_folders": dict(sorted(names.by_label.items())) if fmt in ("imagefolder", "hf") else None,
         "class_index": ({n: i for i, n in enumerate(sorted(names.by_label.values()))} if fmt in ("imagefolder", "hf")
                         else ({c: i for i, c in enumerate(LABELS)} if fmt == "fer2013" else None)),
@@ -602,7 +609,8 @@ _FORMAT_NOTES = {
     "jsonl": "`labels.jsonl`: the same content as the CSV export, one JSON object per line.",
     "imagefolder": "`<split>/<class>/<file>.jpg` aligned face crops. Load with "
                    "`torchvision.datasets.ImageFolder('<out>/train')` (class index = sorted folder names, see "
-                   "metadata.json `class_index`).",
+                   "`classes.txt` and metadata.json `class_index`). A split that lacks a class (small data sets) "
+                   "gets other indices from ImageFolder: map through `classes.txt` then.",
     "fer2013": "`fer2013.csv`: `emotion,pixels,Usage`; emotion is the FER2013 index "
                "(0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral), pixels 48x48 grayscale "
                "row-major, Usage Training/PublicTest/PrivateTest = train/val/test.",
@@ -635,6 +643,7 @@ def readme(summary: dict[str, Any]) -> str:
         "by source image content (sha256): faces of one photo and copies of it are in one split only",
         f"- records read: {summary['records']}, written: {summary['written']}, faces selected: {summary['selected_faces']}",
         f"- left out: {json.dumps(summary['excluded'])}; skipped: {json.dumps(summary['skipped'])}",
+        *([f"- splits without some class: {json.dumps(summary['missing_classes'])}"] if summary.get("missing_classes") else []),
         "",
         "## Class counts",
         "",
