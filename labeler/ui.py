@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import io
+import json
 import os
 import sys
 from typing import Any, Optional
@@ -18,7 +20,7 @@ from typing import Any, Optional
 import pandas as pd
 import streamlit as st
 from PIL import Image as PILImage
-from PIL import ImageDraw, ImageOps
+from PIL import ImageDraw, ImageFont, ImageOps
 
 from labeler import store as S
 from labeler.types import LABELS
@@ -81,16 +83,21 @@ def boxed_image(paths: tuple[str, ...], boxes: tuple[tuple[int, float, float, fl
         scale = im.width / max(full_w, 1)
         draw = ImageDraw.Draw(im)
         lw = max(2, im.width // 150)
+        fs = max(11, im.width // 40)
+        try:
+            font = ImageFont.load_default(size=fs)
+        except TypeError:  # Pillow < 10.1
+            font = ImageFont.load_default()
         for fid, x1, y1, x2, y2, cap in boxes:
             on = highlight is None or fid == highlight
             color = (255, 40, 40) if (highlight is not None and on) else ((40, 220, 255) if on else (200, 200, 200))
             r = [x1 * scale, y1 * scale, x2 * scale, y2 * scale]
             draw.rectangle(r, outline=color, width=lw if on else max(1, lw // 2))
             if cap:
-                tw = draw.textlength(cap)
-                ty = max(0, r[1] - 12)
-                draw.rectangle([r[0], ty, r[0] + tw + 4, ty + 12], fill=color)
-                draw.text((r[0] + 2, ty), cap, fill=(0, 0, 0))
+                tw = draw.textlength(cap, font=font)
+                ty = max(0, r[1] - fs - 4)
+                draw.rectangle([r[0], ty, r[0] + tw + 6, ty + fs + 4], fill=color)
+                draw.text((r[0] + 3, ty + 1), cap, fill=(0, 0, 0), font=font)
         buf = io.BytesIO()
         im.save(buf, "JPEG", quality=85)
         return buf.getvalue()
@@ -416,11 +423,12 @@ def render_training_panel(db: S.Store) -> None:
     if st.button("Train head now", key="train_head"):
         with st.spinner("training..."):
             try:
-                res = fn(db)
+                quiet = "verbose" in inspect.signature(fn).parameters
+                res = fn(db, verbose=False) if quiet else fn(db)
             except Exception as e:  # noqa: BLE001 - show the failure, keep the app alive
                 st.error(f"training failed: {e}")
                 return
-        st.json(res if isinstance(res, dict) else {"result": str(res)})
+        st.json(json.loads(json.dumps(res if isinstance(res, dict) else {"result": res}, default=str)))
 
 
 def page_overview() -> None:
