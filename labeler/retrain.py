@@ -647,7 +647,6 @@ def calibrate(store: Store, model: Optional[str] = None, *, holdout: float = 0.2
 def list_models(store: Store) -> list[dict[str, Any]]:
     """Every FER model known: shipped (models/), in the user models folder, and registered in the
     database; with the default marked and held-out metrics where known."""
-    default = store.get_setting(DEFAULT_MODEL_KEY) or None
     reg = {r["path"]: r for r in st.model_version_rows(store)}
     cards = []
     from .modelfiles import default_models_dir
@@ -666,14 +665,14 @@ def list_models(store: Store) -> list[dict[str, Any]]:
         seen.add(p)
         r = reg.get(p)
         out.append({"name": c.name, "version": c.version, "ident": c.ident, "path": p, "where": where,
-                    "default": c.ident == dflt_ident if default else (where == "shipped" and c.ident == dflt_ident),
+                    "default": c.ident == dflt_ident,
                     "temperature": (c.meta.get("calibration") or {}).get("temperature"),
                     "metrics": (r or {}).get("metrics")})
     for p, r in reg.items():
         if p not in seen:
             out.append({"name": r["name"], "version": r["version"], "ident": f"{r['name']}@{r['version']}", "path": p,
                         "where": "registered (file missing)" if not Path(p).is_file() else "registered",
-                        "default": default == p, "temperature": None, "metrics": r.get("metrics")})
+                        "default": False, "temperature": None, "metrics": r.get("metrics")})
     return out
 
 

@@ -343,7 +343,7 @@ def _run_epochs(net, params, x, y, k, epochs, lr, batch_size, gen, wd, xval, yva
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss) * len(idx)
+            tot += loss.item() * len(idx)
         entry = {"phase": tag, "epoch": ep + 1, "loss": round(tot / len(xt), 4), "seconds": round(time.perf_counter() - t0, 1)}
         if xval is not None and len(xval):
             pv = logits(net, xval).argmax(1)
