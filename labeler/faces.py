@@ -1,0 +1,261 @@
+"""Face detectors behind one interface, plus face geometry: filtering, aligned crops, quality.
+
+No database here. A detector is anything with ``name``, ``version`` and
+``detect(rgb) -> list[Detection]``; :func:`get_detector` builds the registered ones once per process.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .types import Detection
+
+
+@runtime_checkable
+class Detector(Protocol):
+    name: str
+    version: str
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Faces of an HxWx3 uint8 RGB image, best score first."""
+        ...
+
+
+def _make_mtcnn(**kw: Any) -> Detector:
+    from .mtcnn import MTCNNDetector
+
+    return MTCNNDetector(**kw)
+
+
+#: name -> factory(**kwargs) returning a Detector
+DETECTORS: dict[str, Callable[..., Detector]] = {"mtcnn": _make_mtcnn}
+
+_CACHE: dict[tuple, Detector] = {}
+_LOCK = threading.Lock()
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return str(v) if not isinstance(v, (int, float, str, bool, type(None))) else v
+
+
+def get_detector(name: str = "mtcnn", **kw: Any) -> Detector:
+    """The detector ``name`` built with ``kw``; one instance per (name, settings) per process."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; expected one of {', '.join(sorted(DETECTORS))}")
+    key = (name, _freeze(kw))
+    with _LOCK:
+        det = _CACHE.get(key)
+        if det is None:
+            det = _CACHE[key] = DETECTORS[name](**kw)
+        return det
+
+
+# ---------------------------------------------------------------- filtering
+def _clip_box(box: Sequence[float], w: int, h: int) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    return max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
+
+
+def box_short_side(box: Sequence[float], w: Optional[int] = None, h: Optional[int] = None) -> float:
+    """Short side of a box (clipped to the image when its size is given)."""
+    if w is not None and h is not None:
+        box = _clip_box(box, w, h)
+    return max(0.0, min(box[2] - box[0], box[3] - box[1]))
+
+
+def filter_detections(dets: Sequence[Detection], img_w: int, img_h: int, min_score: float = 0.9,
+                      min_rel_size: float = 0.25, min_size: float = 20) -> tuple[list[Detection], list[tuple[Detection, str]]]:
+    """Keep the faces worth labeling; return ``(kept, [(dropped, reason), ...])``.
+
+    Reasons, checked in this order: ``low_score`` (score < min_score), ``small`` (short side of the
+    box, clipped to the image, < min_size px), ``background`` (short side < min_rel_size x that of the
+    largest face that passed the first two checks: people in the background, false faces in texture).
+    Kept faces stay in input order (best score first for our detectors).
+    """
+    stage: list[Detection] = []
+    dropped: list[tuple[Detection, str]] = []
+    for d in dets:
+        if d.score < min_score:
+            dropped.append((d, "low_score"))
+        elif box_short_side(d.box, img_w, img_h) < min_size:
+            dropped.append((d, "small"))
+        else:
+            stage.append(d)
+    if not stage:
+        return [], dropped
+    largest = max(box_short_side(d.box, img_w, img_h) for d in stage)
+    kept = []
+    for d in stage:
+        if box_short_side(d.box, img_w, img_h) < min_rel_size * largest:
+            dropped.append((d, "background"))
+        else:
+            kept.append(d)
+    return kept, dropped
+
+
+# ---------------------------------------------------------------- aligned crop
+def eye_angle(det: Detection) -> float:
+    """Angle of the line from the left to the right eye, degrees (image y down; 0 = horizontal)."""
+    if not det.landmarks or len(det.landmarks) < 2:
+        return 0.0
+    (lx, ly), (rx, ry) = det.landmarks[0], det.landmarks[1]
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def crop_transform(det: Detection, size: int = 112, margin: float = 0.25) -> np.ndarray:
+    """The 2x3 affine that :func:`align_crop` applies (image -> crop pixel coordinates)."""
+    import cv2
+
+    x1, y1, x2, y2 = det.box
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    side = max(x2 - x1, y2 - y1, 1.0) * (1.0 + 2.0 * margin)
+    m = cv2.getRotationMatrix2D((cx, cy), eye_angle(det), size / side)
+    m[0, 2] += size / 2.0 - cx
+    m[1, 2] += size / 2.0 - cy
+    return m
+
+
+def align_crop(rgb: np.ndarray, det: Detection, size: int = 112, margin: float = 0.25) -> np.ndarray:
+    """A ``size`` x ``size`` RGB uint8 crop of the face, eye line made horizontal.
+
+    One affine (cv2.warpAffine): rotate about the box center by the eye-line angle, scale so the
+    square of side ``max(box w, h) * (1 + 2 * margin)`` (margin proportional to the face size, on
+    every side) fills the output, and translate the box center to the crop center. Without
+    landmarks the angle is 0 (axis-aligned crop). Pixels outside the image replicate the border.
+    Large downscales are prefiltered with INTER_AREA to avoid aliasing.
+    """
+    import cv2
+
+    m = crop_transform(det, size, margin)
+    src = np.ascontiguousarray(rgb)
+    scale = math.hypot(m[0, 0], m[0, 1])
+    if scale < 0.5:
+        # shrink a region around the face with INTER_AREA first, then warp with the adjusted affine
+        x1, y1, x2, y2 = det.box
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        half = size / scale * 0.75  # > half diagonal of the (rotated) output square
+        h, w = src.shape[:2]
+        rx1, ry1 = max(0, int(math.floor(cx - half))), max(0, int(math.floor(cy - half)))
+        rx2, ry2 = min(w, int(math.ceil(cx + half))), min(h, int(math.ceil(cy + half)))
+        if rx2 - rx1 >= 2 and ry2 - ry1 >= 2:
+            pre = 2.0 * scale  # leaves a factor 0.5 for warpAffine
+            nw, nh = max(1, round((rx2 - rx1) * pre)), max(1, round((ry2 - ry1) * pre))
+            src = cv2.resize(src[ry1:ry2, rx1:rx2], (nw, nh), interpolation=cv2.INTER_AREA)
+            sx, sy = (rx2 - rx1) / nw, (ry2 - ry1) / nh  # small-image pixel -> original offset
+            # original = (small + 0.5) * s - 0.5 + r0 (pixel-centre convention)
+            t = np.array([[sx, 0.0, rx1 + 0.5 * sx - 0.5], [0.0, sy, ry1 + 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+            m = (np.vstack([m, [0.0, 0.0, 1.0]]) @ t)[:2]
+    return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+# ---------------------------------------------------------------- quality
+BLUR_SIZE = 112  # the face box is resized to this many px before the Laplacian
+
+
+def estimate_yaw(det: Detection) -> float:
+    """Yaw in degrees from the nose's position between the eyes: 0 frontal, +-90 when the nose is
+    over an eye (positive: nose towards the right eye, image right). 0.0 without landmarks."""
+    if not det.landmarks or len(det.landmarks) < 3:
+        return 0.0
+    le, re, no = (np.asarray(p, dtype=np.float64) for p in det.landmarks[:3])
+    v = re - le
+    n2 = float(v @ v)
+    if n2 < 1e-9:
+        return 0.0
+    t = float((no - le) @ v) / n2  # 0 at the left eye, 1 at the right eye
+    return math.degrees(math.asin(max(-1.0, min(1.0, 2.0 * t - 1.0))))
+
+
+def blur_variance(rgb: np.ndarray, box: Sequence[float]) -> float:
+    """Variance of the Laplacian of the gray face box, resized to BLUR_SIZE px (so that the value
+    does not depend on the face's size in pixels). Low = blurry."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    x1, y1, x2, y2 = _clip_box(box, w, h)
+    xa, ya, xb, yb = int(math.floor(x1)), int(math.floor(y1)), int(math.ceil(x2)), int(math.ceil(y2))
+    if xb - xa < 2 or yb - ya < 2:
+        return 0.0
+    crop = np.ascontiguousarray(rgb[ya:yb, xa:xb])
+    gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.ndim == 3 else crop
+    interp = cv2.INTER_AREA if min(gray.shape) > BLUR_SIZE else cv2.INTER_LINEAR
+    gray = cv2.resize(gray, (BLUR_SIZE, BLUR_SIZE), interpolation=interp)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def quality(rgb: np.ndarray, det: Detection) -> dict[str, float]:
+    """``det_score``, ``size`` (short side of the box, px), ``blur`` (variance of Laplacian) and
+    ``yaw`` (degrees) of one face."""
+    x1, y1, x2, y2 = det.box
+    return {
+        "det_score": float(det.score),
+        "size": float(max(0.0, min(x2 - x1, y2 - y1))),
+        "blur": blur_variance(rgb, det.box),
+        "yaw": float(estimate_yaw(det)),
+    }
+
+
+def _get(cfg: Any, key: str, default: float) -> float:
+    if cfg is None:
+        return default
+    if isinstance(cfg, Mapping):
+        return float(cfg.get(key, default))
+    return float(getattr(cfg, key, default))
+
+
+def quality_flags(q: Mapping[str, float], cfg: Any = None) -> tuple[str, ...]:
+    """Flags from :func:`quality` values; ``cfg`` is anything with (or a dict of) ``small_px``
+    (40), ``blur_var`` (20.0), ``max_yaw_deg`` (45.0) and ``min_score`` (0.9), e.g. DetectConfig."""
+    out = []
+    if q.get("size", math.inf) < _get(cfg, "small_px", 40):
+        out.append("small")
+    if q.get("blur", math.inf) < _get(cfg, "blur_var", 20.0):
+        out.append("blurry")
+    if abs(q.get("yaw", 0.0)) > _get(cfg, "max_yaw_deg", 45.0):
+        out.append("profile")
+    if q.get("det_score", 1.0) < _get(cfg, "min_score", 0.9):
+        out.append("low_score")
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- pre-cropped faces
+def whole_image_face(w: int, h: int) -> Detection:
+    """The whole image as one face (box = image, score 0, no landmarks)."""
+    return Detection(box=(0.0, 0.0, float(w), float(h)), score=0.0, landmarks=None)
+
+
+def is_face_crop_candidate(w: int, h: int, dets: Sequence[Detection], *, small_side: int = 160, min_side: int = 24,
+                           square_aspect: float = 1.2, square_side: int = 256, cover_frac: float = 0.5) -> bool:
+    """Whether an image in which no face was kept should be treated as an already-cropped face.
+
+    Call it only when :func:`filter_detections` kept nothing; ``dets`` are the raw detections. Rule:
+
+    - never when the short side is below ``min_side`` (24 px: too small to label);
+    - yes when the short side is at most ``small_side`` (160 px): FER-style crops (48 px, 96 px...)
+      are too tight or too small for MTCNN to find the face in;
+    - yes when the image is near-square (long/short <= ``square_aspect``, 1.2) and face sized
+      (short side <= ``square_side``, 256 px);
+    - yes when exactly one raw detection exists and its box (clipped) covers at least ``cover_frac``
+      (half) of the image: a tight crop MTCNN saw with a low score;
+    - otherwise no (an ordinary photo without a face).
+    """
+    short, long_ = min(w, h), max(w, h)
+    if short < min_side:
+        return False
+    if short <= small_side:
+        return True
+    if long_ <= square_aspect * short and short <= square_side:
+        return True
+    if len(dets) == 1:
+        x1, y1, x2, y2 = _clip_box(dets[0].box, w, h)
+        if max(0.0, x2 - x1) * max(0.0, y2 - y1) >= cover_frac * w * h:
+            return True
+    return False
