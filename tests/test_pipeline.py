@@ -1,0 +1,112 @@
+"""autolabel end to end on sample_data/ (real images, real models)."""
+
+import json
+import shutil
+
+import pytest
+from sqlalchemy import func, select
+
+from labeler.config import Config
+from labeler.pipeline import Autolabeler
+from labeler.rules import load_rules
+from labeler.store import Annotation, Decision, Face, Image, ImagePath, Proposal, Store, iter_face_records
+
+from .conftest import SAMPLE
+
+
+def records_by_relpath(url):
+    out = {}
+    for r in iter_face_records(Store(url)):
+        out.setdefault(r["relpath"], []).append(r)
+    return out
+
+
+def test_sample_run_covers_every_path(sample_db):
+    recs = records_by_relpath(sample_db)
+    # single smiling face: found, keyword and model proposals stored
+    (astro,) = recs["smiling_astronaut.png"]
+    assert astro["face"] == 0 and astro["det_score"] > 0.95
+    assert 150 < astro["x1"] < 230 and 230 < astro["x2"] < 320 and astro["rule_label"] == "happy"
+    assert astro["model_probs"] and abs(sum(astro["model_probs"].values()) - 1) < 1e-3
+    assert astro["route"] in ("auto", "review")
+    # three faces, one keyword: the keyword labels none of them by itself
+    team = recs["happy_team_photo.jpg"]
+    assert len(team) == 3 and sorted(r["face"] for r in team) == [0, 1, 2]
+    for r in team:
+        assert "multi-face" in r["reason"] or r["route"] == "auto"
+        if r["route"] == "auto":  # only on the model's own strong evidence
+            assert r["model_prob"] >= Config().routing.model_threshold
+    # already-cropped 48 px face: the whole-image path
+    (crop,) = recs["crops/happy_crop_48px.png"]
+    assert crop["whole_image"] and "whole_image" in crop["flags"]
+    # no face
+    (coffee,) = recs["coffee_cup.jpg"]
+    assert coffee["face"] is None and coffee["route"] == "no_face"
+    # broken files are routed as broken with their reason
+    (trunc,) = recs["angry_truncated.jpg"]
+    assert trunc["route"] == "broken" and "truncated" in trunc["reason"]
+    # ambiguous names go to review with the reason
+    (amb,) = recs["sad-woman-happy-face.jpg"]
+    assert amb["route"] == "review" and amb["reason"].startswith("ambiguous name")
+
+
+def _counts(url):
+    s = Store(url)
+    with s.session() as x:
+        return tuple(x.scalar(select(func.count()).select_from(t)) for t in (Image, ImagePath, Face, Proposal, Decision))
+
+
+def test_killed_run_resumes_without_duplicates(tmp_path, sample_db_path):
+    src = tmp_path / "in"
+    shutil.copytree(SAMPLE, src)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = Store(url)
+    cfg = Config()
+    al = Autolabeler(store, cfg, load_rules())
+    real_flush = al.flush
+    calls = {"n": 0}
+
+    def dying_flush():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed while committing the second batch
+        real_flush()
+
+    al.cfg = Config(model=type(cfg.model)(batch_images=3))
+    al.flush = dying_flush
+    with pytest.raises(KeyboardInterrupt):
+        al.run(src, progress=False)
+    done_before = _counts(url)
+    assert 0 < done_before[2]  # the first batch's faces were committed
+    Autolabeler(Store(url), Config(), load_rules()).run(src, progress=False)
+    assert _counts(url) == _counts(f"sqlite:///{sample_db_path}")
+    # and a third run adds nothing at all
+    Autolabeler(Store(url), Config(), load_rules()).run(src, progress=False)
+    assert _counts(url) == _counts(f"sqlite:///{sample_db_path}")
+
+
+def test_new_model_reproposes_and_keeps_human_labels(sample_db, tmp_path):
+    from labeler.models import load_model
+    from labeler.modelfiles import default_models_dir, write_card
+
+    store = Store(sample_db)
+    with store.session() as s:
+        fid = s.scalar(select(Face.id).order_by(Face.id))
+        s.add(Annotation(face_id=fid, annotator="ann", action="label", labels=["sad"], source="ui"))
+    # a second model: the same weights under another name/version, as a user would drop it in
+    card = json.loads((default_models_dir() / "fer_mini_xception.json").read_text())
+    shutil.copyfile(default_models_dir() / card["file"], tmp_path / "other.onnx")
+    card.update(name="other-fer", version="2", file="other.onnx")
+    write_card(tmp_path / "other.json", card)
+    other = load_model(str(tmp_path / "other.json"))
+    al = Autolabeler(store, Config(), load_rules(), model=other)
+    n = al.repropose(only_stale=True)
+    with store.session() as s:
+        nfaces = s.scalar(select(func.count(Face.id)))
+        anns = s.scalars(select(Annotation)).all()
+    assert n == nfaces - 1  # every face but the human-labeled one
+    assert [(a.face_id, a.labels) for a in anns] == [(fid, ["sad"])]
+    recs = {r["face_id"]: r for r in iter_face_records(store) if r["face_id"]}
+    assert recs[fid]["label"] == "sad" and recs[fid]["label_source"] == "human:ann"
+    assert all(r["model_source"] == other.ident for f, r in recs.items() if f != fid)
+    assert al.repropose(only_stale=True) == 0  # nothing stale any more
