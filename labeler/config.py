@@ -23,8 +23,12 @@ class DetectConfig:
     min_score: float = 0.9
     min_rel_size: float = 0.25
     min_size: int = 20
+    #: an image whose short side is within these bounds and that has at most one face is treated
+    #: as an already-cropped face (FER2013-style 48 px crops): the whole image is the unit
+    whole_image_min_side: int = 24
+    whole_image_max_side: int = 160
     #: quality flags
-    small_px: int = 40
+    small_px: int = 32
     blur_var: float = 20.0
     max_yaw_deg: float = 45.0
 

@@ -91,8 +91,13 @@ class Autolabeler:
         h, w = rgb.shape[:2]
         dets = self.detector.detect(rgb)
         kept, _dropped = facemod.filter_detections(dets, w, h, min_score=d.min_score, min_rel_size=d.min_rel_size, min_size=d.min_size)
-        if not kept and facemod.is_face_crop_candidate(w, h, dets):
-            return [facemod.whole_image_face(w, h)], True
+        small = d.whole_image_min_side <= min(w, h) <= d.whole_image_max_side
+        if (len(kept) <= 1 and small) or (not kept and facemod.is_face_crop_candidate(w, h, dets)):
+            # an already-cropped face: the whole image is the labeling unit (keep the detector's
+            # score when it did see the face)
+            score = float(kept[0].score) if kept else 0.0
+            whole = facemod.whole_image_face(w, h)
+            return [type(whole)(box=whole.box, score=score, landmarks=None)], True
         return list(kept), False
 
     def on_image(self, image_id: int, decoded: Decoded) -> None:
@@ -209,7 +214,7 @@ class Autolabeler:
             todo = [f for f in fids if f not in labeled]
             if only_stale and todo:
                 newest = latest_ids(s, Proposal, None, where=Proposal.source_kind == "model")
-                src = dict(s.execute(select(Proposal.id, Proposal.source).where(Proposal.id.in_(list(newest.values()))))) if newest else {}
+                src = dict(s.execute(select(Proposal.id, Proposal.source).where(Proposal.id.in_(list(newest.values())))).all()) if newest else {}
                 todo = [f for f in todo if src.get(newest.get(f, -1)) != self.model.ident]
         n = 0
         for i in _progress(range(0, len(todo), batch), progress if todo else False, "re-propose"):
