@@ -232,30 +232,37 @@ def whole_image_face(w: int, h: int) -> Detection:
     return Detection(box=(0.0, 0.0, float(w), float(h)), score=0.0, landmarks=None)
 
 
-def is_face_crop_candidate(w: int, h: int, dets: Sequence[Detection], *, small_side: int = 160, min_side: int = 24,
-                           square_aspect: float = 1.2, square_side: int = 256, cover_frac: float = 0.5) -> bool:
-    """Whether an image in which no face was kept should be treated as an already-cropped face.
+def is_face_crop_candidate(w: int, h: int, dets: Sequence[Detection], kept: Optional[Sequence[Detection]] = None, *,
+                           small_side: int = 160, min_side: int = 24, square_aspect: float = 1.2, square_side: int = 256,
+                           cover_frac: float = 0.4) -> bool:
+    """Whether the image should be labeled as one already-cropped face (see :func:`whole_image_face`).
 
-    Call it only when :func:`filter_detections` kept nothing; ``dets`` are the raw detections. Rule:
+    ``dets`` are the raw detections, ``kept`` those :func:`filter_detections` kept (None = not
+    given, treated as none kept). The rule:
 
     - never when the short side is below ``min_side`` (24 px: too small to label);
-    - yes when the short side is at most ``small_side`` (160 px): FER-style crops (48 px, 96 px...)
-      are too tight or too small for MTCNN to find the face in;
-    - yes when the image is near-square (long/short <= ``square_aspect``, 1.2) and face sized
-      (short side <= ``square_side``, 256 px);
-    - yes when exactly one raw detection exists and its box (clipped) covers at least ``cover_frac``
-      (half) of the image: a tight crop MTCNN saw with a low score;
-    - otherwise no (an ordinary photo without a face).
+    - when faces were kept: yes only if exactly one was kept, the image is face sized (short side
+      <= ``square_side``, 256 px) and that face's box (clipped) covers at least ``cover_frac`` (0.4)
+      of the image: a FER-style crop in which MTCNN did find the face (e.g. a 48 px crop);
+    - when no face was kept: yes when the short side is at most ``small_side`` (160 px: FER-style
+      crops are too tight or too small for MTCNN), or when the image is near-square
+      (long/short <= ``square_aspect``, 1.2) and face sized (short side <= ``square_side``), or
+      when exactly one raw detection exists and covers at least ``cover_frac`` of the image (a tight
+      crop seen with a low score);
+    - otherwise no (an ordinary photo, with or without faces).
     """
     short, long_ = min(w, h), max(w, h)
     if short < min_side:
         return False
+
+    def covers(d: Detection) -> bool:
+        x1, y1, x2, y2 = _clip_box(d.box, w, h)
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1) >= cover_frac * w * h
+
+    if kept:
+        return len(kept) == 1 and short <= square_side and covers(kept[0])
     if short <= small_side:
         return True
     if long_ <= square_aspect * short and short <= square_side:
         return True
-    if len(dets) == 1:
-        x1, y1, x2, y2 = _clip_box(dets[0].box, w, h)
-        if max(0.0, x2 - x1) * max(0.0, y2 - y1) >= cover_frac * w * h:
-            return True
-    return False
+    return len(dets) == 1 and covers(dets[0])

@@ -108,6 +108,20 @@ def test_whole_image_rule():
     big = _d(20, 10, 580, 590, 0.5)
     assert faces.is_face_crop_candidate(600, 600, [big])  # one low-score face filling the image
     assert not faces.is_face_crop_candidate(600, 600, [_d(20, 20, 120, 120, 0.5)])
+    # a kept face: whole image only for one face filling a face-sized image
+    fill = _d(7, 4, 37, 44, 0.99)
+    assert faces.is_face_crop_candidate(48, 48, [fill], kept=[fill])
+    assert not faces.is_face_crop_candidate(48, 48, [fill, fill], kept=[fill, fill])
+    assert not faces.is_face_crop_candidate(600, 600, [big], kept=[big])  # close-up photo: aligned crop
+    part = _d(10, 10, 40, 40, 0.99)
+    assert not faces.is_face_crop_candidate(150, 150, [part], kept=[part])
+
+
+def test_48px_crop_is_a_whole_image_face(det):
+    rgb = np.asarray(Image.open(SAMPLE / "crops" / "happy_crop_48px.png").convert("RGB"))
+    dets = det.detect(rgb)
+    kept, _ = faces.filter_detections(dets, 48, 48)
+    assert faces.is_face_crop_candidate(48, 48, dets, kept=kept)
 
 
 def test_sample_no_face_images_stay_no_face(det):
