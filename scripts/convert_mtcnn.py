@@ -22,6 +22,7 @@ import io
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         net.eval()
         x = torch.zeros(spec["example"], dtype=torch.float32)
         onnx_path = out / f"mtcnn_{k}.onnx"
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # legacy exporter on purpose (dynamo=False)
         torch.onnx.export(
             net, (x,), str(onnx_path), dynamo=False, opset_version=OPSET,
             input_names=["input"], output_names=spec["outputs"], dynamic_axes=spec["dynamic"],
