@@ -91,6 +91,13 @@ def wait_card(page, face_id=None, timeout=20_000) -> None:
     page.wait_for_function(CARD_JS, arg=face_id, timeout=timeout, polling="raf")
 
 
+def idle(page, text: str) -> None:
+    """Wait until ``text`` is shown and the script run that showed it has finished."""
+    page.wait_for_function(
+        "(t) => document.body.innerText.includes(t) && "
+        "document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState === 'notRunning'", arg=text)
+
+
 def goto_page(page, name: str) -> None:
     page.locator('[data-testid="stSidebar"] label').filter(has_text=name).first.click()
     page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState !== 'running'")
@@ -138,9 +145,9 @@ def test_label_with_keyboard_undo_and_pages(browser, app, sample_db, tmp_path):
     assert q[2] in S.review_queue(st, "someone-else", limit=1000)
 
     page.keyboard.press("a")  # two labels: happy + surprise
-    page.wait_for_function("() => document.body.innerText.includes('Two labels')")
+    idle(page, "Two labels")
     page.keyboard.press("4")
-    page.wait_for_function("() => document.body.innerText.includes('Held: happy')")
+    idle(page, "Held: happy")
     page.keyboard.press("6")
     wait_card(page, q[3])
     with st.session() as s:
