@@ -77,6 +77,17 @@ def _load(name_or_path: Optional[str] = None, store: Optional[Store] = None):
     return load_model(name_or_path)
 
 
+def shipped_model():
+    """The shipped default FER model itself (not a same-named calibrated copy in a user folder)."""
+    from .modelfiles import default_models_dir
+    from .models import DEFAULT_MODEL, load_model
+
+    for c in find_cards("fer", [default_models_dir()]):
+        if c.name == DEFAULT_MODEL:
+            return load_model(str(c.sidecar))
+    return load_model(None)
+
+
 def _registered(store: Store) -> dict[str, str]:
     """name and name@version -> sidecar path of model versions registered in the database (newest wins)."""
     out: dict[str, str] = {}
@@ -134,6 +145,7 @@ def grouped_split(groups: np.ndarray, y: np.ndarray, holdout: float = 0.2, seed:
 
 
 def _crops(store: Store, face_ids) -> list[np.ndarray]:
+    face_ids = [int(f) for f in face_ids]
     raw = st.face_crops(store, face_ids)
     out = []
     for fid in face_ids:
@@ -458,6 +470,7 @@ def write_model(out_dir: Path, stem: str, base_card, meta_extra: dict[str, Any])
         "labels": list(base.get("labels", LABELS)),
         "input": base.get("input"),
         "outputs": base.get("outputs"),
+        "embedding_dim": base.get("embedding_dim"),
         "licence": base.get("licence", ""),
         "licence_file": base.get("licence_file", ""),
         "source": {"parent": base_card.ident, "parent_sidecar": str(Path(base_card.sidecar).resolve()),
@@ -684,7 +697,7 @@ def set_default(store: Store, name_or_path: Optional[str]) -> str:
             row = s.get(st.Setting, DEFAULT_MODEL_KEY)
             if row is not None:
                 s.delete(row)
-        return _load(None, store).ident
+        return shipped_model().ident
     m = _load(str(name_or_path), store)
     store.set_setting(DEFAULT_MODEL_KEY, str(Path(m.card.sidecar).resolve()))
     return m.ident

@@ -579,7 +579,7 @@ def human_labeled_faces(store: "Store") -> list[tuple[int, int, str]]:
         img_of: dict[int, int] = {}
         ids = list(cur)
         for i in range(0, len(ids), 500):
-            img_of.update(dict(s.execute(select(Face.id, Face.image_id).where(Face.id.in_(ids[i : i + 500])))))
+            img_of.update(dict(s.execute(select(Face.id, Face.image_id).where(Face.id.in_(ids[i : i + 500]))).all()))
         out = []
         for fid in sorted(cur):
             lab, _dist = vote(cur[fid])

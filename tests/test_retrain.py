@@ -167,7 +167,7 @@ def test_train_head_end_to_end(labeled_sample, tmp_path):
     side = Path(res["sidecar"])
     card = read_card(side)  # verifies sha256
     meta = json.loads(side.read_text())
-    shipped = retrain._load(None)
+    shipped = retrain.shipped_model()
     assert meta["sha256"] == sha256_file(Path(res["onnx"]))
     assert meta["labels"] == list(shipped.labels)
     assert meta["outputs"] == shipped.card.meta.get("outputs")
@@ -191,7 +191,7 @@ def test_train_head_end_to_end(labeled_sample, tmp_path):
 
 def test_worse_model_is_not_promoted_and_force_promotes(labeled_sample, tmp_path):
     store, labels = labeled_sample
-    fids, iids, y, _ = retrain.labeled_data(store, retrain._load(None).labels)
+    fids, iids, y, _ = retrain.labeled_data(store, retrain.shipped_model().labels)
     wrong = (y + 1) % 7  # systematically wrong labels: a worse model
     res = retrain.train_head(store, out_dir=tmp_path / "m", epochs=300, l2=0.0, lr=0.1, holdout=0.3,
                              labels_override=wrong, verbose=False)
@@ -199,7 +199,7 @@ def test_worse_model_is_not_promoted_and_force_promotes(labeled_sample, tmp_path
     assert not res["promoted"] and store.get_setting(retrain.DEFAULT_MODEL_KEY) is None
     forced = retrain.train_head(store, out_dir=tmp_path / "m", epochs=50, holdout=0.3, force=True, verbose=False)
     assert forced["promoted"] and store.get_setting(retrain.DEFAULT_MODEL_KEY) == forced["sidecar"]
-    assert retrain.set_default(store, "shipped") == retrain._load(None).ident
+    assert retrain.set_default(store, "shipped") == retrain.shipped_model().ident
     assert store.get_setting(retrain.DEFAULT_MODEL_KEY) is None
     assert retrain.set_default(store, forced["ident"]) == forced["ident"]
 
@@ -238,7 +238,7 @@ def test_calibrate_writes_a_calibrated_copy_and_makes_it_default(labeled_sample,
     from labeler.models import load_model
 
     store, _labels = labeled_sample
-    shipped = retrain._load(None)
+    shipped = retrain.shipped_model()
     res = retrain.calibrate(store, verbose=False)
     side = Path(res["sidecar"])
     meta = json.loads(side.read_text())
@@ -261,7 +261,7 @@ def test_torch_rebuild_matches_onnxruntime_and_finetune_runs(labeled_sample, tmp
     from labeler import torchnet
 
     store, _labels = labeled_sample
-    shipped = retrain._load(None)
+    shipped = retrain.shipped_model()
     diffs = torchnet.check_against_onnxruntime(shipped.card.file)
     assert max(diffs.values()) < 1e-4, diffs
     res = retrain.train_finetune(store, out_dir=tmp_path / "ft", head_epochs=1, epochs=1, batch_size=8, holdout=0.3, verbose=False)
