@@ -54,13 +54,27 @@ def click(at: AppTest, key: str) -> AppTest:
     return at
 
 
+def ensure_review(db: str, n: int) -> None:
+    """Make sure at least ``n`` faces wait for review: the sample data is mostly auto-accepted, so
+    re-route some auto faces to review (a new, appended decision, as `labeler route` would)."""
+    st = S.Store(db)
+    need = n - S.review_queue_count(st)
+    if need > 0:
+        with st.session() as s:
+            newest = S.latest_ids(s, S.Decision)
+            autos = [d for d in s.query(S.Decision).filter(S.Decision.id.in_(list(newest.values()))).order_by(S.Decision.face_id)
+                     if d.route == "auto"]
+            for d in autos[-need:]:
+                s.add(S.Decision(image_id=d.image_id, face_id=d.face_id, route="review", label=d.label,
+                                 reason=f"no keyword; model unsure: {d.label} (0.50)", priority=2.5, source="test"))
+    got = S.review_queue_count(st)
+    st.engine.dispose()
+    assert got >= n, f"the sample database should have {n} faces to review (has {got})"
+
+
 @pytest.fixture
 def db(sample_db) -> str:
-    st = S.Store(sample_db)
-    n = S.review_queue_count(st)
-    st.engine.dispose()
-    if n < 3:
-        pytest.fail(f"the sample database should have faces to review (has {n})")
+    ensure_review(sample_db, 4)
     return sample_db
 
 

@@ -69,18 +69,6 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def app(sample_db):
-    port = free_port()
-    proc = start_app(sample_db, port)
-    yield f"http://127.0.0.1:{port}/"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def shots_dir(tmp_path) -> Path:
     d = Path(os.environ.get("LABELER_SCREENSHOTS") or tmp_path / "screenshots")
     d.mkdir(parents=True, exist_ok=True)
@@ -101,6 +89,21 @@ def idle(page, text: str) -> None:
 def goto_page(page, name: str) -> None:
     page.locator('[data-testid="stSidebar"] label').filter(has_text=name).first.click()
     page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState !== 'running'")
+
+
+@pytest.fixture
+def app(sample_db):
+    from .test_ui import ensure_review
+
+    ensure_review(sample_db, 5)
+    port = free_port()
+    proc = start_app(sample_db, port)
+    yield f"http://127.0.0.1:{port}/"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def test_label_with_keyboard_undo_and_pages(browser, app, sample_db, tmp_path):
