@@ -763,3 +763,23 @@ def train_finetune(
     if verbose:
         print("\n".join(report_lines(res)))
     return res
+
+
+def train(store: Store, mode: str = "head", force: bool = False, **kw) -> dict[str, Any]:
+    """`labeler train [--mode head|finetune] [--force]`: dispatch to train_head / train_finetune."""
+    if mode == "head":
+        return train_head(store, force=force, **kw)
+    if mode == "finetune":
+        return train_finetune(store, force=force, **kw)
+    raise ValueError(f"unknown training mode {mode!r}: expected 'head' or 'finetune'")
+
+
+def models_lines(store: Store) -> list[str]:
+    """`labeler models`: one line per model, the default marked with '*'."""
+    out = []
+    for m in list_models(store):
+        after = ((m.get("metrics") or {}).get("after") or {})
+        fig = f" held-out macro-F1 {after['macro_f1']:.3f} acc {after['accuracy']:.3f}" if after.get("n") else ""
+        t = f" T={m['temperature']:g}" if m.get("temperature") else ""
+        out.append(f"{'*' if m['default'] else ' '} {m['ident']:55s} [{m['where']}]{t}{fig}  {m['path']}")
+    return out
