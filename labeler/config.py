@@ -36,7 +36,7 @@ class DetectConfig:
 @dataclass(frozen=True)
 class CropConfig:
     size: int = 112  # stored aligned crop, px
-    margin: float = 0.25  # proportional to the face box
+    margin: float = 0.05  # proportional to the face box (measured: tight crops suit the FER model best)
 
 
 @dataclass(frozen=True)
