@@ -428,10 +428,14 @@ def export_onnx(net: OnnxNet, path: str | Path, example: np.ndarray, opset: int 
     net.eval()
     ex = torch.from_numpy(np.ascontiguousarray(example[:1]))
     names = list(net.output_names)
-    torch.onnx.export(
-        _Export(net), (ex,), str(path), input_names=[net.input_name], output_names=names,
-        dynamic_axes={net.input_name: {0: "N"}, **{n: {0: "N"} for n in names}}, opset_version=opset, dynamo=False,
-    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter, chosen on purpose
+        torch.onnx.export(
+            _Export(net), (ex,), str(path), input_names=[net.input_name], output_names=names,
+            dynamic_axes={net.input_name: {0: "N"}, **{n: {0: "N"} for n in names}}, opset_version=opset, dynamo=False,
+        )
 
 
 def check_against_onnxruntime(onnx_path: str | Path, x: Optional[np.ndarray] = None, net: Optional[OnnxNet] = None) -> dict[str, float]:
