@@ -139,7 +139,7 @@ def test_flip_averaging_of_symmetric_image_equals_no_flip(model):
     # and for an asymmetric one, flip averaging is the average of the two logits
     a = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     z = 0.5 * (model.logits([a]) + model.logits([a[:, ::-1]]))
-    np.testing.assert_allclose(model.predict([a], flip=True), models.softmax(z), atol=1e-5)
+    np.testing.assert_allclose(model.predict([a], flip=True), models.softmax(z, model.temperature), atol=1e-5)
 
 
 def test_softmax():
