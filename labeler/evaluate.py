@@ -130,11 +130,12 @@ def report(store: Store, labels_csv: str, policy: Optional[RoutingPolicy] = None
 
     focus = {"web_keyword", "muxspace"} & set(by_subset) or set(by_subset)
     out.append(f"\n== precision / coverage trade-off on {', '.join(sorted(focus))}")
-    out.append(f"{'agree>=':>8s} {'model>=':>8s} {'auto':>5s} {'precision':>9s} {'coverage':>8s}")
-    for a in (0.3, 0.4, 0.5, 0.6, 0.7):
-        for m in (0.8, 0.9, 0.95, 0.99, 1.01):
-            r = routing_table(imgs, replace(policy, agree_threshold=a, model_threshold=m), focus)
-            prec = f"{100 * r['precision']:.1f}%" if r["precision"] is not None else "-"
-            mtxt = "off" if m > 1 else f"{m:g}"
-            out.append(f"{a:8g} {mtxt:>8s} {r['auto']:5d} {prec:>9s} {100 * r['coverage']:7.1f}%")
+    out.append(f"{'top-k':>5s} {'agree>=':>8s} {'model>=':>8s} {'auto':>5s} {'precision':>9s} {'coverage':>8s}")
+    for k in (1, 2):
+        for a in ((0.2, 0.3, 0.4, 0.5, 0.6) if k == 1 else (0.05, 0.1, 0.2)):
+            for m in (0.8, 0.9, 0.95, 0.99, 1.01):
+                r = routing_table(imgs, replace(policy, agree_threshold=a, model_threshold=m, agree_top_k=k), focus)
+                prec = f"{100 * r['precision']:.1f}%" if r["precision"] is not None else "-"
+                mtxt = "off" if m > 1 else f"{m:g}"
+                out.append(f"{k:5d} {a:8g} {mtxt:>8s} {r['auto']:5d} {prec:>9s} {100 * r['coverage']:7.1f}%")
     return "\n".join(out)

@@ -5,7 +5,7 @@ import pytest
 from labeler.routing import FaceEvidence, RoutingPolicy, route
 from labeler.types import LABELS
 
-P = RoutingPolicy(agree_threshold=0.4, model_threshold=0.9)
+P = RoutingPolicy(agree_threshold=0.4, model_threshold=0.9, agree_top_k=1)
 
 
 def probs(top: str, p: float) -> dict:
@@ -65,3 +65,15 @@ def test_thresholds_come_from_the_policy():
     ev = FaceEvidence(1, "none", None, (), probs("happy", 0.85))
     assert route(ev, RoutingPolicy(model_threshold=0.9)).route == "review"
     assert route(ev, RoutingPolicy(model_threshold=0.8)).route == "auto"
+
+
+def test_top_k_agreement_lets_the_model_veto_rather_than_confirm():
+    pol = RoutingPolicy(agree_threshold=0.1, model_threshold=0.99, agree_top_k=2)
+    p = {"angry": 0.05, "disgust": 0.05, "fear": 0.05, "happy": 0.45, "sad": 0.3, "surprise": 0.05, "neutral": 0.05}
+    # keyword says sad, the model's #2 at 0.30: accepted as sad (the rule's label, not the model's top-1)
+    d = route(FaceEvidence(1, "labeled", "sad", ("sad",), p), pol)
+    assert (d.route, d.label) == ("auto", "sad") and "#2" in d.reason
+    # keyword says fear, the model gives it 0.05 (#3 or lower): vetoed
+    d = route(FaceEvidence(1, "labeled", "fear", ("fear",), p), pol)
+    assert (d.route, d.label) == ("review", "happy") and "rule says fear" in d.reason
+    assert "top2" in d.source
