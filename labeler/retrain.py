@@ -39,6 +39,8 @@ import numpy as np
 from . import store as st
 from .imageio import decode_crop
 from .modelfiles import ModelFileError, find_cards, read_card, write_card
+from .calibration import expected_calibration_error, fit_temperature
+from .models import softmax as _softmax
 from .store import Store
 from .types import LABELS
 
@@ -200,25 +202,11 @@ def model_logits(store: Store, model, face_ids, batch: int = 256) -> tuple[np.nd
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return _softmax(z)
 
 
 def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    try:
-        from .calibration import expected_calibration_error
-
-        return float(expected_calibration_error(probs, y, bins=bins))
-    except ImportError:  # calibration module not there: the standard top-label ECE
-        conf, pred = probs.max(axis=1), probs.argmax(axis=1)
-        edges = np.linspace(0, 1, bins + 1)
-        tot = 0.0
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            m = (conf > lo) & (conf <= hi)
-            if m.any():
-                tot += m.mean() * abs((pred[m] == y[m]).mean() - conf[m].mean())
-        return float(tot)
+    return float(expected_calibration_error(probs, y, bins=bins))
 
 
 def evaluate(probs: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
@@ -279,32 +267,21 @@ def format_metrics(m: dict) -> list[str]:
 # temperature
 
 
+def _avg(l1: np.ndarray, l2: Optional[np.ndarray]) -> np.ndarray:
+    """Flip averaging exactly as models.OnnxFERModel.predict does it: the mean of the logits."""
+    return l1 if l2 is None else 0.5 * (l1 + l2)
+
+
 def fit_temperature_pair(l1: np.ndarray, l2: Optional[np.ndarray], y: np.ndarray) -> float:
-    """The temperature minimising the NLL of the flip-averaged probabilities
-    mean(softmax(l1/T), softmax(l2/T)) (just softmax(l1/T) when ``l2`` is None)."""
+    """The temperature minimising the NLL of softmax(mean(l1, l2) / T), the probabilities the
+    model gives with flip averaging (just softmax(l1 / T) when ``l2`` is None)."""
     if len(y) == 0:
         return 1.0
-
-    def nll(t: float) -> float:
-        p = softmax(l1 / t) if l2 is None else 0.5 * (softmax(l1 / t) + softmax(l2 / t))
-        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
-
-    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
-    vals = [nll(t) for t in grid]
-    i = int(np.argmin(vals))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    for _ in range(40):  # golden-section refinement in log space
-        a, b = np.log(lo), np.log(hi)
-        m1, m2 = np.exp(a + 0.382 * (b - a)), np.exp(a + 0.618 * (b - a))
-        if nll(m1) < nll(m2):
-            hi = m2
-        else:
-            lo = m1
-    return round(float(np.sqrt(lo * hi)), 4)
+    return round(float(fit_temperature(_avg(l1, l2), y)), 4)
 
 
 def _probs_from_logits(l1: np.ndarray, l2: Optional[np.ndarray], t: float) -> np.ndarray:
-    return softmax(l1 / t) if l2 is None else 0.5 * (softmax(l1 / t) + softmax(l2 / t))
+    return softmax(_avg(l1, l2) / t)
 
 
 # --------------------------------------------------------------------------------------------
@@ -729,7 +706,9 @@ def train_finetune(
                             lr=lr, batch_size=batch_size, seed=seed, threads=threads, verbose=verbose)
     hl = torchnet.logits(net, x_all[held])
     hlf = torchnet.logits(net, x_all[held][..., ::-1].copy())
-    temp = fit_temperature_pair(hl, hlf, y[held])
+    # the starting weights kept: keep their calibration too (a temperature fitted on data the base
+    # model was trained on would only sharpen it)
+    temp = model.temperature if torchnet.kept_start(log) else fit_temperature_pair(hl, hlf, y[held])
     out = Path(out_dir) if out_dir else user_models_dir(store)
     version = _version()
     stem = f"{FINETUNE_NAME}-{version}"

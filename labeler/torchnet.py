@@ -452,3 +452,8 @@ def check_against_onnxruntime(onnx_path: str | Path, x: Optional[np.ndarray] = N
     with torch.no_grad():
         got = net(torch.from_numpy(x))
     return {o.name: float(np.abs(r - got[o.name].numpy()).max()) for o, r in zip(sess.get_outputs(), ref)}
+
+
+def kept_start(log: list[dict]) -> bool:
+    """True when :func:`finetune` kept the starting weights (no epoch beat them on validation)."""
+    return any(e.get("phase") == "kept" and str(e.get("which", "")).startswith("start") for e in log)

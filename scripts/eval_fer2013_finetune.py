@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     # temperature on the validation split (flip-averaged, as predicted)
     lv = torchnet.logits(net, x_tr[val])
     lvf = torchnet.logits(net, np.ascontiguousarray(x_tr[val][..., ::-1]))
-    temp = retrain.fit_temperature_pair(lv, lvf, y_tr[val])
+    temp = base.temperature if torchnet.kept_start(log) else retrain.fit_temperature_pair(lv, lvf, y_tr[val])
     stem = f"{retrain.FINETUNE_NAME}-fer2013-{retrain._version()}"
     torchnet.export_onnx(net, out / f"{stem}.onnx", x_tr[:1])
     print("exported ONNX vs torch, max abs diff:", torchnet.check_against_onnxruntime(out / f"{stem}.onnx", x=x_tr[:8], net=net), flush=True)
