@@ -47,11 +47,10 @@ def cmd_train(args) -> int:
     from . import retrain
 
     store = _store(args)
-    kw = dict(base=args.base, holdout=args.holdout, seed=args.seed, force=args.force)
-    if args.mode == "head":
-        res = retrain.train_head(store, **kw)
-    else:
-        res = retrain.train_finetune(store, **kw, epochs=args.epochs)
+    kw = dict(base=args.base, holdout=args.holdout, seed=args.seed, force=args.force, verbose=False)
+    if args.mode == "finetune":
+        kw["epochs"] = args.epochs
+    res = retrain.train(store, mode=args.mode, **kw)
     print("\n".join(retrain.report_lines(res)))
     return 0
 
@@ -62,12 +61,7 @@ def cmd_models(args) -> int:
     store = _store(args)
     if args.default:
         print(f"default model: {retrain.set_default(store, args.default)}")
-    for m in retrain.list_models(store):
-        mark = "*" if m.get("default") else " "
-        met = m.get("metrics") or {}
-        after = met.get("after") or {}
-        fig = f"  held-out acc {100 * after['accuracy']:.1f}% macro-F1 {100 * after['macro_f1']:.1f}%" if "accuracy" in after else ""
-        print(f"{mark} {m.get('ident', m.get('name'))}  {m.get('path', '')}{fig}")
+    print("\n".join(retrain.models_lines(store)))
     return 0
 
 
