@@ -121,6 +121,11 @@ def act(face_id: int, action: str, labels: Optional[list[str]] = None) -> None:
     second one (or Enter) comes."""
     if not _who():
         return
+    if face_id != st.session_state.get("card_face"):
+        # a key pressed before the next card was on screen reached the old card's button: it was
+        # meant for the next card, so it must not relabel this one; drop it and say so
+        _flash(f"key press for face #{face_id} ignored: it came before the next card was shown; press it again")
+        return
     if action == "label" and st.session_state.get("compound"):
         pend = st.session_state.get("pending") or (face_id, [])
         if pend[0] != face_id:
@@ -273,6 +278,7 @@ def page_review() -> None:
     if st.session_state.get("compound"):
         st.info("Two labels: press two class keys (or one, then Enter). Esc cancels."
                 + (f" Held: **{' + '.join(held)}**" if held else ""))
+    st.session_state["card_face"] = fid  # the face the buttons below act on (see act())
     cols = st.columns(len(LABELS))
     for col, lab in zip(cols, LABELS):
         col.button(lab, key=f"lab_{lab}", shortcut=KEYS[lab], on_click=act, args=(fid, "label", [lab]),

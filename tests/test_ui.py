@@ -269,3 +269,16 @@ def test_training_panel_hook(db, monkeypatch):
     click(at, "train_head")
     assert calls == [S.resolve_url(db)]
     assert any(j.value and "accuracy" in str(j.value) for j in at.json)
+
+
+def test_key_press_for_a_card_no_longer_shown_is_dropped(db, monkeypatch):
+    """A key that reaches the old card's button after the next card was shown must not relabel
+    the old face (the press was meant for the next card)."""
+    at = make_app(db, monkeypatch)
+    first = card_face(at)
+    at.session_state["card_face"] = -1  # as if the screen had already moved on to another card
+    click(at, "lab_sad")
+    assert rows(db) == []
+    assert card_face(at) == first  # nothing happened to the queue; the card is shown again
+    click(at, "lab_sad")  # pressed again on the card now shown: recorded
+    assert [(a.face_id, a.labels) for a in rows(db)] == [(first, ["sad"])]
