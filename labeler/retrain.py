@@ -538,6 +538,14 @@ def train_head(
         "calibration": {"temperature": temp, "fitted_on": f"{int(held.sum())} held-out human-labeled faces (seed {seed})"},
         "training": training, "data": counts,
     })
+    return _finish(store, model, HEAD_NAME, version, stem, out, Path(sidecar), fids, held, y, labels, temp, training,
+                   counts, force, t0, verbose)
+
+
+def _finish(store: Store, model, name: str, version: str, stem: str, out: Path, sidecar: Path, fids, held, y, labels,
+            temp: float, training: dict, counts: dict, force: bool, t0: float, verbose: bool) -> dict[str, Any]:
+    """Shared end of a training run: before/after on the held-out faces, promotion rule, figures
+    written into the sidecar and the model_versions row, and the report."""
     new = _load(str(sidecar))
     hf = fids[held]
     before = evaluate(model_probs(store, model, hf, flip=True), y[held], labels)
@@ -550,9 +558,9 @@ def train_head(
     write_card(Path(sidecar), meta)
     metrics.update({"promoted": promoted, "reason": why, "training": training, "data": counts,
                     "seconds": round(time.perf_counter() - t0, 2)})
-    st.record_model_version(store, HEAD_NAME, version, str(Path(sidecar).resolve()), metrics)
-    res = {"sidecar": str(Path(sidecar).resolve()), "onnx": str((out / f"{stem}.onnx").resolve()), "name": HEAD_NAME,
-           "version": version, "ident": f"{HEAD_NAME}@{version}", "promoted": promoted, "reason": why, "metrics": metrics}
+    st.record_model_version(store, name, version, str(Path(sidecar).resolve()), metrics)
+    res = {"sidecar": str(Path(sidecar).resolve()), "onnx": str((out / f"{stem}.onnx").resolve()), "name": name,
+           "version": version, "ident": f"{name}@{version}", "promoted": promoted, "reason": why, "metrics": metrics}
     if verbose:
         print("\n".join(report_lines(res)))
     return res
@@ -725,23 +733,8 @@ def train_finetune(
         "name": FINETUNE_NAME, "version": version,
         "calibration": {"temperature": temp, "fitted_on": f"{int(held.sum())} held-out human-labeled faces (seed {seed})"},
         "training": training, "data": counts})
-    new = _load(str(sidecar))
-    hf = fids[held]
-    before = evaluate(model_probs(store, model, hf, flip=True), y[held], labels)
-    after = evaluate(model_probs(store, new, hf, flip=True), y[held], labels)
-    metrics = {"before": before, "after": after, "base": model.ident, "temperature": temp}
-    promoted, why = _promote(store, sidecar, metrics, force)
-    meta = json.loads(Path(sidecar).read_text(encoding="utf-8"))
-    meta["metrics"] = {"heldout_before": before, "heldout_after": after}
-    write_card(Path(sidecar), meta)
-    metrics.update({"promoted": promoted, "reason": why, "training": training, "data": counts,
-                    "seconds": round(time.perf_counter() - t0, 2)})
-    st.record_model_version(store, FINETUNE_NAME, version, str(Path(sidecar).resolve()), metrics)
-    res = {"sidecar": str(Path(sidecar).resolve()), "onnx": str((out / f"{stem}.onnx").resolve()), "name": FINETUNE_NAME,
-           "version": version, "ident": f"{FINETUNE_NAME}@{version}", "promoted": promoted, "reason": why, "metrics": metrics}
-    if verbose:
-        print("\n".join(report_lines(res)))
-    return res
+    return _finish(store, model, FINETUNE_NAME, version, stem, out, Path(sidecar), fids, held, y, labels, temp, training,
+                   counts, force, t0, verbose)
 
 
 def train(store: Store, mode: str = "head", force: bool = False, **kw) -> dict[str, Any]:
