@@ -13,4 +13,4 @@ HERE = Path(__file__).resolve().parent
 if __name__ == "__main__":
     for script in ("convert_mtcnn.py", "convert_fer.py"):
         print(f"== {script}", flush=True)
-        subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], check=True)
+        subprocess.run([sys.executable, str(HERE / script)], check=True)
