@@ -320,8 +320,11 @@ class Store:
             )
             for route, n in s.execute(select(latest.c.route, func.count()).group_by(latest.c.route)):
                 out[f"route_{route}"] = n
-            labeled = select(Annotation.face_id).where(Annotation.action.in_(("label", "unusable"))).distinct().subquery()
-            out["human_labeled_faces"] = s.scalar(select(func.count()).select_from(labeled)) or 0
+            labeled = set(current_annotations(s, None))
+            out["human_labeled_faces"] = len(labeled)
+            newest = latest_ids(s, Decision, None)
+            review = s.scalars(select(Decision.face_id).where(Decision.id.in_(list(newest.values())), Decision.route == "review")).all() if newest else []
+            out["review_remaining"] = sum(1 for f in review if f not in labeled)
             return out
 
 
