@@ -180,16 +180,17 @@ class Autolabeler:
         self.report.routes[r] = self.report.routes.get(r, 0) + 1
 
     # ---- whole runs
-    def needs_detection(self, image_id: int) -> bool:
+    def undetected_ids(self) -> set[int]:
+        """Images ingested earlier whose detection never finished (a killed run): redone on rerun."""
         with self.store.session() as s:
-            img = s.get(Image, image_id)
-            return bool(img and img.status == "ingested" and not img.detected)
+            return set(s.scalars(select(Image.id).where(Image.status == "ingested", Image.detected.is_(False))))
 
     def run(self, root: str | Path, include_folders: bool = False, progress: Optional[bool] = None) -> AutolabelReport:
         t0 = time.perf_counter()
+        todo = self.undetected_ids()  # one query, not one per known file
         self.report.ingest = ingest(
             self.store, root, self.rules, include_folders=include_folders, on_image=self.on_image,
-            needs_decode=self.needs_detection, progress=progress,
+            needs_decode=todo.__contains__, progress=progress,
         )
         self.flush()
         self._route_broken()
