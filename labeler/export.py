@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from .store import Store, face_crops, iter_face_records, model_version_rows
 from .types import LABELS
+from .util import batched
 
 FORMATS = ("csv", "jsonl", "imagefolder", "fer2013", "hf", "labelstudio")
 DATASET_FORMATS = ("imagefolder", "fer2013", "hf", "labelstudio")
@@ -316,17 +317,6 @@ def labelstudio_task(rec: dict[str, Any], crop_rel: str, split: str, url_prefix:
 # the export
 
 
-def _batched(it: Iterator[dict], n: int) -> Iterator[list[dict]]:
-    buf: list[dict] = []
-    for x in it:
-        buf.append(x)
-        if len(buf) >= n:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
-
-
 def _clear_previous(folder: Path, fmt: str, overwrite: bool) -> None:
     """Crops of an earlier export in the same folder would mix with this one: refuse, or (with
     ``overwrite``) remove only the sub-folders this exporter writes."""
@@ -440,6 +430,25 @@ def export(
 
     records = iter_face_records(store)
 
+    def with_crops(keep_unlabeled: bool = False):
+        """(record, label, split, crop bytes) for the selected faces, crops fetched per batch."""
+        for batch in batched(records, BATCH):
+            chosen = []
+            for r in batch:
+                if r.get("face_id") is None:
+                    continue
+                lab, sp = sel(r)
+                if lab is None and not keep_unlabeled:
+                    continue
+                chosen.append((r, lab, sp))
+            crops = face_crops(store, [r["face_id"] for r, _l, _s in chosen])
+            for rec, lab, sp in chosen:
+                data = crops.get(rec["face_id"])
+                if not data:
+                    skipped["no_crop"] += 1
+                    continue
+                yield rec, lab, sp, data
+
     if fmt in ("csv", "jsonl"):
         path = data_file or folder / ("labels.csv" if fmt == "csv" else "labels.jsonl")
         files["data"] = str(path)
@@ -463,28 +472,20 @@ def export(
         metas: dict[str, Any] = {}
         writers: dict[str, Any] = {}
         try:
-            for batch in _batched(records, BATCH):
-                chosen = [(r, *sel(r)) for r in batch]
-                chosen = [(r, lab, sp) for r, lab, sp in chosen if lab is not None]
-                crops = face_crops(store, [r["face_id"] for r, _l, _s in chosen])
-                for rec, lab, sp in chosen:
-                    data = crops.get(rec["face_id"])
-                    if not data:
-                        skipped["no_crop"] += 1
-                        continue
-                    cls = names(lab)
-                    d = _inside(folder, folder / sp / cls)
-                    d.mkdir(parents=True, exist_ok=True)
-                    fname = face_file_name(rec)
-                    (d / fname).write_bytes(crop_jpeg(data, size))
-                    counts[sp][lab] += 1
-                    written += 1
-                    if fmt == "hf":
-                        if sp not in writers:
-                            metas[sp] = open(folder / sp / "metadata.csv", "w", newline="", encoding="utf-8")
-                            writers[sp] = csv.DictWriter(metas[sp], fieldnames=HF_COLUMNS)
-                            writers[sp].writeheader()
-                        writers[sp].writerow(hf_row(rec, lab, f"{cls}/{fname}"))
+            for rec, lab, sp, data in with_crops():
+                cls = names(lab)
+                d = _inside(folder, folder / sp / cls)
+                d.mkdir(parents=True, exist_ok=True)
+                fname = face_file_name(rec)
+                (d / fname).write_bytes(crop_jpeg(data, size))
+                counts[sp][lab] += 1
+                written += 1
+                if fmt == "hf":
+                    if sp not in writers:
+                        metas[sp] = open(folder / sp / "metadata.csv", "w", newline="", encoding="utf-8")
+                        writers[sp] = csv.DictWriter(metas[sp], fieldnames=HF_COLUMNS)
+                        writers[sp].writeheader()
+                    writers[sp].writerow(hf_row(rec, lab, f"{cls}/{fname}"))
         finally:
             for fh in metas.values():
                 fh.close()
@@ -501,18 +502,10 @@ def export(
         with open(path, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(["emotion", "pixels", "Usage"])
-            for batch in _batched(records, BATCH):
-                chosen = [(r, *sel(r)) for r in batch]
-                chosen = [(r, lab, sp) for r, lab, sp in chosen if lab is not None]
-                crops = face_crops(store, [r["face_id"] for r, _l, _s in chosen])
-                for rec, lab, sp in chosen:
-                    data = crops.get(rec["face_id"])
-                    if not data:
-                        skipped["no_crop"] += 1
-                        continue
-                    w.writerow([LABELS.index(lab), fer_pixels(data), FER_USAGE[sp]])
-                    counts[sp][lab] += 1
-                    written += 1
+            for rec, lab, sp, data in with_crops():
+                w.writerow([LABELS.index(lab), fer_pixels(data), FER_USAGE[sp]])
+                counts[sp][lab] += 1
+                written += 1
 
     elif fmt == "labelstudio":
         path = folder / "tasks.json"
@@ -523,31 +516,17 @@ def export(
         first = True
         with open(path, "w", encoding="utf-8") as fh:
             fh.write("[\n")
-            for batch in _batched(records, BATCH):
-                chosen = []
-                for r in batch:
-                    if r.get("face_id") is None:
-                        continue
-                    lab, sp = sel(r)
-                    if lab is None and not all_rows:
-                        continue
-                    chosen.append((r, lab, sp))
-                crops = face_crops(store, [r["face_id"] for r, _l, _s in chosen])
-                for rec, lab, sp in chosen:
-                    data = crops.get(rec["face_id"])
-                    if not data:
-                        skipped["no_crop"] += 1
-                        continue
-                    fname = face_file_name(rec)
-                    _inside(folder, crop_dir / fname).write_bytes(crop_jpeg(data, size))
-                    task = labelstudio_task(rec, f"crops/{fname}", sp, url_prefix)
-                    for a in rec.get("annotations") or []:
-                        label_set.update(x for x in (a.get("labels") or []) if x)
-                    if lab is not None:
-                        counts[sp][lab] += 1
-                    fh.write(("" if first else ",\n") + json.dumps(task, ensure_ascii=False, default=str))
-                    first = False
-                    written += 1
+            for rec, lab, sp, data in with_crops(keep_unlabeled=all_rows):
+                fname = face_file_name(rec)
+                _inside(folder, crop_dir / fname).write_bytes(crop_jpeg(data, size))
+                task = labelstudio_task(rec, f"crops/{fname}", sp, url_prefix)
+                for a in rec.get("annotations") or []:
+                    label_set.update(x for x in (a.get("labels") or []) if x)
+                if lab is not None:
+                    counts[sp][lab] += 1
+                fh.write(("" if first else ",\n") + json.dumps(task, ensure_ascii=False, default=str))
+                first = False
+                written += 1
             fh.write("\n]\n")
         (folder / "label_config.xml").write_text(
             labelstudio_config([c for c in LABELS if c in label_set] + sorted(c for c in label_set if c not in LABELS and c not in NOT_A_CLASS)),

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 from .store import Store, add_import_annotations, faces_by_key, image_faces, images_by_path, ingest_roots
 from .types import LABELS
+from .util import batched
 
 PATH_COLUMNS = ("path", "file", "image", "filename", "file_name", "filepath")
 MAX_EXAMPLES = 5
@@ -107,17 +108,6 @@ def _sniff(fh) -> csv.Dialect | type[csv.Dialect]:
         return csv.excel
 
 
-def _chunks(it: Iterator, n: int) -> Iterator[list]:
-    buf: list = []
-    for x in it:
-        buf.append(x)
-        if len(buf) >= n:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
-
-
 def _candidates(value: str, csv_dir: Path, roots: list[str]) -> list[str]:
     v = os.path.expanduser(value.strip())
     bases = [""] if os.path.isabs(v) else [str(csv_dir), *roots]
@@ -153,7 +143,7 @@ def import_csv(
             raise ValueError(f"{path}: needs a path column ({path_column or ' or '.join(PATH_COLUMNS)}) and a "
                              f"{label_column!r} column; found {', '.join(reader.fieldnames or []) or 'no header'}")
         fcol, acol = cols.get("face"), cols.get("annotator")
-        for chunk in _chunks(enumerate(reader, start=2), CHUNK):
+        for chunk in batched(enumerate(reader, start=2), CHUNK):
             rep.rows += len(chunk)
             rows = []
             for line, r in chunk:
@@ -273,7 +263,7 @@ def import_labelstudio(store: Store, path: str | Path, annotator: Optional[str] 
     rep = ImportReport(source=str(path))
     tasks = _load_tasks(path)
     roots = ingest_roots(store)
-    for chunk in _chunks(iter(tasks), CHUNK):
+    for chunk in batched(iter(tasks), CHUNK):
         keys, ids, paths = [], [], []
         for t in chunk:
             d = t.get("data") or {}
