@@ -23,6 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mtcnn_parity import match  # noqa: E402  (one IoU matcher for both scripts)
 
 
 def read_imglab(path: Path) -> list[tuple[str, list[tuple[float, float, float, float]]]]:
@@ -38,28 +40,9 @@ def read_imglab(path: Path) -> list[tuple[str, list[tuple[float, float, float, f
     return out
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    aa = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    ab = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (aa[:, None] + ab[None, :] - inter)
-
-
 def n_matched(gt: np.ndarray, det: np.ndarray, thr: float) -> int:
-    m = iou(gt, det)
-    n = 0
-    while m.size and m.max() >= thr:
-        i, j = np.unravel_index(np.argmax(m), m.shape)
-        n += 1
-        m[i, :] = -1
-        m[:, j] = -1
-    return n
+    """Ground-truth faces matched one to one (greedy by IoU) by a detection with IoU >= thr."""
+    return len(match(gt, det, thr))
 
 
 def main(argv: list[str] | None = None) -> int:
