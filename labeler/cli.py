@@ -1,28 +1,31 @@
-"""The `labeler` command line. Thin: parses arguments, calls the modules, prints results."""
+"""The `labeler` command line, the one place that defines every command. Thin: parses arguments,
+calls the library, prints results; user errors (:class:`labeler.errors.LabelerError`) become one line
+on stderr and exit status 2. Nothing imports this module."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Optional
 
-from . import __version__
+from labeler import __version__
 
 
 def _store(args):
-    from .store import Store
+    from labeler.store import Store
 
     return Store(args.db)
 
 
 def _rules(args):
-    from .rules import load_rules
+    from labeler.ingest.rules import load_rules
 
     return load_rules(getattr(args, "rules", None))
 
 
 def cmd_ingest(args) -> int:
-    from .ingest import ingest
+    from labeler.ingest.walk import ingest
 
     store = _store(args)
     rep = ingest(store, args.path, _rules(args), include_folders=args.folders, progress=None if not args.quiet else False)
@@ -57,7 +60,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_rules_report(args) -> int:
-    from .rulesreport import format_report, rules_report
+    from labeler.reports.rules import format_report, rules_report
 
     store = _store(args)
     if args.reapply:
@@ -69,8 +72,8 @@ def cmd_rules_report(args) -> int:
 def _reapply_rules(store, rules, folders: bool) -> None:
     from sqlalchemy import select
 
-    from .ingest import apply_rules
-    from .store import Image
+    from labeler.ingest.walk import apply_rules
+    from labeler.store import Image
 
     with store.session() as s:
         for img in s.scalars(select(Image)):
@@ -86,9 +89,114 @@ def cmd_rules_check(args) -> int:
     return 0
 
 
+def cmd_autolabel(args) -> int:
+    from labeler.config import load_config
+    from labeler.pipeline import Autolabeler
+    from labeler.ingest.rules import load_rules
+
+    cfg = load_config(args.config)
+    if args.model:
+        from dataclasses import replace
+
+        cfg = replace(cfg, model=replace(cfg.model, name=args.model))
+    if args.no_flip:
+        from dataclasses import replace
+
+        cfg = replace(cfg, model=replace(cfg.model, flip=False))
+    store = _store(args)
+    al = Autolabeler(store, cfg, load_rules(args.rules))
+    rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False)
+    if args.repropose:
+        rep.reproposed += al.repropose(only_stale=False, progress=None if not args.quiet else False)
+    print("\n".join(rep.lines()))
+    return 0
+
+
+def cmd_route(args) -> int:
+    from labeler.config import load_config
+    from labeler.pipeline import Autolabeler
+
+    store = _store(args)
+    n = Autolabeler(store, load_config(args.config)).reroute()
+    print(f"{n} faces re-routed")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from labeler.config import load_config
+    from labeler.reports.evaluate import report
+
+    print(report(_store(args), args.labels, load_config(args.config).routing))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from labeler.datasets.export import export
+
+    summary = export(
+        _store(args), args.format, args.out, include=args.include, min_agreement=args.min_agreement,
+        classes=args.classes, size=args.size, seed=args.seed, overwrite=args.overwrite,
+    )
+    counts = summary.get("class_counts", {})
+    print(f"exported {summary.get('written', summary.get('records'))} rows/files as {args.format} to {args.out}")
+    if counts:
+        print("class counts: " + json.dumps(counts, sort_keys=True))
+    return 0
+
+
+def cmd_import(args) -> int:
+    from labeler.datasets.importer import import_csv, import_labelstudio
+
+    store = _store(args)
+    if args.format == "csv":
+        rep = import_csv(store, args.file, annotator=args.annotator or "import")
+    else:
+        rep = import_labelstudio(store, args.file, annotator=args.annotator)
+    print("\n".join(rep.lines()))
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from labeler.ui.launch import launch
+
+    return launch(args.db, port=args.port, host=args.host)
+
+
+def cmd_train(args) -> int:
+    from labeler.training import retrain
+
+    store = _store(args)
+    kw = dict(base=args.base, holdout=args.holdout, seed=args.seed, force=args.force, verbose=False)
+    if args.mode == "finetune":
+        kw["epochs"] = args.epochs
+    res = retrain.train(store, mode=args.mode, **kw)
+    print("\n".join(retrain.report_lines(res)))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from labeler.training import retrain
+
+    store = _store(args)
+    if args.default:
+        print(f"default model: {retrain.set_default(store, args.default)}")
+    print("\n".join(retrain.models_lines(store)))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from labeler.training import retrain
+
+    res = retrain.calibrate(_store(args), args.model)
+    print(json.dumps({k: v for k, v in res.items() if k in ("ident", "temperature", "before", "after", "sidecar")}, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="labeler", description="Semi-automatic labeling of facial-expression data sets.")
     p.add_argument("--version", action="version", version=f"labeler {__version__}")
+    # --db is accepted before the command too (`labeler --db URL status`)
+    p.add_argument("--db", dest="global_db", default=None, help=argparse.SUPPRESS)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=None, help="database URL or SQLite file (default: $LABELER_DB or sqlite:///labeler.db)")
     rules_opt = argparse.ArgumentParser(add_help=False)
@@ -113,32 +221,87 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*")
     s.set_defaults(func=cmd_rules_check)
 
-    _extend(sub, common, rules_opt)
+    _pipeline_commands(sub, common, rules_opt)
+    _dataset_commands(sub, common)
     return p
 
 
-def _extend(sub, common, rules_opt) -> None:
-    """Commands from later modules register here (kept in one place so nothing imports cli)."""
-    for modname in ("labeler.cli_pipeline", "labeler.cli_more"):
-        try:
-            mod = __import__(modname, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name == modname:
-                continue
-            raise
-        mod.register(sub, common, rules_opt)
+def _pipeline_commands(sub, common, rules_opt) -> None:
+    cfg_opt = argparse.ArgumentParser(add_help=False)
+    cfg_opt.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
+
+    s = sub.add_parser("autolabel", parents=[common, rules_opt, cfg_opt],
+                       help="ingest, detect faces, propose labels, route (resumable)")
+    s.add_argument("path")
+    s.add_argument("--model", default=None, help="FER model name, name@version or sidecar path (default: the project's default)")
+    s.add_argument("--repropose", action="store_true", help="re-run the model on every face without a human label and re-route it")
+    s.add_argument("--no-flip", action="store_true", help="no horizontal-flip averaging")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_autolabel)
+
+    s = sub.add_parser("route", parents=[common, cfg_opt], help="re-route every face from its stored proposals (after a policy change)")
+    s.set_defaults(func=cmd_route)
+
+    s = sub.add_parser("eval", parents=[common, cfg_opt], help="compare the database with a labels CSV")
+    s.add_argument("--labels", required=True)
+    s.set_defaults(func=cmd_eval)
+
+
+def _dataset_commands(sub, common) -> None:
+    s = sub.add_parser("export", parents=[common], help="write a labeled data set")
+    s.add_argument("--format", required=True, choices=["csv", "jsonl", "imagefolder", "fer2013", "hf", "labelstudio"])
+    s.add_argument("--out", required=True)
+    s.add_argument("--include", default="human+auto", choices=["human", "human+auto"], help="which labels count (data-set formats)")
+    s.add_argument("--min-agreement", type=float, default=0.0, help="minimum share of annotators agreeing on a human label")
+    s.add_argument("--classes", default=None, help="comma-separated classes to export")
+    s.add_argument("--size", type=int, default=112, help="crop size for image formats")
+    s.add_argument("--seed", type=int, default=0, help="split seed")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("import", parents=[common], help="record existing labels as human annotations")
+    s.add_argument("--format", required=True, choices=["csv", "labelstudio"])
+    s.add_argument("file")
+    s.add_argument("--annotator", default=None)
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("ui", parents=[common], help="start the review app (Streamlit)")
+    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: localhost only)")
+    s.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser("train", parents=[common], help="train a new FER model version on the human labels")
+    s.add_argument("--mode", choices=["head", "finetune"], default="head")
+    s.add_argument("--base", default=None, help="model to start from (default: the project's default)")
+    s.add_argument("--holdout", type=float, default=0.2)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--epochs", type=int, default=10, help="finetune epochs")
+    s.add_argument("--force", action="store_true", help="make it the default even if not better on held-out")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("models", parents=[common], help="list FER model versions; --default NAME makes one the default")
+    s.add_argument("--default", default=None)
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("calibrate", parents=[common], help="fit a temperature for a model on held-out human labels")
+    s.add_argument("--model", default=None)
+    s.set_defaults(func=cmd_calibrate)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from .modelfiles import ModelFileError
-    from .rules import RulesError
+    from labeler.errors import LabelerError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "db", None) is None and getattr(args, "global_db", None):
+        args.db = args.global_db
     try:
         return int(args.func(args) or 0)
-    except (RulesError, ModelFileError, FileNotFoundError, ValueError) as e:
+    except (LabelerError, FileNotFoundError, ValueError) as e:
         print(f"labeler: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `labeler ... | head`: the reader left; nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("labeler: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from .routing import RoutingPolicy
+from labeler.routing import RoutingPolicy
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,14 @@ from typing import Optional
 import numpy as np
 from sqlalchemy import select
 
-from . import faces as facemod
-from .config import Config
-from .imageio import Decoded, decode_crop, encode_jpeg
-from .ingest import IngestReport, _progress, ingest
-from .routing import FaceEvidence, route
-from .rules import RuleSet
-from .store import Decision, Face, Image, Proposal, Store, current_annotations, latest_ids
-from .types import Detection
+from labeler.faces import detect as facemod
+from labeler.config import Config
+from labeler.ingest.imageio import Decoded, decode_crop, encode_jpeg
+from labeler.ingest.walk import IngestReport, _progress, ingest
+from labeler.routing import FaceEvidence, route
+from labeler.ingest.rules import RuleSet
+from labeler.store import Decision, Face, Image, Proposal, Store, current_annotations, latest_ids
+from labeler.types import Detection
 
 DEFAULT_MODEL_KEY = "default_model"
 
@@ -60,7 +60,7 @@ class AutolabelReport:
 def resolve_model(store: Store, name: Optional[str] = None):
     """The FER model to use: ``name`` if given, else the project's default (a setting in the
     database, set by `labeler models --default`), else the shipped one."""
-    from .models import load_model
+    from labeler.fer.model import load_model
 
     return load_model(name or store.get_setting(DEFAULT_MODEL_KEY) or None)
 

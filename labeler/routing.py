@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from .types import Decision
+from labeler.types import Decision
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,10 @@ def main() -> None:
 
     cv2.setNumThreads(args.threads)
     from labeler.config import Config
-    from labeler.imageio import DecodeError, decode
-    from labeler.ingest import iter_files
+    from labeler.ingest.imageio import DecodeError, decode
+    from labeler.ingest.walk import iter_files
     from labeler.pipeline import Autolabeler
-    from labeler.rules import load_rules
+    from labeler.ingest.rules import load_rules
     from labeler.store import Store
 
     files = [p for p in iter_files(Path(args.folder))]
@@ -62,7 +62,7 @@ def main() -> None:
     t_dec = time.perf_counter() - t
     print(f"decode only:  {len(files) / t_dec:7.1f} images/s  ({t_dec:.2f} s)")
 
-    from labeler.faces import get_detector
+    from labeler.faces.detect import get_detector
 
     det = get_detector("mtcnn")
     det.detect(decoded[0])  # warm-up

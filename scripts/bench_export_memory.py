@@ -92,7 +92,7 @@ def peak_rss_mb() -> float:
 
 
 def run_one(db: Path, fmt: str, out: Path) -> None:
-    from labeler.export import export
+    from labeler.datasets.export import export
     from labeler.store import Store
 
     base = peak_rss_mb()

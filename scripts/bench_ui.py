@@ -48,7 +48,7 @@ CARD_ID_JS = "() => { const m = /Face #(\\d+) ·/.exec(document.body.innerText);
 def build_sample_db(path: Path) -> None:
     from labeler.config import Config
     from labeler.pipeline import Autolabeler
-    from labeler.rules import load_rules
+    from labeler.ingest.rules import load_rules
 
     st = S.Store(f"sqlite:///{path}")
     Autolabeler(st, Config(), load_rules()).run(ROOT / "sample_data", progress=False)
@@ -111,7 +111,7 @@ def free_port() -> int:
 
 
 def start_app(db_url: str, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "labeler" / "ui.py"), "--server.address", "127.0.0.1",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "labeler" / "ui" / "app.py"), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none", "--", "--db", db_url]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)

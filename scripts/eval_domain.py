@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from labeler import retrain  # noqa: E402
 from labeler.config import Config  # noqa: E402
 from labeler.pipeline import Autolabeler  # noqa: E402
-from labeler.rules import load_rules  # noqa: E402
+from labeler.ingest.rules import load_rules  # noqa: E402
 from labeler.store import Store, human_labeled_faces, iter_face_records  # noqa: E402
 
 
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
 
     # 1. the team's own labels
     pstore = autolabel(work / "pool.db", pool / "images")
-    from labeler.importer import import_csv
+    from labeler.datasets.importer import import_csv
 
     rep = import_csv(pstore, pool / "labels.csv", annotator="web_pool")
     print("\n".join(rep.lines()), flush=True)

@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from labeler.models import load_model  # noqa: E402
+from labeler.fer.model import load_model  # noqa: E402
 
 
 def load_folder(root: Path, labels: list[str], limit: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:

@@ -9,10 +9,10 @@ SHIPPED_CALIBRATION in scripts/convert_fer.py (and the sidecar models/fer_mini_x
 """
 import numpy as np, sys
 from labeler.store import Store, iter_face_records
-from labeler.imageio import decode_crop
-from labeler.models import load_model
-from labeler.calibration import fit_temperature, expected_calibration_error
-from labeler.models import softmax
+from labeler.ingest.imageio import decode_crop
+from labeler.fer.model import load_model
+from labeler.fer.calibration import fit_temperature, expected_calibration_error
+from labeler.fer.model import softmax
 from sqlalchemy import select
 from labeler.store import Face
 s = Store(sys.argv[1])

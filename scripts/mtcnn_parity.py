@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from facenet_pytorch import MTCNN
 
-    from labeler.mtcnn import MTCNNDetector
+    from labeler.faces.mtcnn import MTCNNDetector
 
     torch.set_num_threads(args.threads)
     ref = MTCNN(keep_all=True, min_face_size=args.min_face_size, device="cpu")

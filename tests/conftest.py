@@ -32,7 +32,7 @@ def sample_db_path(tmp_path_factory) -> Path:
     use ``sample_db`` for a private copy)."""
     from labeler.config import Config
     from labeler.pipeline import Autolabeler
-    from labeler.rules import load_rules
+    from labeler.ingest.rules import load_rules
     from labeler.store import Store
 
     path = tmp_path_factory.mktemp("sampledb") / "sample.db"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labeler.calibration import expected_calibration_error, fit_temperature, nll, reliability_table
+from labeler.fer.calibration import expected_calibration_error, fit_temperature, nll, reliability_table
 
 
 def _softmax(z):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from labeler.export import ExportError, assign_splits, export, safe_name
+from labeler.datasets.export import ExportError, assign_splits, export, safe_name
 from labeler.store import Annotation, Decision, Face, Image, ImagePath, Proposal, iter_face_records
 from labeler.types import LABELS
 
@@ -358,7 +358,7 @@ def _models_ready() -> bool:
     if not list((ROOT / "models").glob("*.onnx")):
         return False
     try:
-        from labeler.models import load_model
+        from labeler.fer.model import load_model
 
         load_model(None)
         return True
@@ -388,8 +388,8 @@ def test_sample_db_exports(sample_db, tmp_path):
 
 def test_export_after_ingest_only(store, tmp_path):
     """A real ingest of sample_data (no models needed): every file is a row; nothing selected yet."""
-    from labeler.ingest import ingest
-    from labeler.rules import load_rules
+    from labeler.ingest.walk import ingest
+    from labeler.ingest.rules import load_rules
 
     from .conftest import SAMPLE
 

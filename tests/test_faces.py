@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labeler import faces
+from labeler.faces import detect as faces
 from labeler.config import DetectConfig
 from labeler.types import Detection
 

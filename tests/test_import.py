@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labeler.export import export
-from labeler.importer import import_csv, import_labelstudio, parse_labels
+from labeler.datasets.export import export
+from labeler.datasets.importer import import_csv, import_labelstudio, parse_labels
 from labeler.store import Annotation, Store, current_annotations, iter_face_records
 
 from .test_export import build_db

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from labeler.imageio import DecodeError, decode
-from labeler.ingest import ingest
-from labeler.rules import load_rules
+from labeler.ingest.imageio import DecodeError, decode
+from labeler.ingest.walk import ingest
+from labeler.ingest.rules import load_rules
 from labeler.store import Image, ImagePath
 
 from .conftest import SAMPLE

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeler import models
-from labeler.modelfiles import ModelFileError, default_models_dir, sha256_file
+from labeler.fer import model as models
+from labeler.fer.cards import ModelFileError, default_models_dir, sha256_file
 from labeler.types import LABELS
 
 from .conftest import SAMPLE

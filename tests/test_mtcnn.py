@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labeler.modelfiles import ModelFileError, default_models_dir
-from labeler.mtcnn import MTCNNDetector, area_resize, integral_image
+from labeler.fer.cards import ModelFileError, default_models_dir
+from labeler.faces.mtcnn import MTCNNDetector, area_resize, integral_image
 
 from .conftest import SAMPLE, SHARED
 

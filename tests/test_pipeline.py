@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from labeler.config import Config
 from labeler.pipeline import Autolabeler
-from labeler.rules import load_rules
+from labeler.ingest.rules import load_rules
 from labeler.store import Annotation, Decision, Face, Image, ImagePath, Proposal, Store, iter_face_records
 
 from .conftest import SAMPLE
@@ -86,8 +86,8 @@ def test_killed_run_resumes_without_duplicates(tmp_path, sample_db_path):
 
 
 def test_new_model_reproposes_and_keeps_human_labels(sample_db, tmp_path):
-    from labeler.models import load_model
-    from labeler.modelfiles import default_models_dir, write_card
+    from labeler.fer.model import load_model
+    from labeler.fer.cards import default_models_dir, write_card
 
     store = Store(sample_db)
     with store.session() as s:

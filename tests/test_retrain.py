@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeler import retrain
-from labeler import store as st
-from labeler.modelfiles import read_card, sha256_file
+from labeler.training import retrain
+from labeler.store import core as st
+from labeler.fer.cards import read_card, sha256_file
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,8 +159,8 @@ def labeled_sample(sample_db, tmp_path, monkeypatch):
 
 
 def test_train_head_end_to_end(labeled_sample, tmp_path):
-    from labeler.models import load_model
-    from labeler.imageio import decode_crop
+    from labeler.fer.model import load_model
+    from labeler.ingest.imageio import decode_crop
 
     store, labels = labeled_sample
     res = retrain.train_head(store, out_dir=tmp_path / "m", epochs=100, holdout=0.3, verbose=False)
@@ -235,7 +235,7 @@ def test_repropose_with_new_model_keeps_human_labels(sample_db, tmp_path, monkey
 
 
 def test_calibrate_writes_a_calibrated_copy_and_makes_it_default(labeled_sample, tmp_path):
-    from labeler.models import load_model
+    from labeler.fer.model import load_model
 
     store, _labels = labeled_sample
     shipped = retrain.shipped_model()
@@ -258,7 +258,7 @@ def test_calibrate_writes_a_calibrated_copy_and_makes_it_default(labeled_sample,
 @pytest.mark.slow
 def test_torch_rebuild_matches_onnxruntime_and_finetune_runs(labeled_sample, tmp_path):
     pytest.importorskip("torch")
-    from labeler import torchnet
+    from labeler.training import torchnet
 
     store, _labels = labeled_sample
     shipped = retrain.shipped_model()
@@ -266,7 +266,7 @@ def test_torch_rebuild_matches_onnxruntime_and_finetune_runs(labeled_sample, tmp
     assert max(diffs.values()) < 1e-4, diffs
     res = retrain.train_finetune(store, out_dir=tmp_path / "ft", head_epochs=1, epochs=1, batch_size=8, holdout=0.3, verbose=False)
     card = read_card(Path(res["sidecar"]))
-    from labeler.models import load_model
+    from labeler.fer.model import load_model
 
     m = load_model(str(card.sidecar))
     assert m.labels == shipped.labels

@@ -1,6 +1,6 @@
 import pytest
 
-from labeler.rules import RulesError, load_rules, parse_rules, tokenize
+from labeler.ingest.rules import RulesError, load_rules, parse_rules, tokenize
 
 RULES = load_rules()
 

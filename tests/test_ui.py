@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from labeler import store as S
+from labeler.store import core as S
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-UI = str(Path(__file__).resolve().parent.parent / "labeler" / "ui.py")
+UI = str(Path(__file__).resolve().parent.parent / "labeler" / "ui" / "app.py")
 
 
 def make_app(db: str, monkeypatch, name: str | None = "alice", page: str | None = None) -> AppTest:
@@ -250,21 +250,21 @@ def test_training_panel_hook(db, monkeypatch):
     at = make_app(db, monkeypatch, page="Overview")
     has = [b for b in at.button if b.key == "train_head"]
     try:
-        import labeler.retrain as real  # noqa: F401
+        import labeler.training.retrain as real  # noqa: F401
 
         real_has = callable(getattr(real, "train_head", None))
     except ImportError:
         real_has = False
     assert bool(has) == real_has
     calls = []
-    fake = types.ModuleType("labeler.retrain")
+    fake = types.ModuleType("labeler.training.retrain")
 
     def train_head(store, **kw):
         calls.append(store.url)
         return {"accuracy": 0.5, "n": 3}
 
     fake.train_head = train_head
-    monkeypatch.setitem(sys.modules, "labeler.retrain", fake)
+    monkeypatch.setitem(sys.modules, "labeler.training.retrain", fake)
     at.run()
     click(at, "train_head")
     assert calls == [S.resolve_url(db)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from labeler import store as S
+from labeler.store import core as S
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 def start_app(db_url: str, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "labeler" / "ui.py"), "--server.address", "127.0.0.1",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "labeler" / "ui" / "app.py"), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none", "--", "--db", db_url]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)

@@ -16,10 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from .config import Config
-from .routing import FaceEvidence, RoutingPolicy, route
-from .store import Store, iter_face_records
-from .types import LABELS
+from labeler.config import Config
+from labeler.routing import FaceEvidence, RoutingPolicy, route
+from labeler.store import Store, iter_face_records
+from labeler.types import LABELS
 
 
 def read_truth(path: str | Path) -> dict[str, dict]:

@@ -17,9 +17,9 @@ from typing import Callable, Iterator, Optional
 
 from sqlalchemy import select  # noqa: F401  (only for type of queries run via store helpers)
 
-from .imageio import IMAGE_EXTS, Decoded, DecodeError, decode, looks_like_image
-from .rules import RuleSet
-from .store import Image, ImagePath, Store, dumps
+from labeler.ingest.imageio import IMAGE_EXTS, Decoded, DecodeError, decode, looks_like_image
+from labeler.ingest.rules import RuleSet
+from labeler.store import Image, ImagePath, Store, dumps
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import Optional
 
 from sqlalchemy import select
 
-from .store import Annotation, Face, Image, ImagePath, Store
-from .types import LABELS
+from labeler.store import Annotation, Face, Image, ImagePath, Store
+from labeler.types import LABELS
 
 
 @dataclass

@@ -26,8 +26,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .modelfiles import ModelCard, default_models_dir, read_card
-from .types import Detection
+from labeler.fer.cards import ModelCard, default_models_dir, read_card
+from labeler.types import Detection
 
 F32 = np.float32
 

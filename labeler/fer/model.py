@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional, Protocol, Sequence, Union, runtime_c
 
 import numpy as np
 
-from .modelfiles import ModelCard, ModelFileError, default_models_dir, find_cards, read_card
+from labeler.fer.cards import ModelCard, ModelFileError, default_models_dir, find_cards, read_card
 
 DEFAULT_MODEL = "fer-mini-xception"
 USER_MODELS_ENV = "LABELER_USER_MODELS"
@@ -160,7 +160,7 @@ class OnnxFERModel:
         import onnxruntime as ort
 
         if verify:
-            from .modelfiles import verify_card
+            from labeler.fer.cards import verify_card
 
             verify_card(card)
         if card.kind != "fer":

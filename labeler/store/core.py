@@ -33,10 +33,11 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+
+from labeler.resources import migrations_dir
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 DEFAULT_DB = "sqlite:///labeler.db"
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "db"
 
 
 def utcnow() -> datetime:
@@ -220,7 +221,7 @@ def alembic_config(engine: Engine):
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.attributes["connection_engine"] = engine
     return cfg
 
@@ -240,10 +241,10 @@ def head_revision(engine: Engine) -> str:
 
 def upgrade(engine: Engine) -> None:
     """Apply the Alembic migrations up to head (cheap when already there)."""
-    if not MIGRATIONS_DIR.is_dir():
+    if not migrations_dir().is_dir():
         raise RuntimeError(
-            f"database migrations not found: expected the folder {MIGRATIONS_DIR}. "
-            "Install labeler from its source tree (`pip install -e .`), which keeps db/ beside the package."
+            f"database migrations not found: expected the folder {migrations_dir()}. "
+            "Reinstall labeler (`pip install .`): the wheel carries them as labeler.migrations."
         )
     if current_revision(engine) == head_revision(engine):
         return

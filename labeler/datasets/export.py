@@ -21,6 +21,8 @@ counts, for the split), crops are fetched and written in small batches.
 
 from __future__ import annotations
 
+from labeler.errors import LabelerError
+
 import csv
 import io
 import json
@@ -33,9 +35,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
-from .store import Store, face_crops, iter_face_records, model_version_rows
-from .types import LABELS
-from .util import batched
+from labeler.store import Store, face_crops, iter_face_records, model_version_rows
+from labeler.types import LABELS
+from labeler.util import batched
 
 FORMATS = ("csv", "jsonl", "imagefolder", "fer2013", "hf", "labelstudio")
 DATASET_FORMATS = ("imagefolder", "fer2013", "hf", "labelstudio")
@@ -54,7 +56,7 @@ CSV_COLUMNS = [
 ]
 
 
-class ExportError(ValueError):
+class ExportError(LabelerError, ValueError):
     pass
 
 

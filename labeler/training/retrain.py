@@ -36,13 +36,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from . import store as st
-from .imageio import decode_crop
-from .modelfiles import ModelFileError, find_cards, read_card, write_card
-from .calibration import expected_calibration_error, fit_temperature
-from .models import softmax as _softmax
-from .store import Store
-from .types import LABELS
+from labeler.store import core as st
+from labeler.ingest.imageio import decode_crop
+from labeler.fer.cards import ModelFileError, find_cards, read_card, write_card
+from labeler.fer.calibration import expected_calibration_error, fit_temperature
+from labeler.fer.model import softmax as _softmax
+from labeler.store import Store
+from labeler.types import LABELS
 
 DEFAULT_MODEL_KEY = "default_model"
 USER_MODELS_ENV = "LABELER_USER_MODELS"
@@ -68,7 +68,7 @@ def user_models_dir(store: Store) -> Path:
 
 
 def _load(name_or_path: Optional[str] = None, store: Optional[Store] = None):
-    from .models import load_model
+    from labeler.fer.model import load_model
 
     if name_or_path is None and store is not None:
         name_or_path = store.get_setting(DEFAULT_MODEL_KEY) or None
@@ -81,8 +81,8 @@ def _load(name_or_path: Optional[str] = None, store: Optional[Store] = None):
 
 def shipped_model():
     """The shipped default FER model itself (not a same-named calibrated copy in a user folder)."""
-    from .modelfiles import default_models_dir
-    from .models import DEFAULT_MODEL, load_model
+    from labeler.fer.cards import default_models_dir
+    from labeler.fer.model import DEFAULT_MODEL, load_model
 
     for c in find_cards("fer", [default_models_dir()]):
         if c.name == DEFAULT_MODEL:
@@ -647,7 +647,7 @@ def list_models(store: Store) -> list[dict[str, Any]]:
     database; with the default marked and held-out metrics where known."""
     reg = {r["path"]: r for r in st.model_version_rows(store)}
     cards = []
-    from .modelfiles import default_models_dir
+    from labeler.fer.cards import default_models_dir
 
     for d, where in ((default_models_dir(), "shipped"), (user_models_dir(store), "user")):
         for c in find_cards("fer", [d]):
@@ -702,7 +702,7 @@ def train_finetune(
         import torch  # noqa: F401
     except ImportError as e:
         raise RuntimeError("`labeler train --mode finetune` needs PyTorch: pip install 'labeler[train]' (torch==2.13.0)") from e
-    from . import torchnet
+    from labeler.training import torchnet
 
     t0 = time.perf_counter()
     model = _load(base, store)

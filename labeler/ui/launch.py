@@ -1,4 +1,4 @@
-"""Start the review app (`labeler ui`): ``streamlit run labeler/ui.py`` as a child process.
+"""Start the review app (`labeler ui`): ``streamlit run labeler/ui/app.py`` as a child process.
 
 No Streamlit import here, so the CLI stays light; the app is bound to localhost unless ``host``
 says otherwise.
@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-UI_SCRIPT = Path(__file__).resolve().parent / "ui.py"
+UI_SCRIPT = Path(__file__).resolve().parent / "app.py"
 
 
 def command(db_url: Optional[str], port: int = 8501, host: str = "127.0.0.1") -> list[str]:
     """The command line that serves the app."""
-    from .store import resolve_url
+    from labeler.store import resolve_url
 
     return [
         sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT),

@@ -22,7 +22,7 @@ import streamlit as st
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont, ImageOps
 
-from labeler import store as S
+from labeler.store import core as S
 from labeler.types import LABELS
 
 PAGES = ("Review", "Gallery", "Image", "Overview")
@@ -418,7 +418,7 @@ def page_image() -> None:
 def render_training_panel(db: S.Store) -> None:
     """Hook for head retraining: shows a button when ``labeler.retrain.train_head`` exists."""
     try:
-        retrain = importlib.import_module("labeler.retrain")
+        retrain = importlib.import_module("labeler.training.retrain")
     except ImportError:
         return
     fn = getattr(retrain, "train_head", None)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, runtime
 
 import numpy as np
 
-from .types import Detection
+from labeler.types import Detection
 
 
 @runtime_checkable
@@ -26,7 +26,7 @@ class Detector(Protocol):
 
 
 def _make_mtcnn(**kw: Any) -> Detector:
-    from .mtcnn import MTCNNDetector
+    from labeler.faces.mtcnn import MTCNNDetector
 
     return MTCNNDetector(**kw)
 

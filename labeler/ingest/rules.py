@@ -12,20 +12,22 @@ and case-insensitive, so ``unhappy`` is its own token and never ``happy``.
 
 from __future__ import annotations
 
+from labeler.errors import LabelerError
+
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterable, Optional
 
-from .types import LABELS, RuleMatch
+from labeler.types import LABELS, RuleMatch
 
-DEFAULT_RULES = Path(__file__).resolve().parent / "data" / "rules.txt"
+DEFAULT_RULES = Path(__file__).resolve().parent.parent / "data" / "rules.txt"
 _NEGATE = "negate"
 _WORD_RE = re.compile(r"^[^\W\d_]+( [^\W\d_]+)*$")
 
 
-class RulesError(ValueError):
+class RulesError(LabelerError, ValueError):
     """A rules file could not be used; the message names the file, the line and the problem."""
 
 

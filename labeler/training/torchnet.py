@@ -265,7 +265,7 @@ def preprocess(crops: Sequence[np.ndarray], spec: dict) -> np.ndarray:
     """Crops (RGB or gray uint8, any size) -> float32 (N,1,S,S) as the model expects: gray, resized,
     (x - mean) / std. Uses labeler.models' own preprocessing when it exposes one."""
     try:
-        from . import models as _m
+        from labeler.fer import model as _m
 
         fn = getattr(_m, "preprocess", None)
         if fn is not None:

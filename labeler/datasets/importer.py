@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-from .store import Store, add_import_annotations, faces_by_key, image_faces, images_by_path, ingest_roots
-from .types import LABELS
-from .util import batched
+from labeler.store import Store, add_import_annotations, faces_by_key, image_faces, images_by_path, ingest_roots
+from labeler.types import LABELS
+from labeler.util import batched
 
 PATH_COLUMNS = ("path", "file", "image", "filename", "file_name", "filepath")
 MAX_EXAMPLES = 5

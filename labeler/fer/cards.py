@@ -11,6 +11,8 @@ Loading checks the checksum and fails loudly, never falls back to anything.
 
 from __future__ import annotations
 
+from labeler.errors import LabelerError
+
 import hashlib
 import json
 import os
@@ -19,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(LabelerError, RuntimeError):
     """A model file or its sidecar is missing, unreadable or does not match."""
 
 
 def default_models_dir() -> Path:
-    """``$LABELER_MODELS_DIR`` if set, else the ``models/`` folder of the source tree."""
-    env = os.environ.get("LABELER_MODELS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "models"
+    """``$LABELER_MODELS_DIR`` if set, else the shipped ``models/`` folder."""
+    from labeler.resources import models_dir
+
+    return models_dir()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

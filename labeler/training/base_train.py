@@ -1,0 +1,603 @@
+"""Train the compact FER CNN (:mod:`labeler.training.base_net`) from scratch on FER2013 with the FER+
+crowd votes, export it to ONNX and write its sidecar. Entry point: :func:`main` (``scripts/train_base.py``).
+
+Data: ``<data>/{train,public_test}/<class>/*.jpg`` (48x48 gray) and ``<votes>`` (FER+ votes, one row per
+file: ``file,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF,note``).
+
+- Targets (label-distribution learning, ``--loss ldl``): the 7 emotion votes normalised to sum 1
+  (contempt, unknown and NF votes dropped). ``--loss ce``: the majority of those 7 (first on ties).
+- Kept for training: images with at least one of the 7 emotion votes whose largest vote count is not
+  held by ``unknown`` or ``NF`` (ties with them count as held); train images whose bytes also occur
+  in public_test are dropped (no test leakage through the ~1,500 duplicate groups).
+- Validation: ``--val-frac`` of train, drawn by content hash (sha256 of the file bytes), so byte-identical
+  duplicates never straddle train and validation.
+- Evaluation label ("FER+ majority"): the unique largest count among all 10 vote columns, kept only
+  when it is one of the 7 classes (ties, contempt, unknown and NF majorities excluded).
+
+Everything is preloaded into one uint8 array; augmentation runs per batch with torch ops
+(affine_grid/grid_sample for scale/shift/rotation, flip, brightness/contrast/gamma, Gaussian blur,
+down-up resampling, cutout) plus a JPEG re-encode of a fraction of each batch with OpenCV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base_net import INPUT_SIZE, BaseFERNet, count_macs, count_params
+
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+# FER+ vote columns for each of our labels, in our order
+VOTE_COLS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+ALL_VOTE_COLS = VOTE_COLS + ["contempt", "unknown", "NF"]
+MEAN, STD = 127.5, 127.5
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+def read_votes(path: Path) -> dict[str, np.ndarray]:
+    """file -> 10 vote counts in ALL_VOTE_COLS order (rows without votes give zeros)."""
+    out: dict[str, np.ndarray] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            v = []
+            for c in ALL_VOTE_COLS:
+                s = (row.get(c) or "").strip()
+                v.append(float(s) if s else 0.0)
+            out[row["file"]] = np.asarray(v, dtype=np.float32)
+    return out
+
+
+def vote_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For N x 10 vote counts: (keep-for-training mask, N x 7 distributions, FER+ majority label or -1)."""
+    emo = votes[:, :7]
+    s = emo.sum(1)
+    top_any = votes[:, :8].max(1)  # emotions + contempt
+    junk = votes[:, 8:10].max(1)  # unknown, NF
+    keep = (s > 0) & (top_any > junk)
+    dist = np.where(s[:, None] > 0, emo / np.maximum(s[:, None], 1e-9), 0.0).astype(np.float32)
+    mx = votes.max(1)
+    n_top = (votes == mx[:, None]).sum(1)
+    arg = votes.argmax(1)
+    maj = np.where((mx > 0) & (n_top == 1) & (arg < 7), arg, -1).astype(np.int64)
+    return keep, dist, maj
+
+
+class Split:
+    """Preloaded images of one split: x (N x 48 x 48 uint8), folder label, votes, hashes, files."""
+
+    def __init__(self, x, folder, votes, hashes, files):
+        self.x, self.folder, self.votes, self.hashes, self.files = x, folder, votes, hashes, files
+        self.keep, self.dist, self.maj = vote_targets(votes)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def subset(self, idx: np.ndarray) -> "Split":
+        return Split(self.x[idx], self.folder[idx], self.votes[idx], [self.hashes[i] for i in idx], [self.files[i] for i in idx])
+
+
+def load_split(data: Path, split: str, votes: dict[str, np.ndarray], size: int = INPUT_SIZE,
+               limit_per_class: Optional[int] = None) -> Split:
+    xs, folder, vs, hashes, files = [], [], [], [], []
+    for k, lab in enumerate(LABELS):
+        d = data / split / lab
+        if not d.is_dir():
+            continue
+        names = sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        for p in names[:limit_per_class]:
+            b = p.read_bytes()
+            g = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
+            if g is None:
+                log(f"warning: cannot decode {p}")
+                continue
+            if g.shape != (size, size):
+                g = cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA)
+            rel = f"{split}/{lab}/{p.name}"
+            xs.append(g)
+            folder.append(k)
+            vs.append(votes.get(rel, np.zeros(len(ALL_VOTE_COLS), np.float32)))
+            hashes.append(hashlib.sha256(b).hexdigest())
+            files.append(rel)
+    x = np.stack(xs) if xs else np.zeros((0, size, size), np.uint8)
+    return Split(x, np.asarray(folder, np.int64), np.stack(vs) if vs else np.zeros((0, 10), np.float32), hashes, files)
+
+
+def grouped_split(hashes: list[str], val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): whole content-hash groups go to one side."""
+    uniq = sorted(set(hashes))
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(uniq))
+    n_val = int(round(val_frac * len(uniq)))
+    val_groups = {uniq[i] for i in perm[:n_val]}
+    is_val = np.asarray([h in val_groups for h in hashes])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+# ----------------------------------------------------------------------------------------------
+# augmentation (batch-level)
+
+
+class Augmenter:
+    """Random photometric and geometric changes of a uint8 batch; returns normalised float tensors."""
+
+    def __init__(self, seed: int, scale=(0.80, 1.30), shift=0.10, rot_deg=15.0, p_flip=0.5, brightness=0.25,
+                 contrast=(0.6, 1.4), p_blur=0.2, p_downup=0.15, p_jpeg=0.25, jpeg_q=(25, 90), p_cutout=0.25,
+                 noise=0.02):
+        self.rng = np.random.default_rng(seed + 17)
+        self.g = torch.Generator().manual_seed(seed + 29)
+        self.scale, self.shift, self.rot = scale, shift, math.radians(rot_deg)
+        self.p_flip, self.brightness, self.contrast = p_flip, brightness, contrast
+        self.p_blur, self.p_downup, self.p_jpeg, self.jpeg_q = p_blur, p_downup, p_jpeg, jpeg_q
+        self.p_cutout, self.noise = p_cutout, noise
+
+    def _u(self, n: int, lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(n, generator=self.g) * (hi - lo) + lo
+
+    def jpeg(self, x: np.ndarray) -> np.ndarray:
+        """Re-encode a random fraction of a uint8 batch as JPEG (in place on a copy)."""
+        n = len(x)
+        sel = np.flatnonzero(self.rng.random(n) < self.p_jpeg)
+        if len(sel) == 0:
+            return x
+        x = x.copy()
+        for i in sel:
+            q = int(self.rng.integers(self.jpeg_q[0], self.jpeg_q[1] + 1))
+            ok, buf = cv2.imencode(".jpg", x[i], [cv2.IMWRITE_JPEG_QUALITY, q])
+            if ok:
+                x[i] = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+        return x
+
+    def __call__(self, xb: np.ndarray) -> torch.Tensor:
+        n, h, w = xb.shape
+        x = torch.from_numpy(xb).float().div_(255.0).unsqueeze(1)  # N x 1 x H x W in [0, 1]
+        # geometry: output pixel p samples input at A p + t (normalised coordinates)
+        s = torch.exp(self._u(n, math.log(self.scale[0]), math.log(self.scale[1])))  # >1: face larger
+        a = self._u(n, -self.rot, self.rot)
+        flip = torch.where(torch.rand(n, generator=self.g) < self.p_flip, -1.0, 1.0)
+        tx, ty = self._u(n, -self.shift, self.shift) * 2, self._u(n, -self.shift, self.shift) * 2
+        cos, sin = torch.cos(a) / s, torch.sin(a) / s
+        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # down-up resampling (small faces upscaled)
+        m = torch.rand(n, generator=self.g) < self.p_downup
+        if m.any():
+            k = int(torch.randint(20, 40, (1,), generator=self.g))
+            sub = F.interpolate(x[m], size=(k, k), mode="area")
+            x[m] = F.interpolate(sub, size=(h, w), mode="bilinear", align_corners=False)
+        # Gaussian blur with a per-sample sigma (grouped conv)
+        m = torch.rand(n, generator=self.g) < self.p_blur
+        if m.any():
+            idx = torch.nonzero(m).flatten()
+            sig = self._u(len(idx), 0.4, 1.3)
+            r = torch.arange(-2, 3, dtype=torch.float32)
+            k1 = torch.exp(-(r[None, :] ** 2) / (2 * sig[:, None] ** 2))
+            k1 = k1 / k1.sum(1, keepdim=True)
+            k2 = (k1[:, :, None] * k1[:, None, :]).unsqueeze(1)  # n x 1 x 5 x 5
+            xi = F.pad(x[idx].transpose(0, 1), (2, 2, 2, 2), mode="replicate")  # 1 x n x H+4 x W+4
+            x[idx] = F.conv2d(xi, k2, groups=len(idx)).transpose(0, 1)
+        # brightness / contrast / gamma
+        c = self._u(n, *self.contrast).view(n, 1, 1, 1)
+        b = self._u(n, -self.brightness, self.brightness).view(n, 1, 1, 1)
+        mu = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - mu) * c + mu + b).clamp_(0, 1)
+        gam = torch.exp(self._u(n, math.log(0.7), math.log(1.4))).view(n, 1, 1, 1)
+        x = x.pow(gam)
+        # JPEG re-encode of a fraction (uint8 round trip)
+        xu = (x.squeeze(1) * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+        xu = self.jpeg(xu)
+        x = torch.from_numpy(xu).float().unsqueeze(1)
+        if self.noise > 0:
+            x = x + torch.randn(x.shape, generator=self.g) * (self.noise * 255.0) * (torch.rand(n, 1, 1, 1, generator=self.g) < 0.3)
+        # cutout
+        m = torch.rand(n, generator=self.g) < self.p_cutout
+        if m.any():
+            for i in torch.nonzero(m).flatten().tolist():
+                sz = int(torch.randint(8, 18, (1,), generator=self.g))
+                cy, cx = int(torch.randint(0, h, (1,), generator=self.g)), int(torch.randint(0, w, (1,), generator=self.g))
+                x[i, :, max(0, cy - sz // 2): cy + sz // 2, max(0, cx - sz // 2): cx + sz // 2] = 127.5
+        return (x.clamp_(0, 255) - MEAN) / STD
+
+
+def to_input(xb: np.ndarray) -> torch.Tensor:
+    return (torch.from_numpy(xb).float().unsqueeze(1) - MEAN) / STD
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics (the same definitions as scripts/eval_fer2013.py)
+
+
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    from labeler.calibration import expected_calibration_error
+
+    return float(expected_calibration_error(probs, y, bins))
+
+
+def metrics(probs: np.ndarray, folder: np.ndarray, maj: np.ndarray) -> dict[str, Any]:
+    """Accuracy vs FER+ majority (rows with maj >= 0), vs folder labels (all rows), macro-F1 and
+    per-class recall vs FER+ majority, ECE vs FER+ majority, coverage at >= 95% precision."""
+    pred = probs.argmax(1)
+    m = maj >= 0
+    y, p = maj[m], pred[m]
+    k = len(LABELS)
+    cm = np.zeros((k, k), np.int64)
+    np.add.at(cm, (y, p), 1)
+    tp = np.diag(cm).astype(float)
+    rec = tp / np.maximum(cm.sum(1), 1)
+    prec = tp / np.maximum(cm.sum(0), 1)
+    f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)
+    present = cm.sum(1) > 0
+    conf = probs[m].max(1)
+    order = np.argsort(-conf, kind="stable")
+    correct = (p[order] == y[order]).astype(float)
+    cum = np.cumsum(correct) / np.arange(1, len(correct) + 1)
+    ok = np.flatnonzero(cum >= 0.95)
+    cov = float((ok.max() + 1) / len(correct)) if len(ok) else 0.0
+    return {
+        "n": int(len(pred)), "n_ferplus_majority": int(m.sum()), "n_excluded": int((~m).sum()),
+        "acc_ferplus_majority": round(float((p == y).mean()) if len(y) else 0.0, 4),
+        "acc_fer2013_labels": round(float((pred == folder).mean()) if len(pred) else 0.0, 4),
+        "macro_f1_ferplus": round(float(f1[present].mean()) if present.any() else 0.0, 4),
+        "recall_ferplus": {lab: round(float(rec[i]), 4) for i, lab in enumerate(LABELS)},
+        "ece_ferplus": round(ece(probs[m], y), 4) if len(y) else 0.0,
+        "coverage_at_95_precision": round(cov, 4),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+
+
+def soft_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return -(target * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: np.ndarray, flip: bool = False, bs: int = 512) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(x), bs):
+        t = to_input(x[i: i + bs])
+        z = model(t)[0]
+        if flip:
+            z = 0.5 * (z + model(torch.flip(t, dims=[3]))[0])
+        out.append(z)
+    return torch.cat(out).numpy() if out else np.zeros((0, len(LABELS)), np.float32)
+
+
+def softmax_np(z: np.ndarray, t: float = 1.0) -> np.ndarray:
+    z = np.asarray(z, np.float64) / t
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+class EMA:
+    def __init__(self, model: torch.nn.Module, decay: float):
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        d = self.decay
+        for e, m in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(m.detach(), alpha=1 - d)
+            else:
+                e.copy_(m)
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    here = Path(__file__).resolve().parents[2]
+    ap = argparse.ArgumentParser(description="Train the compact FER CNN from scratch on FER2013 + FER+ votes.")
+    ap.add_argument("--data", default=str(here.parent / "shared" / "data" / "fer2013"),
+                    help="folder with train/ and public_test/ (<class>/*.jpg)")
+    ap.add_argument("--votes", default=None, help="FER+ votes CSV (default: <data>/ferplus_votes.csv)")
+    ap.add_argument("--out-dir", default=str(here / "models"), help="where the .onnx and .json go")
+    ap.add_argument("--stem", default="fer_ferplus_cnn")
+    ap.add_argument("--name", default="fer-ferplus-cnn")
+    ap.add_argument("--version", default=None, help="default: the date, e.g. 2026.11.28")
+    ap.add_argument("--loss", choices=["ldl", "ce"], default="ldl", help="ldl: soft vote distribution; ce: majority vote")
+    ap.add_argument("--time-budget-min", type=float, default=None,
+                    help="wall-clock budget for the training loop; the cosine schedule is sized to it after epoch 1")
+    ap.add_argument("--epochs", type=int, default=30, help="maximum epochs (or exact, without a time budget)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.05)
+    ap.add_argument("--ema", type=float, default=0.998, help="EMA decay of the weights evaluated and kept (0: off)")
+    ap.add_argument("--val-frac", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=20261128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--widths", default=None, help="comma-separated 5 widths (default: base_net.DEFAULT_WIDTHS)")
+    ap.add_argument("--limit-per-class", type=int, default=None, help="at most N train images per class (smoke runs)")
+    ap.add_argument("--no-export", action="store_true", help="train and report only (comparisons)")
+    ap.add_argument("--no-test", action="store_true", help="skip the public_test report")
+    ap.add_argument("--reserve-min", type=float, default=0.0, help="minutes of the budget kept for the epoch-time estimate slack")
+    return ap.parse_args(argv)
+
+
+def set_seed(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    t_start = time.time()
+    torch.set_num_threads(int(args.threads))
+    cv2.setNumThreads(1)
+    set_seed(args.seed)
+    data = Path(args.data)
+    votes_path = Path(args.votes) if args.votes else data / "ferplus_votes.csv"
+    votes = read_votes(votes_path)
+
+    full = load_split(data, "train", votes, limit_per_class=args.limit_per_class)
+    test = load_split(data, "public_test", votes) if (data / "public_test").is_dir() else None
+    log(f"loaded train {len(full)} images, public_test {len(test) if test else 0} ({time.time() - t_start:.1f}s)")
+    test_hashes = set(test.hashes) if test is not None else set()
+    leak = np.asarray([h in test_hashes for h in full.hashes])
+    tr_idx, va_idx = grouped_split(full.hashes, args.val_frac, args.seed)
+    tr = full.subset(np.asarray([i for i in tr_idx if not leak[i]], np.int64))
+    va = full.subset(va_idx)
+    n_tr_all = len(tr)
+    tr = tr.subset(np.flatnonzero(tr.keep))
+    counts = {
+        "train_files": len(full), "public_test_files": len(test) if test else 0,
+        "train_dropped_as_public_test_duplicates": int(leak[tr_idx].sum()),
+        "train_groups_by_sha256": len(set(full.hashes)),
+        "train_used": len(tr), "train_dropped_no_votes_or_nf_unknown_majority": n_tr_all - len(tr),
+        "val_files": len(va), "val_with_ferplus_majority": int((va.maj >= 0).sum()),
+    }
+    log("counts " + json.dumps(counts))
+    if len(tr) == 0 or len(va) == 0:
+        raise SystemExit("error: no training or validation images left; check --data and --votes")
+
+    widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else None
+    model = BaseFERNet(len(LABELS), **({"widths": widths} if widths else {}))
+    n_params, macs = count_params(model), count_macs(model)
+    log(f"model BaseFERNet widths={model.widths} params={n_params} MMACs={macs / 1e6:.1f} (MFLOPs={2 * macs / 1e6:.1f})")
+    model = model.to(memory_format=torch.channels_last)
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.99))
+    ema = EMA(model, args.ema) if args.ema > 0 else None
+    aug = Augmenter(args.seed)
+    target = torch.from_numpy(tr.dist) if args.loss == "ldl" else F.one_hot(
+        torch.from_numpy(tr.dist.argmax(1)), len(LABELS)).float()
+
+    bs = int(args.batch_size)
+    steps_per_epoch = max(1, len(tr) // bs)
+    budget_s = args.time_budget_min * 60.0 if args.time_budget_min else None
+    n_epochs = int(args.epochs)
+    rng = np.random.default_rng(args.seed)
+    best: dict[str, Any] = {"acc": -1.0}
+    curve = []
+    t_train = time.time()
+    step = 0
+    epoch = 0
+    while epoch < n_epochs:
+        t_ep = time.time()
+        model.train()
+        perm = rng.permutation(len(tr))
+        tot, nb = 0.0, 0
+        for b in range(steps_per_epoch):
+            idx = np.sort(perm[b * bs:(b + 1) * bs])
+            x = aug(tr.x[idx]).contiguous(memory_format=torch.channels_last)
+            yt = target[idx]
+            # schedule: linear warm-up over epoch 1, then cosine to 0 over the remaining epochs
+            if epoch == 0:
+                lr = args.lr * (0.05 + 0.95 * (b + 1) / steps_per_epoch)
+            else:
+                prog = (step - steps_per_epoch) / max(1, (n_epochs - 1) * steps_per_epoch)
+                lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
+            for gr in opt.param_groups:
+                gr["lr"] = lr
+            logits, _ = model(x)
+            loss = soft_ce(logits, yt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                ema.update(model)
+            tot += float(loss)
+            nb += 1
+            step += 1
+        ev = ema.model if ema is not None else model
+        zv = predict_logits(ev, va.x)
+        mv = metrics(softmax_np(zv), va.folder, va.maj)
+        dt_ep = time.time() - t_ep
+        elapsed = time.time() - t_train
+        curve.append({"epoch": epoch + 1, "train_loss": round(tot / max(nb, 1), 4), "val_acc_ferplus": mv["acc_ferplus_majority"],
+                      "val_acc_fer2013": mv["acc_fer2013_labels"], "lr_end": round(lr, 6), "epoch_s": round(dt_ep, 1),
+                      "elapsed_s": round(elapsed, 1)})
+        if mv["acc_ferplus_majority"] > best["acc"]:
+            best = {"acc": mv["acc_ferplus_majority"], "epoch": epoch + 1,
+                    "state": {k: v.detach().clone() for k, v in ev.state_dict().items()}}
+        log(f"epoch {epoch + 1}/{n_epochs} train_loss {tot / max(nb, 1):.4f} val_acc_ferplus {mv['acc_ferplus_majority']:.4f} "
+            f"val_acc_fer2013 {mv['acc_fer2013_labels']:.4f} lr {lr:.2e} epoch {dt_ep:.0f}s elapsed {elapsed / 60:.1f} min"
+            f"{'  *best' if best['epoch'] == epoch + 1 else ''}")
+        epoch += 1
+        if budget_s is not None:
+            avg = elapsed / epoch
+            slack = args.reserve_min * 60.0
+            fit = epoch + int((budget_s - slack - elapsed) // (max(avg, dt_ep) * 1.02))
+            if epoch == 1:
+                n_epochs = max(1, min(int(args.epochs), fit))
+                log(f"time budget {args.time_budget_min:.1f} min, epoch ~{dt_ep:.0f}s: schedule sized to {n_epochs} epochs")
+            elif fit < n_epochs:
+                n_epochs = max(epoch, fit)
+                log(f"running slower than planned: schedule shortened to {n_epochs} epochs")
+    train_s = time.time() - t_train
+    log(f"training done: {epoch} epochs in {train_s / 60:.1f} min; best val_acc_ferplus {best['acc']:.4f} at epoch {best['epoch']}")
+    final = BaseFERNet(len(LABELS), widths=model.widths)
+    final.load_state_dict(best["state"])
+    final.eval()
+
+    # calibration on validation (flip-averaged logits, as the labeler's pipeline predicts), FER+ majority labels
+    from labeler.calibration import fit_temperature
+
+    zv_f = predict_logits(final, va.x, flip=True)
+    mval = va.maj >= 0
+    temp = float(fit_temperature(zv_f[mval], va.maj[mval]))
+    log(f"temperature fitted on {int(mval.sum())} validation images (flip-averaged): T = {temp:.3f}")
+    res: dict[str, Any] = {"counts": counts, "curve": curve, "best_epoch": best["epoch"], "epochs_run": epoch,
+                           "train_minutes": round(train_s / 60, 2), "temperature": temp, "params": n_params, "macs": macs,
+                           "model": final}
+    met: dict[str, Any] = {"flip_averaged": True, "calibration_labels": "FER+ majority"}
+    met["val"] = metrics(softmax_np(zv_f, temp), va.folder, va.maj)
+    met["val"]["ece_ferplus_before_temperature"] = round(ece(softmax_np(zv_f[mval]), va.maj[mval]), 4)
+    if test is not None and len(test) and not args.no_test:
+        zt = predict_logits(final, test.x, flip=True)
+        zt1 = predict_logits(final, test.x, flip=False)
+        mt = test.maj >= 0
+        met["public_test"] = metrics(softmax_np(zt, temp), test.folder, test.maj)
+        met["public_test"]["ece_ferplus_before_temperature"] = round(ece(softmax_np(zt[mt]), test.maj[mt]), 4)
+        met["public_test"]["acc_ferplus_majority_no_flip"] = round(float((zt1[mt].argmax(1) == test.maj[mt]).mean()), 4)
+        met["public_test"]["acc_fer2013_labels_no_flip"] = round(float((zt1.argmax(1) == test.folder).mean()), 4)
+    log("metrics " + json.dumps(met))
+    res["metrics"] = met
+
+    if not args.no_export:
+        export(final, args, res, votes_path, data, t_start)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# export
+
+
+class _Export(torch.nn.Module):
+    def __init__(self, m: torch.nn.Module):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x)
+
+
+def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], votes_path: Path, data: Path, t_start: float) -> Path:
+    import onnx
+    import onnxruntime as ort
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{args.stem}.onnx"
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    dummy = torch.zeros(2, 1, INPUT_SIZE, INPUT_SIZE)
+    torch.onnx.export(_Export(model), (dummy,), str(onnx_path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits", "embedding"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+                      do_constant_folding=True)
+    onnx.checker.check_model(onnx.load(str(onnx_path)))
+    # parity with torch
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (37, 1, INPUT_SIZE, INPUT_SIZE)).astype(np.float32))
+    with torch.no_grad():
+        zt, et = (t.numpy() for t in model(x))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(args.threads)
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    zo, eo = sess.run(["logits", "embedding"], {"input": x.numpy()})
+    diff = float(max(np.abs(zo - zt).max(), np.abs(eo - et).max()))
+    log(f"onnx parity with torch: max abs diff {diff:.2e} (logits {zo.shape}, embedding {eo.shape})")
+    if diff > 1e-3:
+        raise SystemExit(f"error: onnxruntime output differs from torch by {diff}")
+    size_mb = onnx_path.stat().st_size / 2**20
+    from labeler.modelfiles import write_card
+
+    version = args.version or time.strftime("%Y.%m.%d", time.gmtime())
+    m = res["metrics"]
+    cmd = " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "train_base.py"] + list(sys.argv[1:]))
+    meta = {
+        "name": args.name,
+        "version": version,
+        "kind": "fer",
+        "file": onnx_path.name,
+        "labels": list(LABELS),
+        "input": {"name": "input", "size": [INPUT_SIZE, INPUT_SIZE], "channels": 1, "color": "gray", "layout": "NCHW",
+                  "dtype": "float32", "mean": MEAN, "std": STD,
+                  "notes": f"gray uint8 face crop resized to {INPUT_SIZE}x{INPUT_SIZE} (cv2.INTER_AREA), then (x - 127.5) / 127.5"},
+        "outputs": {"logits": "logits", "embedding": "embedding"},
+        "embedding_dim": int(model.embedding_dim),
+        "calibration": {
+            "temperature": round(res["temperature"], 4),
+            "fitted_on": f"{m['val']['n_ferplus_majority']} FER2013 train images held out by content hash (validation), "
+                         "FER+ majority labels, flip-averaged logits",
+            "ece_before": m.get("public_test", m["val"]).get("ece_ferplus_before_temperature"),
+            "ece_after": m.get("public_test", m["val"]).get("ece_ferplus"),
+            "ece_measured_on": "FER2013 PublicTest vs FER+ majority" if "public_test" in m else "validation",
+        },
+        "source": {
+            "package": "labeler (scripts/train_base.py)",
+            "version": version,
+            "file": "labeler/training/base_net.py, labeler/training/base_train.py",
+        },
+        "licence": "MIT",
+        "licence_file": "LICENSES/fer_ferplus_cnn.txt",
+        "converted_with": {"torch": torch.__version__, "opset": 17, "exporter": "torch.onnx.export(dynamo=False)"},
+        "training": {
+            "command": cmd,
+            "code": "labeler/training/base_train.py, labeler/training/base_net.py",
+            "architecture": {"class": "BaseFERNet", "widths": list(model.widths), "params": res["params"],
+                             "mmacs": round(res["macs"] / 1e6, 2), "mflops": round(2 * res["macs"] / 1e6, 2),
+                             "onnx_mb": round(size_mb, 3)},
+            "data": {
+                "images": "FER2013 train (48x48 gray), Goodfellow et al. 2013; evaluation on FER2013 PublicTest",
+                "votes": f"{votes_path.name}: FER+ crowd votes (Microsoft, MIT), 10 per image",
+                "target": ("normalised 7-class vote distribution (contempt, unknown, NF votes dropped), soft cross-entropy"
+                           if args.loss == "ldl" else "majority of the 7 emotion votes, cross-entropy"),
+                "vote_rule": "train images kept when they have >= 1 of the 7 emotion votes and the largest count is not held "
+                             "by unknown or NF; evaluation label = unique largest of all 10 vote columns when it is one of "
+                             "the 7 classes (ties, contempt, unknown, NF majorities excluded)",
+                "split": f"validation = {args.val_frac:.0%} of train content-hash groups (sha256 of file bytes), seed {args.seed}; "
+                         "train images whose bytes also occur in public_test dropped",
+                "counts": res["counts"],
+                "augmentation": "random scale 0.80-1.30, shift +-10%, rotation +-15 deg, horizontal flip, brightness/contrast/"
+                                "gamma, Gaussian blur (20%), down-up resampling (15%), JPEG q25-90 (25%), noise, cutout (25%)",
+            },
+            "seed": args.seed,
+            "optimiser": f"AdamW lr {args.lr} wd {args.weight_decay}, batch {args.batch_size}, warm-up 1 epoch + cosine, "
+                         f"EMA {args.ema}",
+            "epochs": res["epochs_run"],
+            "best_epoch": res["best_epoch"],
+            "time_budget_min": args.time_budget_min,
+            "train_minutes": res["train_minutes"],
+            "total_minutes": round((time.time() - t_start) / 60, 2),
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                        f"{os.cpu_count()} CPUs, no GPU; torch {torch.__version__}",
+            "curve": res["curve"],
+            "metrics": m,
+        },
+    }
+    write_card(out_dir / f"{args.stem}.json", meta)
+    log(f"wrote {onnx_path} ({size_mb:.2f} MB) and {out_dir / (args.stem + '.json')}")
+    return onnx_path
