@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 INPUT_SIZE = 48
-DEFAULT_WIDTHS = (16, 32, 64, 128, 256)
+DEFAULT_WIDTHS = (16, 32, 80, 160, 256)
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:

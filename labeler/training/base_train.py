@@ -141,8 +141,8 @@ def grouped_split(hashes: list[str], val_frac: float, seed: int) -> tuple[np.nda
 class Augmenter:
     """Random photometric and geometric changes of a uint8 batch; returns normalised float tensors."""
 
-    def __init__(self, seed: int, scale=(0.80, 1.30), shift=0.10, rot_deg=15.0, p_flip=0.5, brightness=0.25,
-                 contrast=(0.6, 1.4), p_blur=0.2, p_downup=0.15, p_jpeg=0.25, jpeg_q=(25, 90), p_cutout=0.25,
+    def __init__(self, seed: int, scale=(0.80, 1.30), shift=0.10, rot_deg=15.0, p_flip=0.5, brightness=0.2,
+                 contrast=(0.65, 1.35), p_blur=0.2, p_downup=0.15, p_jpeg=0.25, jpeg_q=(25, 90), p_cutout=0.25,
                  noise=0.02):
         self.rng = np.random.default_rng(seed + 17)
         self.g = torch.Generator().manual_seed(seed + 29)
@@ -190,7 +190,7 @@ class Augmenter:
         m = torch.rand(n, generator=self.g) < self.p_blur
         if m.any():
             idx = torch.nonzero(m).flatten()
-            sig = self._u(len(idx), 0.4, 1.3)
+            sig = self._u(len(idx), 0.4, 1.1)
             r = torch.arange(-2, 3, dtype=torch.float32)
             k1 = torch.exp(-(r[None, :] ** 2) / (2 * sig[:, None] ** 2))
             k1 = k1 / k1.sum(1, keepdim=True)
@@ -228,9 +228,25 @@ def to_input(xb: np.ndarray) -> torch.Tensor:
 # metrics (the same definitions as scripts/eval_fer2013.py)
 
 
-def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
-    from labeler.calibration import expected_calibration_error
+def _calibration():
+    """labeler's calibration module (``labeler.fer.calibration``; ``labeler.calibration`` before the re-layout)."""
+    try:
+        from labeler.fer import calibration
+    except ImportError:  # older layout
+        from labeler import calibration  # type: ignore[no-redef]
+    return calibration
 
+
+def _write_card(sidecar: Path, meta: dict[str, Any]) -> None:
+    try:
+        from labeler.fer.cards import write_card
+    except ImportError:  # older layout
+        from labeler.modelfiles import write_card  # type: ignore[no-redef]
+    write_card(sidecar, meta)
+
+
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    expected_calibration_error = _calibration().expected_calibration_error
     return float(expected_calibration_error(probs, y, bins))
 
 
@@ -298,13 +314,15 @@ class EMA:
         import copy
 
         self.decay = decay
+        self.n = 0
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        d = self.decay
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))  # short warm-up: early averages follow the weights
         for e, m in zip(self.model.state_dict().values(), model.state_dict().values()):
             if e.dtype.is_floating_point:
                 e.mul_(d).add_(m.detach(), alpha=1 - d)
@@ -429,7 +447,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             opt.step()
             if ema is not None:
                 ema.update(model)
-            tot += float(loss)
+            tot += float(loss.detach())
             nb += 1
             step += 1
         ev = ema.model if ema is not None else model
@@ -464,8 +482,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     final.eval()
 
     # calibration on validation (flip-averaged logits, as the labeler's pipeline predicts), FER+ majority labels
-    from labeler.calibration import fit_temperature
-
+    fit_temperature = _calibration().fit_temperature
     zv_f = predict_logits(final, va.x, flip=True)
     mval = va.maj >= 0
     temp = float(fit_temperature(zv_f[mval], va.maj[mval]))
@@ -496,15 +513,6 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 # export
 
 
-class _Export(torch.nn.Module):
-    def __init__(self, m: torch.nn.Module):
-        super().__init__()
-        self.m = m
-
-    def forward(self, x):
-        return self.m(x)
-
-
 def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], votes_path: Path, data: Path, t_start: float) -> Path:
     import onnx
     import onnxruntime as ort
@@ -514,11 +522,16 @@ def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], vot
     onnx_path = out_dir / f"{args.stem}.onnx"
     model = model.eval().to(memory_format=torch.contiguous_format)
     dummy = torch.zeros(2, 1, INPUT_SIZE, INPUT_SIZE)
-    torch.onnx.export(_Export(model), (dummy,), str(onnx_path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits", "embedding"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
-                      do_constant_folding=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is asked for on purpose
+        torch.onnx.export(model, (dummy,), str(onnx_path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits", "embedding"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+                          do_constant_folding=True)
     onnx.checker.check_model(onnx.load(str(onnx_path)))
+    model.eval()
     # parity with torch
     x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (37, 1, INPUT_SIZE, INPUT_SIZE)).astype(np.float32))
     with torch.no_grad():
@@ -532,8 +545,6 @@ def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], vot
     if diff > 1e-3:
         raise SystemExit(f"error: onnxruntime output differs from torch by {diff}")
     size_mb = onnx_path.stat().st_size / 2**20
-    from labeler.modelfiles import write_card
-
     version = args.version or time.strftime("%Y.%m.%d", time.gmtime())
     m = res["metrics"]
     cmd = " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "train_base.py"] + list(sys.argv[1:]))
@@ -598,6 +609,6 @@ def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], vot
             "metrics": m,
         },
     }
-    write_card(out_dir / f"{args.stem}.json", meta)
+    _write_card(out_dir / f"{args.stem}.json", meta)
     log(f"wrote {onnx_path} ({size_mb:.2f} MB) and {out_dir / (args.stem + '.json')}")
     return onnx_path

@@ -1,0 +1,100 @@
+"""scripts/train_base.py end to end on a tiny generated FER2013-like folder: one short epoch, ONNX
+export, sidecar, and loading the result through labeler's model registry (torch needed, else skipped)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+cv2 = pytest.importorskip("cv2")
+
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+COLS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+OUR_TO_COL = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness", "sad": "sadness",
+              "surprise": "surprise", "neutral": "neutral"}
+
+
+def _fake_fer(root, per_class=(10, 2)):
+    """<root>/{train,public_test}/<class>/*.jpg (48x48 gray, a class-dependent pattern plus noise) and
+    <root>/ferplus_votes.csv (mostly the folder's class, some neutral votes; a few special rows)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, n in zip(("train", "public_test"), per_class):
+        for k, lab in enumerate(LABELS):
+            d = root / split / lab
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.full((48, 48), 60 + 25 * k, np.float32)
+                img[8 + 4 * k: 14 + 4 * k, 10:38] = 230  # a class-dependent bar
+                img += rng.normal(0, 12, img.shape)
+                name = f"{'Training' if split == 'train' else 'PublicTest'}_{k}{i:03d}.jpg"
+                cv2.imwrite(str(d / name), np.clip(img, 0, 255).astype(np.uint8))
+                votes = dict.fromkeys(COLS, 0)
+                votes[OUR_TO_COL[lab]] = 7
+                votes["neutral"] += 3
+                if i == 0 and split == "train":
+                    votes = dict.fromkeys(COLS, 0) | {"NF": 10}  # not a face: left out
+                rows.append({"file": f"{split}/{lab}/{name}", **votes, "note": ""})
+    rows[-1] = {"file": rows[-1]["file"], **dict.fromkeys(COLS, ""), "note": ""}  # a file without votes
+    with open(root / "ferplus_votes.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["file"] + COLS + ["note"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_vote_targets_rules():
+    from labeler.training.base_train import vote_targets
+
+    # columns: anger disgust fear happiness sadness surprise neutral contempt unknown NF
+    v = np.array([
+        [0, 0, 0, 6, 0, 0, 4, 0, 0, 0],   # happy 0.6 / neutral 0.4, majority happy
+        [0, 0, 0, 0, 0, 0, 3, 2, 5, 0],   # unknown majority: left out
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0],   # no votes: left out
+        [4, 0, 0, 0, 4, 0, 0, 0, 0, 2],   # a tie: kept for training (0.5 / 0.5), no majority label
+        [0, 0, 0, 0, 0, 0, 1, 6, 0, 3],   # contempt majority: kept (neutral 1.0), no majority label
+    ], np.float32)
+    keep, dist, maj = vote_targets(v)
+    assert keep.tolist() == [True, False, False, True, True]
+    np.testing.assert_allclose(dist[0], [0, 0, 0, 0.6, 0, 0, 0.4])
+    np.testing.assert_allclose(dist[3], [0.5, 0, 0, 0, 0.5, 0, 0])
+    assert maj.tolist() == [3, -1, -1, -1, -1]
+
+
+@pytest.mark.slow
+def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
+    from labeler.fer.model import load_model
+    from labeler.training.base_train import main
+
+    data = tmp_path / "fer"
+    _fake_fer(data)
+    out = tmp_path / "models"
+    res = main(["--data", str(data), "--out-dir", str(out), "--epochs", "1", "--batch-size", "16",
+                "--widths", "4,8,8,8,16", "--val-frac", "0.2", "--seed", "1", "--version", "test"])
+    assert res["epochs_run"] == 1 and len(res["curve"]) == 1
+    assert res["counts"]["train_dropped_no_votes_or_nf_unknown_majority"] >= 1
+    side = out / "fer_ferplus_cnn.json"
+    meta = json.loads(side.read_text())
+    assert meta["name"] == "fer-ferplus-cnn" and meta["labels"] == LABELS
+    assert meta["input"]["size"] == [48, 48] and meta["embedding_dim"] == 16
+    assert meta["calibration"]["temperature"] > 0
+    assert set(meta["training"]["metrics"]) >= {"val", "public_test"}
+    assert meta["training"]["seed"] == 1
+
+    model = load_model(str(side))
+    assert model.ident == "fer-ferplus-cnn@test"
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, size=s + (3,), dtype=np.uint8) for s in [(112, 112), (48, 48), (30, 70)]]
+    p = model.predict(crops)
+    assert p.shape == (3, 7)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
+    assert model.embed(crops).shape == (3, 16)
+    # onnxruntime agrees with torch through the labeler's preprocessing
+    x = model.preprocess(crops)
+    with torch.no_grad():
+        zt = res["model"].eval()(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(model.logits(crops), zt, atol=1e-4)
