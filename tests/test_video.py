@@ -258,3 +258,33 @@ def test_sample_clip_labels_and_segments_with_the_fer_model(sampled):
         want = exp.get("segments", [{"label": exp["label"], "frames": exp["frames"]}])
         assert [(s.label, s.start_frame, s.end_frame) for s in segs] == [(w["label"], w["frames"][0], w["frames"][-1]) for w in want]
         assert all(f.embedding is not None and 0 < f.quality <= 1 for f in tr.faces)
+
+
+def _faststart(data: bytes) -> bytes:
+    """The MP4 with its 'moov' index moved before 'mdat' (chunk offsets patched), as web videos are."""
+    boxes, pos = {}, 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        boxes[data[pos + 4 : pos + 8]] = data[pos : pos + n]
+        pos += n
+    moov = bytearray(boxes[b"moov"])
+    i = moov.find(b"stco")
+    assert i > 0 and moov.find(b"co64") < 0
+    count = int.from_bytes(moov[i + 8 : i + 12], "big")
+    for k in range(count):
+        o = i + 12 + 4 * k
+        moov[o : o + 4] = (int.from_bytes(moov[o : o + 4], "big") + len(moov)).to_bytes(4, "big")
+    return b"".join(v for k, v in boxes.items() if k != b"moov" and k != b"mdat") + bytes(moov) + boxes[b"mdat"]
+
+
+def test_truncated_faststart_mp4_keeps_the_frames_before_the_damage(tmp_path):
+    fast = tmp_path / "fast.mp4"
+    fast.write_bytes(_faststart(CLIP.read_bytes()))
+    frames, outcome = V.sample_video(fast)
+    assert outcome.status == "ok" and [f.index for f in frames] == EXPECTED["sampled_frames"]
+    cut = tmp_path / "fast_cut.mp4"
+    cut.write_bytes(fast.read_bytes()[: fast.stat().st_size * 6 // 10])
+    frames, outcome = V.sample_video(cut)
+    assert outcome.status == "truncated" and outcome.reason.startswith("truncated MP4: box 'mdat'")
+    assert "no 'moov' index" not in outcome.reason and f"decoded {outcome.decoded} frames" in outcome.reason
+    assert 0 < outcome.decoded < EXPECTED["frames"] and frames and frames[-1].index < outcome.decoded

@@ -31,6 +31,7 @@ from labeler.ingest.imageio import DecodeError
 VIDEO_EXTS = {".mp4", ".m4v", ".mov", ".qt", ".avi", ".mkv", ".webm", ".3gp"}
 
 _QT_BRANDS = (b"qt  ",)
+NO_INDEX = "no 'moov' index"
 
 
 def sniff_video(head: bytes) -> Optional[str]:
@@ -72,11 +73,11 @@ def _mp4_problem(path: Path, size: int) -> str:
                 return f"truncated or corrupt MP4: box {kind!r} at byte {pos:,} declares {n} bytes"
             if pos + n > size:
                 return (f"truncated MP4: box {kind!r} at byte {pos:,} declares {n:,} bytes, the file ends "
-                        f"after {size - pos:,} (file size {size:,})" + ("" if "moov" in seen or kind == "moov" else "; no 'moov' index"))
+                        f"after {size - pos:,} (file size {size:,})" + ("" if "moov" in seen or kind == "moov" else f"; {NO_INDEX}"))
             seen.append(kind)
             pos += n
     if "moov" not in seen:
-        return f"truncated MP4: no 'moov' index box in {size:,} bytes (top-level boxes: {', '.join(seen) or 'none'})"
+        return f"truncated MP4: {NO_INDEX} box in {size:,} bytes (top-level boxes: {', '.join(seen) or 'none'})"
     return ""
 
 
@@ -190,6 +191,8 @@ def _open(path: Path):
     if container is None:
         raise DecodeError("not a video (unknown format: expected an mp4/mov, avi, mkv or webm signature)")
     problem = container_problem(path, container)
+    if NO_INDEX in problem:  # FFmpeg cannot open an MP4/MOV without its index: say why, quietly
+        raise DecodeError(problem)
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
