@@ -70,14 +70,10 @@ def cmd_rules_report(args) -> int:
 
 
 def _reapply_rules(store, rules, folders: bool) -> None:
-    from sqlalchemy import select
+    from labeler.ingest.walk import rules_for_paths
+    from labeler.store import reapply_rules
 
-    from labeler.ingest.walk import apply_rules
-    from labeler.store import Image
-
-    with store.session() as s:
-        for img in s.scalars(select(Image)):
-            apply_rules(s, img, rules, folders)
+    reapply_rules(store, lambda relpaths: rules_for_paths(rules, relpaths, folders))
 
 
 def cmd_rules_check(args) -> int:
@@ -163,32 +159,29 @@ def cmd_ui(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from labeler.training import retrain
+    from labeler.training import train
 
-    store = _store(args)
-    kw = dict(base=args.base, holdout=args.holdout, seed=args.seed, force=args.force, verbose=False)
-    if args.mode == "finetune":
-        kw["epochs"] = args.epochs
-    res = retrain.train(store, mode=args.mode, **kw)
-    print("\n".join(retrain.report_lines(res)))
+    res = train(_store(args), mode=args.mode, base=args.base, holdout=args.holdout, seed=args.seed, force=args.force,
+                epochs=args.epochs if args.mode == "finetune" else None)
+    print("\n".join(res.lines()))
     return 0
 
 
 def cmd_models(args) -> int:
-    from labeler.training import retrain
+    from labeler.training import project_models, set_default
 
     store = _store(args)
     if args.default:
-        print(f"default model: {retrain.set_default(store, args.default)}")
-    print("\n".join(retrain.models_lines(store)))
+        print(f"default model: {set_default(store, args.default)}")
+    print("\n".join(row.line() for row in project_models(store)))
     return 0
 
 
 def cmd_calibrate(args) -> int:
-    from labeler.training import retrain
+    from labeler.training import calibrate
 
-    res = retrain.calibrate(_store(args), args.model)
-    print(json.dumps({k: v for k, v in res.items() if k in ("ident", "temperature", "before", "after", "sidecar")}, indent=2, default=str))
+    res = calibrate(_store(args), args.model)
+    print(json.dumps({"sidecar": res.sidecar, "ident": res.ident, "temperature": res.temperature}, indent=2))
     return 0
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from labeler.faces.detect import WHOLE_MIN_SIDE, WHOLE_SMALL_SIDE
 from labeler.routing import RoutingPolicy
 
 
@@ -23,10 +24,9 @@ class DetectConfig:
     min_score: float = 0.9
     min_rel_size: float = 0.25
     min_size: int = 20
-    #: an image whose short side is within these bounds and that has at most one face is treated
-    #: as an already-cropped face (FER2013-style 48 px crops): the whole image is the unit
-    whole_image_min_side: int = 24
-    whole_image_max_side: int = 160
+    #: the whole-image rule's bounds (labeler.faces.detect.faces_to_label)
+    whole_image_min_side: int = WHOLE_MIN_SIDE
+    whole_image_max_side: int = WHOLE_SMALL_SIDE
     #: quality flags
     small_px: int = 32
     blur_var: float = 20.0

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
-from labeler.types import Decision
+from labeler.types import Decision, FaceRecord, RuleWord
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RoutingPolicy:
     agree_top_k: int = 2
     #: faces with any of these quality flags are never auto-accepted
     block_flags: tuple[str, ...] = ("small", "blurry", "profile", "low_score")
-    #: review-order weights per reason kind
+    #: review-order weights per review kind (labeler.types.REVIEW_KINDS)
     weights: Mapping[str, float] = field(
         default_factory=lambda: {
             "disagree": 3.0,  # rule and model disagree: one of them is wrong, a human settles it
@@ -58,6 +58,30 @@ class FaceEvidence:
     whole_image: bool = False
 
 
+def evidence(
+    n_faces: int,
+    rule_state: str,
+    rule_label: Optional[str],
+    rule_words: Iterable[RuleWord],
+    probs: Optional[Mapping[str, float]],
+    model: str,
+    flags: Iterable[str],
+    whole_image: bool,
+) -> FaceEvidence:
+    """THE evidence builder: what route() sees of one face (negated rule words left out)."""
+    return FaceEvidence(
+        n_faces=n_faces, rule_state=rule_state, rule_label=rule_label,
+        rule_words=tuple(w.word for w in rule_words if not w.negated), probs=probs, model=model,
+        flags=tuple(flags), whole_image=bool(whole_image),
+    )
+
+
+def evidence_for(rec: FaceRecord, n_faces: int) -> FaceEvidence:
+    """The evidence of a stored face (its newest model proposal), for re-routing and evaluation."""
+    return evidence(n_faces, rec.rule_state, rec.rule_label, rec.rule_words, rec.model_probs, rec.model_source,
+                    rec.flags, rec.whole_image)
+
+
 def _top(probs: Mapping[str, float]) -> tuple[str, float, float]:
     items = sorted(probs.items(), key=lambda kv: -kv[1])
     second = items[1][1] if len(items) > 1 else 0.0
@@ -80,7 +104,7 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy()) -> Decision
     words = ", ".join(ev.rule_words)
 
     def review(kind: str, reason: str, label: Optional[str] = None) -> Decision:
-        return Decision(route="review", label=label, reason=reason, priority=round(w[kind] + unc, 4), source=src)
+        return Decision(route="review", label=label, reason=reason, priority=round(w[kind] + unc, 4), source=src, kind=kind)
 
     if ev.probs is None:
         return review("low_confidence", "no model proposal")
@@ -93,7 +117,7 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy()) -> Decision
     if not single and ev.rule_state == "labeled":
         # the keyword names the photo, not a face: it is only a hint here
         if p >= policy.model_threshold and top == ev.rule_label and not bad:
-            return Decision("auto", top, f"multi-face image: model {top} ({p:.2f}) >= {policy.model_threshold:g}, name says {ev.rule_label}", 0.0, src)
+            return Decision("auto", top, f"multi-face image: model {top} ({p:.2f}) >= {policy.model_threshold:g}, name says {ev.rule_label}", 0.0, src, "multi_face_agree")
         return review("multi_face", f"multi-face image ({ev.n_faces} faces): keyword '{ev.rule_label}' not given to faces; model says {top} ({p:.2f})", top)
     if bad:
         return review("quality", f"quality: {', '.join(bad)}; model says {top} ({p:.2f})", top)
@@ -103,10 +127,10 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy()) -> Decision
         rank = sum(1 for v in ev.probs.values() if v > pr)  # 0 = the model's top-1
         if rank < policy.agree_top_k and pr >= policy.agree_threshold:
             how = f"{lab} ({pr:.2f})" if rank == 0 else f"{lab} is the model's #{rank + 1} ({pr:.2f}; top {top} {p:.2f})"
-            return Decision("auto", lab, f"rule ({words}) and model agree: {how}", 0.0, src)
+            return Decision("auto", lab, f"rule ({words}) and model agree: {how}", 0.0, src, "agree")
         if rank == 0:
             return review("agree_low", f"rule ({words}) and model agree on {top} but the model is unsure ({p:.2f})", top)
         return review("disagree", f"rule says {lab} ({words}), model says {top} ({p:.2f}; {lab} {pr:.2f})", top)
     if p >= policy.model_threshold:
-        return Decision("auto", top, f"model confident: {top} ({p:.2f}) >= {policy.model_threshold:g}, no keyword", 0.0, src)
+        return Decision("auto", top, f"model confident: {top} ({p:.2f}) >= {policy.model_threshold:g}, no keyword", 0.0, src, "model_confident")
     return review("low_confidence", f"no keyword; model unsure: {top} ({p:.2f})", top)

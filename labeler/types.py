@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Optional
 
 #: The seven canonical expression classes, in FER2013's index order.
 LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -23,32 +23,6 @@ class Detection:
 
 
 @dataclass(frozen=True)
-class SourceImage:
-    sha256: str
-    path: str  # as found on disk (first path seen)
-    width: int = 0
-    height: int = 0
-    format: str = ""
-    status: str = "ingested"  # ingested | broken
-    error: str = ""
-
-
-@dataclass
-class Face:
-    """A labeling unit: one face of an image (or the whole image for pre-cropped faces)."""
-
-    index: int
-    box: Box
-    score: float
-    landmarks: Optional[tuple[Point, ...]] = None
-    whole_image: bool = False
-    #: quality values: det_score, size (short side px), blur (variance of Laplacian), yaw (degrees)
-    quality: dict[str, float] = field(default_factory=dict)
-    #: flags such as "small", "blurry", "profile", "whole_image", "background"
-    flags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class RuleMatch:
     """What the filename rules say about one name."""
 
@@ -59,18 +33,193 @@ class RuleMatch:
 
 
 @dataclass(frozen=True)
-class Proposal:
-    source_kind: str  # "rule" | "model" | "import"
-    source: str  # rule file / model name@version
+class Decision:
+    """The routing result for one face (``labeler.routing.route``); stored as a ``DecisionRow``."""
+
+    route: str  # auto | review | no_face | broken
     label: Optional[str]
-    probs: Optional[dict[str, float]] = None
-    detail: str = ""  # e.g. the words that fired
+    reason: str  # prose for people; machines read ``kind``
+    priority: float = 0.0  # higher = more useful to review first
+    source: str = ""
+    #: why, as a closed set: REVIEW_KINDS for route review, AUTO_KINDS for auto, else the route
+    kind: str = ""
+
+
+#: the kinds of a ``review`` decision (the review queue filters on them; routing weights them)
+REVIEW_KINDS: tuple[str, ...] = ("disagree", "ambiguous", "multi_face", "low_confidence", "agree_low", "quality")
+#: the kinds of an ``auto`` decision
+AUTO_KINDS: tuple[str, ...] = ("agree", "multi_face_agree", "model_confident")
 
 
 @dataclass(frozen=True)
-class Decision:
-    route: str  # auto | review | no_face | broken | skip
+class RuleWord:
+    """One filename word the rules saw: a class word, or a negated one (which names no class)."""
+
+    word: str  # as found ("happy"), or the negation and the word ("not happy")
+    label: str  # the class it names; "" when negated
+    negated: bool = False
+
+    def as_pair(self) -> tuple[str, str]:
+        """The stored form: ``(word, class)``, a negated word as ``("!" + word, "")``."""
+        return ("!" + self.word, "") if self.negated else (self.word, self.label)
+
+    @classmethod
+    def from_pair(cls, pair) -> "RuleWord":
+        word, label = pair[0], pair[1]
+        if word.startswith("!"):
+            return cls(word[1:], "", True)
+        return cls(word, label, False)
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """What the filename rules say about an image (from the names of all its paths)."""
+
+    state: str = "none"  # labeled | ambiguous | none
+    label: Optional[str] = None
+    words: tuple[RuleWord, ...] = ()
+    source: str = ""  # the rules file
+
+    @property
+    def class_words(self) -> tuple[str, ...]:
+        """The class words that fired (negated words left out)."""
+        return tuple(w.word for w in self.words if not w.negated)
+
+
+@dataclass(frozen=True)
+class AnnotationRecord:
+    """One annotator's current (not undone) action on a face."""
+
+    annotator: str
+    action: str  # label | unusable
+    labels: Optional[tuple[str, ...]]
+    at: str  # ISO timestamp
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"annotator": self.annotator, "action": self.action,
+                "labels": list(self.labels) if self.labels is not None else None, "at": self.at, "source": self.source}
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One face with everything known about it (or one image without faces: ``face_id`` None).
+
+    ``label`` is the accepted label (``labeler.store.accepted_label``): the human majority where
+    people labeled the face, else the auto-accepted label; ``label_source`` says which
+    (``human:<names>`` or ``auto:<reason>``).
+    """
+
+    image_id: int
+    sha256: str
+    path: str  # first path seen
+    root: str
+    relpath: str
+    paths: tuple[str, ...]
+    status: str  # ingested | broken
+    error: str
+    width: int
+    height: int
+    rule_state: str  # labeled | ambiguous | none
+    rule_label: Optional[str]
+    rule_words: tuple[RuleWord, ...]
+    face_id: Optional[int] = None
+    face: Optional[int] = None  # index within the image
+    x1: Optional[float] = None
+    y1: Optional[float] = None
+    x2: Optional[float] = None
+    y2: Optional[float] = None
+    det_score: Optional[float] = None
+    landmarks: Optional[Any] = None  # [[x, y] * 5]
+    whole_image: bool = False
+    quality: Optional[Mapping[str, float]] = None
+    flags: tuple[str, ...] = ()
+    model_label: Optional[str] = None
+    model_prob: Optional[float] = None
+    model_probs: Optional[Mapping[str, float]] = None
+    model_source: str = ""
+    route: str = "pending"  # auto | review | no_face | broken | pending
+    kind: str = ""  # Decision.kind
+    reason: str = ""
+    priority: float = 0.0
+    decision_label: Optional[str] = None
+    decision_source: str = ""
+    human_label: Optional[str] = None
+    votes: Mapping[str, float] = field(default_factory=dict)
+    annotations: tuple[AnnotationRecord, ...] = ()
+    label: Optional[str] = None
+    label_source: str = ""
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The class words that fired (negated words left out)."""
+        return tuple(w.word for w in self.rule_words if not w.negated)
+
+    # TEMPORARY: removed once datasets/, training/, ui/ use attributes
+    def __getitem__(self, key: str) -> Any:
+        v = getattr(self, key)
+        if key == "flags":  # the old record's forms
+            return ",".join(v)
+        if key == "rule_words":
+            return [list(w.as_pair()) for w in v]
+        if key == "annotations":
+            return [a.as_dict() for a in v]
+        if key == "paths":
+            return list(v)
+        return v
+
+    # TEMPORARY: removed once datasets/, training/, ui/ use attributes
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if hasattr(self, key) else default
+
+    # TEMPORARY: removed once datasets/, training/, ui/ use attributes (the old dict's keys and forms)
+    def items(self):
+        return [(f.name, self[f.name]) for f in fields(self) if f.name != "kind"]
+
+
+@dataclass(frozen=True)
+class NewProposal:
+    """A label proposed for a face, to be appended (``labeler.store`` stores it as a Proposal row)."""
+
+    source_kind: str  # rule | model | import
+    source: str  # rules file / model name@version
     label: Optional[str]
-    reason: str
-    priority: float = 0.0  # higher = more useful to review first
-    source: str = ""
+    prob: Optional[float] = None
+    probs: Optional[Mapping[str, float]] = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """One detected face of an image with its crop, its proposals and its routing decision."""
+
+    box: Box
+    score: float
+    landmarks: Optional[tuple[Point, ...]]
+    whole_image: bool
+    quality: Mapping[str, float]
+    flags: tuple[str, ...]
+    crop: bytes  # encoded JPEG
+    proposals: tuple[NewProposal, ...]
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class DetectedImage:
+    """The detection result of one image: its faces (none: ``no_face`` decided)."""
+
+    image_id: int
+    faces: tuple[NewFace, ...]
+
+
+@dataclass(frozen=True)
+class StoredFace:
+    """A stored face, with what re-proposing and re-routing it needs."""
+
+    face_id: int
+    image_id: int
+    n_faces: int  # faces of its image
+    whole_image: bool
+    flags: tuple[str, ...]
+    crop: Optional[bytes]
+    rules: ImageRules

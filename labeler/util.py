@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, TypeVar
+import sys
+from typing import Iterable, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -17,3 +18,16 @@ def batched(it: Iterable[T], n: int) -> Iterator[list[T]]:
             buf = []
     if buf:
         yield buf
+
+
+def progress(items, enabled: Optional[bool], desc: str, unit: str = "file"):
+    """``items`` wrapped in a tqdm bar when enabled (None: when stderr is a terminal) and tqdm is installed."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, unit=unit, dynamic_ncols=True)

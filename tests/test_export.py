@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from labeler.datasets.export import ExportError, assign_splits, export, safe_name
-from labeler.store import Annotation, Decision, Face, Image, ImagePath, Proposal, iter_face_records
+from labeler.datasets.common import safe_name
+from labeler.datasets.export import ExportError, export
+from labeler.datasets.splits import assign_splits
+from labeler.store import Annotation, DecisionRow, Face, Image, ImagePath, Proposal, iter_face_records
 from labeler.types import LABELS
 
 from .conftest import ROOT
@@ -46,7 +48,7 @@ def _face(s, img: Image, idx: int, label: str, route: str = "auto", humans=(), p
     s.flush()
     probs = {lab: (prob if lab == label else (1 - prob) / 6) for lab in LABELS} if label in LABELS else None
     s.add(Proposal(face_id=f.id, source_kind="model", source=MODEL, label=label if label in LABELS else "neutral", prob=prob, probs=probs))
-    s.add(Decision(image_id=img.id, face_id=f.id, route=route, label=label if route == "auto" else None, reason="confident", source="policy"))
+    s.add(DecisionRow(image_id=img.id, face_id=f.id, route=route, label=label if route == "auto" else None, reason="confident", source="policy"))
     for who, labs in humans if with_humans else ():
         if labs == "unusable":
             s.add(Annotation(face_id=f.id, annotator=who, action="unusable", labels=None, source="ui"))
@@ -72,9 +74,9 @@ def build_db(store, root: Path, n_single: int = 42, with_humans: bool = True) ->
         d = _image(s, root, "dup.jpg", "b" * 64, "copies/dup.jpg")
         face(s, d, 0, "surprise", route="auto")
         n = _image(s, root, "landscape.jpg", "c" * 64)
-        s.add(Decision(image_id=n.id, face_id=None, route="no_face", reason="no face detected", source="det"))
+        s.add(DecisionRow(image_id=n.id, face_id=None, route="no_face", reason="no face detected", source="det"))
         b = _image(s, root, "broken.jpg", "d" * 64, status="broken", detected=False)
-        s.add(Decision(image_id=b.id, face_id=None, route="broken", reason="truncated", source="ingest"))
+        s.add(DecisionRow(image_id=b.id, face_id=None, route="broken", reason="truncated", source="ingest"))
         for i in range(n_single):
             lab = LABELS[i % len(LABELS)]
             img = _image(s, root, f"single/{lab}_{i:03d}.jpg", f"{i:064x}")
@@ -101,7 +103,7 @@ def db(store, tmp_path):
 
 
 def _records(store):
-    return {(r["image_id"], r["face"]): r for r in iter_face_records(store)}
+    return {(r.image_id, r.face): r for r in iter_face_records(store)}
 
 
 # ---- csv / jsonl
@@ -131,17 +133,24 @@ def test_csv_is_the_full_picture(db, tmp_path):
     # every selected row has a split, the others none; labels match the database
     for r in rows:
         rec = recs[(int(r["image_id"]), int(r["face"]) if r["face"] != "" else None)]
-        assert r["label"] == (rec["label"] or "")
+        assert r["label"] == (rec.label or "")
         assert (r["split"] != "") == (r["included"] == "1")
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["model_sources"] == {MODEL: sum(1 for r in recs.values() if r["face_id"] is not None)}
+    assert meta["model_sources"] == {MODEL: sum(1 for r in recs.values() if r.face_id is not None)}
     assert (out / "README.md").read_text().startswith("# labeler export (csv)")
 
 
 def test_csv_to_a_file_name_and_jsonl(db, tmp_path):
     store, _ = db
-    export(store, "csv", tmp_path / "x" / "all.csv")
-    assert (tmp_path / "x" / "all.csv").is_file() and (tmp_path / "x" / "metadata.json").is_file()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "README.md").write_text("the user's own readme")
+    summ = export(store, "csv", tmp_path / "x" / "all.csv")
+    assert (tmp_path / "x" / "all.csv").is_file()
+    # README and metadata go beside the file, named after it; the folder's own files are left alone
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["README.md", "all.csv", "all.csv.README.md", "all.csv.metadata.json"]
+    assert (tmp_path / "x" / "README.md").read_text() == "the user's own readme"
+    assert json.loads((tmp_path / "x" / "all.csv.metadata.json").read_text())["written"] == summ["written"]
+    assert "`all.csv.metadata.json`" in (tmp_path / "x" / "all.csv.README.md").read_text()
     export(store, "jsonl", tmp_path / "j")
     lines = [json.loads(x) for x in open(tmp_path / "j" / "labels.jsonl", encoding="utf-8")]
     assert len(lines) == len(_records(store))
@@ -196,7 +205,7 @@ def test_filters(db, tmp_path):
     store, _ = db
     recs = list(_records(store).values())
     human = export(store, "csv", tmp_path / "h", include="human", all_rows=False)
-    n_human = sum(1 for r in recs if r["label_source"].startswith("human") and r["label"] != "unusable")
+    n_human = sum(1 for r in recs if r.label_source.startswith("human") and r.label != "unusable")
     assert human["selected_faces"] == n_human
     agree = export(store, "csv", tmp_path / "a", include="human", min_agreement=0.9, all_rows=False)
     assert agree["selected_faces"] == n_human - 1  # the 2-of-3 "angry" face
@@ -227,7 +236,7 @@ def test_imagefolder_round_trip(db, tmp_path):
     store, info = db
     out = tmp_path / "if"
     summ = export(store, "imagefolder", out, size=64, seed=3)
-    recs = {r["face_id"]: r for r in iter_face_records(store) if r["face_id"] is not None}
+    recs = {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
     seen = Counter()
     split_of_image = {}
     for sp in ("train", "val", "test"):
@@ -238,14 +247,14 @@ def test_imagefolder_round_trip(db, tmp_path):
             with PILImage.open(p) as im:
                 assert im.size == (64, 64) and im.mode == "RGB"
             fid = int(p.name.split("_")[0])
-            assert summ["class_folders"][recs[fid]["label"]] == classes[k]
-            iid = recs[fid]["image_id"]
+            assert summ["class_folders"][recs[fid].label] == classes[k]
+            iid = recs[fid].image_id
             assert split_of_image.setdefault(iid, sp) == sp
-            seen[sp, recs[fid]["label"]] += 1
+            seen[sp, recs[fid].label] += 1
     for sp in ("train", "val", "test"):
         for lab, n in summ["class_counts"][sp].items():
             assert seen[sp, lab] == n
-    want = sum(1 for r in recs.values() if r["label"] and r["label"] != "unusable")
+    want = sum(1 for r in recs.values() if r.label and r.label != "unusable")
     assert sum(seen.values()) == summ["written"] == want
     # the hostile label became a harmless folder inside the export
     assert summ["class_folders"]["../evil"] == "evil"
@@ -258,7 +267,7 @@ def test_imagefolder_round_trip(db, tmp_path):
     with pytest.raises(ExportError):
         export(store, "imagefolder", out)
     export(store, "imagefolder", out, overwrite=True, include="human")
-    assert sum(1 for _ in out.rglob("*.jpg")) == sum(1 for r in recs.values() if r["label_source"].startswith("human") and r["label"] != "unusable")
+    assert sum(1 for _ in out.rglob("*.jpg")) == sum(1 for r in recs.values() if r.label_source.startswith("human") and r.label != "unusable")
 
 
 def test_safe_name():
@@ -339,7 +348,7 @@ def test_labelstudio_tasks(db, tmp_path):
     out = tmp_path / "ls"
     summ = export(store, "labelstudio", out)
     tasks = json.loads((out / "tasks.json").read_text())
-    faces = [r for r in iter_face_records(store) if r["face_id"] is not None]
+    faces = [r for r in iter_face_records(store) if r.face_id is not None]
     assert len(tasks) == len(faces) == summ["written"]
     t = next(t for t in tasks if t["data"]["image_relpath"] == "party/group.jpg" and t["data"]["face"] == 0)
     assert t["data"]["image"].startswith("/data/local-files/?d=crops/")
@@ -348,6 +357,95 @@ def test_labelstudio_tasks(db, tmp_path):
     assert sorted(a["completed_by"]["email"] for a in t["annotations"]) == ["ann", "bob"]
     cfg = (out / "label_config.xml").read_text()
     assert '<Choice value="happy"/>' in cfg and "unusable" in cfg
+
+
+# ---- --out, --overwrite, partial exports, CSV cells
+
+
+def test_out_that_is_a_file_is_refused(db, tmp_path):
+    store, _ = db
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    for fmt in ("imagefolder", "hf", "fer2013", "labelstudio", "csv"):
+        with pytest.raises(ExportError, match=r"--out .*notes.txt is a file, but the \w+ format writes a folder"):
+            export(store, fmt, f)
+    with pytest.raises(ExportError, match="cannot make the export folder"):
+        export(store, "imagefolder", f / "sub")
+    assert f.read_text() == "mine" and {p.name for p in tmp_path.iterdir() if not p.name.startswith("test.db")} == {"notes.txt"}
+    # a csv file name that exists is replaced only with overwrite
+    export(store, "csv", tmp_path / "a.csv")
+    with pytest.raises(ExportError, match=r"a.csv already exists: .*pass --overwrite"):
+        export(store, "csv", tmp_path / "a.csv")
+    (tmp_path / "a.csv").write_text("old")
+    export(store, "csv", tmp_path / "a.csv", overwrite=True)
+    assert (tmp_path / "a.csv").read_text().startswith("image,face,")
+
+
+def test_overwrite_error_names_the_cli_flag_in_one_line(db, tmp_path, capsys):
+    from labeler.cli import main
+
+    store, _ = db
+    out = tmp_path / "if"
+    export(store, "imagefolder", out)
+    with pytest.raises(ExportError, match=r"already holds an export \(.*train/.*\): choose another --out or pass --overwrite"):
+        export(store, "imagefolder", out)
+    rc = main(["export", "--db", store.url, "--format", "imagefolder", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--overwrite" in err and "overwrite=True" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_killed_export_is_marked_and_finished_with_overwrite(db, tmp_path, monkeypatch):
+    import labeler.datasets.imagefolder as imagefolder
+
+    store, _ = db
+    out = tmp_path / "if"
+    real, calls = imagefolder.crop_jpeg, []
+
+    def dies_on_the_fifth(data, size):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(data, size)
+
+    monkeypatch.setattr(imagefolder, "crop_jpeg", dies_on_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        export(store, "imagefolder", out)
+    assert (out / "INCOMPLETE_EXPORT.txt").is_file() and not (out / "metadata.json").exists()
+    assert len(list(out.rglob("*.jpg"))) == 4
+    monkeypatch.setattr(imagefolder, "crop_jpeg", real)
+    with pytest.raises(ExportError, match="already holds a partial export .*INCOMPLETE_EXPORT.txt.*--overwrite"):
+        export(store, "imagefolder", out)
+    summ = export(store, "imagefolder", out, overwrite=True)
+    assert not (out / "INCOMPLETE_EXPORT.txt").exists() and (out / "metadata.json").is_file()
+    assert len(list(out.rglob("*.jpg"))) == summ["written"] > 4
+
+
+def test_csv_cells_cannot_be_formulas(store, tmp_path):
+    """Text that a spreadsheet would run (= + - @, tab, CR first) gets a leading quote in CSV
+    output only; numbers stay numbers; `labeler import` reads the exported paths back."""
+    from labeler.datasets.importer import import_csv
+    from labeler.datasets.rows import csv_safe
+
+    root = tmp_path / "photos"
+    with store.session() as s:
+        img = _image(s, root, "=HYPERLINK(evil).jpg", "1" * 64)
+        _face(s, img, 0, "happy", route="review", humans=[("@ann", ["happy"]), ("-bob", ["+sad"])])
+        img2 = _image(s, root, "\tplain.jpg", "2" * 64)
+        _face(s, img2, 0, "sad", route="auto")
+    export(store, "csv", tmp_path / "c")
+    rows = {r["sha256"][0]: r for r in csv.DictReader(open(tmp_path / "c" / "labels.csv", encoding="utf-8"))}
+    assert rows["1"]["image"] == "'=HYPERLINK(evil).jpg" and rows["1"]["path"].startswith(str(root))
+    assert rows["1"]["annotators"] == "'-bob,@ann" or rows["1"]["annotators"] == "'@ann,-bob"
+    assert rows["2"]["image"] == "'\tplain.jpg" and rows["2"]["label"] == "sad"
+    assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows.values() for v in r.values())
+    assert csv_safe(-3.5) == -3.5 and csv_safe("-3") == "'-3" and csv_safe("a=b") == "a=b"
+    # JSONL keeps the text as it is
+    export(store, "jsonl", tmp_path / "j")
+    lines = [json.loads(x) for x in open(tmp_path / "j" / "labels.jsonl", encoding="utf-8")]
+    assert {x["image"] for x in lines} == {"=HYPERLINK(evil).jpg", "\tplain.jpg"}
+    # the exported CSV imports back: the quote is taken off the path again
+    rep = import_csv(store, tmp_path / "c" / "labels.csv", annotator="zoe")
+    assert rep.added == 2 and rep.problems == {}
 
 
 # ---- the real sample database (needs the ONNX models)
@@ -380,10 +478,15 @@ def test_sample_db_exports(sample_db, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "csv" / "labels.csv", encoding="utf-8")))
     assert len(rows) == len(recs) == summ["records"]
     assert {r["route"] for r in rows} >= {"broken"}
-    for fmt in ("imagefolder", "fer2013", "hf", "labelstudio", "jsonl"):
+    assert summ["selected_faces"] > 0 and all(lab in LABELS for c in summ["class_counts"].values() for lab in c)
+    n_faces = sum(1 for r in recs if r.face_id is not None)
+    # every format selects the same faces into the same splits (the sample's labels are all FER2013 classes)
+    written = {"imagefolder": summ["selected_faces"], "fer2013": summ["selected_faces"], "hf": summ["selected_faces"],
+               "labelstudio": n_faces, "jsonl": len(recs)}
+    for fmt, n in written.items():
         s = export(store, fmt, tmp_path / fmt)
-        assert (tmp_path / fmt / "metadata.json").is_file(), fmt
-        assert s["selected_faces"] == summ["selected_faces"] or fmt in ("fer2013",)
+        assert json.loads((tmp_path / fmt / "metadata.json").read_text())["class_counts"] == summ["class_counts"], fmt
+        assert s["class_counts"] == summ["class_counts"] and s["written"] == n, fmt
 
 
 def test_export_after_ingest_only(store, tmp_path):

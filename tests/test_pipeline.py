@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from labeler.config import Config
 from labeler.pipeline import Autolabeler
 from labeler.ingest.rules import load_rules
-from labeler.store import Annotation, Decision, Face, Image, ImagePath, Proposal, Store, iter_face_records
+from labeler.store import Annotation, DecisionRow, Face, Image, ImagePath, Proposal, Store, iter_face_records
 
 from .conftest import SAMPLE
 
@@ -53,7 +53,7 @@ def test_sample_run_covers_every_path(sample_db):
 def _counts(url):
     s = Store(url)
     with s.session() as x:
-        return tuple(x.scalar(select(func.count()).select_from(t)) for t in (Image, ImagePath, Face, Proposal, Decision))
+        return tuple(x.scalar(select(func.count()).select_from(t)) for t in (Image, ImagePath, Face, Proposal, DecisionRow))
 
 
 def test_killed_run_resumes_without_duplicates(tmp_path, sample_db_path):

@@ -61,11 +61,11 @@ def ensure_review(db: str, n: int) -> None:
     need = n - S.review_queue_count(st)
     if need > 0:
         with st.session() as s:
-            newest = S.latest_ids(s, S.Decision)
-            autos = [d for d in s.query(S.Decision).filter(S.Decision.id.in_(list(newest.values()))).order_by(S.Decision.face_id)
+            newest = S.latest_ids(s, S.DecisionRow)
+            autos = [d for d in s.query(S.DecisionRow).filter(S.DecisionRow.id.in_(list(newest.values()))).order_by(S.DecisionRow.face_id)
                      if d.route == "auto"]
             for d in autos[-need:]:
-                s.add(S.Decision(image_id=d.image_id, face_id=d.face_id, route="review", label=d.label,
+                s.add(S.DecisionRow(image_id=d.image_id, face_id=d.face_id, route="review", kind="low_confidence", label=d.label,
                                  reason=f"no keyword; model unsure: {d.label} (0.50)", priority=2.5, source="test"))
     got = S.review_queue_count(st)
     st.engine.dispose()

@@ -227,13 +227,33 @@ def quality_flags(q: Mapping[str, float], cfg: Any = None) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- pre-cropped faces
+#: the whole-image rule's thresholds (config.DetectConfig takes its defaults from here): an image
+#: with a short side below WHOLE_MIN_SIDE is too small to label; one up to WHOLE_SMALL_SIDE with
+#: at most one face is an already-cropped face (FER2013-style 48 px crops)
+WHOLE_MIN_SIDE = 24
+WHOLE_SMALL_SIDE = 160
+
+
+def faces_to_label(w: int, h: int, dets: Sequence[Detection], kept: Sequence[Detection], *,
+                   min_side: int = WHOLE_MIN_SIDE, small_side: int = WHOLE_SMALL_SIDE) -> tuple[list[Detection], bool]:
+    """The labeling units of an image and whether it is one whole-image face: the kept faces, or
+    the whole image (keeping the detector's score when it did see the one face) when the image is
+    small with at most one kept face, or when no face was kept and it looks like a face crop
+    (:func:`is_face_crop_candidate`)."""
+    small = min_side <= min(w, h) <= small_side
+    if (len(kept) <= 1 and small) or (not kept and is_face_crop_candidate(w, h, dets, min_side=min_side, small_side=small_side)):
+        whole = whole_image_face(w, h)
+        return [Detection(box=whole.box, score=float(kept[0].score) if kept else 0.0, landmarks=None)], True
+    return list(kept), False
+
+
 def whole_image_face(w: int, h: int) -> Detection:
     """The whole image as one face (box = image, score 0, no landmarks)."""
     return Detection(box=(0.0, 0.0, float(w), float(h)), score=0.0, landmarks=None)
 
 
 def is_face_crop_candidate(w: int, h: int, dets: Sequence[Detection], kept: Optional[Sequence[Detection]] = None, *,
-                           small_side: int = 160, min_side: int = 24, square_aspect: float = 1.2, square_side: int = 256,
+                           small_side: int = WHOLE_SMALL_SIDE, min_side: int = WHOLE_MIN_SIDE, square_aspect: float = 1.2, square_side: int = 256,
                            cover_frac: float = 0.4) -> bool:
     """Whether the image should be labeled as one already-cropped face (see :func:`whole_image_face`).
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from sqlalchemy import select  # noqa: F401  (only for type of queries run via store helpers)
-
 from labeler.ingest.imageio import IMAGE_EXTS, Decoded, DecodeError, decode, looks_like_image
 from labeler.ingest.rules import RuleSet
-from labeler.store import Image, ImagePath, Store, dumps
+from labeler.store import Store, known_paths, record_path
+from labeler.types import ImageRules, RuleWord
+from labeler.util import progress as _progress
 
 
 @dataclass
@@ -86,7 +85,7 @@ def ingest(
     """
     root = Path(root).resolve()
     files = list(iter_files(root))
-    known = store.known_paths()
+    known = known_paths(store)
     report = IngestReport()
     bar = _progress(files, progress, "ingest")
     for path in bar:
@@ -142,66 +141,26 @@ def ingest(
 
 
 def _record(store, sha, size, decoded, reason, apath, root, rel, st, rules, include_folders) -> tuple[int, bool]:
-    with store.session() as s:
-        img = store.find_image(s, sha)
-        created = img is None
-        if img is None:
-            img = Image(
-                sha256=sha,
-                size_bytes=size,
-                width=decoded.width if decoded else 0,
-                height=decoded.height if decoded else 0,
-                format=decoded.format if decoded else "",
-                status="ingested" if decoded else "broken",
-                error=reason,
-                rule_state="none",
-                rule_label=None,
-                rule_words="[]",
-                rule_source="",
-                detected=False,
-                detector="",
-            )
-            s.add(img)
-            s.flush()
-        old = s.scalar(select(ImagePath).where(ImagePath.path == apath))
-        if old is not None:  # the file at this path changed content, or it is the same file touched
-            if old.image_id != img.id:
-                s.delete(old)
-                s.flush()
-                old = None
-            else:
-                old.mtime, old.size_bytes = st.st_mtime, st.st_size
-        if old is None:
-            s.add(ImagePath(image_id=img.id, path=apath, root=root, relpath=rel, mtime=st.st_mtime, size_bytes=st.st_size))
-            s.flush()
-        if rules is not None:
-            apply_rules(s, img, rules, include_folders)
-        return img.id, created
+    facts = {
+        "width": decoded.width if decoded else 0, "height": decoded.height if decoded else 0,
+        "format": decoded.format if decoded else "", "status": "ingested" if decoded else "broken", "error": reason,
+    }
+    rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
+    return record_path(store, sha, size, facts, apath, root, rel, st.st_mtime, st.st_size, rules_for)
 
 
-def apply_rules(session, img: Image, rules: RuleSet, include_folders: bool = False) -> None:
-    """Set the image's rule fields from the names of all its paths (words of every path count)."""
-    paths = session.scalars(select(ImagePath.relpath).where(ImagePath.image_id == img.id)).all()
+def rules_for_paths(rules: RuleSet, relpaths: list[str], include_folders: bool = False) -> ImageRules:
+    """An image's rule fields from the names of all its paths (words of every path count)."""
     hits: list[tuple[str, str]] = []
     negated: list[str] = []
-    for rel in paths:
+    for rel in relpaths:
         m = rules.match(rel, include_folders=include_folders)
         hits += [h for h in m.matches if h not in hits]
         negated += list(m.negated)
     classes = sorted({c for _, c in hits})
-    img.rule_state = "none" if not classes else ("ambiguous" if len(classes) > 1 else "labeled")
-    img.rule_label = classes[0] if len(classes) == 1 else None
-    img.rule_words = dumps([list(h) for h in hits] + [["!" + n, ""] for n in negated])
-    img.rule_source = rules.source
-
-
-def _progress(items, enabled: Optional[bool], desc: str):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, unit="file", dynamic_ncols=True)
+    return ImageRules(
+        state="none" if not classes else ("ambiguous" if len(classes) > 1 else "labeled"),
+        label=classes[0] if len(classes) == 1 else None,
+        words=tuple(RuleWord(w, c) for w, c in hits) + tuple(RuleWord(n, "", True) for n in negated),
+        source=rules.source,
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from labeler.config import Config
-from labeler.routing import FaceEvidence, RoutingPolicy, route
+from labeler.routing import RoutingPolicy, evidence_for, route
 from labeler.store import Store, iter_face_records
 from labeler.types import LABELS
 
@@ -44,17 +44,11 @@ def collect(store: Store, truth: dict[str, dict]) -> dict[int, dict]:
     """image id -> {truth..., records: [face records]} for images named in the truth file."""
     imgs: dict[int, dict] = {}
     for rec in iter_face_records(store):
-        t = next((truth[p] for p in rec["paths"] if p in truth), None)
+        t = next((truth[p] for p in rec.paths if p in truth), None)
         if t is None:
             continue
-        imgs.setdefault(rec["image_id"], {**t, "records": []})["records"].append(rec)
+        imgs.setdefault(rec.image_id, {**t, "records": []})["records"].append(rec)
     return imgs
-
-
-def _evidence(rec: dict, n_faces: int) -> FaceEvidence:
-    words = tuple(w for w, _ in rec["rule_words"] if not w.startswith("!"))
-    flags = tuple(x for x in (rec["flags"] or "").split(",") if x)
-    return FaceEvidence(n_faces, rec["rule_state"], rec["rule_label"], words, rec["model_probs"], rec["model_source"], flags, rec["whole_image"])
 
 
 def routing_table(imgs: dict[int, dict], policy: RoutingPolicy, subsets: Optional[set] = None) -> dict:
@@ -67,13 +61,13 @@ def routing_table(imgs: dict[int, dict], policy: RoutingPolicy, subsets: Optiona
         if it["label"] not in LABELS:
             continue
         n_labeled += 1
-        faces = [r for r in it["records"] if r["face_id"] is not None]
+        faces = [r for r in it["records"] if r.face_id is not None]
         if not faces:
             continue
         # judge single-face images only: the image label cannot say which face of a group it means
         if len(faces) != 1:
             continue
-        d = route(_evidence(faces[0], 1), policy)
+        d = route(evidence_for(faces[0], 1), policy)
         if d.route == "auto":
             auto += 1
             correct += int(d.label == it["label"])
@@ -95,10 +89,10 @@ def report(store: Store, labels_csv: str, policy: Optional[RoutingPolicy] = None
     for sub, items in sorted(by_subset.items()):
         exact = nof = whole = found = expected = 0
         for it in items:
-            faces = [r for r in it["records"] if r["face_id"] is not None]
+            faces = [r for r in it["records"] if r.face_id is not None]
             n = len(faces)
             found += n
-            whole += sum(1 for r in faces if r["whole_image"])
+            whole += sum(1 for r in faces if r.whole_image)
             nof += int(n == 0)
             if it["faces"] is not None:
                 expected += it["faces"]
@@ -110,11 +104,11 @@ def report(store: Store, labels_csv: str, policy: Optional[RoutingPolicy] = None
         per = Counter()
         hit = Counter()
         for it in items:
-            faces = [r for r in it["records"] if r["face_id"] is not None]
-            if it["label"] not in LABELS or len(faces) != 1 or not faces[0]["model_label"]:
+            faces = [r for r in it["records"] if r.face_id is not None]
+            if it["label"] not in LABELS or len(faces) != 1 or not faces[0].model_label:
                 continue
             per[it["label"]] += 1
-            hit[it["label"]] += int(faces[0]["model_label"] == it["label"])
+            hit[it["label"]] += int(faces[0].model_label == it["label"])
         if not per:
             continue
         tot = sum(per.values())

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from sqlalchemy import select
-
-from labeler.store import Annotation, Face, Image, ImagePath, Store
+from labeler.store import Store, human_labels_by_image, path_images, rule_rows
 from labeler.types import LABELS
 
 
@@ -51,32 +48,18 @@ def read_labels_csv(path: str | Path) -> dict[str, str]:
 
 
 def truth_by_image(store: Store, labels_csv: Optional[str] = None) -> dict[int, str]:
-    """image id -> true label, from a labels CSV (matched by absolute path) and from human annotations
-    (used when every labeled face of the image agrees)."""
+    """image id -> true label, from a labels CSV (matched by absolute path) and from the current
+    human labels (undone ones do not count; used when every labeled face of the image agrees)."""
     truth: dict[int, str] = {}
-    with store.session() as s:
-        if labels_csv:
-            by_path = read_labels_csv(labels_csv)
-            for iid, p in s.execute(select(ImagePath.image_id, ImagePath.path)):
-                lab = by_path.get(p)
-                if lab in LABELS:
-                    truth[iid] = lab
-        rows = s.execute(
-            select(Face.image_id, Annotation.face_id, Annotation.labels, Annotation.action, Annotation.id)
-            .join(Face, Face.id == Annotation.face_id)
-            .order_by(Annotation.id)
-        ).all()
-    per_face: dict[int, tuple[int, Optional[str]]] = {}
-    for iid, fid, labs, action, _ in rows:
-        if action == "label" and labs:
-            labs = labs if isinstance(labs, list) else json.loads(labs)
-            per_face[fid] = (iid, labs[0])
-    per_img: dict[int, set] = defaultdict(set)
-    for iid, lab in per_face.values():
-        per_img[iid].add(lab)
-    for iid, labs in per_img.items():
-        if len(labs) == 1 and iid not in truth:
-            truth[iid] = next(iter(labs))
+    if labels_csv:
+        by_path = read_labels_csv(labels_csv)
+        for iid, p in path_images(store):
+            lab = by_path.get(p)
+            if lab in LABELS:
+                truth[iid] = lab
+    for iid, labs in human_labels_by_image(store).items():
+        if len(set(labs)) == 1 and iid not in truth:
+            truth[iid] = labs[0]
     return truth
 
 
@@ -84,9 +67,8 @@ def rules_report(store: Store, labels_csv: Optional[str] = None) -> tuple[list[R
     truth = truth_by_image(store, labels_csv)
     rows: dict[str, RuleRow] = {}
     summary = Counter()
-    with store.session() as s:
-        imgs = s.execute(select(Image.id, Image.rule_state, Image.rule_label, Image.rule_words).where(Image.status == "ingested")).all()
-    for iid, state, label, words in imgs:
+    for iid, rules in rule_rows(store):
+        state, label = rules.state, rules.label
         summary["images"] += 1
         summary[f"state_{state}"] += 1
         t = truth.get(iid)
@@ -95,17 +77,17 @@ def rules_report(store: Store, labels_csv: Optional[str] = None) -> tuple[list[R
         if state == "labeled" and t:
             summary["judged"] += 1
             summary["correct"] += int(label == t)
-        for word, cls in json.loads(words or "[]"):
-            if word.startswith("!"):
+        for w in rules.words:
+            if w.negated:
                 continue
-            key = f"{cls}<-{word}"
-            r = rows.setdefault(key, RuleRow(rule=key, label=cls))
+            key = f"{w.label}<-{w.word}"
+            r = rows.setdefault(key, RuleRow(rule=key, label=w.label))
             r.fires += 1
             if state == "ambiguous":
                 r.conflicts += 1
             elif t:
                 r.judged += 1
-                r.correct += int(cls == t)
+                r.correct += int(w.label == t)
     return sorted(rows.values(), key=lambda r: (-r.fires, r.rule)), dict(summary)
 
 

@@ -1,53 +1,96 @@
-"""The database layer: the only package that imports SQLAlchemy. Everything outside imports from here."""
+"""The database layer: the only package that imports SQLAlchemy. Everything outside imports from here.
 
-from labeler.store.core import (  # noqa: F401
-    DEFAULT_DB,
-    utcnow,
+schema (tables) · engine (URL, engine, migrations, Store) · images (ingest, rules, counts) ·
+faces (autolabel writes) · records (face records, vote, the accepted label) · imports (`import`) ·
+review (the UI) · models (model versions, embeddings) · stats (the overview).
+"""
+
+from labeler.store.schema import (  # noqa: F401
+    Annotation,
     Base,
+    DecisionRow,
+    Embedding,
+    Face,
     Image,
     ImagePath,
-    Face,
-    Proposal,
-    Decision,
-    Annotation,
-    Embedding,
     ModelVersion,
+    Proposal,
     Setting,
-    resolve_url,
-    make_engine,
+    utcnow,
+)
+from labeler.store.engine import (  # noqa: F401
+    CHUNK,
+    DEFAULT_DB,
+    Store,
     alembic_config,
+    chunks,
     current_revision,
     head_revision,
-    upgrade,
-    Store,
     latest_ids,
-    current_annotations,
-    vote,
-    iter_face_records,
+    make_engine,
+    resolve_url,
+    upgrade,
+)
+from labeler.store.images import (  # noqa: F401
+    counts,
+    decode_flags,
+    decode_rule_words,
     dumps,
+    encode_flags,
+    encode_rule_words,
+    known_paths,
+    path_images,
+    reapply_rules,
+    record_path,
+    rule_rows,
+)
+from labeler.store.faces import (  # noqa: F401
+    add_routed,
+    faces_to_repropose,
+    pending_rules,
+    route_broken,
+    save_detections,
+    stored_faces,
+    undetected_ids,
+)
+from labeler.store.records import (  # noqa: F401
+    accepted_label,
+    current_annotations,
     face_crops,
-    model_version_rows,
+    human_labels_by_image,
+    iter_face_records,
+    vote,
+)
+from labeler.store.imports import (  # noqa: F401
+    add_import_annotations,
+    faces_by_key,
+    image_faces,
     images_by_path,
     ingest_roots,
-    image_faces,
-    faces_by_key,
-    add_import_annotations,
-    human_labeled_faces,
-    all_face_ids,
-    load_embeddings,
-    save_embeddings,
-    record_model_version,
-    reason_kind,
-    review_queue,
-    review_queue_count,
-    source_folders,
-    face_card,
+)
+from labeler.store.review import (  # noqa: F401
+    REVIEW_KINDS,
+    accepted_labels,
     add_annotation,
     add_annotations,
-    undo_last,
-    accepted_labels,
+    face_card,
     gallery_faces,
     image_list,
     image_view,
-    overview_stats,
+    review_queue,
+    review_queue_count,
+    source_folders,
+    undo_last,
+)
+from labeler.store.stats import ActionCount, FaceStatus, OverviewData, overview_stats  # noqa: F401
+from labeler.store.models import (  # noqa: F401,E402
+    DEFAULT_MODEL_KEY,
+    ModelRegistry,
+    delete_setting,
+    human_labeled_faces,
+    load_embeddings,
+    model_registry,
+    model_version_rows,
+    record_model_version,
+    save_embeddings,
 )

@@ -1,0 +1,125 @@
+"""What `labeler autolabel` writes and reads: detected faces, proposals and routing decisions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterable, Optional
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labeler.store.engine import Store, chunks, latest_ids
+from labeler.store.images import decode_flags, encode_flags, image_rules
+from labeler.store.records import current_annotations
+from labeler.store.schema import DecisionRow, Face, Image, Proposal
+from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace
+
+NO_FACE = Decision(route="no_face", label=None, reason="no face detected", kind="no_face")
+
+
+def undetected_ids(store: Store) -> set[int]:
+    """Images ingested earlier whose detection never finished (a killed run)."""
+    with store.session() as s:
+        return set(s.scalars(select(Image.id).where(Image.status == "ingested", Image.detected.is_(False))))
+
+
+def pending_rules(store: Store, image_ids: Iterable[int]) -> dict[int, ImageRules]:
+    """image_id -> its rules, for those of ``image_ids`` that exist and are not detected yet."""
+    out: dict[int, ImageRules] = {}
+    with store.session() as s:
+        for ids in chunks(image_ids):
+            for img in s.scalars(select(Image).where(Image.id.in_(ids), Image.detected.is_(False))):
+                out[img.id] = image_rules(img)
+    return out
+
+
+def _add_decision(s: Session, image_id: int, face_id: Optional[int], d: Decision) -> None:
+    s.add(DecisionRow(image_id=image_id, face_id=face_id, route=d.route, kind=d.kind, label=d.label, reason=d.reason,
+                      priority=d.priority, source=d.source))
+
+
+def _add_proposal(s: Session, face_id: int, p: NewProposal) -> None:
+    s.add(Proposal(face_id=face_id, source_kind=p.source_kind, source=p.source, label=p.label, prob=p.prob,
+                   probs=dict(p.probs) if p.probs is not None else None, detail=p.detail))
+
+
+def save_detections(store: Store, images: Iterable[DetectedImage], detector: str) -> list[int]:
+    """Store the faces (with their proposals and decisions) of each image and mark it detected, in
+    one transaction; an image already detected (or gone) is left alone. Returns the ids written."""
+    done = []
+    with store.session() as s:
+        for di in images:
+            img = s.get(Image, di.image_id)
+            if img is None or img.detected:
+                continue
+            if not di.faces:
+                _add_decision(s, img.id, None, replace(NO_FACE, source=detector))
+            for i, nf in enumerate(di.faces):
+                face = Face(
+                    image_id=img.id, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
+                    det_score=float(nf.score), landmarks=[list(map(float, pt)) for pt in nf.landmarks] if nf.landmarks else None,
+                    whole_image=nf.whole_image, quality=dict(nf.quality), flags=encode_flags(nf.flags), detector=detector,
+                    crop=nf.crop,
+                )
+                s.add(face)
+                s.flush()
+                for p in nf.proposals:
+                    _add_proposal(s, face.id, p)
+                _add_decision(s, img.id, face.id, nf.decision)
+            img.detected, img.detector = True, detector
+            done.append(img.id)
+    return done
+
+
+def route_broken(store: Store) -> int:
+    """A ``broken`` decision for every broken image that has none yet; returns how many were added."""
+    n = 0
+    with store.session() as s:
+        have = set(s.scalars(select(DecisionRow.image_id).where(DecisionRow.face_id.is_(None), DecisionRow.route == "broken")))
+        for img in s.scalars(select(Image).where(Image.status == "broken")):
+            if img.id not in have:
+                _add_decision(s, img.id, None, Decision("broken", None, img.error, 0.0, "ingest", kind="broken"))
+                n += 1
+    return n
+
+
+def faces_to_repropose(store: Store, model: str, only_stale: bool = True) -> list[int]:
+    """Face ids without a human label, in id order; with ``only_stale`` only those whose newest model
+    proposal is from another model than ``model`` (or missing)."""
+    with store.session() as s:
+        labeled = set(current_annotations(s, None).keys())
+        todo = [f for f in s.scalars(select(Face.id).order_by(Face.id)) if f not in labeled]
+        if only_stale and todo:
+            newest = latest_ids(s, Proposal, None, where=Proposal.source_kind == "model")
+            src: dict[int, str] = {}
+            for ids in chunks(newest.values()):
+                src.update(dict(s.execute(select(Proposal.id, Proposal.source).where(Proposal.id.in_(ids))).all()))
+            todo = [f for f in todo if src.get(newest.get(f, -1)) != model]
+    return todo
+
+
+def stored_faces(store: Store, face_ids: Iterable[int]) -> list[StoredFace]:
+    """The given faces (id order) with their crops and their images' rules and face counts."""
+    out: list[StoredFace] = []
+    with store.session() as s:
+        for ids in chunks(face_ids):
+            faces = s.scalars(select(Face).where(Face.id.in_(ids)).order_by(Face.id)).all()
+            nfaces: dict[int, int] = {}
+            for (iid,) in s.execute(select(Face.image_id).where(Face.image_id.in_({f.image_id for f in faces}))):
+                nfaces[iid] = nfaces.get(iid, 0) + 1
+            for f in faces:
+                out.append(StoredFace(f.id, f.image_id, nfaces[f.image_id], f.whole_image, decode_flags(f.flags), f.crop,
+                                      image_rules(f.image)))
+    return sorted(out, key=lambda f: f.face_id)
+
+
+def add_routed(store: Store, items: Iterable[tuple[int, int, tuple[NewProposal, ...], Decision]]) -> int:
+    """Append ``(image_id, face_id, proposals, decision)`` items in one transaction; returns how many."""
+    n = 0
+    with store.session() as s:
+        for image_id, face_id, props, d in items:
+            for p in props:
+                _add_proposal(s, face_id, p)
+            _add_decision(s, image_id, face_id, d)
+            n += 1
+    return n

@@ -1,0 +1,168 @@
+"""The tables. Every table that records a label is append-only: proposals, decisions and
+annotations are never updated, so the history of every face is its audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    """One distinct content (sha256); every path that had it is in ImagePath."""
+
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    format: Mapped[str] = mapped_column(String(16), default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)  # ingested | broken
+    error: Mapped[str] = mapped_column(Text, default="")
+    # filename rules, from the first path seen (re-evaluated by `labeler rules apply`)
+    rule_state: Mapped[str] = mapped_column(String(16), default="none", index=True)  # labeled|ambiguous|none
+    rule_label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    rule_words: Mapped[str] = mapped_column(Text, default="")  # json list of [word, class]
+    rule_source: Mapped[str] = mapped_column(String(200), default="")
+    # pipeline progress: ingested -> detected (faces stored) ; proposals/decisions are per face
+    detected: Mapped[bool] = mapped_column(Boolean, default=False)
+    detector: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    paths: Mapped[list["ImagePath"]] = relationship(back_populates="image", order_by="ImagePath.id")
+    faces: Mapped[list["Face"]] = relationship(back_populates="image", order_by="Face.idx")
+
+
+class ImagePath(Base):
+    __tablename__ = "image_paths"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True)  # absolute
+    root: Mapped[str] = mapped_column(String(1024), default="")  # the folder given to ingest
+    relpath: Mapped[str] = mapped_column(String(1024), default="")  # path relative to root
+    mtime: Mapped[float] = mapped_column(Float, default=0.0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    image: Mapped[Image] = relationship(back_populates="paths")
+
+
+class Face(Base):
+    __tablename__ = "faces"
+    __table_args__ = (UniqueConstraint("image_id", "idx"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)  # 0..n-1 within the image
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    det_score: Mapped[float] = mapped_column(Float, default=0.0)
+    landmarks: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # [[x, y] * 5]
+    whole_image: Mapped[bool] = mapped_column(Boolean, default=False)
+    quality: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # {det_score, size, blur, yaw}
+    flags: Mapped[str] = mapped_column(String(200), default="")  # comma-separated
+    detector: Mapped[str] = mapped_column(String(100), default="")
+    crop: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)  # aligned crop, PNG/JPEG bytes
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    image: Mapped[Image] = relationship(back_populates="faces")
+
+
+class Proposal(Base):
+    """A label proposed for a face by a rule or a model. Append-only."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (Index("ix_proposals_face_kind", "face_id", "source_kind", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
+    source_kind: Mapped[str] = mapped_column(String(16))  # rule | model | import
+    source: Mapped[str] = mapped_column(String(200))  # rules file / model name@version
+    label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    prob: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    probs: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # {label: p}
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DecisionRow(Base):
+    """A routing decision, for a face (or for an image with no face / broken). Append-only."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        Index("ix_decisions_face", "face_id", "id"),
+        Index("ix_decisions_image", "image_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    face_id: Mapped[Optional[int]] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), nullable=True)
+    route: Mapped[str] = mapped_column(String(16))  # auto | review | no_face | broken
+    #: labeler.types.Decision.kind: why, as a closed set (the review queue filters on it)
+    kind: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    source: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Annotation(Base):
+    """A human (or imported) action on a face. Append-only; undo is a new row pointing at the undone one."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (Index("ix_annotations_face", "face_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
+    annotator: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(16))  # label | unusable | skip | undo
+    labels: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # ["happy"] or ["happy", "surprise"]
+    undoes_id: Mapped[Optional[int]] = mapped_column(ForeignKey("annotations.id"), nullable=True)
+    source: Mapped[str] = mapped_column(String(200), default="ui")  # ui | import:csv | import:labelstudio
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Embedding(Base):
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("face_id", "model"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(String(1024))  # sidecar path
+    metrics: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
