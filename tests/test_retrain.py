@@ -9,10 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
-from labeler.training import retrain
-from labeler.store import core as st
+import labeler.store as st
+from labeler import training
 from labeler.fer.cards import read_card, sha256_file
+from labeler.fer.model import softmax
+from labeler.fer.resolver import USER_MODELS_ENV, load_model, shipped_model
+from labeler.training.data import grouped_split, labeled_data
+from labeler.training.head import fit_softmax_head, old_head, train_head, write_head_onnx
+from labeler.training.metrics import better, evaluate, fit_temperature_pair
+from labeler.training.versions import load
+
+
+def _f(rec, key):
+    """A face record's field (records are typed; a dict still works while the store migrates)."""
+    return rec[key] if isinstance(rec, dict) else getattr(rec, key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -23,7 +35,7 @@ def test_grouped_split_keeps_images_together_and_stratifies():
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(60), 2)  # two faces per image
     y = np.repeat(rng.integers(0, 3, 60), 2)
-    held = retrain.grouped_split(groups, y, 0.25, seed=1)
+    held = grouped_split(groups, y, 0.25, seed=1)
     for g in np.unique(groups):
         assert len(set(held[groups == g])) == 1  # an image is never split
     for c in range(3):
@@ -31,7 +43,7 @@ def test_grouped_split_keeps_images_together_and_stratifies():
         n_held = len(np.unique(groups[(y == c) & held]))
         assert 1 <= n_held <= n_img - 1
         assert abs(n_held - 0.25 * n_img) <= 1
-    assert (retrain.grouped_split(groups, y, 0.25, seed=1) == held).all()  # deterministic
+    assert (grouped_split(groups, y, 0.25, seed=1) == held).all()  # deterministic
 
 
 def test_softmax_head_learns_and_keeps_absent_classes():
@@ -42,20 +54,20 @@ def test_softmax_head_learns_and_keeps_absent_classes():
     X = centers[y] + rng.normal(0, 1, (300, c))
     w0 = rng.normal(0, 0.1, (k, c))
     b0 = np.zeros(k)
-    W, b = retrain.fit_softmax_head(X, y, k, w0=w0, b0=b0, l2=1e-4, epochs=300)
+    W, b = fit_softmax_head(X, y, k, w0=w0, b0=b0, l2=1e-4, epochs=300)
     acc = ((X @ W.T + b).argmax(1) == y).mean()
     assert acc > 0.95
     assert np.allclose(W[3], w0[3]) and np.isclose(b[3], b0[3])
-    W2, b2 = retrain.fit_softmax_head(X, y, k, l2=1e-4, epochs=300)  # no prior: absent class kept, suppressed
+    W2, b2 = fit_softmax_head(X, y, k, l2=1e-4, epochs=300)  # no prior: absent class kept, suppressed
     assert np.allclose(W2[3], 0) and b2[3] < b2[:3].min()
 
 
 def test_temperature_fit_recovers_a_known_temperature():
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, (4000, 5))
-    p = retrain.softmax(z / 2.0)
+    p = softmax(z, 2.0)
     y = np.array([rng.choice(5, p=pi) for pi in p])
-    t = retrain.fit_temperature_pair(z, None, y)
+    t = fit_temperature_pair(z, None, y)
     assert 1.8 < t < 2.2
 
 
@@ -63,12 +75,12 @@ def test_evaluate_and_promotion_rule():
     labels = ["a", "b", "c"]
     y = np.array([0, 0, 1, 1, 2])
     probs = np.eye(3)[[0, 0, 1, 2, 2]] * 0.8 + 0.2 / 3
-    m = retrain.evaluate(probs, y, labels)
+    m = evaluate(probs, y, labels)
     assert m["accuracy"] == 0.8 and m["confusion"][1] == [0, 1, 1]
-    assert retrain.better({"macro_f1": 0.5, "accuracy": 0.1}, {"macro_f1": 0.4, "accuracy": 0.9})
-    assert retrain.better({"macro_f1": 0.5, "accuracy": 0.6}, {"macro_f1": 0.5, "accuracy": 0.5})
-    assert not retrain.better({"macro_f1": 0.5, "accuracy": 0.5}, {"macro_f1": 0.5, "accuracy": 0.5})
-    assert not retrain.better({"macro_f1": 0.3, "accuracy": 0.9}, {"macro_f1": 0.4, "accuracy": 0.1})
+    assert better({"macro_f1": 0.5, "accuracy": 0.1}, {"macro_f1": 0.4, "accuracy": 0.9})
+    assert better({"macro_f1": 0.5, "accuracy": 0.6}, {"macro_f1": 0.5, "accuracy": 0.5})
+    assert not better({"macro_f1": 0.5, "accuracy": 0.5}, {"macro_f1": 0.5, "accuracy": 0.5})
+    assert not better({"macro_f1": 0.3, "accuracy": 0.9}, {"macro_f1": 0.4, "accuracy": 0.1})
 
 
 def _toy_onnx(path: Path) -> None:
@@ -107,7 +119,7 @@ def test_head_onnx_edit_keeps_names_and_computes_the_new_head(tmp_path):
     base, new = tmp_path / "toy.onnx", tmp_path / "toy_head.onnx"
     _toy_onnx(base)
     labels = list("abcdefg")
-    W0, b0, how = retrain.old_head(base, labels)
+    W0, b0, how = old_head(base, labels)
     assert how == "conv1x1"
     x = np.random.default_rng(1).normal(size=(5, 1, 8, 8)).astype(np.float32)
     s0 = ort.InferenceSession(str(base), providers=["CPUExecutionProvider"])
@@ -115,13 +127,13 @@ def test_head_onnx_edit_keeps_names_and_computes_the_new_head(tmp_path):
     assert np.abs(e0 @ W0.T + b0 - l0).max() < 1e-4  # a 1x1 conv head is exactly linear in the embedding
     W = np.random.default_rng(2).normal(size=(7, 4))
     b = np.arange(7, dtype=float)
-    retrain.write_head_onnx(base, new, W, b)
+    write_head_onnx(base, new, W, b)
     s1 = ort.InferenceSession(str(new), providers=["CPUExecutionProvider"])
     assert [i.name for i in s1.get_inputs()] == ["input"]
     assert sorted(o.name for o in s1.get_outputs()) == ["embedding", "logits"]
     l1, e1 = s1.run(["logits", "embedding"], {"input": x})
     assert np.allclose(e1, e0, atol=1e-6) and np.allclose(l1, e0 @ W.T + b, atol=1e-4)
-    assert retrain.old_head(new, labels)[2] == "gemm"
+    assert old_head(new, labels)[2] == "gemm"
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,22 +147,23 @@ def _annotate_with_model_labels(store, shift: int = 0, annotator: str = "tester"
 
     items, out = [], {}
     for rec in st.iter_face_records(store):
-        if rec["face_id"] is None or not rec["model_label"]:
+        fid, lab = _f(rec, "face_id"), _f(rec, "model_label")
+        if fid is None or not lab:
             continue
-        out[rec["face_id"]] = rec["model_label"]
-        items.append((rec["face_id"], annotator, "label", [rec["model_label"]]))
+        out[fid] = lab
+        items.append((fid, annotator, "label", [lab]))
     st.add_import_annotations(store, items, "test")
     return out
 
 
 def _annotations(store):
     with store.session() as s:
-        return [(a.id, a.face_id, a.annotator, a.action, a.labels) for a in s.scalars(st.select(st.Annotation).order_by(st.Annotation.id))]
+        return [(a.id, a.face_id, a.annotator, a.action, a.labels) for a in s.scalars(select(st.Annotation).order_by(st.Annotation.id))]
 
 
 @pytest.fixture
 def labeled_sample(sample_db, tmp_path, monkeypatch):
-    monkeypatch.setenv(retrain.USER_MODELS_ENV, str(tmp_path / "user_models"))
+    monkeypatch.setenv(USER_MODELS_ENV, str(tmp_path / "user_models"))
     store = st.Store(sample_db)
     labels = _annotate_with_model_labels(store)
     if len(labels) < 4:
@@ -159,96 +172,112 @@ def labeled_sample(sample_db, tmp_path, monkeypatch):
 
 
 def test_train_head_end_to_end(labeled_sample, tmp_path):
-    from labeler.fer.model import load_model
     from labeler.ingest.imageio import decode_crop
 
     store, labels = labeled_sample
-    res = retrain.train_head(store, out_dir=tmp_path / "m", epochs=100, holdout=0.3, verbose=False)
-    side = Path(res["sidecar"])
+    res = train_head(store, out_dir=tmp_path / "m", epochs=100, holdout=0.3)
+    side = Path(res.sidecar)
     card = read_card(side)  # verifies sha256
     meta = json.loads(side.read_text())
-    shipped = retrain.shipped_model()
-    assert meta["sha256"] == sha256_file(Path(res["onnx"]))
+    shipped = shipped_model()
+    assert meta["sha256"] == sha256_file(Path(res.onnx))
     assert meta["labels"] == list(shipped.labels)
     assert meta["outputs"] == shipped.card.meta.get("outputs")
     assert meta["input"] == shipped.card.meta.get("input")
     assert meta["source"]["parent"] == shipped.ident
     assert meta["calibration"]["temperature"] > 0 and meta["data"]["labeled_faces"] == len(labels)
     m = load_model(str(side))
-    assert m.ident == card.ident == res["ident"]
+    assert m.ident == card.ident == res.ident
     crops = [decode_crop(b) for b in st.face_crops(store, list(labels)[:3]).values()]
     p = m.predict(crops)
     assert p.shape == (len(crops), len(m.labels)) and np.allclose(p.sum(1), 1, atol=1e-4)
     rows = st.model_version_rows(store)
-    assert rows[-1]["version"] == res["version"] and "before" in rows[-1]["metrics"] and "after" in rows[-1]["metrics"]
+    assert rows[-1]["version"] == res.version and "before" in rows[-1]["metrics"] and "after" in rows[-1]["metrics"]
     for side_ in ("before", "after"):
-        assert {"accuracy", "macro_f1", "ece", "confusion"} <= set(res["metrics"][side_])
+        assert {"accuracy", "macro_f1", "ece", "confusion"} <= set(res.metrics[side_])
     # the shipped model is right on every label here: a head can at best tie, so it is not promoted
-    assert res["metrics"]["before"]["accuracy"] == 1.0
-    assert not res["promoted"] and store.get_setting(retrain.DEFAULT_MODEL_KEY) is None
-    assert any(r["ident"] == res["ident"] for r in retrain.list_models(store))
+    assert res.metrics["before"]["accuracy"] == 1.0
+    assert not res.promoted and store.get_setting(st.DEFAULT_MODEL_KEY) is None
+    rows = {r.ident: r for r in training.project_models(store)}
+    assert rows[res.ident].metrics["after"] == res.after and not rows[res.ident].default
+    assert sum(r.default for r in rows.values()) == 1 and rows[shipped.ident].default
 
 
 def test_worse_model_is_not_promoted_and_force_promotes(labeled_sample, tmp_path):
     store, labels = labeled_sample
-    fids, iids, y, _ = retrain.labeled_data(store, retrain.shipped_model().labels)
+    fids, iids, y, _ = labeled_data(store, shipped_model().labels)
     wrong = (y + 1) % 7  # systematically wrong labels: a worse model
-    res = retrain.train_head(store, out_dir=tmp_path / "m", epochs=300, l2=0.0, lr=0.1, holdout=0.3,
-                             labels_override=wrong, verbose=False)
-    assert res["metrics"]["after"]["macro_f1"] < res["metrics"]["before"]["macro_f1"]
-    assert not res["promoted"] and store.get_setting(retrain.DEFAULT_MODEL_KEY) is None
-    forced = retrain.train_head(store, out_dir=tmp_path / "m", epochs=50, holdout=0.3, force=True, verbose=False)
-    assert forced["promoted"] and store.get_setting(retrain.DEFAULT_MODEL_KEY) == forced["sidecar"]
-    assert retrain.set_default(store, "shipped") == retrain.shipped_model().ident
-    assert store.get_setting(retrain.DEFAULT_MODEL_KEY) is None
-    assert retrain.set_default(store, forced["ident"]) == forced["ident"]
+    res = train_head(store, out_dir=tmp_path / "m", epochs=300, l2=0.0, lr=0.1, holdout=0.3, labels_override=wrong)
+    assert res.metrics["after"]["macro_f1"] < res.metrics["before"]["macro_f1"]
+    assert not res.promoted and store.get_setting(st.DEFAULT_MODEL_KEY) is None
+    forced = train_head(store, out_dir=tmp_path / "m", epochs=50, holdout=0.3, force=True)
+    assert forced.promoted and store.get_setting(st.DEFAULT_MODEL_KEY) == forced.sidecar
+    assert training.set_default(store, "shipped") == shipped_model().ident
+    assert store.get_setting(st.DEFAULT_MODEL_KEY) is None
+    assert training.set_default(store, forced.ident) == forced.ident
 
 
 def test_repropose_with_new_model_keeps_human_labels(sample_db, tmp_path, monkeypatch):
     from labeler.config import Config
     from labeler.pipeline import Autolabeler
 
-    monkeypatch.setenv(retrain.USER_MODELS_ENV, str(tmp_path / "user_models"))
+    monkeypatch.setenv(USER_MODELS_ENV, str(tmp_path / "user_models"))
     store = st.Store(sample_db)
-    all_faces = st.all_face_ids(store)
+    all_faces = [_f(r, "face_id") for r in st.iter_face_records(store) if _f(r, "face_id") is not None]
     labels = _annotate_with_model_labels(store)
     # leave some faces unlabeled so re-proposal has work; undo the labels of the last two
     with store.session() as s:
-        last = s.scalars(st.select(st.Annotation).order_by(st.Annotation.id.desc()).limit(2)).all()
+        last = s.scalars(select(st.Annotation).order_by(st.Annotation.id.desc()).limit(2)).all()
         for a in last:
             s.add(st.Annotation(face_id=a.face_id, annotator=a.annotator, action="undo", undoes_id=a.id, source="test"))
-    res = retrain.train_head(store, out_dir=tmp_path / "m", epochs=50, holdout=0.3, force=True, verbose=False)
+    res = train_head(store, out_dir=tmp_path / "m", epochs=50, holdout=0.3, force=True)
     before = _annotations(store)
     human = {fid for fid, *_ in st.human_labeled_faces(store)}
     al = Autolabeler(store, Config())
-    assert al.model.ident == res["ident"]
+    assert al.model.ident == res.ident
     n = al.repropose(only_stale=False)
     assert n == len([f for f in all_faces if f not in human])
     assert _annotations(store) == before  # annotations untouched
-    recs = {r["face_id"]: r for r in st.iter_face_records(store) if r["face_id"] is not None}
+    recs = {_f(r, "face_id"): r for r in st.iter_face_records(store) if _f(r, "face_id") is not None}
     for fid, r in recs.items():
         if fid in human:
-            assert r["label"] == labels[fid] and r["label_source"].startswith("human:")
-            assert r["model_source"] != res["ident"]  # labeled faces are not re-proposed
+            assert _f(r, "label") == labels[fid] and _f(r, "label_source").startswith("human:")
+            assert _f(r, "model_source") != res.ident  # labeled faces are not re-proposed
         else:
-            assert r["model_source"] == res["ident"]
+            assert _f(r, "model_source") == res.ident
 
 
 def test_calibrate_writes_a_calibrated_copy_and_makes_it_default(labeled_sample, tmp_path):
-    from labeler.fer.model import load_model
-
     store, _labels = labeled_sample
-    shipped = retrain.shipped_model()
-    res = retrain.calibrate(store, verbose=False)
-    side = Path(res["sidecar"])
+    shipped = shipped_model()
+    res = training.calibrate(store)
+    side = Path(res.sidecar)
     meta = json.loads(side.read_text())
     assert Path(meta["file"]).resolve() == Path(shipped.card.file).resolve()
     assert meta["sha256"] == shipped.card.sha256
-    assert meta["calibration"]["temperature"] == res["temperature"] > 0
-    assert store.get_setting(retrain.DEFAULT_MODEL_KEY) == str(side.resolve())
-    m = retrain._load(None, store)
-    assert m.ident == res["ident"] != shipped.ident
-    assert load_model(str(side)).ident == res["ident"]
+    assert meta["calibration"]["temperature"] == res.temperature > 0
+    assert store.get_setting(st.DEFAULT_MODEL_KEY) == str(side.resolve())
+    m = load(store)
+    assert m.ident == res.ident != shipped.ident
+    assert load_model(str(side)).ident == res.ident
+
+
+def test_train_entry_point_returns_a_typed_result_and_logs(labeled_sample, tmp_path):
+    store, _labels = labeled_sample
+    said = []
+    res = training.train(store, mode="head", holdout=0.3, epochs=20, out_dir=tmp_path / "m", log=said.append)
+    assert isinstance(res, training.TrainResult) and res.metrics["training"]["epochs"] == 20
+    assert said and res.lines()[0].startswith(f"model {res.ident} (from {shipped_model().ident})")
+    assert res.lines()[-1].startswith("not promoted: ")
+    with pytest.raises(training.ConfigError, match="expected one of head, finetune"):
+        training.train(store, mode="bogus")
+
+
+def test_too_few_labels_say_what_to_do(sample_db):
+    from labeler.errors import LabelerError
+
+    with pytest.raises(LabelerError, match="not enough human labels to train: expected at least 4"):
+        train_head(st.Store(sample_db))
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,13 +290,13 @@ def test_torch_rebuild_matches_onnxruntime_and_finetune_runs(labeled_sample, tmp
     from labeler.training import torchnet
 
     store, _labels = labeled_sample
-    shipped = retrain.shipped_model()
+    shipped = shipped_model()
     diffs = torchnet.check_against_onnxruntime(shipped.card.file)
     assert max(diffs.values()) < 1e-4, diffs
-    res = retrain.train_finetune(store, out_dir=tmp_path / "ft", head_epochs=1, epochs=1, batch_size=8, holdout=0.3, verbose=False)
-    card = read_card(Path(res["sidecar"]))
-    from labeler.fer.model import load_model
+    from labeler.training.finetune import train_finetune
 
+    res = train_finetune(store, out_dir=tmp_path / "ft", head_epochs=1, epochs=1, batch_size=8, holdout=0.3)
+    card = read_card(Path(res.sidecar))
     m = load_model(str(card.sidecar))
     assert m.labels == shipped.labels
     assert max(torchnet.check_against_onnxruntime(card.file).values()) < 1e-4

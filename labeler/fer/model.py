@@ -1,6 +1,6 @@
 """FER models: the interface, the ONNX implementation and the registry (numpy + onnxruntime only).
 
-A FER model is an ONNX file plus its JSON sidecar (see :mod:`labeler.modelfiles`) of kind ``fer``::
+A FER model is an ONNX file plus its JSON sidecar (see :mod:`labeler.fer.cards`) of kind ``fer``::
 
     "labels": [...],                                   # the model's output order
     "input": {"size": [H, W], "channels": 1 | 3, "color": "gray" | "rgb" | "bgr",
@@ -9,23 +9,20 @@ A FER model is an ONNX file plus its JSON sidecar (see :mod:`labeler.modelfiles`
     "calibration": {"temperature": 1.0}
 
 To add a model, drop ``<stem>.onnx`` and ``<stem>.json`` into the shipped ``models/`` folder or a
-folder named by ``$LABELER_USER_MODELS``; no code is needed. Loading verifies the sha256 and fails
-with :class:`~labeler.modelfiles.ModelFileError`, never falls back to other weights.
+folder named by ``$LABELER_USER_MODELS``; no code is needed. Which file a name means is decided in
+one place, :mod:`labeler.fer.resolver`. Loading verifies the sha256 and fails with
+:class:`~labeler.fer.cards.ModelFileError`, never falls back to other weights.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
-from typing import Any, Iterable, Optional, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, Optional, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
-from labeler.fer.cards import ModelCard, ModelFileError, default_models_dir, find_cards, read_card
+from labeler.fer.cards import ModelCard, ModelFileError
 
-DEFAULT_MODEL = "fer-mini-xception"
-USER_MODELS_ENV = "LABELER_USER_MODELS"
 BATCH = 64
 
 Crops = Union[Sequence[np.ndarray], np.ndarray]
@@ -33,12 +30,36 @@ Crops = Union[Sequence[np.ndarray], np.ndarray]
 
 @runtime_checkable
 class FERModel(Protocol):
+    """What every caller of a FER model uses (the pipeline, training, calibration, the UI)."""
+
     name: str
     version: str
     labels: list[str]
+    #: the parsed sidecar the model was loaded from
+    card: ModelCard
+    #: the sidecar's calibration temperature that ``predict`` applies
+    temperature: float
 
-    def predict(self, crops: Crops) -> np.ndarray:
-        """N x len(labels) class probabilities for RGB uint8 crops (any size) or an N x H x W x 3 array."""
+    @property
+    def ident(self) -> str:
+        """``name@version``, the source written with every proposal."""
+        ...
+
+    def preprocess(self, crops: Crops) -> np.ndarray:
+        """The float32 network input for crops, as the sidecar's ``input`` describes."""
+        ...
+
+    def logits(self, crops: Crops) -> np.ndarray:
+        """N x K pre-softmax values (not temperature-scaled)."""
+        ...
+
+    def embed(self, crops: Crops) -> np.ndarray:
+        """N x C features (the sidecar's ``embedding`` output)."""
+        ...
+
+    def predict(self, crops: Crops, flip: bool = False) -> np.ndarray:
+        """N x len(labels) calibrated class probabilities for RGB uint8 crops (any size) or an
+        N x H x W x 3 array; with ``flip`` the logits of each crop and its mirror image are averaged."""
         ...
 
 
@@ -257,84 +278,6 @@ class OnnxFERModel:
 
 
 # --------------------------------------------------------------------------------------------
-# registry
+# finding and loading models: labeler.fer.resolver (re-exported here for callers of the old names)
 
-
-def model_dirs(dirs: Optional[Iterable[Union[str, Path]]] = None) -> list[Path]:
-    """The shipped models folder, then ``$LABELER_USER_MODELS`` (os.pathsep-separated), then ``dirs``."""
-    out = [default_models_dir()]
-    env = os.environ.get(USER_MODELS_ENV)
-    if env:
-        out += [Path(p) for p in env.split(os.pathsep) if p]
-    out += [Path(d) for d in (dirs or [])]
-    seen, uniq = set(), []
-    for d in out:
-        key = str(Path(d).resolve())
-        if key not in seen:
-            seen.add(key)
-            uniq.append(Path(d))
-    return uniq
-
-
-def list_models(dirs: Optional[Iterable[Union[str, Path]]] = None) -> list[ModelCard]:
-    """Sidecars of kind ``fer`` in the shipped folder, ``$LABELER_USER_MODELS`` and ``dirs`` (not verified)."""
-    return [c for c in find_cards("fer", model_dirs(dirs), verify=False) if c.kind == "fer"]
-
-
-_CACHE: dict[tuple, OnnxFERModel] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _find(name_or_path: Optional[str], dirs) -> ModelCard:
-    want = name_or_path or DEFAULT_MODEL
-    p = Path(str(want)).expanduser()
-    if str(want).endswith((".json", ".onnx")) or p.is_file():
-        side = p.with_suffix(".json") if p.suffix == ".onnx" else p
-        return read_card(side, verify=False)
-    cards = list_models(dirs)
-    if "@" in want:
-        name, version = want.split("@", 1)
-        hits = [c for c in cards if c.name == name and c.version == version]
-    else:
-        hits = [c for c in cards if c.name == want]
-    if not hits:
-        known = ", ".join(sorted({c.ident for c in cards})) or "none"
-        searched = ", ".join(str(d) for d in model_dirs(dirs))
-        raise ModelFileError(
-            f"FER model {want!r} not found: expected a sidecar of kind 'fer' with that name in {searched}; "
-            f"found {known}. Put <stem>.onnx and <stem>.json in one of those folders (or set ${USER_MODELS_ENV}), "
-            "pass a path to the sidecar, or run `python scripts/convert_models.py` for the shipped model."
-        )
-    # several versions of one name: the last one listed (user folders come after the shipped one)
-    return hits[-1]
-
-
-def load_model(
-    name_or_path: Optional[Union[str, Path]] = None,
-    dirs: Optional[Iterable[Union[str, Path]]] = None,
-    intra_op_num_threads: int = 2,
-) -> OnnxFERModel:
-    """A loaded FER model by name, ``name@version`` or a path to its sidecar/ONNX file (None: the
-    shipped default). Loaded models are cached per process (keyed by sidecar, checksum and threads)."""
-    card = _find(None if name_or_path is None else str(name_or_path), dirs)
-
-    def stamp(p: Path) -> tuple:
-        try:
-            st = Path(p).stat()
-            return (st.st_mtime_ns, st.st_size)
-        except OSError:
-            return (None, None)
-
-    # a changed sidecar or model file is loaded (and verified) again
-    key = (str(Path(card.sidecar).resolve()), stamp(card.sidecar), str(card.file), stamp(card.file), int(intra_op_num_threads))
-    with _CACHE_LOCK:
-        m = _CACHE.get(key)
-        if m is None:
-            m = OnnxFERModel(card, intra_op_num_threads=intra_op_num_threads)
-            _CACHE[key] = m
-        return m
-
-
-def clear_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
+from labeler.fer.resolver import DEFAULT_MODEL, USER_MODELS_ENV, list_models, load_model, model_dirs  # noqa: E402,F401

@@ -1,0 +1,43 @@
+"""Learning from the human labels: a new softmax head (numpy), a finetuned network (torch, the
+``train`` extra) and temperature calibration; every new model evaluated on a held-out part of the
+human labels (grouped by source image, stratified by class) and promoted to the project's default
+only when it is better there (macro-F1, ties by accuracy) or when forced.
+
+Modules: ``data`` (labeled faces, split, crops, embeddings), ``metrics`` (evaluation, promotion
+rule, temperature), ``head``, ``finetune`` (+ ``torchnet``/``torchfit``, torch only there),
+``calibrate``, ``versions`` (writing, promoting, recording and listing models). The entry point for
+the CLI and the UI is :func:`train`. No torch at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from labeler.errors import ConfigError
+from labeler.training.calibrate import CalibrationResult, calibrate  # noqa: F401
+from labeler.training.versions import ModelRow, TrainResult, project_models, set_default  # noqa: F401
+
+MODES = ("head", "finetune")
+
+
+def train(
+    store, mode: str = "head", *, base: Optional[str] = None, holdout: float = 0.2, seed: int = 0, force: bool = False,
+    epochs: Optional[int] = None, out_dir: Optional[str | Path] = None, log: Optional[Callable[[str], None]] = None,
+) -> TrainResult:
+    """Train a new model of ``mode`` (``head`` or ``finetune``) from ``base`` (None: the project's
+    default model) on the human labels in ``store``; write, register and, if it is better on the
+    held-out part (or ``force``), make it the default. ``epochs`` None: the mode's default.
+    ``log`` receives progress lines. Nothing is printed."""
+    kw = dict(base=base, holdout=holdout, seed=seed, force=force, out_dir=out_dir, log=log)
+    if epochs is not None:
+        kw["epochs"] = int(epochs)
+    if mode == "head":
+        from labeler.training.head import train_head
+
+        return train_head(store, **kw)
+    if mode == "finetune":
+        from labeler.training.finetune import train_finetune
+
+        return train_finetune(store, **kw)
+    raise ConfigError(f"unknown training mode {mode!r}: expected one of {', '.join(MODES)}")

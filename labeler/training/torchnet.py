@@ -5,13 +5,13 @@ turned into trainable parameters (BatchNormalization runs with its stored statis
 any FER model this project writes (the converted mini-Xception, a retrained head, a finetuned net)
 can be finetuned and exported again with the same input/output names (``input`` -> ``logits``,
 ``embedding``). ``check_against_onnxruntime`` verifies the rebuild (max abs difference ~1e-5).
+The training loop is :mod:`labeler.training.torchfit`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -261,52 +261,6 @@ class OnnxNet(nn.Module):
 # data
 
 
-def preprocess(crops: Sequence[np.ndarray], spec: dict) -> np.ndarray:
-    """Crops (RGB or gray uint8, any size) -> float32 (N,1,S,S) as the model expects: gray, resized,
-    (x - mean) / std. Uses labeler.models' own preprocessing when it exposes one."""
-    try:
-        from labeler.fer import model as _m
-
-        fn = getattr(_m, "preprocess", None)
-        if fn is not None:
-            try:
-                return np.asarray(fn(list(crops), spec), dtype=np.float32)
-            except TypeError:
-                return np.asarray(fn(list(crops)), dtype=np.float32)
-    except ImportError:
-        pass
-    import cv2
-
-    size = int(spec.get("size", 64)) if isinstance(spec.get("size", 64), int) else int(spec["size"][0])
-    mean = float(spec.get("mean", 127.5))
-    std = float(spec.get("std", 127.5))
-    out = np.empty((len(crops), 1, size, size), dtype=np.float32)
-    for i, c in enumerate(crops):
-        g = c if c.ndim == 2 else cv2.cvtColor(c, cv2.COLOR_RGB2GRAY)
-        if g.shape[:2] != (size, size):
-            g = cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA if g.shape[0] > size else cv2.INTER_LINEAR)
-        out[i, 0] = (g.astype(np.float32) - mean) / std
-    return out
-
-
-def augment(x: torch.Tensor, gen: torch.Generator, rot_deg: float = 10.0, scale: float = 0.1, bright: float = 0.2) -> torch.Tensor:
-    """Random horizontal flip, small rotation and scale, brightness/contrast, on normalised images."""
-    n = x.shape[0]
-    flip = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    ang = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(rot_deg)
-    sc = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale
-    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    # pad with the border (the normalised value of the edge pixels), not black
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    c = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * bright
-    b = (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * bright
-    return torch.clamp(x * c + b, -1.0, 1.0)
-
-
 def logits(net: OnnxNet, x: np.ndarray, batch: int = 512) -> np.ndarray:
     net.eval()
     out = []
@@ -314,104 +268,6 @@ def logits(net: OnnxNet, x: np.ndarray, batch: int = 512) -> np.ndarray:
         for i in range(0, len(x), batch):
             out.append(net(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))["logits"].numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 0))
-
-
-def class_weights(y: np.ndarray, k: int) -> torch.Tensor:
-    counts = np.bincount(y, minlength=k).astype(np.float64)
-    present = counts > 0
-    w = np.where(present, len(y) / (present.sum() * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(w, dtype=torch.float32)
-
-
-def _run_epochs(net, params, x, y, k, epochs, lr, batch_size, gen, wd, xval, yval, verbose, tag, log):
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    steps = max(1, epochs * math.ceil(len(x) / batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    lossf = nn.CrossEntropyLoss(weight=class_weights(y, k))
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-    best = None
-    for ep in range(epochs):
-        net.train()
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(xt), generator=gen)
-        tot = 0.0
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i : i + batch_size]
-            xb = augment(xt[idx], gen)
-            loss = lossf(net(xb)["logits"], yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += loss.item() * len(idx)
-        entry = {"phase": tag, "epoch": ep + 1, "loss": round(tot / len(xt), 4), "seconds": round(time.perf_counter() - t0, 1)}
-        if xval is not None and len(xval):
-            pv = logits(net, xval).argmax(1)
-            entry["val_accuracy"] = round(float((pv == yval).mean()), 4)
-            entry["val_macro_f1"] = round(_macro_f1(pv, yval), 4)
-            key = (entry["val_macro_f1"], entry["val_accuracy"])
-            if best is None or key > best[0]:
-                best = (key, {k_: v.detach().clone() for k_, v in net.state_dict().items()})
-        log.append(entry)
-        if verbose:
-            print(f"  {tag} epoch {ep + 1}/{epochs}: " + ", ".join(f"{k_}={v}" for k_, v in entry.items() if k_ not in ("phase", "epoch")), flush=True)
-    return best
-
-
-def _macro_f1(pred: np.ndarray, y: np.ndarray) -> float:
-    f = []
-    for c in np.unique(y):
-        tp = float(((pred == c) & (y == c)).sum())
-        p = tp / max((pred == c).sum(), 1)
-        r = tp / max((y == c).sum(), 1)
-        f.append(0.0 if tp == 0 else 2 * p * r / (p + r))
-    return float(np.mean(f)) if f else 0.0
-
-
-def finetune(
-    net: OnnxNet, x: np.ndarray, y: np.ndarray, k: int, *, head_epochs: int = 5, epochs: int = 10, lr_head: float = 1e-3,
-    lr: float = 1e-4, batch_size: int = 64, seed: int = 0, threads: Optional[int] = None, weight_decay: float = 1e-4,
-    xval: Optional[np.ndarray] = None, yval: Optional[np.ndarray] = None, verbose: bool = True,
-) -> list[dict]:
-    """Train in place: the head with the backbone frozen, then every layer at ``lr``. With a
-    validation set, the weights of the best epoch (macro-F1, then accuracy), or the starting
-    weights if no epoch beats them, are kept. Returns the per-epoch log."""
-    if threads:
-        torch.set_num_threads(threads)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    log: list[dict] = []
-    start_key = None
-    start_state = None
-    if xval is not None and len(xval):
-        pv = logits(net, xval).argmax(1)
-        start_key = (round(_macro_f1(pv, yval), 4), round(float((pv == yval).mean()), 4))
-        start_state = {k_: v.detach().clone() for k_, v in net.state_dict().items()}
-        log.append({"phase": "start", "val_macro_f1": start_key[0], "val_accuracy": start_key[1]})
-        if verbose:
-            print(f"  start: val_macro_f1={start_key[0]}, val_accuracy={start_key[1]}", flush=True)
-    head = set(net.head_parameter_names())
-    best_all = None
-    if head_epochs > 0 and head:
-        for n_, p in net.params.items():
-            p.requires_grad_(n_ in head)
-        best_all = _run_epochs(net, [p for n_, p in net.params.items() if n_ in head], x, y, k, head_epochs, lr_head, batch_size,
-                               gen, weight_decay, xval, yval, verbose, "head", log)
-    for p in net.params.values():
-        p.requires_grad_(True)
-    if epochs > 0:
-        b = _run_epochs(net, list(net.params.values()), x, y, k, epochs, lr, batch_size, gen, weight_decay, xval, yval, verbose, "all", log)
-        if b is not None and (best_all is None or b[0] > best_all[0]):
-            best_all = b
-    if best_all is not None:
-        if start_key is not None and not best_all[0] > start_key:
-            net.load_state_dict(start_state)
-            log.append({"phase": "kept", "which": "start (no epoch beat it on validation)"})
-        else:
-            net.load_state_dict(best_all[1])
-            log.append({"phase": "kept", "which": "best epoch", "val_macro_f1": best_all[0][0], "val_accuracy": best_all[0][1]})
-    net.eval()
-    return log
 
 
 class _Export(nn.Module):
@@ -452,8 +308,3 @@ def check_against_onnxruntime(onnx_path: str | Path, x: Optional[np.ndarray] = N
     with torch.no_grad():
         got = net(torch.from_numpy(x))
     return {o.name: float(np.abs(r - got[o.name].numpy()).max()) for o, r in zip(sess.get_outputs(), ref)}
-
-
-def kept_start(log: list[dict]) -> bool:
-    """True when :func:`finetune` kept the starting weights (no epoch beat them on validation)."""
-    return any(e.get("phase") == "kept" and str(e.get("which", "")).startswith("start") for e in log)

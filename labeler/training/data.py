@@ -1,0 +1,165 @@
+"""The training data: faces with a human label, the split into a training and a held-out part
+(grouped by source image, stratified by class), and the crops, embeddings, logits and
+probabilities of those faces.
+
+Embeddings are cached per (face, embedding key) in the ``embeddings`` table; the key is the ident
+of the model whose backbone computed them (a head model keeps its parent's key, since its backbone
+is the same graph), with ``|flip`` for the horizontally flipped crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from labeler.errors import LabelerError
+from labeler.fer.model import FERModel
+from labeler.ingest.imageio import decode_crop
+from labeler.store import Store, face_crops, human_labeled_faces, load_embeddings, save_embeddings
+
+#: human labels that are not classes to learn
+SKIP_LABELS = ("unusable",)
+
+
+class NotEnoughLabels(LabelerError, ValueError):
+    """Too few human labels (or source images) to train or calibrate."""
+
+
+@dataclass
+class LabeledSet:
+    """The human-labeled faces a model can learn from, in face order, with their split."""
+
+    labels: list[str]  # the model's classes; ``y`` indexes them
+    face_ids: np.ndarray
+    image_ids: np.ndarray
+    y: np.ndarray
+    held: np.ndarray  # True: held out for evaluation / calibration
+    skipped: dict[str, int] = field(default_factory=dict)  # labels left out (unusable, unknown classes)
+
+    @property
+    def train(self) -> np.ndarray:
+        return ~self.held
+
+    def counts(self) -> dict:
+        """The figures a trained model's sidecar records about its data."""
+        tr, held, labs = self.train, self.held, self.labels
+        return {
+            "labeled_faces": int(len(self.y)), "train_faces": int(tr.sum()), "heldout_faces": int(held.sum()),
+            "train_images": int(len(np.unique(self.image_ids[tr]))), "heldout_images": int(len(np.unique(self.image_ids[held]))),
+            "per_class_train": {labs[c]: int((self.y[tr] == c).sum()) for c in range(len(labs))},
+            "per_class_heldout": {labs[c]: int((self.y[held] == c).sum()) for c in range(len(labs))},
+            "skipped": dict(self.skipped),
+        }
+
+
+def labeled_data(store: Store, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """(face_ids, image_ids, y as index into ``labels``) of faces with a human majority label,
+    and counts of what was skipped (unusable, labels outside the model's classes)."""
+    idx = {lab: i for i, lab in enumerate(labels)}
+    fids, iids, ys = [], [], []
+    skipped: dict[str, int] = {}
+    for fid, iid, lab in human_labeled_faces(store):
+        if lab in SKIP_LABELS or lab not in idx:
+            skipped[lab] = skipped.get(lab, 0) + 1
+            continue
+        fids.append(fid)
+        iids.append(iid)
+        ys.append(idx[lab])
+    return np.array(fids, dtype=np.int64), np.array(iids, dtype=np.int64), np.array(ys, dtype=np.int64), skipped
+
+
+def grouped_split(groups: np.ndarray, y: np.ndarray, holdout: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Boolean mask of held-out items: whole groups (source images) go to one side, chosen per class
+    (a group's class is its most common label) so the held-out part is stratified; every class with
+    at least two groups gets at least one held-out group."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(y), dtype=bool)
+    if len(y) == 0 or holdout <= 0:
+        return mask
+    gclass: dict[int, int] = {}
+    for g in np.unique(groups):
+        vals, cnt = np.unique(y[groups == g], return_counts=True)
+        gclass[int(g)] = int(vals[np.argmax(cnt)])
+    held: set[int] = set()
+    for c in sorted(set(gclass.values())):
+        gs = np.array(sorted(g for g, k in gclass.items() if k == c))
+        if len(gs) < 2:
+            continue
+        n = min(len(gs) - 1, max(1, int(round(holdout * len(gs)))))
+        held.update(int(g) for g in rng.permutation(gs)[:n])
+    mask[:] = [int(g) in held for g in groups]
+    return mask
+
+
+def training_set(store: Store, labels: Sequence[str], holdout: float, seed: int, min_labels: int = 4) -> LabeledSet:
+    """The human labels split for training; refuses (saying what to do) when there are too few."""
+    fids, iids, y, skipped = labeled_data(store, labels)
+    if len(y) < min_labels:
+        raise NotEnoughLabels(
+            f"not enough human labels to train: expected at least {min_labels} labeled faces, found {len(y)} "
+            f"(skipped {skipped}). Label faces in the UI or `labeler import` a labels file first.")
+    held = grouped_split(iids, y, holdout, seed)
+    if not held.any() or held.all():
+        raise NotEnoughLabels(
+            f"could not hold out a part of the {len(y)} labels grouped by image ({len(np.unique(iids))} images): "
+            "label faces of more images (each class needs two images to be held out)")
+    return LabeledSet(list(labels), fids, iids, y, held, skipped)
+
+
+def crops(store: Store, face_ids) -> list[np.ndarray]:
+    """The stored (aligned) crops of faces, decoded to RGB, in the order asked."""
+    face_ids = [int(f) for f in face_ids]
+    raw = face_crops(store, face_ids)
+    out = []
+    for fid in face_ids:
+        b = raw.get(fid)
+        if b is None:
+            raise NotEnoughLabels(f"face {fid}: expected a stored crop, found none; re-run `labeler autolabel` to detect it again")
+        out.append(decode_crop(b))
+    return out
+
+
+def _mirror(items: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.ascontiguousarray(c[:, ::-1]) for c in items]
+
+
+def embedding_key(model: FERModel) -> str:
+    return str(model.card.meta.get("embedding_key") or model.ident)
+
+
+def embeddings(store: Store, model: FERModel, face_ids, flip: bool = False, batch: int = 256) -> np.ndarray:
+    """Embeddings of the faces' stored crops (horizontally flipped with ``flip``), cached in the DB."""
+    key = embedding_key(model) + ("|flip" if flip else "")
+    face_ids = [int(f) for f in face_ids]
+    have = load_embeddings(store, key, face_ids)
+    todo = [f for f in face_ids if f not in have]
+    for i in range(0, len(todo), batch):
+        chunk = todo[i : i + batch]
+        items = crops(store, chunk)
+        e = np.asarray(model.embed(_mirror(items) if flip else items), dtype="<f4")
+        save_embeddings(store, key, [(f, e.shape[1], e[j].tobytes()) for j, f in enumerate(chunk)])
+        have.update({f: (e.shape[1], e[j].tobytes()) for j, f in enumerate(chunk)})
+    if not face_ids:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([np.frombuffer(have[f][1], dtype="<f4") for f in face_ids]).astype(np.float64)
+
+
+def model_probs(store: Store, model: FERModel, face_ids, flip: bool = True, batch: int = 256) -> np.ndarray:
+    """The model's calibrated probabilities (as the pipeline sees them) for stored face crops."""
+    out = []
+    for i in range(0, len(face_ids), batch):
+        out.append(np.asarray(model.predict(crops(store, face_ids[i : i + batch]), flip=flip), dtype=np.float64))
+    return np.concatenate(out) if out else np.zeros((0, len(model.labels)))
+
+
+def model_logits(store: Store, model: FERModel, face_ids, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits (before temperature) for the crops and their mirror images."""
+    a, b = [], []
+    for i in range(0, len(face_ids), batch):
+        items = crops(store, face_ids[i : i + batch])
+        a.append(np.asarray(model.logits(items), dtype=np.float64))
+        b.append(np.asarray(model.logits(_mirror(items)), dtype=np.float64))
+    k = len(model.labels)
+    return (np.concatenate(a) if a else np.zeros((0, k))), (np.concatenate(b) if b else np.zeros((0, k)))

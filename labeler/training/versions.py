@@ -1,0 +1,219 @@
+"""Trained and calibrated model versions: where they are written, their sidecars, the promotion to
+the project's default model, the ``model_versions`` record, and the table of known models.
+
+User models live in ``$LABELER_USER_MODELS`` or a ``labeler_models/`` folder beside the SQLite file.
+Which model a name means is decided by :mod:`labeler.fer.resolver`, with this project's registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from labeler.fer.cards import ModelCard, find_cards, write_card, default_models_dir
+from labeler.fer.model import FERModel
+from labeler.fer.resolver import USER_MODELS_ENV, load_model, shipped_model
+from labeler.store import Store, model_registry, model_version_rows, record_model_version
+from labeler.training.data import LabeledSet, model_probs
+from labeler.training.metrics import better, evaluate, format_metrics
+from labeler.types import LABELS
+
+
+def load(store: Store, name_or_path: Optional[str] = None) -> FERModel:
+    """The model a name means in this project (None: the project's default), as `autolabel` sees it."""
+    return load_model(name_or_path, registry=model_registry(store))
+
+
+def user_models_dir(store: Store) -> Path:
+    """Where trained / calibrated models go: ``$LABELER_USER_MODELS``, else ``labeler_models/``
+    beside the SQLite database file (else in the working directory)."""
+    env = os.environ.get(USER_MODELS_ENV)
+    if env:
+        return Path(env.split(os.pathsep)[0])
+    url = store.url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///"):]).resolve().parent / "labeler_models"
+    return Path.cwd() / "labeler_models"
+
+
+def new_version() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def write_model(out_dir: Path, stem: str, base_card: ModelCard, meta_extra: dict[str, Any]) -> Path:
+    """Write ``<stem>.json`` beside ``<stem>.onnx`` (already written) with the base card's FER facts."""
+    base = base_card.meta
+    meta_extra = dict(meta_extra)
+    meta = {
+        "name": meta_extra.pop("name"),
+        "version": meta_extra.pop("version"),
+        "kind": base.get("kind", "fer"),
+        "file": f"{stem}.onnx",
+        "sha256": "",
+        "labels": list(base.get("labels", LABELS)),
+        "input": base.get("input"),
+        "outputs": base.get("outputs"),
+        "embedding_dim": base.get("embedding_dim"),
+        "licence": base.get("licence", ""),
+        "licence_file": base.get("licence_file", ""),
+        "source": {"parent": base_card.ident, "parent_sidecar": str(Path(base_card.sidecar).resolve()),
+                   "parent_source": base.get("source")},
+        **meta_extra,
+    }
+    if base.get("licence_file") and not os.path.isabs(base["licence_file"]):
+        meta["licence_file"] = str((Path(base_card.sidecar).parent / base["licence_file"]).resolve())
+    sidecar = out_dir / f"{stem}.json"
+    write_card(sidecar, meta)
+    return sidecar
+
+
+@dataclass
+class Candidate:
+    """A freshly trained model, written but not yet judged."""
+
+    base: FERModel  # the model it was trained from
+    name: str
+    version: str
+    sidecar: Path
+    onnx: Path
+    data: LabeledSet
+    temperature: float
+    training: dict[str, Any]
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def ident(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass
+class TrainResult:
+    """What `labeler train` did: the new model, its held-out figures and whether it became the default."""
+
+    name: str
+    version: str
+    sidecar: str
+    onnx: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, Any]  # before, after, base, temperature, training, data, seconds (as recorded in the DB)
+
+    @property
+    def ident(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def before(self) -> dict[str, Any]:
+        return self.metrics["before"]
+
+    @property
+    def after(self) -> dict[str, Any]:
+        return self.metrics["after"]
+
+    def lines(self) -> list[str]:
+        m = self.metrics
+        d = m.get("data", {})
+        out = [f"model {self.ident} (from {m.get('base')})  ->  {self.sidecar}",
+               f"human-labeled faces: {d.get('labeled_faces')} (train {d.get('train_faces')} from {d.get('train_images')} images, "
+               f"held out {d.get('heldout_faces')} from {d.get('heldout_images')} images); temperature {m.get('temperature')}"]
+        out += format_metrics(m)
+        out.append(("promoted to default: " if self.promoted else "not promoted: ") + self.reason)
+        return out
+
+
+def _promotion(before: dict, after: dict, force: bool) -> tuple[bool, str]:
+    if force:
+        return True, "forced"
+    if better(after, before):
+        return True, "better on held-out (macro-F1, then accuracy)"
+    return False, "not better on held-out (macro-F1, then accuracy): the default model is unchanged"
+
+
+def finish(store: Store, cand: Candidate, force: bool = False) -> TrainResult:
+    """The shared end of a training run: before/after on the held-out faces, the promotion rule,
+    the figures written into the sidecar and the model_versions row."""
+    d = cand.data
+    new = load_model(str(cand.sidecar))
+    hf = d.face_ids[d.held]
+    before = evaluate(model_probs(store, cand.base, hf, flip=True), d.y[d.held], d.labels)
+    after = evaluate(model_probs(store, new, hf, flip=True), d.y[d.held], d.labels)
+    promoted, why = _promotion(before, after, force)
+    sidecar = str(cand.sidecar.resolve())
+    if promoted:
+        model_registry(store).set_default_model(sidecar)
+    # the sidecar records the same figures as the database row
+    meta = json.loads(cand.sidecar.read_text(encoding="utf-8"))
+    meta["metrics"] = {"heldout_before": before, "heldout_after": after}
+    write_card(cand.sidecar, meta)
+    metrics = {"before": before, "after": after, "base": cand.base.ident, "temperature": cand.temperature,
+               "promoted": promoted, "reason": why, "training": cand.training, "data": d.counts(),
+               "seconds": round(time.perf_counter() - cand.started, 2)}
+    record_model_version(store, cand.name, cand.version, sidecar, metrics)
+    return TrainResult(cand.name, cand.version, sidecar, str(cand.onnx.resolve()), promoted, why, metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# the project's models
+
+
+def set_default(store: Store, name_or_path: Optional[str]) -> str:
+    """Make a model the project's default (a sidecar/ONNX path, a name or name@version, or
+    ``shipped``/None for the shipped model). Loads it first: a broken model is refused. Returns its ident."""
+    reg = model_registry(store)
+    if name_or_path in (None, "", "shipped", "none"):
+        reg.set_default_model(None)
+        return shipped_model().ident
+    m = load(store, str(name_or_path))
+    reg.set_default_model(str(Path(m.card.sidecar).resolve()))
+    return m.ident
+
+
+@dataclass
+class ModelRow:
+    """One FER model known to a project, for `labeler models`."""
+
+    name: str
+    version: str
+    path: str
+    where: str  # shipped | user | registered | registered (file missing)
+    default: bool = False
+    temperature: Optional[float] = None
+    metrics: Optional[dict[str, Any]] = None  # as recorded in model_versions
+
+    @property
+    def ident(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def line(self) -> str:
+        after = (self.metrics or {}).get("after") or {}
+        fig = f" held-out macro-F1 {after['macro_f1']:.3f} acc {after['accuracy']:.3f}" if after.get("n") else ""
+        t = f" T={self.temperature:g}" if self.temperature else ""
+        return f"{'*' if self.default else ' '} {self.ident:55s} [{self.where}]{t}{fig}  {self.path}"
+
+
+def project_models(store: Store) -> list[ModelRow]:
+    """Every FER model known to the project: shipped (models/), in the user models folder, and
+    registered in the database; with the default marked and held-out metrics where known."""
+    reg = {r["path"]: r for r in model_version_rows(store)}
+    try:
+        dflt_ident = load(store).ident
+    except Exception:  # noqa: BLE001 - a broken default is shown, not fatal here
+        dflt_ident = None
+    out: list[ModelRow] = []
+    seen = set()
+    for d, where in ((default_models_dir(), "shipped"), (user_models_dir(store), "user")):
+        for c in find_cards("fer", [d]):
+            p = str(Path(c.sidecar).resolve())
+            seen.add(p)
+            out.append(ModelRow(c.name, c.version, p, where, c.ident == dflt_ident,
+                                (c.meta.get("calibration") or {}).get("temperature"), (reg.get(p) or {}).get("metrics")))
+    for p, r in reg.items():
+        if p not in seen:
+            where = "registered" if Path(p).is_file() else "registered (file missing)"
+            out.append(ModelRow(r["name"], r["version"], p, where, False, None, r.get("metrics")))
+    return out
