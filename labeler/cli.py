@@ -141,7 +141,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from labeler.datasets.importer import import_csv, import_labelstudio
+    from labeler.datasets.importer import import_csv
+    from labeler.datasets.labelstudio import import_labelstudio
 
     store = _store(args)
     if args.format == "csv":

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from labeler.datasets.export import export
-from labeler.datasets.importer import import_csv, import_labelstudio, parse_labels
+from labeler.datasets.importer import LabelImportError, import_csv, parse_labels
+from labeler.datasets.labelstudio import import_labelstudio
 from labeler.store import Annotation, Store, current_annotations, iter_face_records
 
 from .test_export import build_db
@@ -25,7 +26,7 @@ def _write_csv(path: Path, rows, header=("path", "label")) -> Path:
 
 def _human(store) -> dict:
     """(sha256, face) -> (label, votes) for faces with a human label."""
-    return {(r["sha256"], r["face"]): (r["human_label"], r["votes"]) for r in iter_face_records(store) if r["human_label"]}
+    return {(r.sha256, r.face): (r.human_label, dict(r.votes)) for r in iter_face_records(store) if r.human_label}
 
 
 def _n_annotations(store) -> int:
@@ -74,13 +75,19 @@ def test_import_csv_resolves_reports_and_is_idempotent(db, tmp_path):
     assert rep.problems == {"multi_face": 1, "no_face": 1, "broken": 1, "unknown_path": 1, "unknown_label": 2, "empty_label": 1}
     assert "nowhere/missing.jpg" in rep.examples["unknown_path"][0]
     assert any("../evil" in e for e in rep.examples["unknown_label"])
-    assert any("carol" in line or "added" in line for line in rep.lines())
-    recs = {r["relpath"]: r for r in iter_face_records(store) if r["face"] in (0, None)}
-    assert recs["dup.jpg"]["annotations"] == [
-        {"annotator": "carol", "action": "label", "labels": ["happy"], "at": recs["dup.jpg"]["annotations"][0]["at"], "source": "import:csv"}]
-    assert recs["single/angry_000.jpg"]["votes"] == {"angry": 0.5, "sad": 0.5}
-    assert recs["single/disgust_001.jpg"]["label"] == "fear"
-    assert recs["blurry.jpg"]["annotations"][-1]["action"] == "unusable" or "carol" in [a["annotator"] for a in recs["blurry.jpg"]["annotations"]]
+    lines = rep.lines()
+    assert lines[:4] == ["rows read:          12", "annotations added:  4", "already there:      1", "not imported:       7"]
+    assert lines[4:] == [f"  {k:18s} {n}   e.g. {'; '.join(rep.examples[k])}" for k, n in sorted(rep.problems.items())]
+    assert lines[-1].startswith("  unknown_path       1   e.g. line 10: 'nowhere/missing.jpg'")
+    recs = {r.relpath: r for r in iter_face_records(store) if r.face in (0, None)}
+    [dup] = recs["dup.jpg"].annotations
+    assert (dup.annotator, dup.action, dup.labels, dup.source) == ("carol", "label", ("happy",), "import:csv")
+    assert recs["single/angry_000.jpg"].votes == {"angry": 0.5, "sad": 0.5}
+    assert recs["single/disgust_001.jpg"].label == "fear"
+    # carol's "unusable" is her own annotation next to ann's, and the face stays unusable
+    assert {a.annotator: (a.action, a.source) for a in recs["blurry.jpg"].annotations} == {
+        "ann": ("unusable", "ui"), "carol": ("unusable", "import:csv")}
+    assert recs["blurry.jpg"].label == "unusable"
     n = _n_annotations(store)
     assert n == before + 4
     # re-import: nothing new
@@ -101,10 +108,10 @@ def test_import_csv_path_column_face_column_and_ingest_root(db, tmp_path):
                    header=("file", "face", "label"))
     rep = import_csv(store, p)
     assert rep.added == 2 and rep.problems == {"unknown_face": 1}
-    recs = {(r["relpath"], r["face"]): r for r in iter_face_records(store)}
-    assert recs["party/group.jpg", 2]["human_label"] == "fear"
-    assert recs["party/group.jpg", 2]["annotations"][0]["annotator"] == "import"
-    with pytest.raises(ValueError):
+    recs = {(r.relpath, r.face): r for r in iter_face_records(store)}
+    assert recs["party/group.jpg", 2].human_label == "fear"
+    assert [a.annotator for a in recs["party/group.jpg", 2].annotations] == ["import"]
+    with pytest.raises(LabelImportError, match=r"bad.csv: needs a path column .* found name, class"):
         import_csv(store, _write_csv(other / "bad.csv", [("x", "y")], header=("name", "class")))
 
 

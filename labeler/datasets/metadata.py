@@ -1,0 +1,93 @@
+"""What an export says about itself: ``metadata.json`` (the summary ``export()`` returns) and a
+``README.md`` for people."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from labeler.datasets.splits import SPLITS, SplitPlan
+from labeler.datasets.writer import ExportRun, Writer
+from labeler.store import model_version_rows
+
+
+def redact(url: str) -> str:
+    """A database URL with its password masked."""
+    return re.sub(r"//([^/@:]+):[^/@]*@", r"//\1:***@", url)
+
+
+def summary(writer: Writer, run: ExportRun, plan: SplitPlan, out: Path, seed: int,
+            fractions: Sequence[float], seconds: float) -> dict[str, Any]:
+    """The export's facts, in the order metadata.json lists them."""
+    extra = writer.summary(run)
+    return {
+        "format": writer.name,
+        "out": str(out),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "database": redact(run.store.url),
+        "filters": {**run.selection.as_dict(), "all_rows": bool(run.options.all_rows)},
+        "size": writer.size(run.options),
+        "seed": seed,
+        "split_fractions": list(fractions),
+        "records": plan.records,
+        "written": run.written,
+        "selected_faces": sum(sum(c.values()) for c in run.counts.values()),
+        "class_counts": {s: dict(sorted(run.counts[s].items())) for s in SPLITS},
+        "excluded": dict(sorted(plan.excluded.items())),
+        "skipped": dict(sorted(run.skipped.items())),
+        "missing_classes": extra["missing_classes"],
+        "class_folders": extra["class_folders"],
+        "class_index": extra["class_index"],
+        "model_sources": dict(plan.models.most_common()),
+        "model_versions": model_version_rows(run.store),
+        "files": run.files,
+        "seconds": round(seconds, 2),
+    }
+
+
+def write(summ: dict[str, Any], note: str, metadata_path: Path, readme_path: Path) -> None:
+    metadata_path.write_text(json.dumps(summ, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    readme_path.write_text(readme(summ, note, metadata_path.name), encoding="utf-8")
+
+
+def readme(summ: dict[str, Any], note: str, metadata_name: str = "metadata.json") -> str:
+    """The README of an export: what the files are, how they were selected, class counts, models."""
+    f = summ["filters"]
+    lines = [
+        f"# labeler export ({summ['format']})",
+        "",
+        f"Exported {summ['exported_at']} from `{summ['database']}`.",
+        "",
+        note,
+        "",
+        "## Selection",
+        "",
+        f"- labels: {'human labels only' if f['include'] == 'human' else 'human labels, else auto-accepted labels'}"
+        f" (include={f['include']}); `unusable` is never a class",
+        f"- minimum annotator agreement (human labels): {f['min_agreement']}",
+        f"- classes: {', '.join(f['classes']) if f['classes'] is not None else 'all'}",
+        f"- splits (train/val/test): {summ['split_fractions']}, seed {summ['seed']}; stratified by class and grouped "
+        "by source image content (sha256): faces of one photo and copies of it are in one split only",
+        f"- records read: {summ['records']}, written: {summ['written']}, faces selected: {summ['selected_faces']}",
+        f"- left out: {json.dumps(summ['excluded'])}; skipped: {json.dumps(summ['skipped'])}",
+        *([f"- splits without some class: {json.dumps(summ['missing_classes'])}"] if summ.get("missing_classes") else []),
+        "",
+        "## Class counts",
+        "",
+        "| class | " + " | ".join(SPLITS) + " |",
+        "|---|" + "---|" * len(SPLITS),
+    ]
+    for c in sorted({c for s in SPLITS for c in summ["class_counts"][s]}):
+        lines.append(f"| {c} | " + " | ".join(str(summ["class_counts"][s].get(c, 0)) for s in SPLITS) + " |")
+    lines += ["", "## Models", ""]
+    for src, n in summ["model_sources"].items():
+        lines.append(f"- `{src}`: newest proposal of {n} faces")
+    for m in summ["model_versions"]:
+        lines.append(f"- trained: {m['name']}@{m['version']} ({m['path']})")
+    if not summ["model_sources"] and not summ["model_versions"]:
+        lines.append("- none")
+    lines += ["", f"Everything above is also in `{metadata_name}`.", ""]
+    return "\n".join(lines)

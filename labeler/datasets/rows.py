@@ -1,0 +1,119 @@
+"""``csv`` / ``jsonl``: one row per face (and one per image without faces: no_face, broken,
+pending) with every column we know; ``included``/``split`` say whether the face is in the data set
+the same filters would give."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from typing import Any
+
+from labeler.datasets.common import image_name, json_cell, num
+from labeler.datasets.select import agreement
+from labeler.datasets.writer import ExportRun, Writer
+
+CSV_COLUMNS = [
+    "image", "face", "x1", "y1", "x2", "y2", "det_score", "rule_label", "rule_state", "rule_words",
+    "model_label", "model_prob", "model_probs", "model_source", "route", "reason", "decision_label",
+    "label", "label_source", "human_label", "agreement", "votes", "annotators", "annotator_labels",
+    "n_annotators", "included", "split", "whole_image", "flags", "quality", "status", "error",
+    "width", "height", "sha256", "image_id", "face_id", "path", "root", "paths",
+]
+
+#: a spreadsheet reads a cell that starts with one of these as a formula
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula gets a leading ``'`` (numbers stay
+    numbers). ``labeler import`` takes the quote off again."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _rule_words(rec) -> list[list[str]]:
+    return [list(w.as_pair()) for w in rec.rule_words]
+
+
+def _annotations(rec) -> list[dict[str, Any]]:
+    return [a.as_dict() for a in rec.annotations]
+
+
+def flat_row(rec, included: bool, split: str) -> dict[str, Any]:
+    """The CSV row of a record (values as written; JSON columns as text)."""
+    anns = rec.annotations
+    return {
+        "image": image_name(rec),
+        "face": "" if rec.face is None else rec.face,
+        "x1": num(rec.x1), "y1": num(rec.y1), "x2": num(rec.x2), "y2": num(rec.y2), "det_score": num(rec.det_score),
+        "rule_label": rec.rule_label or "", "rule_state": rec.rule_state or "", "rule_words": json_cell(_rule_words(rec)),
+        "model_label": rec.model_label or "", "model_prob": num(rec.model_prob),
+        "model_probs": json_cell(rec.model_probs), "model_source": rec.model_source or "",
+        "route": rec.route or "", "reason": rec.reason or "", "decision_label": rec.decision_label or "",
+        "label": rec.label or "", "label_source": rec.label_source or "", "human_label": rec.human_label or "",
+        "agreement": num(agreement(rec)), "votes": json_cell(dict(rec.votes or {})),
+        "annotators": ",".join(a.annotator for a in anns),
+        "annotator_labels": json_cell({a.annotator: ("unusable" if a.action == "unusable" else a.as_dict()["labels"])
+                                       for a in anns}),
+        "n_annotators": len(anns),
+        "included": int(included), "split": split,
+        "whole_image": int(bool(rec.whole_image)), "flags": ",".join(rec.flags),
+        "quality": json_cell(rec.quality), "status": rec.status or "", "error": rec.error or "",
+        "width": rec.width or 0, "height": rec.height or 0,
+        "sha256": rec.sha256 or "", "image_id": rec.image_id,
+        "face_id": "" if rec.face_id is None else rec.face_id,
+        "path": rec.path or "", "root": rec.root or "", "paths": json_cell(list(rec.paths)),
+    }
+
+
+def json_row(rec, included: bool, split: str) -> dict[str, Any]:
+    """The JSONL object of a record: every field of the record, then image, agreement, included, split."""
+    out = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
+    out.update(paths=list(rec.paths), rule_words=_rule_words(rec), flags=",".join(rec.flags),
+               annotations=_annotations(rec))
+    out["image"] = image_name(rec)
+    out["agreement"] = agreement(rec)
+    out["included"] = included
+    out["split"] = split
+    return out
+
+
+class CsvWriter(Writer):
+    name = "csv"
+    file_suffix = ".csv"
+    all_rows_default = True
+    note = ("`labels.csv` (or the file named): one row per face and one per image without a usable face "
+            "(route no_face/broken/pending). `included`/`split` tell whether the face is in the data set "
+            "these filters select. JSON columns: model_probs, votes, annotator_labels, quality, rule_words, paths. "
+            "Text cells starting with = + - @ (or tab, CR) have a leading ' so spreadsheets do not run them.")
+
+    def write(self, run: ExportRun) -> None:
+        path = run.data_file or run.folder / "labels.csv"
+        run.files["data"] = str(path)
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for rec, lab, sp in run.rows():
+                if lab is None and not run.options.all_rows:
+                    continue
+                w.writerow({k: csv_safe(v) for k, v in flat_row(rec, lab is not None, sp).items()})
+                run.count(sp, lab)
+
+
+class JsonlWriter(Writer):
+    name = "jsonl"
+    file_suffix = ".jsonl"
+    all_rows_default = True
+    note = "`labels.jsonl`: the same content as the CSV export, one JSON object per line."
+
+    def write(self, run: ExportRun) -> None:
+        path = run.data_file or run.folder / "labels.jsonl"
+        run.files["data"] = str(path)
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            for rec, lab, sp in run.rows():
+                if lab is None and not run.options.all_rows:
+                    continue
+                fh.write(json.dumps(json_row(rec, lab is not None, sp), ensure_ascii=False, default=str) + "\n")
+                run.count(sp, lab)
