@@ -131,3 +131,22 @@ def test_sample_no_face_images_stay_no_face(det):
         dets = det.detect(rgb)
         kept, _ = faces.filter_detections(dets, w, h)
         assert kept == [] and not faces.is_face_crop_candidate(w, h, dets), name
+
+
+def test_faces_to_label_one_rule_one_set_of_thresholds():
+    from labeler.config import DetectConfig
+
+    # the config's defaults are the faces module's thresholds, not a second copy
+    assert (DetectConfig().whole_image_min_side, DetectConfig().whole_image_max_side) == (faces.WHOLE_MIN_SIDE, faces.WHOLE_SMALL_SIDE)
+    fill = _d(7, 4, 37, 44, 0.99)
+    got, whole = faces.faces_to_label(48, 48, [fill], [fill])  # small, one kept face: the whole image, its score kept
+    assert whole and got[0].box == (0.0, 0.0, 48.0, 48.0) and got[0].score == 0.99 and got[0].landmarks is None
+    got, whole = faces.faces_to_label(48, 48, [], [])  # small, nothing found: the whole image, score 0
+    assert whole and got[0].score == 0.0
+    two = [_d(10, 10, 60, 60, 0.99), _d(100, 10, 150, 60, 0.99)]
+    assert faces.faces_to_label(160, 120, two, two) == (two, False)  # two faces: never one whole image
+    assert faces.faces_to_label(600, 400, [], []) == ([], False)  # an ordinary photo without faces
+    assert faces.faces_to_label(11, 11, [], []) == ([], False)  # too small to label
+    # thresholds are parameters: a 100 px image is "small" by default, not with small_side=90
+    assert faces.faces_to_label(100, 100, [fill], [fill])[1]
+    assert faces.faces_to_label(300, 200, [fill], [fill], small_side=90) == ([fill], False)

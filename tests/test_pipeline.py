@@ -28,14 +28,22 @@ def test_sample_run_covers_every_path(sample_db):
     assert astro["face"] == 0 and astro["det_score"] > 0.95
     assert 150 < astro["x1"] < 230 and 230 < astro["x2"] < 320 and astro["rule_label"] == "happy"
     assert astro["model_probs"] and abs(sum(astro["model_probs"].values()) - 1) < 1e-3
-    assert astro["route"] in ("auto", "review")
+    # "smiling" names happy and the model agrees: auto-accepted on the rule, with the rule's label
+    assert (astro.route, astro.kind, astro.label) == ("auto", "agree", "happy"), astro.reason
+    assert astro.label_source == f"auto:{astro.reason}" and astro.reason.startswith("rule (smiling) and model agree")
     # three faces, one keyword: the keyword labels none of them by itself
     team = recs["happy_team_photo.jpg"]
     assert len(team) == 3 and sorted(r["face"] for r in team) == [0, 1, 2]
     for r in team:
-        assert "multi-face" in r["reason"] or r["route"] == "auto"
-        if r["route"] == "auto":  # only on the model's own strong evidence
-            assert r["model_prob"] >= Config().routing.model_threshold
+        # auto only on the model's own strong evidence (>= model_threshold, same class as the name),
+        # else review as a multi-face image; never the keyword's label by itself
+        pol = Config().routing
+        strong = r.model_label == "happy" and r.model_prob >= pol.model_threshold and not set(r.flags) & set(pol.block_flags)
+        want = ("auto", "multi_face_agree", "happy") if strong else ("review", "multi_face", None)
+        assert (r.route, r.kind, r.label) == want, (r.model_label, r.model_prob, r.reason)
+    with Store(sample_db).session() as s:  # the rule proposal of each face of the group has no label
+        rule_props = s.scalars(select(Proposal).where(Proposal.source_kind == "rule", Proposal.face_id.in_([r.face_id for r in team]))).all()
+    assert len(rule_props) == 3 and all(p.label is None and "not given to faces" in p.detail for p in rule_props)
     # already-cropped 48 px face: the whole-image path
     (crop,) = recs["crops/happy_crop_48px.png"]
     assert crop["whole_image"] and "whole_image" in crop["flags"]
@@ -110,3 +118,24 @@ def test_new_model_reproposes_and_keeps_human_labels(sample_db, tmp_path):
     assert recs[fid]["label"] == "sad" and recs[fid]["label_source"] == "human:ann"
     assert all(r["model_source"] == other.ident for f, r in recs.items() if f != fid)
     assert al.repropose(only_stale=True) == 0  # nothing stale any more
+
+
+def test_reroute_adds_decisions_only_where_the_policy_changes_them(sample_db):
+    from dataclasses import replace
+
+    from labeler.routing import evidence_for, route
+
+    store = Store(sample_db)
+    same = Autolabeler(store, Config(), load_rules(), model=object(), detector=object())
+    assert same.reroute() == 0  # the policy that routed them: nothing changes
+    before = {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
+    strict = replace(Config(), routing=replace(Config().routing, agree_threshold=1.01, model_threshold=1.01))
+    n = Autolabeler(store, strict, load_rules(), model=object(), detector=object()).reroute()
+    after = {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
+    auto = [f for f, r in before.items() if r.route == "auto"]
+    assert auto and n == len(auto)  # nothing can be auto-accepted any more
+    assert all(after[f].route == "review" and after[f].kind in ("agree_low", "disagree", "low_confidence", "multi_face") for f in auto)
+    nfaces = {r.image_id: sum(1 for x in after.values() if x.image_id == r.image_id) for r in after.values()}
+    for f, r in after.items():  # the stored decision is what route() says of the stored evidence
+        d = route(evidence_for(r, nfaces[r.image_id]), strict.routing)
+        assert (r.route, r.kind, r.reason) == (d.route, d.kind, d.reason)

@@ -1,5 +1,7 @@
 """The routing policy as a table: pure function, no I/O."""
 
+from pathlib import Path
+
 import pytest
 
 from labeler.routing import FaceEvidence, RoutingPolicy, route
@@ -77,3 +79,48 @@ def test_top_k_agreement_lets_the_model_veto_rather_than_confirm():
     d = route(FaceEvidence(1, "labeled", "fear", ("fear",), p), pol)
     assert (d.route, d.label) == ("review", "happy") and "rule says fear" in d.reason
     assert "top2" in d.source
+
+
+#: one evidence per decision kind: what route() decides and why, as the UI's filters see it
+KIND_CASES = [
+    (FaceEvidence(1, "labeled", "sad", ("cry",), probs("happy", 0.97)), "review", "disagree"),
+    (FaceEvidence(1, "ambiguous", None, ("sad", "happy"), probs("happy", 0.99)), "review", "ambiguous"),
+    (FaceEvidence(3, "labeled", "happy", ("happy",), probs("happy", 0.6)), "review", "multi_face"),
+    (FaceEvidence(1, "none", None, (), probs("surprise", 0.8)), "review", "low_confidence"),
+    (FaceEvidence(1, "labeled", "happy", ("happy",), None), "review", "low_confidence"),
+    (FaceEvidence(1, "labeled", "happy", ("smiling",), probs("happy", 0.3)), "review", "agree_low"),
+    (FaceEvidence(1, "labeled", "happy", ("happy",), probs("happy", 0.9), flags=("blurry",)), "review", "quality"),
+    (FaceEvidence(1, "labeled", "happy", ("smiling",), probs("happy", 0.6)), "auto", "agree"),
+    (FaceEvidence(3, "labeled", "happy", ("happy",), probs("happy", 0.95)), "auto", "multi_face_agree"),
+    (FaceEvidence(1, "none", None, (), probs("surprise", 0.95)), "auto", "model_confident"),
+]
+
+
+@pytest.mark.parametrize("ev, route_, kind", KIND_CASES)
+def test_decision_kind_table(ev, route_, kind):
+    d = route(ev, P)
+    assert (d.route, d.kind) == (route_, kind), d
+    if d.route == "review":
+        assert d.priority >= P.weights[kind]  # the kind is also what orders the queue
+
+
+def test_every_review_kind_is_reachable_and_offered_by_the_ui():
+    """The review filter of the UI offers labeler.types.REVIEW_KINDS: every kind route() writes is
+    offered, every kind offered can be written, and each one has a review-order weight."""
+    from labeler.types import AUTO_KINDS, REVIEW_KINDS
+
+    made = {(route(ev, P).route, route(ev, P).kind) for ev, _r, _k in KIND_CASES}
+    assert {k for r, k in made if r == "review"} == set(REVIEW_KINDS)
+    assert {k for r, k in made if r == "auto"} == set(AUTO_KINDS)
+    assert set(RoutingPolicy().weights) == set(REVIEW_KINDS)
+    ui = (Path(__file__).resolve().parent.parent / "labeler" / "ui").rglob("*.py")
+    assert any("REVIEW_KINDS" in p.read_text() for p in ui), "the UI's reason filter no longer offers REVIEW_KINDS"
+
+
+def test_evidence_leaves_negated_words_out():
+    from labeler.routing import evidence
+    from labeler.types import RuleWord
+
+    ev = evidence(1, "labeled", "happy", (RuleWord("smiling", "happy"), RuleWord("not sad", "", True)), probs("happy", 0.9), "m", ["blurry"], False)
+    assert ev.rule_words == ("smiling",) and ev.flags == ("blurry",)
+    assert route(ev, P).reason.startswith("quality: blurry")

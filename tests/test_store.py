@@ -41,3 +41,104 @@ def test_bare_path_and_env_url(tmp_path, monkeypatch):
     monkeypatch.setenv("LABELER_DB", "sqlite:///elsewhere.db")
     assert resolve_url(None) == "sqlite:///elsewhere.db"
     assert resolve_url("sqlite:///given.db") == "sqlite:///given.db"
+
+
+def test_migration_0002_gives_old_decisions_the_kind_route_gives_today(db_url):
+    """A database made before decisions.kind: each old decision gets, from its reason text, the kind
+    route() now writes for the same evidence (so the review filters keep finding old rows)."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from labeler.routing import route
+    from labeler.store import alembic_config, make_engine, upgrade
+    from tests.test_routing import KIND_CASES, P
+
+    engine = make_engine(db_url, migrate=False)
+    with engine.begin() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    decisions = [route(ev, P) for ev, _r, _k in KIND_CASES]
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO images (id, sha256, size_bytes, width, height, format, status, error, rule_state, "
+                       "rule_words, rule_source, detected, detector, created_at) VALUES "
+                       "(1, 'x', 1, 1, 1, '', 'ingested', '', 'none', '[]', '', 1, '', '2026-01-01')"))
+        for d in decisions:
+            c.execute(text("INSERT INTO decisions (image_id, route, label, reason, priority, source, created_at) "
+                           "VALUES (1, :r, :l, :why, 0, '', '2026-01-01')"), {"r": d.route, "l": d.label, "why": d.reason})
+        c.execute(text("INSERT INTO decisions (image_id, route, reason, priority, source, created_at) "
+                       "VALUES (1, 'no_face', 'no face detected', 0, '', '2026-01-01')"))
+    upgrade(engine)
+    with engine.connect() as c:
+        kinds = [k for (k,) in c.execute(text("SELECT kind FROM decisions ORDER BY id"))]
+    assert kinds == [d.kind for d in decisions] + ["no_face"]
+
+
+def test_review_queue_filters_on_the_decision_kind(sample_db):
+    from labeler.store import REVIEW_KINDS, iter_face_records, review_queue, review_queue_count
+
+    store = Store(sample_db)
+    by_kind: dict[str, set[int]] = {}
+    for r in iter_face_records(store):
+        if r.route == "review":
+            by_kind.setdefault(r.kind, set()).add(r.face_id)
+    assert set(by_kind) <= set(REVIEW_KINDS) and {"disagree", "ambiguous", "multi_face"} <= set(by_kind)
+    for kind in REVIEW_KINDS:
+        assert set(review_queue(store, "alice", limit=100, reason_kinds=[kind])) == by_kind.get(kind, set()), kind
+        assert review_queue_count(store, "alice", reason_kinds=[kind]) == len(by_kind.get(kind, ()))
+    assert review_queue_count(store, "alice") == sum(len(v) for v in by_kind.values())
+
+
+def test_chunks_dedupes_and_splits():
+    from labeler.store import chunks
+
+    assert list(chunks([3, 1, 3, 2, 1, 5], 2)) == [[3, 1], [2, 5]]
+    assert list(chunks([])) == []
+    assert [len(c) for c in chunks(range(1201))] == [500, 500, 201]
+
+
+def test_accepted_label_is_the_human_majority_else_the_auto_label():
+    from labeler.store import accepted_label
+
+    assert accepted_label("sad", "auto", "happy") == ("sad", "human")
+    assert accepted_label("unusable", "review", "happy") == ("unusable", "human")
+    assert accepted_label(None, "auto", "happy") == ("happy", "auto")
+    assert accepted_label(None, "review", "happy") == (None, "")
+    assert accepted_label(None, None, None) == (None, "")
+
+
+def test_face_records_are_typed_and_agree_with_the_ui_queries(sample_db):
+    from labeler.store import accepted_labels, add_annotation, iter_face_records, undo_last
+    from labeler.types import FaceRecord, RuleWord
+
+    store = Store(sample_db)
+    recs = list(iter_face_records(store))
+    assert recs and all(isinstance(r, FaceRecord) for r in recs)
+    faces = [r for r in recs if r.face_id is not None]
+    review = next(r for r in faces if r.route == "review" and r.kind == "disagree")
+    add_annotation(store, review.face_id, "alice", "label", ["fear"])
+    add_annotation(store, review.face_id, "bob", "label", ["sad"])
+    undo_last(store, "bob")  # bob's label no longer counts
+    recs = {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
+    got = recs[review.face_id]
+    assert (got.label, got.label_source, got.human_label) == ("fear", "human:alice", "fear")
+    assert [(a.annotator, a.labels) for a in got.annotations] == [("alice", ("fear",))]
+    acc = accepted_labels(store)
+    assert {fid: (r.label, r.label_source.split(":")[0]) for fid, r in recs.items() if r.label} == acc
+    for r in recs.values():
+        assert all(isinstance(w, RuleWord) for w in r.rule_words) and isinstance(r.flags, tuple)
+        assert r.words == tuple(w.word for w in r.rule_words if not w.negated)
+
+
+def test_rules_report_truth_ignores_undone_labels(sample_db):
+    from labeler.reports.rules import truth_by_image
+    from labeler.store import add_annotation, iter_face_records, undo_last
+
+    store = Store(sample_db)
+    face = next(r for r in iter_face_records(store) if r.face_id is not None and r.route == "review")
+    add_annotation(store, face.face_id, "alice", "label", ["angry"])
+    assert truth_by_image(store)[face.image_id] == "angry"
+    undo_last(store, "alice")
+    assert face.image_id not in truth_by_image(store)
+    add_annotation(store, face.face_id, "alice", "unusable")
+    assert face.image_id not in truth_by_image(store)  # "unusable" is no expression
