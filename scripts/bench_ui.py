@@ -69,7 +69,7 @@ def synthesise(db_path: Path, want_faces: int, link_root: Path) -> int:
             for f in img.faces:
                 props = [s.query(S.Proposal).filter(S.Proposal.face_id == f.id, S.Proposal.source_kind == kind)
                          .order_by(S.Proposal.id.desc()).first() for kind in ("model", "rule")]
-                dec = s.query(S.Decision).filter(S.Decision.face_id == f.id).order_by(S.Decision.id.desc()).first()
+                dec = s.query(S.DecisionRow).filter(S.DecisionRow.face_id == f.id).order_by(S.DecisionRow.id.desc()).first()
                 faces.append((f, [x for x in props if x is not None], dec))
             src.append((img, p, faces))
     per_copy = sum(len(fs) for _i, _p, fs in src)
@@ -97,7 +97,7 @@ def synthesise(db_path: Path, want_faces: int, link_root: Path) -> int:
                     for pr in props:
                         s.add(S.Proposal(**cols(pr, {"id", "face_id", "created_at"}), face_id=nf.id))
                     if dec is not None:
-                        s.add(S.Decision(**cols(dec, {"id", "face_id", "image_id", "created_at"}), face_id=nf.id, image_id=ni.id))
+                        s.add(S.DecisionRow(**cols(dec, {"id", "face_id", "image_id", "created_at"}), face_id=nf.id, image_id=ni.id))
     with st.session() as s:
         total = s.query(S.Face).count()
     st.engine.dispose()

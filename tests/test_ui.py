@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -247,28 +245,29 @@ def test_overview_counts_match_db(db, monkeypatch):
 
 
 def test_training_panel_hook(db, monkeypatch):
+    """The button calls the training package's entry point on the app's database and shows the result."""
+    import labeler.training as training
+    from labeler.training import TrainResult
+
     at = make_app(db, monkeypatch, page="Overview")
     has = [b for b in at.button if b.key == "train_head"]
-    try:
-        import labeler.training.retrain as real  # noqa: F401
-
-        real_has = callable(getattr(real, "train_head", None))
-    except ImportError:
-        real_has = False
+    real_has = callable(getattr(training, "train", None))
     assert bool(has) == real_has
+    assert has, "the Overview page shows the training panel"
     calls = []
-    fake = types.ModuleType("labeler.training.retrain")
 
-    def train_head(store, **kw):
-        calls.append(store.url)
-        return {"accuracy": 0.5, "n": 3}
+    def train(store, mode="head", **kw):
+        calls.append((store.url, mode))
+        return TrainResult(name="head-test", version="1", sidecar="s.json", onnx="s.onnx", promoted=True,
+                           reason="better on held-out faces", metrics={"after": {"accuracy": 0.5, "n": 3}})
 
-    fake.train_head = train_head
-    monkeypatch.setitem(sys.modules, "labeler.training.retrain", fake)
+    monkeypatch.setattr(training, "train", train)
     at.run()
+    assert calls == []  # nothing trains until the button is pressed
     click(at, "train_head")
-    assert calls == [S.resolve_url(db)]
+    assert calls == [(S.resolve_url(db), "head")]
     assert any(j.value and "accuracy" in str(j.value) for j in at.json)
+    assert any("head-test@1" in s.value and "now the default" in s.value for s in at.success)
 
 
 def test_key_press_for_a_card_no_longer_shown_is_dropped(db, monkeypatch):

@@ -87,7 +87,7 @@ def idle(page, text: str) -> None:
 
 
 def goto_page(page, name: str) -> None:
-    page.locator('[data-testid="stSidebar"] label').filter(has_text=name).first.click()
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=name).first.click()
     page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState !== 'running'")
 
 

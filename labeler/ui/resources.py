@@ -1,0 +1,110 @@
+"""What the pages share and Streamlit caches: the store handle, the source folders, boxed photos.
+
+The database URL comes from ``--db URL`` after the ``--`` of `streamlit run`, else LABELER_DB, else
+the default (``labeler.store.resolve_url``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from typing import Optional
+
+import streamlit as st
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont, ImageOps
+
+from labeler import store as S
+
+#: one box to draw: (face_id, x1, y1, x2, y2, caption) in EXIF-oriented pixels
+BoxSpec = tuple[int, float, float, float, float, str]
+
+
+def db_url() -> str:
+    """``--db URL`` after the ``--`` of `streamlit run`, else LABELER_DB, else the default."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--db", default=None)
+    args, _ = p.parse_known_args(sys.argv[1:])
+    return S.resolve_url(args.db)
+
+
+@st.cache_resource(show_spinner=False)
+def get_store(url: str) -> S.Store:
+    return S.Store(url)
+
+
+def store() -> S.Store:
+    """The store of this app's database (one per process)."""
+    return get_store(db_url())
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def folders(url: str) -> list[tuple[str, int]]:
+    """(source folder, faces) pairs for the review filter."""
+    return S.source_folders(get_store(url))
+
+
+def _oriented_size(im: PILImage.Image) -> tuple[int, int]:
+    w, h = im.size
+    try:
+        o = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - broken EXIF: treat as unrotated
+        o = 1
+    return (h, w) if o in (5, 6, 7, 8) else (w, h)
+
+
+def _open_oriented(path: str, max_side: int) -> Optional[tuple[PILImage.Image, int]]:
+    """The photo, EXIF-rotated, RGB, at most ``max_side`` pixels a side, and its full oriented
+    width; None when the file cannot be read."""
+    try:
+        im = PILImage.open(path)
+        full_w, _full_h = _oriented_size(im)
+        if im.format == "JPEG":
+            im.draft("RGB", (max_side, max_side))  # decode at a reduced scale: fast for big photos
+        im = ImageOps.exif_transpose(im).convert("RGB")
+    except (OSError, ValueError, SyntaxError):
+        return None
+    im.thumbnail((max_side, max_side))
+    return im, full_w
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _draw_boxes(im: PILImage.Image, scale: float, boxes: tuple[BoxSpec, ...], highlight: Optional[int]) -> None:
+    draw = ImageDraw.Draw(im)
+    lw = max(2, im.width // 150)
+    fs = max(11, im.width // 40)
+    font = _font(fs)
+    for fid, x1, y1, x2, y2, cap in boxes:
+        on = highlight is None or fid == highlight
+        color = (255, 40, 40) if (highlight is not None and on) else ((40, 220, 255) if on else (200, 200, 200))
+        r = [x1 * scale, y1 * scale, x2 * scale, y2 * scale]
+        draw.rectangle(r, outline=color, width=lw if on else max(1, lw // 2))
+        if cap:
+            tw = draw.textlength(cap, font=font)
+            ty = max(0, r[1] - fs - 4)
+            draw.rectangle([r[0], ty, r[0] + tw + 6, ty + fs + 4], fill=color)
+            draw.text((r[0] + 3, ty + 1), cap, fill=(0, 0, 0), font=font)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def boxed_image(paths: tuple[str, ...], boxes: tuple[BoxSpec, ...], highlight: Optional[int],
+                max_side: int) -> Optional[bytes]:
+    """The image file (first readable path) downscaled to ``max_side`` with face boxes drawn
+    (``highlight``: the face drawn in red, the others grey; None: all alike). JPEG bytes."""
+    for p in paths:
+        got = _open_oriented(p, max_side)
+        if got is None:
+            continue
+        im, full_w = got
+        _draw_boxes(im, im.width / max(full_w, 1), boxes, highlight)
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=85)
+        return buf.getvalue()
+    return None

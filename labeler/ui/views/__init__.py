@@ -1,0 +1,7 @@
+"""The app's pages, one module each. A page module has ``TITLE`` (the navigation label), ``ICON``
+and ``render()`` (draws the page; called once per script run). A new page is one new module added
+to ``PAGES``; the first one is the default."""
+
+from labeler.ui.views import gallery, image, overview, review
+
+PAGES = (review, gallery, image, overview)

@@ -1,0 +1,117 @@
+"""Overview: progress, the class distribution of the accepted labels, rule/model/human agreement,
+what each annotator did, and the button that retrains the classification head. The numbers come
+from ``labeler.reports.progress``; this page only lays them out."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from labeler import store as S
+from labeler.reports import progress as P
+from labeler.ui.resources import store
+
+TITLE = "Overview"
+ICON = ":material/monitoring:"
+CONFUSION_CHOICES = ["model vs human", "rule vs model", "rule vs human"]
+
+
+def _metrics(p: P.Progress) -> None:
+    m = st.columns(6)
+    m[0].metric("Faces", p.faces)
+    m[1].metric("Auto-accepted", p.auto_accepted)
+    m[2].metric("Reviewed", p.reviewed)
+    m[3].metric("Remaining", p.remaining)
+    m[4].metric("No face (images)", p.no_face_images)
+    m[5].metric("Broken (images)", p.broken_images)
+    st.progress(p.fraction, text=f"{p.labeled} of {p.faces} faces have a label")
+
+
+def _progress_and_classes(p: P.Progress, data: S.OverviewData) -> None:
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**Progress**")
+        prog = pd.DataFrame({"faces": [p.auto_accepted, p.reviewed, p.remaining, p.pending]},
+                            index=["auto-accepted", "reviewed", "remaining", "pending"])
+        st.bar_chart(prog, horizontal=True)
+    with c2:
+        st.markdown("**Class distribution (accepted labels)**")
+        dist = P.class_distribution(data.faces)
+        if dist:
+            st.bar_chart(pd.DataFrame(dist).T, stack=True)
+        else:
+            st.caption("no accepted labels yet")
+
+
+def _agreement(data: S.OverviewData) -> None:
+    st.markdown("**Agreement** (per face; rule = filename keyword given to the face)")
+    rates = P.agreement(data.faces)
+    rate_df = pd.DataFrame({"agreement": [r.rate for r in rates], "faces compared": [r.n for r in rates]},
+                           index=[f"{r.a} = {r.b}" for r in rates])
+    a1, a2 = st.columns([1, 2])
+    with a1:
+        st.bar_chart(rate_df[["agreement"]])
+        st.dataframe(rate_df, width="stretch")
+    with a2:
+        pair = st.radio("Confusion table", CONFUSION_CHOICES, key="ov_pair", horizontal=True)
+        x, y = pair.split(" vs ")
+        table = P.confusion(data.faces, x, y)
+        if table:
+            df = pd.DataFrame(table).T
+            df.index.name, df.columns.name = x, y
+            st.dataframe(df, width="stretch")
+        else:
+            st.caption("no faces with both")
+
+
+def _annotators(data: S.OverviewData) -> None:
+    st.markdown("**Annotators**")
+    table = P.annotator_table(data.actions, dict(data.current_labels))
+    if not table:
+        st.caption("no annotations yet")
+        return
+    df = pd.DataFrame(table).T
+    df.index.name = "annotator"
+    b1, b2 = st.columns([2, 1])
+    b1.bar_chart(df.drop(columns=["current labels"]), stack=True)
+    b2.dataframe(df, width="stretch")
+
+
+def _as_json(res: Any) -> Any:
+    data = dataclasses.asdict(res) if dataclasses.is_dataclass(res) and not isinstance(res, type) else res
+    return json.loads(json.dumps(data, default=str))
+
+
+def training_panel(db: S.Store) -> None:
+    """Retrain the classification head on the human labels (``labeler.training.train``)."""
+    st.subheader("Retrain the classification head")
+    st.caption("Trains a new head on the human labels; it becomes the default model only if it is better on held-out faces.")
+    if not st.button("Train head now", key="train_head"):
+        return
+    from labeler.training import train  # at call time: the page stays light
+
+    with st.spinner("training..."):
+        try:
+            res = train(db, "head")
+        except Exception as e:  # noqa: BLE001 - show the failure (LabelerError: one line), keep the app alive
+            st.error(f"training failed: {e}")
+            return
+    st.success(f"new model {res.ident}: " + ("now the default" if res.promoted else "not made the default")
+               + f" ({res.reason})")
+    st.json(_as_json(res))
+
+
+def render() -> None:
+    db = store()
+    data = S.overview_stats(db)
+    p = P.progress(data)
+    st.subheader("Overview")
+    _metrics(p)
+    _progress_and_classes(p, data)
+    _agreement(data)
+    _annotators(data)
+    training_panel(db)

@@ -1,0 +1,199 @@
+"""Review: one face card at a time, keyboard driven (1-7 label, Enter accept, A second label,
+X unusable, S skip, U undo, Esc cancel). The queue and the card come from ``labeler.store``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import streamlit as st
+
+from labeler import store as S
+from labeler.types import LABELS, REVIEW_KINDS, RuleWord
+from labeler.ui.resources import boxed_image, db_url, folders, store
+from labeler.ui.state import SOURCE, flash, goto, take_flash, who
+
+TITLE = "Review"
+ICON = ":material/rate_review:"
+KEYS = {lab: str(i + 1) for i, lab in enumerate(LABELS)}  # 1-7 in LABELS order
+HELP = ("Review keys: 1-7 label (" + ", ".join(f"{v} {k}" for k, v in KEYS.items())
+        + "), Enter accept suggestion, A second label, X unusable, S skip, U undo, Esc cancel.")
+
+
+# ---- actions (button callbacks: they run before the rerun, so the next card renders right away)
+
+
+def _reset_compound() -> None:
+    st.session_state["compound"] = False
+    st.session_state["pending"] = None
+
+
+def act(face_id: int, action: str, labels: Optional[list[str]] = None) -> None:
+    """Label / unusable / skip the face on the card. In two-label mode a label is held until the
+    second one (or Enter) comes."""
+    if not who():
+        return
+    if face_id != st.session_state.get("card_face"):
+        # a key pressed before the next card was on screen reached the old card's button: it was
+        # meant for the next card, so it must not relabel this one; drop it and say so
+        flash(f"key press for face #{face_id} ignored: it came before the next card was shown; press it again")
+        return
+    if action == "label" and st.session_state.get("compound"):
+        pend = st.session_state.get("pending") or (face_id, [])
+        if pend[0] != face_id:
+            pend = (face_id, [])
+        labs = list(dict.fromkeys(pend[1] + list(labels or [])))
+        if len(labs) < 2:
+            st.session_state["pending"] = (face_id, labs)
+            return
+        labels = labs[:2]
+    S.add_annotation(store(), face_id, who(), action, labels, source=SOURCE)
+    _reset_compound()
+    if st.session_state.get("focus_face") == face_id:
+        st.session_state["focus_face"] = None
+    st.session_state["n_done"] = st.session_state.get("n_done", 0) + 1
+    flash(f"face #{face_id}: {action}" + (f" {' + '.join(labels)}" if labels else ""))
+
+
+def accept(face_id: int, suggestion: Optional[str]) -> None:
+    pend = st.session_state.get("pending")
+    if pend and pend[0] == face_id and pend[1]:
+        st.session_state["compound"] = False
+        act(face_id, "label", pend[1])
+    elif suggestion:
+        st.session_state["compound"] = False
+        act(face_id, "label", [suggestion])
+
+
+def toggle_compound() -> None:
+    st.session_state["compound"] = not st.session_state.get("compound", False)
+    st.session_state["pending"] = None
+
+
+def undo() -> None:
+    if not who():
+        return
+    r = S.undo_last(store(), who(), source=SOURCE)
+    if r is None:
+        flash("nothing to undo")
+        return
+    st.session_state["focus_face"] = r["face_id"]  # show the face again right away
+    _reset_compound()
+    flash(f"undid {r['action']} {' + '.join(r['labels'] or [])} on face #{r['face_id']}")
+
+
+def open_image(image_id: int) -> None:
+    st.session_state["image_id"] = image_id
+    goto("Image")
+
+
+# ---- the page
+
+
+def bar(p: float, n: int = 20) -> str:
+    """A text progress bar for a probability."""
+    k = int(round(max(0.0, min(1.0, p)) * n))
+    return "█" * k + "·" * (n - k)
+
+
+def filters() -> dict[str, Any]:
+    """The sidebar filters, as keyword arguments of ``review_queue``."""
+    sb = st.sidebar
+    sb.markdown("**Review filters**")
+    kinds = sb.multiselect("Reason", list(REVIEW_KINDS), key="f_kinds")
+    prop = sb.multiselect("Proposed class", list(LABELS), key="f_prop")
+    fl = folders(db_url())
+    opts = [""] + [f for f, _n in fl]
+    counts = dict(fl)
+    folder = sb.selectbox("Source folder", opts, key="f_folder",
+                          format_func=lambda f: "(all folders)" if not f else f"{f} ({counts.get(f, 0)})")
+    skipped = sb.checkbox("Include faces I skipped", key="f_skipped")
+    return {"reason_kinds": kinds or None, "proposed": prop or None, "folder": folder or None, "include_skipped": skipped}
+
+
+def next_card(db: S.Store, f: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The face just undone (while it still waits for review), else the head of the queue."""
+    focus = st.session_state.get("focus_face")
+    if focus:
+        c = S.face_card(db, focus)
+        if c and c["route"] == "review" and c["human_label"] is None:
+            return c
+        st.session_state["focus_face"] = None
+    ids = S.review_queue(db, who(), limit=1, **f)
+    return S.face_card(db, ids[0]) if ids else None
+
+
+def _evidence(card: dict[str, Any]) -> None:
+    st.markdown(f"**Why review** ({card['reason_kind']}, priority {card['priority']:.2f})  \n{card['reason']}")
+    rw = [RuleWord.from_pair(p) for p in card["rule_words"]]
+    words = [w.word for w in rw if not w.negated]
+    neg = [w.word for w in rw if w.negated]
+    rule = {"labeled": f"**{card['rule_label']}**", "ambiguous": "ambiguous", "none": "no keyword"}.get(card["rule_state"], card["rule_state"])
+    st.markdown(f"**Rule:** {rule}" + (f" — words: {', '.join(f'`{w}`' for w in words)}" if words else "")
+                + (f" — negated: {', '.join(f'`{w}`' for w in neg)}" if neg else ""))
+    top = sorted(card["model_probs"].items(), key=lambda kv: -kv[1])[:3]
+    lines = "  \n".join(f"`{bar(p, 14)}` {lab} {p:.2f}" for lab, p in top)
+    st.markdown(f"**Model** ({card['model_source'] or '-'}):  \n{lines or 'no proposal'}")
+    qtxt = ", ".join(f"{k} {v:.3g}" for k, v in card["quality"].items() if isinstance(v, (int, float)))
+    st.markdown(f"**Quality:** flags: {', '.join(card['flags']) or 'none'}  \n{qtxt}")
+    if card["annotations"]:
+        st.markdown("**Others:** " + "; ".join(f"{n}: {a['action']} {' + '.join(a['labels'])}" for n, a in card["annotations"].items()))
+
+
+def _card(card: dict[str, Any]) -> None:
+    fid = card["face_id"]
+    st.markdown(f"#### Face #{fid} · image #{card['image_id']} · face {card['idx'] + 1} of {card['n_faces']}")
+    c1, c2, c3 = st.columns([1.1, 1.4, 1.2])
+    with c1:
+        if card["crop"]:
+            st.image(card["crop"], width=260)
+        else:
+            st.warning("no crop stored")
+    with c2:
+        _evidence(card)
+    with c3:
+        boxes = tuple((b["face_id"], *b["box"], str(b["idx"] + 1)) for b in card["faces"])
+        img = boxed_image(tuple(card["paths"]), boxes, fid, 360)
+        if img:
+            st.image(img, width=320)
+        else:
+            st.caption("image file not found: " + (card["paths"][0] if card["paths"] else "-"))
+        st.button("Open image view", key="open_img", on_click=open_image, args=(card["image_id"],))
+
+
+def _buttons(fid: int, suggestion: Optional[str]) -> None:
+    pend = st.session_state.get("pending")
+    held = pend[1] if pend and pend[0] == fid else []
+    compound = bool(st.session_state.get("compound"))
+    if compound:
+        st.info("Two labels: press two class keys (or one, then Enter). Esc cancels."
+                + (f" Held: **{' + '.join(held)}**" if held else ""))
+    st.session_state["card_face"] = fid  # the face the buttons below act on (see act())
+    for col, lab in zip(st.columns(len(LABELS)), LABELS):
+        col.button(lab, key=f"lab_{lab}", shortcut=KEYS[lab], on_click=act, args=(fid, "label", [lab]),
+                   type="primary" if lab == suggestion or lab in held else "secondary", width="stretch")
+    b = st.columns([1.6, 1.3, 1.1, 0.9, 0.9, 0.9])
+    b[0].button(f"Accept: {suggestion or '-'}", key="accept", shortcut="Enter", on_click=accept, args=(fid, suggestion),
+                disabled=not (suggestion or held), width="stretch")
+    b[1].button("Second label", key="second", shortcut="A", on_click=toggle_compound, width="stretch",
+                type="primary" if compound else "secondary")
+    b[2].button("Unusable", key="unusable", shortcut="X", on_click=act, args=(fid, "unusable"), width="stretch")
+    b[3].button("Skip", key="skip", shortcut="S", on_click=act, args=(fid, "skip"), width="stretch")
+    b[4].button("Undo", key="undo", shortcut="U", on_click=undo, width="stretch")
+    b[5].button("Cancel", key="cancel", shortcut="Esc", on_click=_reset_compound, width="stretch", disabled=not compound)
+
+
+def render() -> None:
+    db = store()
+    f = filters()
+    st.sidebar.caption(HELP)
+    card = next_card(db, f)
+    left = S.review_queue_count(db, who(), **f)
+    msg = take_flash()
+    st.caption(f"{left} to review with these filters · {st.session_state.get('n_done', 0)} done this session"
+               + (f" · last: {msg}" if msg else ""))
+    if card is None:
+        st.success("Nothing left to review with these filters.")
+        st.button("Undo my last action", key="undo", shortcut="U", on_click=undo)
+        return
+    _card(card)
+    _buttons(card["face_id"], card["decision_label"] or card["model_label"])
