@@ -48,3 +48,19 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     rc = main(["ingest", str(SAMPLE), "--rules", str(bad), "--db", str(tmp_path / "x.db"), "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and "rules.txt, line 2: unknown class 'hapi'" in err
+
+
+def test_rules_report_reapply_with_another_rules_file(tmp_path, capsys, sample_db):
+    """`rules report --reapply --rules FILE` rewrites every image's rule fields from FILE."""
+    from labeler.store import Store, iter_face_records
+
+    before = run(capsys, "rules", "report", "--db", sample_db)
+    assert "happy<-smiling" in before
+    rules = tmp_path / "rules.txt"
+    rules.write_text("surprise: smiling\nnegate: not\n", encoding="utf-8")
+    after = run(capsys, "rules", "report", "--db", sample_db, "--reapply", "--rules", str(rules))
+    assert "surprise<-smiling" in after and "happy<-smiling" not in after
+    recs = {r.relpath: r for r in iter_face_records(Store(sample_db))}
+    assert (recs["smiling_astronaut.png"].rule_state, recs["smiling_astronaut.png"].rule_label) == ("labeled", "surprise")
+    assert recs["sad-woman-happy-face.jpg"].rule_state == "none"  # no word of the new file in the name
+    assert recs["smiling_astronaut.png"].rule_words[0].word == "smiling"

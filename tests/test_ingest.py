@@ -107,3 +107,23 @@ def test_changed_file_at_known_path_gets_new_content(store, tmp_path):
     ingest(store, tmp_path, load_rules(), progress=False)
     c = store.counts()
     assert c["paths"] == 1 and c["images"] == 2
+
+
+def test_rule_words_with_negation_are_stored_and_read_back_in_one_form(store, tmp_path):
+    from labeler.store import decode_rule_words, encode_rule_words, iter_face_records
+    from labeler.types import RuleWord
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(SAMPLE / "smiling_astronaut.png", src / "not-sad-but-smiling.png")
+    shutil.copy(SAMPLE / "smiling_astronaut.png", src / "copy of the same.png")  # same content, second path
+    ingest(store, src, load_rules(), progress=False)
+    (rec,) = list(iter_face_records(store))
+    assert (rec.rule_state, rec.rule_label) == ("labeled", "happy")
+    assert rec.rule_words == (RuleWord("smiling", "happy"), RuleWord("not sad", "", True))
+    assert rec.words == ("smiling",)
+    with store.session() as s:
+        stored = s.scalar(select(Image.rule_words))
+    assert stored == '[["smiling", "happy"], ["!not sad", ""]]'
+    assert decode_rule_words(encode_rule_words(rec.rule_words)) == rec.rule_words
+    assert rec["rule_words"] == [["smiling", "happy"], ["!not sad", ""]]  # TEMPORARY dict view, old form
