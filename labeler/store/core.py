@@ -1,9 +1,8 @@
-"""What is left here until its helpers move it: ``overview_stats`` (to store/stats.py).
-
-TEMPORARY: this module also re-exports the names it used to define, so ``from labeler.store
-import core`` keeps working while ui/ and training/ switch to ``from labeler.store import ...``.
-The store itself is schema.py (tables), engine.py (URL, engine, migrations, Store), images.py
-(ingest, rules), records.py (face records, the vote, the accepted label), imports.py, review.py.
+"""TEMPORARY: the old single-module store, re-exported so that ``from labeler.store import core``
+keeps working while ui/, training/ and their tests switch to ``from labeler.store import ...``;
+delete it then. The store is schema.py (tables), engine.py (URL, engine, migrations, Store),
+images.py (ingest, rules), faces.py (autolabel writes), records.py (face records, the vote, the
+accepted label), imports.py, review.py (the UI), models.py, stats.py.
 """
 
 from __future__ import annotations
