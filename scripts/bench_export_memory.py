@@ -35,7 +35,7 @@ def _crop() -> bytes:
 
 
 def build(db: Path, n_faces: int) -> None:
-    from labeler.store import Annotation, Decision, Face, Image, ImagePath, Proposal, Store
+    from labeler.store import Annotation, DecisionRow, Face, Image, ImagePath, Proposal, Store
     from labeler.types import LABELS
 
     t0 = time.perf_counter()
@@ -68,10 +68,11 @@ def build(db: Path, n_faces: int) -> None:
                                   "probs": {x: (0.8 if x == lab else 0.2 / 6) for x in LABELS}, "detail": ""})
                     route = "auto" if fid % 3 == 1 else "review"
                     decs.append({"image_id": iid, "face_id": fid, "route": route, "label": lab if route == "auto" else None,
-                                  "reason": "bench", "priority": 0.0, "source": "bench"})
+                                  "reason": "bench", "kind": "model_confident" if route == "auto" else "low_confidence",
+                                  "priority": 0.0, "source": "bench"})
                     if fid % 3 == 0:
                         anns.append({"face_id": fid, "annotator": "ann", "action": "label", "labels": [lab], "source": "ui"})
-            for table, rows in ((Image, imgs), (ImagePath, paths), (Face, faces), (Proposal, props), (Decision, decs), (Annotation, anns)):
+            for table, rows in ((Image, imgs), (ImagePath, paths), (Face, faces), (Proposal, props), (DecisionRow, decs), (Annotation, anns)):
                 if rows:
                     conn.execute(table.__table__.insert(), rows)
     store.engine.dispose()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from typing import Any
+from typing import Any, Callable
 
 from labeler.datasets.common import image_name, json_cell, num
 from labeler.datasets.select import agreement
@@ -80,40 +80,46 @@ def json_row(rec, included: bool, split: str) -> dict[str, Any]:
     return out
 
 
-class CsvWriter(Writer):
+class _RowsWriter(Writer):
+    """Every record (or only the selected faces) as one row of ``run.data_file`` or ``labels<suffix>``."""
+
+    all_rows_default = True
+
+    def write(self, run: ExportRun) -> None:
+        path = run.data_file or run.folder / f"labels{self.file_suffix}"
+        run.files["data"] = str(path)
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            put = self.start(fh)
+            for rec, lab, sp in run.rows():
+                if lab is None and not run.options.all_rows:
+                    continue
+                put(rec, lab is not None, sp)
+                run.count(sp, lab)
+
+    def start(self, fh) -> Callable[[Any, bool, str], None]:
+        """Write the header (if any); returns the function that writes one row."""
+        raise NotImplementedError
+
+
+class CsvWriter(_RowsWriter):
     name = "csv"
     file_suffix = ".csv"
-    all_rows_default = True
     note = ("`labels.csv` (or the file named): one row per face and one per image without a usable face "
             "(route no_face/broken/pending). `included`/`split` tell whether the face is in the data set "
             "these filters select. JSON columns: model_probs, votes, annotator_labels, quality, rule_words, paths. "
             "Text cells starting with = + - @ (or tab, CR) have a leading ' so spreadsheets do not run them.")
 
-    def write(self, run: ExportRun) -> None:
-        path = run.data_file or run.folder / "labels.csv"
-        run.files["data"] = str(path)
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            for rec, lab, sp in run.rows():
-                if lab is None and not run.options.all_rows:
-                    continue
-                w.writerow({k: csv_safe(v) for k, v in flat_row(rec, lab is not None, sp).items()})
-                run.count(sp, lab)
+    def start(self, fh) -> Callable[[Any, bool, str], None]:
+        w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        return lambda rec, included, split: w.writerow({k: csv_safe(v) for k, v in flat_row(rec, included, split).items()})
 
 
-class JsonlWriter(Writer):
+class JsonlWriter(_RowsWriter):
     name = "jsonl"
     file_suffix = ".jsonl"
-    all_rows_default = True
     note = "`labels.jsonl`: the same content as the CSV export, one JSON object per line."
 
-    def write(self, run: ExportRun) -> None:
-        path = run.data_file or run.folder / "labels.jsonl"
-        run.files["data"] = str(path)
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            for rec, lab, sp in run.rows():
-                if lab is None and not run.options.all_rows:
-                    continue
-                fh.write(json.dumps(json_row(rec, lab is not None, sp), ensure_ascii=False, default=str) + "\n")
-                run.count(sp, lab)
+    def start(self, fh) -> Callable[[Any, bool, str], None]:
+        return lambda rec, included, split: fh.write(
+            json.dumps(json_row(rec, included, split), ensure_ascii=False, default=str) + "\n")
