@@ -217,8 +217,13 @@ def test_filters(db, tmp_path):
     assert all(r["label"] != "unusable" for r in csv.DictReader(open(tmp_path / "h" / "labels.csv", encoding="utf-8")))
     with pytest.raises(ExportError):
         export(store, "csv", tmp_path / "bad", include="everyone")
-    with pytest.raises(ExportError):
+    with pytest.raises(ExportError, match="unknown format 'nope': choose one of csv, jsonl, imagefolder"):
         export(store, "nope", tmp_path / "bad")
+    with pytest.raises(ExportError, match="between 0 and 1, not 2"):
+        export(store, "csv", tmp_path / "bad", min_agreement=2)
+    with pytest.raises(ExportError, match="split fractions must not all be zero"):
+        export(store, "csv", tmp_path / "bad", split=(0, 0, 0))
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
 # ---- imagefolder

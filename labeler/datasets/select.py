@@ -63,6 +63,8 @@ class Selection:
         """Checked filters: ``classes`` may be a comma-separated string or a sequence."""
         if include not in INCLUDE:
             raise ExportError(f"include must be one of {', '.join(INCLUDE)}, not {include!r}")
+        if not 0.0 <= float(min_agreement) <= 1.0:
+            raise ExportError(f"min_agreement is a share of annotators between 0 and 1, not {min_agreement}")
         if classes is not None:
             items = classes.split(",") if isinstance(classes, str) else classes
             classes = tuple(c.strip() for c in items if c and c.strip())
