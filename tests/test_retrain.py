@@ -300,3 +300,28 @@ def test_torch_rebuild_matches_onnxruntime_and_finetune_runs(labeled_sample, tmp
     m = load_model(str(card.sidecar))
     assert m.labels == shipped.labels
     assert max(torchnet.check_against_onnxruntime(card.file).values()) < 1e-4
+
+
+def test_cli_train_models_calibrate(labeled_sample, capsys):
+    """The three commands end to end: one report, one table, one JSON; user errors are one line, exit 2."""
+    from labeler.cli import main
+
+    store, _labels = labeled_sample
+    db = store.url
+    assert main(["train", "--db", db, "--holdout", "0.3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("model fer-mini-xception-head@") and out[-1].startswith("not promoted: ")
+    head = out[0].split()[1]
+    assert main(["models", "--db", db]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("* fer-mini-xception@") for line in table)
+    assert any(head in line and "[user]" in line and "held-out macro-F1" in line for line in table)
+    assert main(["models", "--db", db, "--default", head]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"default model: {head}"
+    assert main(["calibrate", "--db", db]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) == {"sidecar", "ident", "temperature"} and res["ident"].startswith("fer-mini-xception-head@")
+    assert store.get_setting(st.DEFAULT_MODEL_KEY) == res["sidecar"]  # the calibrated default stays the default
+    assert main(["train", "--db", db, "--base", "no-such-model"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'no-such-model' not found" in err[0]

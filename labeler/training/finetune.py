@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
-
 from labeler.errors import LabelerError
 from labeler.store import Store
 from labeler.training.data import crops, training_set
