@@ -157,6 +157,11 @@ def test_label_with_keyboard_undo_and_pages(browser, app, sample_db, tmp_path):
         last = s.query(S.Annotation).order_by(S.Annotation.id.desc()).first()
         assert (last.face_id, last.labels) == (q[2], ["happy", "surprise"])
 
+    page.get_by_role("button", name="Open image view").click()  # the card's photo, on the Image page
+    idle(page, "Image view")
+    assert page.url.rstrip("/").endswith("/image")
+    assert page.get_by_role("button", name="Save labels for this image").count() == 1
+
     for title, fname in (("Gallery", "gallery.png"), ("Image", "image.png"), ("Overview", "overview.png")):
         goto_page(page, title)
         if title == "Overview":  # charts draw after the script has finished
@@ -165,4 +170,6 @@ def test_label_with_keyboard_undo_and_pages(browser, app, sample_db, tmp_path):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / fname), full_page=True)
     assert page.get_by_text("Reviewed").count() >= 1
+    goto_page(page, "Review")  # back to the queue from the sidebar: the next card again
+    wait_card(page, q[3])
     st.engine.dispose()
