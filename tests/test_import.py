@@ -175,3 +175,9 @@ def test_labelstudio_annotations_made_in_label_studio(db, tmp_path):
     assert [sorted(cur.get(t["data"]["face_id"], {})) for t in todo] == [["labelstudio:7"], ["labelstudio:7"], []]
     rep = import_labelstudio(store, f, annotator="dora")
     assert rep.added == 2
+    # JSON lines work too; a file that is neither is one clear error
+    f.write_text("\n".join(json.dumps(t) for t in todo))
+    assert import_labelstudio(store, f, annotator="eve").added == 2
+    f.write_text("<html>not json</html>")
+    with pytest.raises(LabelImportError, match=r"done.json: not a Label Studio JSON export"):
+        import_labelstudio(store, f)

@@ -15,7 +15,7 @@ from xml.sax.saxutils import quoteattr
 
 from labeler.datasets.common import face_file_name, image_name, inside
 from labeler.datasets.crops import crop_jpeg
-from labeler.datasets.importer import CHUNK, ImportReport, candidates, parse_labels
+from labeler.datasets.importer import CHUNK, ImportReport, LabelImportError, candidates, parse_labels
 from labeler.datasets.select import NOT_A_CLASS
 from labeler.datasets.writer import ExportOptions, ExportRun, Writer
 from labeler.store import Store, add_import_annotations, faces_by_key, image_faces, images_by_path, ingest_roots
@@ -133,7 +133,11 @@ def _load_tasks(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:  # JSON lines
-        data = [json.loads(x) for x in text.splitlines() if x.strip()]
+        try:
+            data = [json.loads(x) for x in text.splitlines() if x.strip()]
+        except json.JSONDecodeError as e:
+            raise LabelImportError(f"{path}: not a Label Studio JSON export (a JSON list of tasks, or one task per line): "
+                                   f"{e.msg} in a line; export the project from Label Studio as JSON") from None
     if isinstance(data, dict):
         data = [data]
     return [t for t in data if isinstance(t, dict)]
