@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from labeler.datasets.common import ExportError, safe_name  # noqa: F401  (the public names of the package)
+from labeler.datasets import metadata
+from labeler.datasets.common import ExportError
 from labeler.datasets.fer2013 import Fer2013Writer
 from labeler.datasets.hf import HfWriter
 from labeler.datasets.imagefolder import ImageFolderWriter
 from labeler.datasets.labelstudio import LabelStudioWriter
-from labeler.datasets import metadata
 from labeler.datasets.rows import CsvWriter, JsonlWriter
 from labeler.datasets.select import Selection
-from labeler.datasets.splits import assign_splits, plan, shares  # noqa: F401
+from labeler.datasets.splits import plan, shares
 from labeler.datasets.writer import ExportOptions, ExportRun, Writer
 from labeler.store import Store, iter_face_records
 

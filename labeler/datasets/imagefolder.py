@@ -20,7 +20,7 @@ class ImageFolderWriter(Writer):
 
     def write(self, run: ExportRun) -> None:
         for rec, lab, sp, data in run.faces():
-            cls = run.folders(lab)
+            cls = run.class_folders(lab)
             d = inside(run.folder, run.folder / sp / cls)
             d.mkdir(parents=True, exist_ok=True)
             fname = face_file_name(rec)
@@ -50,10 +50,10 @@ class ImageFolderWriter(Writer):
         gaps = {sp: [c for c in names if not (run.folder / sp / c).is_dir()] for sp in SPLITS if (run.folder / sp).is_dir()}
         return {
             "missing_classes": {sp: v for sp, v in gaps.items() if v},
-            "class_folders": dict(sorted(run.folders.by_label.items())),
+            "class_folders": dict(sorted(run.class_folders.by_label.items())),
             "class_index": {n: i for i, n in enumerate(names)},
         }
 
     @staticmethod
     def _class_names(run: ExportRun) -> list[str]:
-        return sorted(run.folders.by_label.values())
+        return sorted(run.class_folders.by_label.values())

@@ -42,7 +42,7 @@ class ExportRun:
     skipped: Counter = field(default_factory=Counter)
     written: int = 0
     files: dict[str, str] = field(default_factory=dict)
-    folders: ClassFolders = field(default_factory=ClassFolders)
+    class_folders: ClassFolders = field(default_factory=ClassFolders)  # label -> folder name
 
     def pick(self, rec) -> tuple[Optional[str], str]:
         """(class, split) of a selected face, else (None, "")."""
