@@ -24,7 +24,12 @@ def _images(store):
 def test_sample_data_every_file_ingested_or_broken_with_reason(store):
     rep = ingest(store, SAMPLE, load_rules(), progress=False)
     rows = _images(store)
-    assert rep.broken == 3 and rep.skipped_other == 1  # README.md is not an image
+    # not images, skipped: README.md, and video/ (README.md, two_shots.json, two_shots.mp4: videos
+    # are not ingested as images)
+    others = [p for p in SAMPLE.rglob("*") if p.is_file() and (p.name == "README.md" or p.parent.name == "video")]
+    assert len(others) == 4
+    assert rep.broken == 3 and rep.skipped_other == len(others)
+    assert not any(p.endswith((".md", ".json", ".mp4")) for p in rows)
     assert rows["empty.jpg"][:2] == ("broken", "empty file (0 bytes)")
     assert rows["angry_truncated.jpg"][0] == "broken" and "truncated" in rows["angry_truncated.jpg"][1]
     assert rows["notes_not_an_image.png"][:2] == ("broken", "not an image (unknown format)")
