@@ -106,24 +106,11 @@ def ingest(
                 except (DecodeError, OSError):
                     pass
             continue
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            reason = f"cannot read: {e.strerror or e}"
-            data = None
-        if data is not None and not _is_candidate(path, data[:16]):
+        got = _read(path, apath)
+        if got is None:
             report.skipped_other += 1
             continue
-        decoded: Optional[Decoded] = None
-        if data is None:
-            sha, size = hashlib.sha256(apath.encode()).hexdigest(), 0
-        else:
-            sha, size = hashlib.sha256(data).hexdigest(), len(data)
-            try:
-                decoded = decode(data)
-                reason = ""
-            except DecodeError as e:
-                reason = e.reason
+        sha, size, decoded, reason = got
         rel = os.path.relpath(apath, root) if root.is_dir() else path.name
         image_id, created = _record(store, sha, size, decoded, reason, apath, str(root), rel, st, rules, include_folders)
         if created:
@@ -138,6 +125,21 @@ def ingest(
         elif on_image and (created or (needs_decode and needs_decode(image_id))):
             on_image(image_id, decoded)
     return report
+
+
+def _read(path: Path, apath: str) -> Optional[tuple[str, int, Optional[Decoded], str]]:
+    """(sha256, size, decoded image or None, why not) of one file; None when it is neither named nor
+    shaped like an image. An unreadable file is hashed by its path, so it is recorded once as broken."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return hashlib.sha256(apath.encode()).hexdigest(), 0, None, f"cannot read: {e.strerror or e}"
+    if not _is_candidate(path, data[:16]):
+        return None
+    try:
+        return hashlib.sha256(data).hexdigest(), len(data), decode(data), ""
+    except DecodeError as e:
+        return hashlib.sha256(data).hexdigest(), len(data), None, e.reason
 
 
 def _record(store, sha, size, decoded, reason, apath, root, rel, st, rules, include_folders) -> tuple[int, bool]:
