@@ -9,6 +9,7 @@ Queries live in ``labeler.store``, the arithmetic of the overview in ``labeler.r
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 from labeler.ui.views import PAGES
 from labeler.ui.resources import db_url
@@ -33,7 +34,7 @@ def sign_in() -> None:
     st.button("Start", key="start", on_click=set_annotator, type="primary")
 
 
-def navigation() -> st.navigation:
+def navigation() -> StreamlitPage:
     """The sidebar's page links. ``st.session_state["page"]`` holds the title of the page shown; a
     callback that sets it to another title (``labeler.ui.state.goto``) switches there."""
     pages = {m.TITLE: st.Page(m.render, title=m.TITLE, icon=m.ICON, url_path=m.TITLE.lower(), default=(m is PAGES[0]))
