@@ -142,3 +142,16 @@ def test_rules_report_truth_ignores_undone_labels(sample_db):
     assert face.image_id not in truth_by_image(store)
     add_annotation(store, face.face_id, "alice", "unusable")
     assert face.image_id not in truth_by_image(store)  # "unusable" is no expression
+
+
+def test_missing_migrations_is_a_one_line_user_error(db_url, monkeypatch):
+    from pathlib import Path
+
+    import pytest
+
+    from labeler.errors import LabelerError
+    from labeler.store import engine
+
+    monkeypatch.setattr(engine, "migrations_dir", lambda: Path("/nonexistent/migrations"))
+    with pytest.raises(LabelerError, match=r"migrations not found: expected the folder /nonexistent/migrations\..*pip install"):
+        Store(db_url)

@@ -22,6 +22,7 @@ from labeler.store.engine import (  # noqa: F401
     CHUNK,
     DEFAULT_DB,
     Store,
+    StoreError,
     alembic_config,
     chunks,
     current_revision,

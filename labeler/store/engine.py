@@ -14,10 +14,16 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from labeler.errors import LabelerError
 from labeler.resources import migrations_dir
 from labeler.store.schema import Setting
 
 DEFAULT_DB = "sqlite:///labeler.db"
+
+
+class StoreError(LabelerError, RuntimeError):
+    """The database cannot be used as it is (the CLI prints it as one line, exit code 2)."""
+
 
 #: how many ids go into one ``IN (...)`` (SQLite allows 999 parameters per statement)
 CHUNK = 500
@@ -96,7 +102,7 @@ def head_revision(engine: Engine) -> str:
 def upgrade(engine: Engine) -> None:
     """Apply the Alembic migrations up to head (cheap when already there)."""
     if not migrations_dir().is_dir():
-        raise RuntimeError(
+        raise StoreError(
             f"database migrations not found: expected the folder {migrations_dir()}. "
             "Reinstall labeler (`pip install .`): the wheel carries them as labeler.migrations."
         )
