@@ -342,7 +342,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--version", default=None, help="default: the date, e.g. 2026.11.28")
     ap.add_argument("--loss", choices=["ldl", "ce"], default="ldl", help="ldl: soft vote distribution; ce: majority vote")
     ap.add_argument("--time-budget-min", type=float, default=None,
-                    help="wall-clock budget for the training loop; the cosine schedule is sized to it after epoch 1")
+                    help="wall-clock budget (minutes) for the training loop: after the warm-up epoch the learning rate "
+                         "follows a cosine over the remaining time and training stops when it is spent")
     ap.add_argument("--epochs", type=int, default=30, help="maximum epochs (or exact, without a time budget)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -355,7 +356,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--limit-per-class", type=int, default=None, help="at most N train images per class (smoke runs)")
     ap.add_argument("--no-export", action="store_true", help="train and report only (comparisons)")
     ap.add_argument("--no-test", action="store_true", help="skip the public_test report")
-    ap.add_argument("--reserve-min", type=float, default=0.0, help="minutes of the budget kept for the epoch-time estimate slack")
     return ap.parse_args(argv)
 
 
@@ -421,23 +421,33 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     best: dict[str, Any] = {"acc": -1.0}
     curve = []
     t_train = time.time()
+    t_warm = None  # end of the warm-up epoch
     step = 0
     epoch = 0
-    while epoch < n_epochs:
+    stop = False
+    # schedule: linear warm-up over epoch 1, then cosine to 0 -- over the remaining epochs, or, with a time
+    # budget, over the remaining wall-clock time (robust to a shared machine: slow epochs just mean fewer
+    # of them, the learning rate still reaches 0 when the budget is spent and training stops there)
+    while epoch < n_epochs and not stop:
         t_ep = time.time()
         model.train()
         perm = rng.permutation(len(tr))
         tot, nb = 0.0, 0
         for b in range(steps_per_epoch):
-            idx = np.sort(perm[b * bs:(b + 1) * bs])
-            x = aug(tr.x[idx]).contiguous(memory_format=torch.channels_last)
-            yt = target[idx]
-            # schedule: linear warm-up over epoch 1, then cosine to 0 over the remaining epochs
             if epoch == 0:
                 lr = args.lr * (0.05 + 0.95 * (b + 1) / steps_per_epoch)
+            elif budget_s is not None:
+                prog = (time.time() - t_warm) / max(1.0, t_train + budget_s - t_warm)
+                if prog >= 1.0:
+                    stop = True
+                    break
+                lr = args.lr * 0.5 * (1 + math.cos(math.pi * prog))
             else:
                 prog = (step - steps_per_epoch) / max(1, (n_epochs - 1) * steps_per_epoch)
                 lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
+            idx = np.sort(perm[b * bs:(b + 1) * bs])
+            x = aug(tr.x[idx]).contiguous(memory_format=torch.channels_last)
+            yt = target[idx]
             for gr in opt.param_groups:
                 gr["lr"] = lr
             logits, _ = model(x)
@@ -450,31 +460,29 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             tot += float(loss.detach())
             nb += 1
             step += 1
+        if nb == 0:
+            break
         ev = ema.model if ema is not None else model
         zv = predict_logits(ev, va.x)
         mv = metrics(softmax_np(zv), va.folder, va.maj)
         dt_ep = time.time() - t_ep
         elapsed = time.time() - t_train
-        curve.append({"epoch": epoch + 1, "train_loss": round(tot / max(nb, 1), 4), "val_acc_ferplus": mv["acc_ferplus_majority"],
-                      "val_acc_fer2013": mv["acc_fer2013_labels"], "lr_end": round(lr, 6), "epoch_s": round(dt_ep, 1),
-                      "elapsed_s": round(elapsed, 1)})
+        curve.append({"epoch": epoch + 1, "steps": nb, "train_loss": round(tot / max(nb, 1), 4),
+                      "val_acc_ferplus": mv["acc_ferplus_majority"], "val_acc_fer2013": mv["acc_fer2013_labels"],
+                      "lr_end": round(lr, 6), "epoch_s": round(dt_ep, 1), "elapsed_s": round(elapsed, 1)})
         if mv["acc_ferplus_majority"] > best["acc"]:
             best = {"acc": mv["acc_ferplus_majority"], "epoch": epoch + 1,
                     "state": {k: v.detach().clone() for k, v in ev.state_dict().items()}}
-        log(f"epoch {epoch + 1}/{n_epochs} train_loss {tot / max(nb, 1):.4f} val_acc_ferplus {mv['acc_ferplus_majority']:.4f} "
+        part = "" if nb == steps_per_epoch else f" ({nb}/{steps_per_epoch} steps: budget spent)"
+        of = f"/{n_epochs}" if budget_s is None else ""
+        log(f"epoch {epoch + 1}{of}{part} train_loss {tot / max(nb, 1):.4f} val_acc_ferplus {mv['acc_ferplus_majority']:.4f} "
             f"val_acc_fer2013 {mv['acc_fer2013_labels']:.4f} lr {lr:.2e} epoch {dt_ep:.0f}s elapsed {elapsed / 60:.1f} min"
             f"{'  *best' if best['epoch'] == epoch + 1 else ''}")
         epoch += 1
-        if budget_s is not None:
-            avg = elapsed / epoch
-            slack = args.reserve_min * 60.0
-            fit = epoch + int((budget_s - slack - elapsed) // (max(avg, dt_ep) * 1.02))
-            if epoch == 1:
-                n_epochs = max(1, min(int(args.epochs), fit))
-                log(f"time budget {args.time_budget_min:.1f} min, epoch ~{dt_ep:.0f}s: schedule sized to {n_epochs} epochs")
-            elif fit < n_epochs:
-                n_epochs = max(epoch, fit)
-                log(f"running slower than planned: schedule shortened to {n_epochs} epochs")
+        if budget_s is not None and epoch == 1:
+            t_warm = time.time()
+            log(f"time budget {args.time_budget_min:.1f} min, warm-up epoch {dt_ep:.0f}s: cosine over the remaining "
+                f"{(t_train + budget_s - t_warm) / 60:.1f} min (about {(t_train + budget_s - t_warm) / dt_ep:.0f} epochs at this speed)")
     train_s = time.time() - t_train
     log(f"training done: {epoch} epochs in {train_s / 60:.1f} min; best val_acc_ferplus {best['acc']:.4f} at epoch {best['epoch']}")
     final = BaseFERNet(len(LABELS), widths=model.widths)
