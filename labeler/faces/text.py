@@ -6,12 +6,16 @@ through its sidecar with the checksum verified (:func:`labeler.fer.cards.read_ca
 damaged file raises :class:`labeler.fer.cards.ModelFileError`, there is no fallback.
 
 Pre- and post-processing are written here with numpy + cv2 (RapidOCR's needs pyclipper and
-shapely): the BGR image is scaled so its longer side is at most ``max_side`` and both sides are
-multiples of 32, normalised as ``(x/255 - 0.5) / 0.5``; the probability map is thresholded at
+shapely): the BGR image is scaled up so its shorter side reaches ``min_side`` (small text in small
+web images is missed otherwise) but its longer side stays within ``max_side``, both sides rounded to
+multiples of 32, and normalised as ``(x/255 - 0.5) / 0.5``; the probability map is thresholded at
 ``bin_thresh``, dilated 2x2 (as RapidOCR does), split into connected components, and each component
 whose mean probability reaches ``box_thresh`` becomes an axis-aligned box, grown by the DB "unclip"
-distance ``area * unclip / perimeter`` on every side. ``share`` is the area of the union of the boxes
-over the image area.
+distance ``area * unclip / perimeter`` on every side, and kept if its shape is that of a text line
+(see MAX_FRAC below). ``share`` is the area of the union of the boxes over the image area.
+
+Measured on the 128 dev web_keyword images (scripts/eval_cleaning.py, 50 with text by eye): image
+flag "any box" precision 0.88, recall 0.92, about 0.5 s per image on 2 threads.
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ class TextResult:
 class TextDetector:
     """PP-OCRv4 det on onnxruntime (CPU). One instance per process; ``__call__`` is thread-safe."""
 
-    def __init__(self, models_dir: Optional[Path | str] = None, threads: int = 2, min_side: int = 640, max_side: int = 960,
-                 bin_thresh: float = 0.3, box_thresh: float = 0.5, unclip: float = 1.6):
+    def __init__(self, models_dir: Optional[Path | str] = None, threads: int = 2, min_side: int = 640,
+                 max_side: int = 960, bin_thresh: float = 0.3, box_thresh: float = 0.5, unclip: float = 1.6):
         import onnxruntime as ort
 
         d = Path(models_dir) if models_dir is not None else default_models_dir()
