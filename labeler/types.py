@@ -155,27 +155,6 @@ class FaceRecord:
         """The class words that fired (negated words left out)."""
         return tuple(w.word for w in self.rule_words if not w.negated)
 
-    # TEMPORARY: removed once datasets/, training/, ui/ use attributes
-    def __getitem__(self, key: str) -> Any:
-        v = getattr(self, key)
-        if key == "flags":  # the old record's forms
-            return ",".join(v)
-        if key == "rule_words":
-            return [list(w.as_pair()) for w in v]
-        if key == "annotations":
-            return [a.as_dict() for a in v]
-        if key == "paths":
-            return list(v)
-        return v
-
-    # TEMPORARY: removed once datasets/, training/, ui/ use attributes
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if hasattr(self, key) else default
-
-    # TEMPORARY: removed once datasets/, training/, ui/ use attributes (the old dict's keys and forms)
-    def items(self):
-        return [(f.name, self[f.name]) for f in fields(self) if f.name != "kind"]
-
 
 @dataclass(frozen=True)
 class NewProposal:

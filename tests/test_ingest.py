@@ -131,4 +131,3 @@ def test_rule_words_with_negation_are_stored_and_read_back_in_one_form(store, tm
         stored = s.scalar(select(Image.rule_words))
     assert stored == '[["smiling", "happy"], ["!not sad", ""]]'
     assert decode_rule_words(encode_rule_words(rec.rule_words)) == rec.rule_words
-    assert rec["rule_words"] == [["smiling", "happy"], ["!not sad", ""]]  # TEMPORARY dict view, old form

@@ -17,7 +17,7 @@ from .conftest import SAMPLE
 def records_by_relpath(url):
     out = {}
     for r in iter_face_records(Store(url)):
-        out.setdefault(r["relpath"], []).append(r)
+        out.setdefault(r.relpath, []).append(r)
     return out
 
 
@@ -25,15 +25,15 @@ def test_sample_run_covers_every_path(sample_db):
     recs = records_by_relpath(sample_db)
     # single smiling face: found, keyword and model proposals stored
     (astro,) = recs["smiling_astronaut.png"]
-    assert astro["face"] == 0 and astro["det_score"] > 0.95
-    assert 150 < astro["x1"] < 230 and 230 < astro["x2"] < 320 and astro["rule_label"] == "happy"
-    assert astro["model_probs"] and abs(sum(astro["model_probs"].values()) - 1) < 1e-3
+    assert astro.face == 0 and astro.det_score > 0.95
+    assert 150 < astro.x1 < 230 and 230 < astro.x2 < 320 and astro.rule_label == "happy"
+    assert astro.model_probs and abs(sum(astro.model_probs.values()) - 1) < 1e-3
     # "smiling" names happy and the model agrees: auto-accepted on the rule, with the rule's label
     assert (astro.route, astro.kind, astro.label) == ("auto", "agree", "happy"), astro.reason
     assert astro.label_source == f"auto:{astro.reason}" and astro.reason.startswith("rule (smiling) and model agree")
     # three faces, one keyword: the keyword labels none of them by itself
     team = recs["happy_team_photo.jpg"]
-    assert len(team) == 3 and sorted(r["face"] for r in team) == [0, 1, 2]
+    assert len(team) == 3 and sorted(r.face for r in team) == [0, 1, 2]
     for r in team:
         # auto only on the model's own strong evidence (>= model_threshold, same class as the name),
         # else review as a multi-face image; never the keyword's label by itself
@@ -46,16 +46,16 @@ def test_sample_run_covers_every_path(sample_db):
     assert len(rule_props) == 3 and all(p.label is None and "not given to faces" in p.detail for p in rule_props)
     # already-cropped 48 px face: the whole-image path
     (crop,) = recs["crops/happy_crop_48px.png"]
-    assert crop["whole_image"] and "whole_image" in crop["flags"]
+    assert crop.whole_image and "whole_image" in crop.flags
     # no face
     (coffee,) = recs["coffee_cup.jpg"]
-    assert coffee["face"] is None and coffee["route"] == "no_face"
+    assert coffee.face is None and coffee.route == "no_face"
     # broken files are routed as broken with their reason
     (trunc,) = recs["angry_truncated.jpg"]
-    assert trunc["route"] == "broken" and "truncated" in trunc["reason"]
+    assert trunc.route == "broken" and "truncated" in trunc.reason
     # ambiguous names go to review with the reason
     (amb,) = recs["sad-woman-happy-face.jpg"]
-    assert amb["route"] == "review" and amb["reason"].startswith("ambiguous name")
+    assert amb.route == "review" and amb.reason.startswith("ambiguous name")
 
 
 def _counts(url):
@@ -114,9 +114,9 @@ def test_new_model_reproposes_and_keeps_human_labels(sample_db, tmp_path):
         anns = s.scalars(select(Annotation)).all()
     assert n == nfaces - 1  # every face but the human-labeled one
     assert [(a.face_id, a.labels) for a in anns] == [(fid, ["sad"])]
-    recs = {r["face_id"]: r for r in iter_face_records(store) if r["face_id"]}
-    assert recs[fid]["label"] == "sad" and recs[fid]["label_source"] == "human:ann"
-    assert all(r["model_source"] == other.ident for f, r in recs.items() if f != fid)
+    recs = {r.face_id: r for r in iter_face_records(store) if r.face_id}
+    assert recs[fid].label == "sad" and recs[fid].label_source == "human:ann"
+    assert all(r.model_source == other.ident for f, r in recs.items() if f != fid)
     assert al.repropose(only_stale=True) == 0  # nothing stale any more
 
 

@@ -24,7 +24,7 @@ from labeler.training.versions import load
 
 def _f(rec, key):
     """A face record's field (records are typed; a dict still works while the store migrates)."""
-    return rec[key] if isinstance(rec, dict) else getattr(rec, key)
+    return getattr(rec, key)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labeler.store import core as S
+from labeler import store as S
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from labeler.store import core as S
+from labeler import store as S
 
 pytestmark = pytest.mark.browser
 
