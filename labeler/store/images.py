@@ -120,12 +120,11 @@ def counts(store: Store) -> dict[str, int]:
             out[f"rule_{st}"] = n
         out["detected_images"] = s.scalar(select(func.count(Image.id)).where(Image.detected.is_(True))) or 0
         out["faces"] = s.scalar(select(func.count(Face.id))) or 0
-        latest = (
-            select(DecisionRow.route, func.max(DecisionRow.id).label("mid"))
-            .group_by(DecisionRow.image_id, DecisionRow.face_id)
-            .subquery()
-        )
-        for route, n in s.execute(select(latest.c.route, func.count()).group_by(latest.c.route)):
+        # the newest decision per face (or per image without faces), then its route: portable SQL
+        # (PostgreSQL refuses a bare column beside max() that SQLite would accept)
+        latest = select(func.max(DecisionRow.id).label("mid")).group_by(DecisionRow.image_id, DecisionRow.face_id).subquery()
+        q = select(DecisionRow.route, func.count()).join(latest, DecisionRow.id == latest.c.mid).group_by(DecisionRow.route)
+        for route, n in s.execute(q):
             out[f"route_{route}"] = n
         labeled = set(current_annotations(s, None))
         out["human_labeled_faces"] = len(labeled)
