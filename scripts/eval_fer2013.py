@@ -33,6 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from labeler.fer.calibration import class_scores, coverage_at_precision  # noqa: E402
 from labeler.fer.model import load_model  # noqa: E402
 
 
@@ -90,28 +91,9 @@ def ferplus_majority(votes_csv: Path, files: list[str], labels: list[str]) -> np
     return out
 
 
-def coverage_at_precision(probs: np.ndarray, y: np.ndarray, target: float = 0.95) -> float:
-    """Largest share of images, taken in order of decreasing max probability, whose precision is >= target."""
-    if len(y) == 0:
-        return 0.0
-    order = np.argsort(-probs.max(1), kind="stable")
-    correct = (probs.argmax(1)[order] == y[order]).astype(float)
-    prec = np.cumsum(correct) / np.arange(1, len(y) + 1)
-    ok = np.flatnonzero(prec >= target)
-    return float((ok.max() + 1) / len(y)) if len(ok) else 0.0
-
-
 def report(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict:
-    k = len(labels)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (y, pred), 1)
-    tp = np.diag(cm).astype(float)
-    recall = tp / np.maximum(cm.sum(1), 1)
-    precision = tp / np.maximum(cm.sum(0), 1)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
-    present = cm.sum(1) > 0
-    return {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "recall": recall, "precision": precision, "f1": f1,
-            "macro_f1": float(f1[present].mean()) if present.any() else 0.0, "cm": cm, "support": cm.sum(1)}
+    s = class_scores(y, pred, len(labels))
+    return {**s, "support": s["cm"].sum(1)}
 
 
 def main(argv: list[str] | None = None) -> int:

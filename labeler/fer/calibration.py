@@ -96,3 +96,29 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15)
         return 0.0
     rows = reliability_table(p, y, bins)
     return float(sum(r["count"] * r["gap"] for r in rows if r["count"]) / len(y))
+
+
+def class_scores(y: np.ndarray, pred: np.ndarray, k: int) -> dict[str, Any]:
+    """Confusion matrix (rows = truth, columns = prediction) and per-class precision, recall and F1;
+    ``macro_f1`` averages F1 over the classes present in ``y``."""
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y, int), np.asarray(pred, int)), 1)
+    tp = np.diag(cm).astype(float)
+    recall = tp / np.maximum(cm.sum(1), 1)
+    precision = tp / np.maximum(cm.sum(0), 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    present = cm.sum(1) > 0
+    return {"cm": cm, "recall": recall, "precision": precision, "f1": f1, "present": present,
+            "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0}
+
+
+def coverage_at_precision(probs: np.ndarray, y: np.ndarray, target: float = 0.95) -> float:
+    """The largest share of items, most confident first, whose top-1 precision is still >= target."""
+    if len(y) == 0:
+        return 0.0
+    order = np.argsort(-probs.max(1), kind="stable")
+    correct = (probs.argmax(1)[order] == np.asarray(y)[order]).astype(float)
+    prec = np.cumsum(correct) / np.arange(1, len(correct) + 1)
+    ok = np.flatnonzero(prec >= target)
+    return float((ok.max() + 1) / len(y)) if len(ok) else 0.0

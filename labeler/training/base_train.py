@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 from .base_net import INPUT_SIZE, BaseFERNet, count_macs, count_params
 
-from labeler.fer.calibration import expected_calibration_error as ece, fit_temperature  # noqa: F401
+from labeler.fer.calibration import class_scores, coverage_at_precision, fit_temperature
+from labeler.fer.calibration import expected_calibration_error as ece
 from labeler.fer.cards import write_card as _write_card
 from labeler.fer.model import softmax as softmax_np
 
@@ -62,26 +63,14 @@ def metrics(probs: np.ndarray, folder: np.ndarray, maj: np.ndarray) -> dict[str,
     pred = probs.argmax(1)
     m = maj >= 0
     y, p = maj[m], pred[m]
-    k = len(LABELS)
-    cm = np.zeros((k, k), np.int64)
-    np.add.at(cm, (y, p), 1)
-    tp = np.diag(cm).astype(float)
-    rec = tp / np.maximum(cm.sum(1), 1)
-    prec = tp / np.maximum(cm.sum(0), 1)
-    f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)
-    present = cm.sum(1) > 0
-    conf = probs[m].max(1)
-    order = np.argsort(-conf, kind="stable")
-    correct = (p[order] == y[order]).astype(float)
-    cum = np.cumsum(correct) / np.arange(1, len(correct) + 1)
-    ok = np.flatnonzero(cum >= 0.95)
-    cov = float((ok.max() + 1) / len(correct)) if len(ok) else 0.0
+    s = class_scores(y, p, len(LABELS))
+    cov = coverage_at_precision(probs[m], y, 0.95)
     return {
         "n": int(len(pred)), "n_ferplus_majority": int(m.sum()), "n_excluded": int((~m).sum()),
         "acc_ferplus_majority": round(float((p == y).mean()) if len(y) else 0.0, 4),
         "acc_fer2013_labels": round(float((pred == folder).mean()) if len(pred) else 0.0, 4),
-        "macro_f1_ferplus": round(float(f1[present].mean()) if present.any() else 0.0, 4),
-        "recall_ferplus": {lab: round(float(rec[i]), 4) for i, lab in enumerate(LABELS)},
+        "macro_f1_ferplus": round(s["macro_f1"], 4),
+        "recall_ferplus": {lab: round(float(s["recall"][i]), 4) for i, lab in enumerate(LABELS)},
         "ece_ferplus": round(ece(probs[m], y), 4) if len(y) else 0.0,
         "coverage_at_95_precision": round(cov, 4),
     }

@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from labeler.fer.calibration import expected_calibration_error, fit_temperature
+from labeler.fer.calibration import class_scores, expected_calibration_error, fit_temperature
 from labeler.fer.model import softmax
 
 
@@ -19,14 +19,9 @@ def evaluate(probs: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> dict[st
     if n == 0:
         return {"n": 0}
     pred = probs.argmax(axis=1)
-    cm = np.zeros((k, k), dtype=int)
-    np.add.at(cm, (y, pred), 1)
-    f1s = {}
-    for c in np.unique(y):
-        tp = cm[c, c]
-        prec = tp / max(cm[:, c].sum(), 1)
-        rec = tp / max(cm[c, :].sum(), 1)
-        f1s[labels[c]] = 0.0 if tp == 0 else float(2 * prec * rec / (prec + rec))
+    s = class_scores(y, pred, k)
+    cm = s["cm"]
+    f1s = {labels[c]: float(s["f1"][c]) for c in np.unique(y)}
     p_true = np.clip(probs[np.arange(n), y], 1e-12, 1.0)
     return {
         "n": int(n),
