@@ -123,6 +123,12 @@ class DecisionRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     source: Mapped[str] = mapped_column(String(300), default="")
+    #: the auto-accept bucket (labeler.routing.candidate) and the precision estimate the route was
+    #: decided on (labeler.audit: point estimate and 95% interval); NULL where the face is no candidate
+    bucket: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    est_precision: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    est_lower: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    est_upper: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
