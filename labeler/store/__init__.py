@@ -29,10 +29,12 @@ from labeler.store.engine import (  # noqa: F401
     head_revision,
     latest_ids,
     make_engine,
+    mask_url,
     resolve_url,
     upgrade,
 )
 from labeler.store.images import (  # noqa: F401
+    Recorded,
     counts,
     decode_flags,
     decode_rule_words,
@@ -94,4 +96,5 @@ from labeler.store.models import (  # noqa: F401,E402
     model_version_rows,
     record_model_version,
     save_embeddings,
+    unlabeled_face_ids,
 )

@@ -7,11 +7,12 @@ SQLite by default (``labeler.db`` in the working directory); any SQLAlchemy URL 
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Optional, TypeVar
 
 from sqlalchemy import create_engine, event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from labeler.errors import LabelerError
@@ -48,33 +49,120 @@ def latest_ids(session: Session, model, face_ids=None, where=None) -> dict[int, 
     return {fid: mid for fid, mid in session.execute(q)}
 
 
+#: what a database value may look like, for the error messages
+URL_FORMS = (
+    "expected a SQLAlchemy URL such as sqlite:///path/to/labeler.db or "
+    "postgresql+psycopg://user:password@host:5432/dbname, or a SQLite file path ending in .db, .sqlite or .sqlite3"
+)
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def mask_url(url: Optional[str]) -> str:
+    """``url`` with its password replaced by ``***`` (for every place a database URL is shown)."""
+    if not url:
+        return ""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not parseable: mask what looks like user:password@
+        return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", url)
+
+
+def _where(url: str, source: str) -> str:
+    return f"{source} {mask_url(url)!r}"
+
+
 def resolve_url(url: Optional[str] = None) -> str:
-    url = url or os.environ.get("LABELER_DB") or DEFAULT_DB
-    if "://" not in url:  # a bare file path
-        url = f"sqlite:///{url}"
+    """The database URL to use: ``url`` (``--db``), else ``$LABELER_DB``, else ``sqlite:///labeler.db``.
+
+    A value without ``://`` is a SQLite file path only when it ends in .db, .sqlite or .sqlite3
+    (``LABELER_DB=garbage`` is refused rather than creating a file named ``garbage``); a URL must
+    name a dialect SQLAlchemy knows. Raises :class:`StoreError` (one line) otherwise."""
+    source = "--db"
+    if not url:
+        url, source = os.environ.get("LABELER_DB") or "", "LABELER_DB"
+    if not url:
+        return DEFAULT_DB
+    url = url.strip()
+    if "://" not in url:
+        win_drive = re.match(r"^[A-Za-z]:[\\/]", url)
+        if _SCHEME_LIKE.match(url) and not win_drive:
+            raise StoreError(f"{_where(url, source)} is not a database URL ({url.split(':', 1)[0]}: without //); {URL_FORMS}.")
+        if not url.lower().endswith(_SQLITE_SUFFIXES):
+            raise StoreError(f"{_where(url, source)} is neither a URL nor a SQLite file name; {URL_FORMS}.")
+        return f"sqlite:///{url}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"{_where(url, source)} is not a valid database URL; {URL_FORMS}.") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise StoreError(
+            f"{_where(url, source)}: unknown database kind {parsed.drivername!r}; {URL_FORMS}."
+        ) from None
     return url
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may wait for another process
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
 
 def make_engine(url: Optional[str] = None, migrate: bool = True) -> Engine:
+    """An engine for ``url`` (see :func:`resolve_url`), migrated to head unless ``migrate`` is False.
+    A missing driver or a server that cannot be reached is a one-line :class:`StoreError`."""
     url = resolve_url(url)
     kw: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        kw["connect_args"] = {"timeout": 10, "check_same_thread": False}
-    engine = create_engine(url, **kw)
+        kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    elif url.startswith("postgresql") and "connect_timeout" not in url:
+        kw["connect_args"] = {"connect_timeout": 10}
+    try:
+        engine = create_engine(url, **kw)
+    except ImportError as e:
+        kind = url.split("://", 1)[0]
+        raise StoreError(
+            f"no database driver for {kind!r} ({e}); install it (PostgreSQL: pip install 'labeler[postgres]') "
+            "or name an installed one, e.g. postgresql+psycopg://..."
+        ) from None
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy's ArgumentError/TypeError on a malformed URL
+        raise StoreError(f"cannot use database {mask_url(url)!r}: {_first_line(e)}; {URL_FORMS}.") from None
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
         upgrade(engine)
     return engine
+
+
+def _first_line(e: BaseException) -> str:
+    orig = getattr(e, "orig", None) or e
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def connect(engine: Engine) -> Connection:
+    """``engine.connect()``; a server that cannot be reached (or a SQLite file that cannot be opened)
+    is a one-line :class:`StoreError` naming the URL, password masked."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        return engine.connect()
+    except (OperationalError, InterfaceError) as e:
+        raise StoreError(
+            f"cannot open database {mask_url(engine.url.render_as_string(hide_password=False))!r}: {_first_line(e)}. "
+            + ("Check that the file's folder exists and is writable." if engine.dialect.name == "sqlite" else
+               "Check that the server runs and that the URL's host, port, user, password and database are right.")
+        ) from None
 
 
 def alembic_config(engine: Engine):
@@ -89,7 +177,7 @@ def alembic_config(engine: Engine):
 def current_revision(engine: Engine) -> Optional[str]:
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as conn:
+    with connect(engine) as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -99,21 +187,43 @@ def head_revision(engine: Engine) -> str:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
+#: pg_advisory_xact_lock key that serialises migrations of one PostgreSQL database ("labeler" as int)
+MIGRATION_LOCK_KEY = 0x6C6162656C6572
+
+
+def _lock_for_migration(conn: Connection) -> None:
+    """Hold the database's migration lock until ``conn`` commits: a second process opening a new
+    database waits here, then finds the schema at head (no `table images already exists`)."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock; waits up to busy_timeout
+    elif name == "postgresql":
+        from sqlalchemy import text
+
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+
+
 def upgrade(engine: Engine) -> None:
-    """Apply the Alembic migrations up to head (cheap when already there)."""
+    """Apply the Alembic migrations up to head (cheap when already there). Concurrent first uses
+    are serialised by :func:`_lock_for_migration`; the one that waits re-reads the revision."""
     if not migrations_dir().is_dir():
         raise StoreError(
             f"database migrations not found: expected the folder {migrations_dir()}. "
             "Reinstall labeler (`pip install .`): the wheel carries them as labeler.migrations."
         )
-    if current_revision(engine) == head_revision(engine):
+    head = head_revision(engine)
+    if current_revision(engine) == head:
         return
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
-    with engine.begin() as conn:
-        cfg = alembic_config(engine)
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with connect(engine) as conn:
+        _lock_for_migration(conn)
+        if MigrationContext.configure(conn).get_current_revision() != head:
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        conn.commit()
 
 
 class Store:
