@@ -24,11 +24,24 @@ def _rules(args):
     return load_rules(getattr(args, "rules", None))
 
 
+def _source(path: str) -> str:
+    """The folder (or file) to ingest, checked before any database is opened or created."""
+    import os
+
+    from labeler.errors import LabelerError
+
+    if not os.path.exists(path):
+        raise LabelerError(f"{path}: no such file or folder; expected a folder of images (or one image/video) to ingest.")
+    return path
+
+
 def cmd_ingest(args) -> int:
     from labeler.ingest.walk import ingest
 
+    _source(args.path)
+    rules = _rules(args)  # a bad rules file is refused before a database is created
     store = _store(args)
-    rep = ingest(store, args.path, _rules(args), include_folders=args.folders, progress=None if not args.quiet else False)
+    rep = ingest(store, args.path, rules, include_folders=args.folders, progress=None if not args.quiet else False)
     print("\n".join(rep.lines()))
     return 0
 
@@ -53,7 +66,9 @@ def cmd_status(args) -> int:
         ("route_broken", "broken (routed)"),
         ("human_labeled_faces", "faces with a human label"),
     ]
-    print(f"database: {store.url}")
+    from labeler.store import mask_url
+
+    print(f"database: {mask_url(store.url)}")
     for key, text in order:
         print(f"{text:32s} {c.get(key, 0):7d}")
     return 0
@@ -99,8 +114,10 @@ def cmd_autolabel(args) -> int:
         from dataclasses import replace
 
         cfg = replace(cfg, model=replace(cfg.model, flip=False))
+    _source(args.path)
+    rules = load_rules(args.rules)  # a bad rules file is refused before a database is created
     store = _store(args)
-    al = Autolabeler(store, cfg, load_rules(args.rules))
+    al = Autolabeler(store, cfg, rules)
     rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False)
     if args.repropose:
         rep.reproposed += al.repropose(only_stale=False, progress=None if not args.quiet else False)
