@@ -51,7 +51,9 @@ def test_reingest_is_idempotent(store):
     ingest(store, SAMPLE, load_rules(), progress=False)
     before = store.counts()
     rep = ingest(store, SAMPLE, load_rules(), progress=False)
-    assert rep.new_images == 0 and rep.new_paths == 0 and rep.unchanged == 17
+    # the 3 broken files are read again (they might have been fixed); the rest is skipped
+    assert rep.new_images == 0 and rep.new_paths == 0 and rep.unchanged == 14 and rep.retried == 3
+    assert rep.broken == 3 == before["broken"]
     assert store.counts() == before
 
 
@@ -131,3 +133,108 @@ def test_rule_words_with_negation_are_stored_and_read_back_in_one_form(store, tm
         stored = s.scalar(select(Image.rule_words))
     assert stored == '[["smiling", "happy"], ["!not sad", ""]]'
     assert decode_rule_words(encode_rule_words(rec.rule_words)) == rec.rule_words
+
+
+def test_links_fifo_and_unlistable_paths_are_stored_or_reported(store, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    PILImage.new("RGB", (20, 20), (1, 2, 3)).save(src / "ok.png")
+    os.symlink("loop.jpg", src / "loop.jpg")
+    os.symlink("missing.jpg", src / "dangling.jpg")
+    os.symlink(src / "ok.png", src / "link_to_ok.png")
+    os.mkfifo(src / "pipe.jpg")
+    os.symlink(tmp_path, src / "folder_link")
+    (src / ".hidden.png").write_bytes(b"x")
+    rep = ingest(store, src, load_rules(), progress=False)  # the FIFO must not hang the run
+    rows = _images(store)
+    assert rows["loop.jpg"][:2] == ("broken", "symbolic link loop (the link points back at itself)")
+    assert rows["dangling.jpg"][0] == "broken" and rows["dangling.jpg"][1].startswith("dangling symbolic link")
+    assert rows["pipe.jpg"][:2] == ("broken", "not a regular file (FIFO)")
+    assert rows["link_to_ok.png"] == rows["ok.png"] and rows["ok.png"][0] == "ingested"
+    assert rep.broken == store.counts()["broken"] == 3
+    why = dict(rep.not_stored)
+    assert why[str(src / "folder_link")] == "link to a folder (not followed)"
+    assert why[str(src / ".hidden.png")] == "hidden file"
+    assert rep.seen == 5 and len(rows) == 5
+    text = "\n".join(rep.lines())
+    assert "not stored:    1  link to a folder" in text and "broken:    1  symbolic link loop" in text
+
+
+def test_unlistable_folder_is_reported(store, tmp_path):
+    """A path over the system's limit (4,096 bytes) cannot be listed: the walk says so (this holds
+    for root too, unlike a folder without read permission)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    PILImage.new("RGB", (20, 20), (1, 2, 3)).save(src / "ok.png")
+    deep = _deep_folder(src, 4200)
+    rep = ingest(store, src, load_rules(), progress=False)
+    (bad,) = rep.walk_errors()
+    assert bad[0] == deep and "File name too long" in bad[1]
+    assert rep.new_images == 1 and any("cannot list folder" in line for line in rep.lines())
+
+
+def _deep_folder(base, length: int) -> str:
+    """Create folders under ``base`` until the path is over ``length`` characters; returns it."""
+    fd = os.open(base, os.O_RDONLY)
+    path = str(base)
+    try:
+        while len(path) <= length:
+            name = "d" * 200
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd, path = nfd, path + "/" + name
+    finally:
+        os.close(fd)
+    return path
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: a permission error cannot be made")
+def test_unreadable_file_is_retried_after_the_permission_is_fixed(store, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    p = src / "happy.png"
+    PILImage.new("RGB", (20, 20), (1, 2, 3)).save(p)
+    os.chmod(p, 0)
+    ingest(store, src, load_rules(), progress=False)
+    assert _images(store)["happy.png"][:2] == ("broken", "cannot read: Permission denied")
+    os.chmod(p, 0o644)  # fixed: same size and mtime
+    rep = ingest(store, src, load_rules(), progress=False)
+    assert rep.new_images == 1 and _images(store)["happy.png"][0] == "ingested"
+    c = store.counts()
+    assert c["images"] == 1 and c.get("broken", 0) == 0
+
+
+def test_file_completed_later_replaces_its_broken_record(store, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    p = src / "upload.jpg"
+    buf = io.BytesIO()
+    PILImage.new("RGB", (64, 64), (9, 9, 9)).save(buf, format="JPEG")
+    data = buf.getvalue()
+    p.write_bytes(data[: len(data) // 3])  # an upload in progress
+    rep1 = ingest(store, src, load_rules(), progress=False)
+    assert rep1.broken == 1 == store.counts()["broken"]
+    p.write_bytes(data)
+    rep2 = ingest(store, src, load_rules(), progress=False)
+    assert rep2.broken == 0 and rep2.new_images == 1
+    c = store.counts()
+    assert c["images"] == 1 and c["paths"] == 1 and c.get("broken", 0) == 0 and c["ingested"] == 1
+    # a broken file whose bytes are unchanged is read again, even with the same size and mtime
+    p.write_bytes(b"not an image")
+    os.utime(p, (5, 5))
+    ingest(store, src, load_rules(), progress=False)
+    rep3 = ingest(store, src, load_rules(), progress=False)
+    assert rep3.retried == 1 and rep3.broken == 1 and rep3.unchanged == 0
+    assert store.counts()["images"] == 2  # the good content stays (it may carry labels); no orphan broken one
+
+
+def test_non_utf8_name_is_stored_escaped(store, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    raw = os.fsencode(src) + b"/caf\xe9_happy.png"
+    PILImage.new("RGB", (20, 20), (1, 2, 3)).save(os.fsdecode(raw))
+    rep = ingest(store, src, load_rules(), progress=False)
+    assert rep.new_images == 1
+    assert list(_images(store)) == ["caf\\xe9_happy.png"]
+    assert ingest(store, src, load_rules(), progress=False).unchanged == 1

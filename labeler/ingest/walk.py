@@ -8,8 +8,10 @@ already in the database (same size and mtime) are skipped and every image is com
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -21,15 +23,41 @@ from labeler.types import ImageRules, RuleWord
 from labeler.util import progress as _progress
 
 
+#: how many paths of each kind of "not stored" the report prints
+EXAMPLES = 3
+
+
 @dataclass
 class IngestReport:
+    """What one run met. Every walked entry is counted once: stored (``new_images``, ``new_paths``,
+    ``unchanged``, ``retried``; ``broken`` counts the distinct broken contents among them, as
+    `labeler status` does) or listed in ``not_stored`` with why (not an image, hidden, a folder that
+    could not be read or a link to a folder, which is not followed)."""
+
     seen: int = 0
     new_images: int = 0
-    new_paths: int = 0  # a known content found at a new path
-    unchanged: int = 0  # path already ingested with the same size and mtime
+    new_paths: int = 0  # a known content found at a new path (or a path whose content changed)
+    unchanged: int = 0  # path already ingested with the same content
+    retried: int = 0  # path recorded as broken before, read again
     broken: int = 0
     skipped_other: int = 0  # files that are neither named nor shaped like images
     reasons: dict[str, int] = field(default_factory=dict)
+    not_stored: list[tuple[str, str]] = field(default_factory=list)  # (path, why), in walk order
+    _broken_ids: set[int] = field(default_factory=set, repr=False)
+
+    def skip(self, path: str, why: str) -> None:
+        self.not_stored.append((path, why))
+
+    def walk_errors(self) -> list[tuple[str, str]]:
+        """Folders (or paths) the walk could not read: nothing under them was seen."""
+        return [(p, w) for p, w in self.not_stored if w.startswith("cannot list")]
+
+    def add_broken(self, image_id: int, reason: str) -> None:
+        if image_id not in self._broken_ids:
+            self._broken_ids.add(image_id)
+            self.broken += 1
+            short = _short_reason(reason)
+            self.reasons[short] = self.reasons.get(short, 0) + 1
 
     def lines(self) -> list[str]:
         out = [
@@ -37,25 +65,76 @@ class IngestReport:
             f"new images:        {self.new_images}",
             f"new paths (dupes): {self.new_paths}",
             f"unchanged:         {self.unchanged}",
-            f"broken:            {self.broken}",
-            f"not images:        {self.skipped_other}",
         ]
+        if self.retried:
+            out.append(f"broken, retried:   {self.retried}")
+        out += [f"broken:            {self.broken}", f"not images:        {self.skipped_other}"]
         for r, n in sorted(self.reasons.items(), key=lambda t: -t[1]):
             out.append(f"  broken: {n:4d}  {r}")
+        by_why: dict[str, list[str]] = {}
+        for p, why in self.not_stored:
+            by_why.setdefault(_short_reason(why), []).append(p)
+        for why, paths in sorted(by_why.items()):
+            more = f" (+{len(paths) - EXAMPLES} more)" if len(paths) > EXAMPLES else ""
+            out.append(f"  not stored: {len(paths):4d}  {why}: {'; '.join(_shown(p) for p in paths[:EXAMPLES])}{more}")
         return out
 
 
-def iter_files(root: Path) -> Iterator[Path]:
-    """Files under root (or root itself), sorted, hidden files and folders skipped."""
+def _shown(path: str, n: int = 120) -> str:
+    p = db_path(path)
+    return p if len(p) <= n else p[: n // 2] + "..." + p[-n // 2 :]
+
+
+def db_path(path: str) -> str:
+    """A path as stored and shown: a name that is not UTF-8 (undecodable bytes, kept by Python as
+    surrogates) gets ``\\xNN`` escapes instead, since the database holds UTF-8 text only."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def iter_files(root: Path, report: Optional[IngestReport] = None) -> Iterator[Path]:
+    """Files under root (or root itself), sorted, folders depth first. Hidden files and folders,
+    links to folders (not followed) and folders that cannot be listed are not walked; each goes to
+    ``report.not_stored`` with why (never dropped silently). Links to files, dangling links, link
+    loops, FIFOs and the like are yielded: ingest stores them (as broken when they are)."""
     root = Path(root)
-    if root.is_file():
+    if root.is_file() or root.is_symlink() and not root.is_dir():
         yield root
         return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in sorted(filenames):
-            if not f.startswith("."):
-                yield Path(dirpath) / f
+    stack = [str(root)]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            if report is not None:
+                report.skip(d, f"cannot list folder: {e.strerror or e} (nothing under it was walked)")
+            continue
+        subdirs = []
+        for e in entries:
+            if e.name.startswith("."):
+                if report is not None:
+                    report.skip(e.path, "hidden " + ("folder" if _is_dir(e, False) else "file"))
+                continue
+            if _is_dir(e, False):
+                subdirs.append(e.path)
+            elif e.is_symlink() and _is_dir(e, True):
+                if report is not None:
+                    report.skip(e.path, "link to a folder (not followed)")
+            else:
+                yield Path(e.path)
+        stack.extend(reversed(subdirs))
+
+
+def _is_dir(e: os.DirEntry, follow: bool) -> bool:
+    try:
+        return e.is_dir(follow_symlinks=follow)
+    except OSError:
+        return False
 
 
 def _is_candidate(path: Path, head: bytes) -> bool:
@@ -82,22 +161,32 @@ def ingest(
 
     ``on_image(image_id, decoded)`` is called for each decodable image that is new, or known but
     for which ``needs_decode(image_id)`` says more work is pending (resume after a crash).
+    Paths recorded as broken are read again on every run (the file may have been fixed).
     """
     root = Path(root).resolve()
-    files = list(iter_files(root))
-    known = known_paths(store)
     report = IngestReport()
+    files = list(iter_files(root, report))
+    known = known_paths(store)
     bar = _progress(files, progress, "ingest")
     for path in bar:
         report.seen += 1
         apath = str(path.resolve()) if not path.is_symlink() else str(path.absolute())
+        rel = os.path.relpath(apath, root) if root.is_dir() else path.name
         try:
             st = path.stat()
         except OSError as e:
-            report.broken += 1
-            report.reasons[f"cannot stat: {e.strerror}"] = report.reasons.get(f"cannot stat: {e.strerror}", 0) + 1
+            _record_unreadable(store, report, path, apath, str(root), rel, _stat_failure(path, e), rules, include_folders)
             continue
-        prev = known.get(apath)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _file_kind(st.st_mode)
+            if path.suffix.lower() in IMAGE_EXTS:
+                _record_unreadable(store, report, path, apath, str(root), rel, f"not a regular file ({kind})", rules,
+                                   include_folders, st)
+            else:
+                report.skipped_other += 1
+                report.skip(apath, f"not a regular file ({kind})")
+            continue
+        prev = known.get(db_path(apath))
         if prev and prev[0] == st.st_mtime and prev[1] == st.st_size:
             report.unchanged += 1
             if on_image and needs_decode and needs_decode(prev[2]):
@@ -109,22 +198,60 @@ def ingest(
         got = _read(path, apath)
         if got is None:
             report.skipped_other += 1
+            report.skip(apath, "not an image (neither named nor shaped like one)")
             continue
         sha, size, decoded, reason = got
-        rel = os.path.relpath(apath, root) if root.is_dir() else path.name
-        image_id, created = _record(store, sha, size, decoded, reason, apath, str(root), rel, st, rules, include_folders)
-        if created:
-            report.new_images += 1
-        else:
-            report.new_paths += 1
-        if decoded is None:
-            if created:
-                report.broken += 1
-                short = _short_reason(reason)
-                report.reasons[short] = report.reasons.get(short, 0) + 1
-        elif on_image and (created or (needs_decode and needs_decode(image_id))):
-            on_image(image_id, decoded)
+        rec = _record(store, sha, size, decoded, reason, apath, str(root), rel, st, rules, include_folders)
+        _count(report, rec, decoded is None, reason)
+        if decoded is not None and on_image and (rec.created or rec.fixed or (needs_decode and needs_decode(rec.image_id))):
+            on_image(rec.image_id, decoded)
     return report
+
+
+def _count(report: IngestReport, rec, broken: bool, reason: str) -> None:
+    """Count one stored file; ``rec``: what ``record_path`` did (labeler.store.images.Recorded)."""
+    if rec.created:
+        report.new_images += 1
+    elif rec.path != "same":
+        report.new_paths += 1
+    elif broken or rec.fixed:
+        report.retried += 1
+    else:
+        report.unchanged += 1  # the same content at the same path (touched, or stored by another run meanwhile)
+    if broken:
+        report.add_broken(rec.image_id, reason)
+
+
+def _stat_failure(path: Path, e: OSError) -> str:
+    if path.is_symlink():
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop (the link points back at itself)"
+        if e.errno == errno.ENOENT:
+            return f"dangling symbolic link (target missing: {db_path(os.readlink(path))})"
+    return f"cannot stat: {e.strerror or e}"
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _record_unreadable(store, report, path, apath, root, rel, reason, rules, include_folders, st=None) -> None:
+    """Store a path that cannot be read as a broken image with ``reason`` (hashed by its path)."""
+    if st is None:
+        try:
+            st = path.lstat()
+        except OSError:
+            st = None
+    sha = hashlib.sha256(db_path(apath).encode()).hexdigest()
+    mtime = st.st_mtime if st else 0.0
+    facts = {"width": 0, "height": 0, "format": "", "status": "broken", "error": reason}
+    rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
+    rec = record_path(store, sha, 0, facts, db_path(apath), db_path(root), db_path(rel), mtime, 0, rules_for)
+    _count(report, rec, True, reason)
 
 
 def _read(path: Path, apath: str) -> Optional[tuple[str, int, Optional[Decoded], str]]:
@@ -133,7 +260,7 @@ def _read(path: Path, apath: str) -> Optional[tuple[str, int, Optional[Decoded],
     try:
         data = path.read_bytes()
     except OSError as e:
-        return hashlib.sha256(apath.encode()).hexdigest(), 0, None, f"cannot read: {e.strerror or e}"
+        return hashlib.sha256(db_path(apath).encode()).hexdigest(), 0, None, f"cannot read: {e.strerror or e}"
     if not _is_candidate(path, data[:16]):
         return None
     try:
@@ -142,13 +269,14 @@ def _read(path: Path, apath: str) -> Optional[tuple[str, int, Optional[Decoded],
         return hashlib.sha256(data).hexdigest(), len(data), None, e.reason
 
 
-def _record(store, sha, size, decoded, reason, apath, root, rel, st, rules, include_folders) -> tuple[int, bool]:
+def _record(store, sha, size, decoded, reason, apath, root, rel, st, rules, include_folders):
     facts = {
         "width": decoded.width if decoded else 0, "height": decoded.height if decoded else 0,
         "format": decoded.format if decoded else "", "status": "ingested" if decoded else "broken", "error": reason,
     }
     rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
-    return record_path(store, sha, size, facts, apath, root, rel, st.st_mtime, st.st_size, rules_for)
+    return record_path(store, sha, size, facts, db_path(apath), db_path(root), db_path(rel), st.st_mtime, st.st_size,
+                       rules_for)
 
 
 def rules_for_paths(rules: RuleSet, relpaths: list[str], include_folders: bool = False) -> ImageRules:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
+from labeler.store.locks import insert_ignore
 from labeler.store.schema import DecisionRow, Face, Image, ImagePath
 from labeler.types import ImageRules, RuleWord
 
@@ -44,40 +46,71 @@ def image_rules(img: Image) -> ImageRules:
 
 
 def known_paths(store: Store) -> dict[str, tuple[float, int, int]]:
-    """path -> (mtime, size, image_id) for every path already ingested."""
+    """path -> (mtime, size, image_id) for every path already ingested whose image is not broken
+    (a broken file is read again on every run: a fixed permission or a completed upload counts)."""
     with store.session() as s:
-        rows = s.execute(select(ImagePath.path, ImagePath.mtime, ImagePath.size_bytes, ImagePath.image_id))
+        rows = s.execute(
+            select(ImagePath.path, ImagePath.mtime, ImagePath.size_bytes, ImagePath.image_id)
+            .join(Image, Image.id == ImagePath.image_id)
+            .where(Image.status != "broken")
+        )
         return {p: (m, sz, iid) for p, m, sz, iid in rows}
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What :func:`record_path` did: the image id, whether this call created the image, what
+    happened to the path: ``new`` (first seen), ``moved`` (it had other content), ``same``; and
+    ``fixed``: the image was broken and its content decodes now."""
+
+    image_id: int
+    created: bool
+    path: str
+    fixed: bool = False
+
+    def __iter__(self):  # (image_id, created), as callers unpacked it before
+        return iter((self.image_id, self.created))
+
+
 def record_path(store: Store, sha: str, size: int, facts: dict, path: str, root: str, relpath: str, mtime: float,
-                path_size: int, rules_for: Optional[RulesFor] = None) -> tuple[int, bool]:
+                path_size: int, rules_for: Optional[RulesFor] = None) -> Recorded:
     """Record one file in one transaction: its content (a new Image unless the sha256 is known),
     its path (moved over when the file at this path changed content), and, with ``rules_for``, the
     image's rule fields from the names of all its paths. ``facts``: width, height, format, status,
-    error. Returns (image_id, created)."""
+    error. Safe when another process records the same file at the same time (upserts: neither
+    fails, nothing is stored twice). A broken image left without a path (the file at its path was
+    completed or fixed since) is deleted; a broken image whose content now decodes takes ``facts``."""
     with store.session() as s:
+        values = dict(sha256=sha, size_bytes=size, rule_state="none", rule_label=None, rule_words="[]", rule_source="",
+                      detected=False, detector="", **facts)
+        created = insert_ignore(s, Image.__table__, values, ["sha256"])
         img = s.scalar(select(Image).where(Image.sha256 == sha))
-        created = img is None
-        if img is None:
-            img = Image(sha256=sha, size_bytes=size, rule_state="none", rule_label=None, rule_words="[]", rule_source="",
-                        detected=False, detector="", **facts)
-            s.add(img)
-            s.flush()
+        fixed = not created and img.status == "broken" and facts.get("status") == "ingested"
+        if fixed:
+            for k, v in facts.items():
+                setattr(img, k, v)
+        pvalues = dict(image_id=img.id, path=path, root=root, relpath=relpath, mtime=mtime, size_bytes=path_size)
+        state = "new" if insert_ignore(s, ImagePath.__table__, pvalues, ["path"]) else "same"
         old = s.scalar(select(ImagePath).where(ImagePath.path == path))
-        if old is not None:  # the file at this path changed content, or it is the same file touched
-            if old.image_id != img.id:
-                s.delete(old)
-                s.flush()
-                old = None
-            else:
-                old.mtime, old.size_bytes = mtime, path_size
-        if old is None:
-            s.add(ImagePath(image_id=img.id, path=path, root=root, relpath=relpath, mtime=mtime, size_bytes=path_size))
+        if old.image_id != img.id:  # the file at this path changed content: the path moves over
+            state, before = "moved", old.image_id
+            old.image_id, old.root, old.relpath = img.id, root, relpath
             s.flush()
+            _drop_orphan_broken(s, before)
+        old.mtime, old.size_bytes = mtime, path_size
+        s.flush()
         if rules_for is not None:
             _apply_rules(s, img, rules_for)
-        return img.id, created
+        return Recorded(img.id, created, state, fixed)
+
+
+def _drop_orphan_broken(s: Session, image_id: int) -> None:
+    """Delete a broken image that no path has any more (its decisions go with it)."""
+    if s.scalar(select(func.count(ImagePath.id)).where(ImagePath.image_id == image_id)):
+        return
+    if s.scalar(select(Image.status).where(Image.id == image_id)) == "broken":
+        s.execute(DecisionRow.__table__.delete().where(DecisionRow.image_id == image_id))
+        s.execute(Image.__table__.delete().where(Image.id == image_id))
 
 
 def _apply_rules(s: Session, img: Image, rules_for: RulesFor) -> None:
