@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
 from labeler.store.images import decode_flags, encode_flags, image_rules
+from labeler.store.locks import lock
 from labeler.store.records import current_annotations
 from labeler.store.schema import DecisionRow, Face, Image, Proposal
 from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace
@@ -35,7 +36,8 @@ def pending_rules(store: Store, image_ids: Iterable[int]) -> dict[int, ImageRule
 
 def _add_decision(s: Session, image_id: int, face_id: Optional[int], d: Decision) -> None:
     s.add(DecisionRow(image_id=image_id, face_id=face_id, route=d.route, kind=d.kind, label=d.label, reason=d.reason,
-                      priority=d.priority, source=d.source))
+                      priority=d.priority, source=d.source, bucket=d.bucket, est_precision=d.precision,
+                      est_lower=d.lower, est_upper=d.upper))
 
 
 def _add_proposal(s: Session, face_id: int, p: NewProposal) -> None:
@@ -45,18 +47,25 @@ def _add_proposal(s: Session, face_id: int, p: NewProposal) -> None:
 
 def save_detections(store: Store, images: Iterable[DetectedImage], detector: str) -> list[int]:
     """Store the faces (with their proposals and decisions) of each image and mark it detected, in
-    one transaction; an image already detected (or gone) is left alone. Returns the ids written."""
+    one transaction; an image already detected (or gone) is left alone. Returns the ids written.
+
+    Two processes detecting the same image at once (two `autolabel` runs of one folder) store its
+    faces once: each image is first claimed by a conditional ``UPDATE ... WHERE detected = false``,
+    which only one transaction can win (the other waits for it and then matches no row)."""
     done = []
     with store.session() as s:
         for di in images:
-            img = s.get(Image, di.image_id)
-            if img is None or img.detected:
-                continue
+            claim = (
+                update(Image).where(Image.id == di.image_id, Image.detected.is_(False))
+                .values(detected=True, detector=detector).execution_options(synchronize_session=False)
+            )
+            if s.execute(claim).rowcount != 1:
+                continue  # gone, or detected already (by an earlier run or by another process just now)
             if not di.faces:
-                _add_decision(s, img.id, None, replace(NO_FACE, source=detector))
+                _add_decision(s, di.image_id, None, replace(NO_FACE, source=detector))
             for i, nf in enumerate(di.faces):
                 face = Face(
-                    image_id=img.id, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
+                    image_id=di.image_id, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
                     det_score=float(nf.score), landmarks=[list(map(float, pt)) for pt in nf.landmarks] if nf.landmarks else None,
                     whole_image=nf.whole_image, quality=dict(nf.quality), flags=encode_flags(nf.flags), detector=detector,
                     crop=nf.crop,
@@ -65,16 +74,17 @@ def save_detections(store: Store, images: Iterable[DetectedImage], detector: str
                 s.flush()
                 for p in nf.proposals:
                     _add_proposal(s, face.id, p)
-                _add_decision(s, img.id, face.id, nf.decision)
-            img.detected, img.detector = True, detector
-            done.append(img.id)
+                _add_decision(s, di.image_id, face.id, nf.decision)
+            done.append(di.image_id)
     return done
 
 
 def route_broken(store: Store) -> int:
-    """A ``broken`` decision for every broken image that has none yet; returns how many were added."""
+    """A ``broken`` decision for every broken image that has none yet; returns how many were added.
+    Under a lock, so that two runs at once add one each, not two."""
     n = 0
     with store.session() as s:
+        lock(s, "route_broken")
         have = set(s.scalars(select(DecisionRow.image_id).where(DecisionRow.face_id.is_(None), DecisionRow.route == "broken")))
         for img in s.scalars(select(Image).where(Image.status == "broken")):
             if img.id not in have:
