@@ -123,3 +123,10 @@ def save_embeddings(store: Store, model: str, items) -> int:
             else:
                 e.dim, e.vector = int(dim), vec
     return len(items)
+
+
+def unlabeled_face_ids(store: Store) -> list[int]:
+    """Ids of every face without a current human label (label or unusable), in face order."""
+    human = {fid for fid, _iid, _lab in human_labeled_faces(store)}
+    with store.session() as s:
+        return [int(f) for f in s.scalars(select(Face.id).order_by(Face.id)) if int(f) not in human]
