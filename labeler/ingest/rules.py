@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from labeler.errors import LabelerError
 
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -181,12 +182,42 @@ def parse_rules(text: str, path: str = "<rules>", labels: Iterable[str] = LABELS
     return RuleSet(path=str(path), rules=rules, negations=frozenset(negations), labels=labels)
 
 
+#: a rules file larger than this is refused (the shipped one is about 2 KB)
+MAX_RULES_BYTES = 1 << 20
+
+
+def read_small_text(p: Path, what: str, cap: int, error: type[Exception], fix: str) -> str:
+    """The UTF-8 text of the regular file ``p``, at most ``cap`` bytes. A missing file, a folder, a
+    FIFO or device (``/dev/zero``: no read that never ends, no hang), a larger file or one that is not
+    UTF-8 raises ``error`` with a one-line message."""
+    import stat
+
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise error(f"{what} not found: {p}. {fix}") from None
+    except OSError as e:
+        raise error(f"{what} {p}: cannot be read ({e.strerror}). {fix}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or special file"
+        raise error(f"{what} {p}: expected a regular text file, found {kind}. {fix}")
+    if st.st_size > cap:
+        raise error(f"{what} {p}: expected at most {cap:,} bytes, found {st.st_size:,}. {fix}")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(cap + 1)  # the size can lie (/proc files say 0) or grow
+    except OSError as e:
+        raise error(f"{what} {p}: cannot be read ({e.strerror}). {fix}") from None
+    if len(data) > cap:
+        raise error(f"{what} {p}: expected at most {cap:,} bytes, found more. {fix}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{what} {p}: not UTF-8 text ({e}); save it as UTF-8.") from None
+
+
 def load_rules(path: Optional[str | Path] = None) -> RuleSet:
     p = Path(path) if path else DEFAULT_RULES
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RulesError(f"rules file not found: {p}. Pass an existing file with --rules, or omit it for the shipped rules.") from None
-    except UnicodeDecodeError as e:
-        raise RulesError(f"{p}: not UTF-8 text ({e}); save the rules file as UTF-8.") from None
+    text = read_small_text(p, "rules file", MAX_RULES_BYTES, RulesError,
+                           "Pass an existing rules file with --rules, or omit it for the shipped rules.")
     return parse_rules(text, str(p))
