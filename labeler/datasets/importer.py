@@ -8,7 +8,8 @@
 - ``import_labelstudio`` (in :mod:`labeler.datasets.labelstudio`): a Label Studio JSON export.
 
 Re-importing the same file adds nothing: an annotation equal to the annotator's current one is
-not added again.
+not added again. This holds for two imports running at once as well: each chunk is compared and
+appended under a lock (``store.add_import_annotations``), so the second sees what the first added.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from labeler.store.engine import Store, chunks
+from labeler.store.locks import lock
 from labeler.store.records import current_annotations
 from labeler.store.schema import Annotation, Face, Image, ImagePath
 
@@ -60,10 +61,14 @@ def faces_by_key(store: Store, sha_idx=(), face_ids=()) -> tuple[dict[tuple[str,
 def add_import_annotations(store: Store, items, source: str) -> tuple[int, int]:
     """Append annotations ``(face_id, annotator, action, labels)`` (action label|unusable) with
     ``source``; an item equal to that annotator's current annotation of the face is not added again
-    (re-import is idempotent). Returns (added, unchanged)."""
+    (re-import is idempotent). Returns (added, unchanged).
+
+    Idempotent under concurrency too: the read of the current annotations and the append run
+    under the ``import`` lock row, so the same file imported twice at once adds its rows once."""
     items = list(items)
     added = unchanged = 0
     with store.session() as s:
+        lock(s, "import")
         cur = current_annotations(s, {it[0] for it in items}) if items else {}
         state = {(fid, n): (a.action, list(a.labels or []) if a.action == "label" else []) for fid, by in cur.items() for n, a in by.items()}
         for fid, annotator, action, labels in items:
