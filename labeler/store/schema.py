@@ -172,3 +172,14 @@ class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ReviewLease(Base):
+    """A face served to an annotator, held for them until ``expires_at`` (labeler.store.leases).
+    Not history: a lease is replaced when it expires and deleted when released."""
+
+    __tablename__ = "review_leases"
+    __table_args__ = (Index("ix_review_leases_annotator", "annotator"),)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    annotator: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
