@@ -85,6 +85,13 @@ from labeler.store.review import (  # noqa: F401
     source_folders,
     undo_last,
 )
+from labeler.store.leases import (  # noqa: F401
+    active_leases,
+    lease_minutes,
+    lease_next,
+    release_leases,
+    take_lease,
+)
 from labeler.store.stats import ActionCount, FaceStatus, OverviewData, overview_stats  # noqa: F401
 from labeler.store.models import (  # noqa: F401,E402
     DEFAULT_MODEL_KEY,
