@@ -12,11 +12,12 @@ from typing import Any, Optional
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from labeler.errors import LabelerError
 from labeler.store.engine import Store
 from labeler.store.images import decode_flags, decode_rule_words
 from labeler.store.records import accepted_label, current_annotations, vote
 from labeler.store.schema import Annotation, DecisionRow, Face, Image, ImagePath, Proposal
-from labeler.types import REVIEW_KINDS  # noqa: F401  (the kinds the queue filters on)
+from labeler.types import LABELS, REVIEW_KINDS  # noqa: F401  (REVIEW_KINDS: the kinds the queue filters on)
 
 
 def _newest_face_decisions():
@@ -141,50 +142,108 @@ def face_card(store: "Store", face_id: int) -> Optional[dict[str, Any]]:
         return out
 
 
+#: the longest annotator name the store takes (after stripping)
+MAX_ANNOTATOR = 100
+ACTIONS = ("label", "unusable", "skip", "undo")
+
+
+class AnnotationError(LabelerError, ValueError):
+    """An annotation the store refuses: no annotator, an unknown label or action, another's undo."""
+
+
+def clean_annotator(annotator: Any) -> str:
+    """``annotator`` stripped; a missing, blank or over-long name is an :class:`AnnotationError`."""
+    name = annotator.strip() if isinstance(annotator, str) else ""
+    if not name:
+        raise AnnotationError(f"annotator: expected a non-blank name, found {annotator!r}; every human action is recorded with who did it.")
+    if len(name) > MAX_ANNOTATOR or not name.isprintable():
+        raise AnnotationError(
+            f"annotator: expected a printable name of at most {MAX_ANNOTATOR} characters, found {len(name)} "
+            f"({name[:20]!r}...); use a shorter name."
+        )
+    return name
+
+
+def _checked(action: Any, labels) -> Optional[list[str]]:
+    """The labels to store for ``action`` (1 or 2 distinct classes of LABELS for ``label``, None else)."""
+    if action not in ACTIONS:
+        raise AnnotationError(f"action: expected one of {', '.join(ACTIONS)}, found {action!r}.")
+    if action != "label":
+        if labels:
+            raise AnnotationError(f"action {action!r}: expected no labels, found {list(labels)!r}.")
+        return None
+    if isinstance(labels, str):
+        labels = [labels]
+    labs = list(dict.fromkeys(labels or []))
+    bad = [x for x in labs if x not in LABELS]
+    if bad or not 1 <= len(labs) <= 2:
+        raise AnnotationError(
+            f"labels: expected 1 or 2 distinct classes among {', '.join(LABELS)}, found {list(labels or [])!r}; "
+            "a label becomes an export class, so only the label set is accepted (use action 'unusable' for a non-face)."
+        )
+    return labs
+
+
+def _check_undo(s: Session, annotator: str, undoes_id: Optional[int]) -> None:
+    target = s.get(Annotation, undoes_id) if undoes_id is not None else None
+    if target is None or target.action == "undo":
+        raise AnnotationError(f"undo: expected the id of an annotation to undo, found {undoes_id!r}.")
+    if target.annotator != annotator:
+        raise AnnotationError(
+            f"undo: annotation {undoes_id} is {target.annotator!r}'s, not {annotator!r}'s; only one's own actions can be undone."
+        )
+
+
 def add_annotation(store: "Store", face_id: int, annotator: str, action: str, labels=None, source: str = "ui",
                    undoes_id: Optional[int] = None) -> int:
     """Append one human action (label | unusable | skip | undo) and return its id. Two annotators
-    acting on the same face both keep their rows (the vote settles the label)."""
-    if action not in ("label", "unusable", "skip", "undo"):
-        raise ValueError(f"unknown action {action!r}")
-    labs = list(dict.fromkeys(labels or []))[:2] if action == "label" else None
-    if action == "label" and not labs:
-        raise ValueError("a label action needs 1 or 2 labels")
+    acting on the same face both keep their rows (the vote settles the label). The annotator must
+    be named (:func:`clean_annotator`), labels must be classes of LABELS, and an ``undo`` must point
+    at one of the annotator's own actions; anything else is an :class:`AnnotationError`."""
+    name = clean_annotator(annotator)
+    labs = _checked(action, labels)
+    if action != "undo" and undoes_id is not None:
+        raise AnnotationError(f"undoes_id: only an undo points at another annotation, found action {action!r}.")
     with store.session() as s:
-        a = Annotation(face_id=face_id, annotator=annotator, action=action, labels=labs, undoes_id=undoes_id, source=source)
+        if action == "undo":
+            _check_undo(s, name, undoes_id)
+        a = Annotation(face_id=face_id, annotator=name, action=action, labels=labs, undoes_id=undoes_id, source=source)
         s.add(a)
         s.flush()
         return a.id
 
 
 def add_annotations(store: "Store", items, annotator: str, source: str = "ui") -> list[int]:
-    """Append ``(face_id, action, labels)`` items in one transaction (gallery / group relabel)."""
-    ids = []
+    """Append ``(face_id, action, labels)`` items in one transaction (gallery / group relabel);
+    checked as :func:`add_annotation` checks one (no ``undo`` here: use :func:`undo_last`)."""
+    name = clean_annotator(annotator)
+    rows = []
+    for fid, action, labels in items:
+        if action == "undo":
+            raise AnnotationError("action 'undo' cannot be bulk-added; use undo_last (one's own newest action).")
+        rows.append(Annotation(face_id=fid, annotator=name, action=action, labels=_checked(action, labels), source=source))
     with store.session() as s:
-        rows = []
-        for fid, action, labels in items:
-            labs = list(dict.fromkeys(labels or []))[:2] if action == "label" else None
-            rows.append(Annotation(face_id=fid, annotator=annotator, action=action, labels=labs, source=source))
         s.add_all(rows)
         s.flush()
-        ids = [r.id for r in rows]
-    return ids
+        return [r.id for r in rows]
 
 
 def undo_last(store: "Store", annotator: str, source: str = "ui") -> Optional[dict[str, Any]]:
     """Undo the newest not-yet-undone label/unusable/skip action of ``annotator`` (from ``source``):
-    appends an ``undo`` row pointing at it. Repeated calls walk further back. None if nothing to undo."""
+    appends an ``undo`` row by the same annotator pointing at it, so nobody can undo another's
+    action. Repeated calls walk further back. None if nothing to undo."""
+    name = clean_annotator(annotator)
     with store.session() as s:
         a = s.scalar(
             select(Annotation)
-            .where(Annotation.annotator == annotator, Annotation.source == source,
+            .where(Annotation.annotator == name, Annotation.source == source,
                    Annotation.action.in_(("label", "unusable", "skip")), Annotation.id.not_in(_undone_ids()))
             .order_by(Annotation.id.desc())
             .limit(1)
         )
         if a is None:
             return None
-        u = Annotation(face_id=a.face_id, annotator=annotator, action="undo", labels=None, undoes_id=a.id, source=source)
+        u = Annotation(face_id=a.face_id, annotator=name, action="undo", labels=None, undoes_id=a.id, source=source)
         s.add(u)
         s.flush()
         return {"face_id": a.face_id, "undone_id": a.id, "undo_id": u.id, "action": a.action, "labels": a.labels}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
+from labeler import store as S
 from labeler.ui.views import PAGES
 from labeler.ui.resources import db_url
 from labeler.ui.state import who
@@ -29,8 +30,8 @@ def change_annotator() -> None:
 def sign_in() -> None:
     """The first screen: the name recorded with every label."""
     st.title("labeler review")
-    st.caption(f"database: {db_url()}")
-    st.text_input("Your name (recorded with every label)", key="name_input")
+    st.caption(f"database: {S.mask_url(db_url())}")
+    st.text_input("Your name (recorded with every label)", key="name_input", max_chars=100)
     st.button("Start", key="start", on_click=set_annotator, type="primary")
 
 
