@@ -118,7 +118,7 @@ def next_card(db: S.Store, f: dict[str, Any]) -> Optional[dict[str, Any]]:
         if c and c["route"] == "review" and c["human_label"] is None:
             return c
         st.session_state["focus_face"] = None
-    ids = S.review_queue(db, who(), limit=1, **f)
+    ids = S.lease_next(db, who(), **f)  # leased to this annotator: others are not served it meanwhile
     return S.face_card(db, ids[0]) if ids else None
 
 
