@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from labeler.faces.detect import WHOLE_MIN_SIDE, WHOLE_SMALL_SIDE
+from labeler.faces.detect import MAX_SIDE, WHOLE_MIN_SIDE, WHOLE_SMALL_SIDE
 from labeler.routing import RoutingPolicy
 
 
@@ -31,6 +31,9 @@ class DetectConfig:
     small_px: int = 32
     blur_var: float = 20.0
     max_yaw_deg: float = 45.0
+    #: detection runs on a copy whose long side is at most this many px (0: full resolution);
+    #: boxes are mapped back and crops cut from the full-resolution image
+    max_side: int = MAX_SIDE
 
 
 @dataclass(frozen=True)

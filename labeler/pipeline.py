@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -21,13 +22,15 @@ import numpy as np
 from labeler import store as db
 from labeler.config import Config
 from labeler.faces import detect as facemod
-from labeler.ingest.imageio import Decoded, decode_crop, encode_jpeg
+from labeler import work
+from labeler.ingest.imageio import Decoded, decode_crop
 from labeler.ingest.rules import RuleSet
 from labeler.ingest.walk import IngestReport, ingest
 from labeler.routing import evidence, evidence_for, route
 from labeler.store import Store
 from labeler.types import Decision, DetectedImage, Detection, ImageRules, NewFace, NewProposal
 from labeler.util import progress as _progress
+from labeler.work import ImageWork
 
 
 @dataclass
@@ -65,75 +68,63 @@ def resolve_model(store: Store, name: Optional[str] = None):
     return load_model(name or None, registry=model_registry(store))
 
 
-@dataclass
-class _Pending:
-    image_id: int
-    dets: list[Detection]
-    whole: bool
-    crops: list[np.ndarray]
-    quality: list[dict]
-    flags: list[tuple[str, ...]]
-
-
 class Autolabeler:
-    def __init__(self, store: Store, cfg: Config = Config(), rules: Optional[RuleSet] = None, model=None, detector=None):
+    """``workers`` > 1 runs detect + crop + propose in that many worker processes, ``ray`` (``auto``
+    or a cluster address) as Ray tasks (labeler.work); this process stays the one writer and stores
+    the results in input order. One worker works in this process (with ``detector``/``model`` if given)."""
+
+    def __init__(self, store: Store, cfg: Config = Config(), rules: Optional[RuleSet] = None, model=None, detector=None,
+                 workers: int = 1, ray: Optional[str] = None):
         self.store, self.cfg, self.rules = store, cfg, rules
         self.model = model if model is not None else resolve_model(store, cfg.model.name)
         d = cfg.detect
         self.detector = detector or facemod.get_detector(d.detector, min_face_size=d.min_face_size, thresholds=tuple(d.thresholds))
         self.detector_ident = f"{getattr(self.detector, 'name', d.detector)}@{getattr(self.detector, 'version', '')}"
-        self.pending: list[_Pending] = []
+        self.workers, self.ray = max(1, int(workers)), ray
+        self.pending: list[ImageWork] = []
         self.report = AutolabelReport()
+        self._queue: Optional[work.Ordered] = None
+
+    def settings(self) -> work.WorkSettings:
+        """What a worker needs: the settings and the FER model's sidecar (workers load it themselves)."""
+        card = getattr(self.model, "card", None)
+        if card is None:
+            raise ValueError(f"--workers/--ray: expected a FER model loaded from a sidecar, found {self.model!r}; use one worker.")
+        return work.WorkSettings(self.cfg.detect, self.cfg.crop, str(card.sidecar), self.cfg.model.flip)
 
     # ---- per image
     def faces_of(self, rgb: np.ndarray) -> tuple[list[Detection], bool]:
-        d = self.cfg.detect
-        h, w = rgb.shape[:2]
-        dets = self.detector.detect(rgb)
-        kept, _dropped = facemod.filter_detections(dets, w, h, min_score=d.min_score, min_rel_size=d.min_rel_size, min_size=d.min_size)
-        return facemod.faces_to_label(w, h, dets, kept, min_side=d.whole_image_min_side, small_side=d.whole_image_max_side)
+        return work.faces_of(self.detector, rgb, self.cfg.detect)
 
     def on_image(self, image_id: int, decoded: Decoded) -> None:
-        rgb = decoded.rgb
-        dets, whole = self.faces_of(rgb)
-        c = self.cfg.crop
-        crops, quals, flags = [], [], []
-        for det in dets:
-            if whole:
-                import cv2
+        job = work.ImageJob(image_id, decoded.rgb)
+        if self._queue is None:
+            s = work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip)
+            self.accept(work.process_image(job, s, self.detector, self.model))
+            return
+        for res in self._queue.put(job, decoded.rgb.nbytes):
+            self.accept(res)
 
-                crop = cv2.resize(rgb, (c.size, c.size), interpolation=cv2.INTER_AREA)
-            else:
-                crop = facemod.align_crop(rgb, det, size=c.size, margin=c.margin)
-            q = facemod.quality(rgb, det)
-            f = tuple(facemod.quality_flags(q, self.cfg.detect)) + (("whole_image",) if whole else ())
-            if whole:
-                f = tuple(x for x in f if x not in ("low_score", "small"))
-            crops.append(crop)
-            quals.append({k: float(v) for k, v in q.items()})
-            flags.append(f)
-        self.pending.append(_Pending(image_id, dets, whole, crops, quals, flags))
+    def accept(self, res: ImageWork) -> None:
+        """One image's work, in input order; stored with the next batch."""
+        self.pending.append(res)
         if len(self.pending) >= self.cfg.model.batch_images:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        crops = [c for p in self.pending for c in p.crops]
-        probs = self.model.predict(crops, flip=self.cfg.model.flip) if crops else np.zeros((0, len(self.model.labels)))
         todo = db.pending_rules(self.store, [p.image_id for p in self.pending])
         out: list[DetectedImage] = []
-        k = 0
         for p in self.pending:
-            pr, k = probs[k : k + len(p.crops)], k + len(p.crops)
             rules = todo.get(p.image_id)
             if rules is None:
                 continue
             faces = []
-            for i, det in enumerate(p.dets):
-                props, d = self._propose(rules, len(p.dets), p.whole, p.flags[i], pr[i], add_rule=True)
-                faces.append(NewFace(box=det.box, score=det.score, landmarks=det.landmarks, whole_image=p.whole,
-                                     quality=p.quality[i], flags=p.flags[i], crop=encode_jpeg(p.crops[i]), proposals=props, decision=d))
+            for fw in p.faces:
+                props, d = self._propose(rules, len(p.faces), p.whole, fw.flags, np.asarray(fw.probs), add_rule=True)
+                faces.append(NewFace(box=fw.det.box, score=fw.det.score, landmarks=fw.det.landmarks, whole_image=p.whole,
+                                     quality=dict(fw.quality), flags=fw.flags, crop=fw.crop, proposals=props, decision=d))
             out.append(DetectedImage(p.image_id, tuple(faces)))
         done = set(db.save_detections(self.store, out, self.detector_ident))
         for di in out:
@@ -176,32 +167,67 @@ class Autolabeler:
     def run(self, root: str | Path, include_folders: bool = False, progress: Optional[bool] = None) -> AutolabelReport:
         t0 = time.perf_counter()
         todo = self.undetected_ids()  # one query, not one per known file
-        self.report.ingest = ingest(
-            self.store, root, self.rules, include_folders=include_folders, on_image=self.on_image,
-            needs_decode=todo.__contains__, progress=progress,
-        )
-        self.flush()
+        runner = work.make_runner(self.settings(), self.workers, self.ray) if self.workers > 1 or self.ray else None
+        try:
+            if runner is not None:
+                self._queue = work.Ordered(runner, work.label_image, window=2 * runner.workers)
+            self.report.ingest = ingest(
+                self.store, root, self.rules, include_folders=include_folders, on_image=self.on_image,
+                needs_decode=todo.__contains__, progress=progress,
+            )
+            for res in self._queue.drain() if self._queue else ():
+                self.accept(res)
+            self.flush()
+            self.repropose(only_stale=True, progress=progress, runner=runner)
+        finally:
+            self._queue = None
+            if runner is not None:
+                runner.close()
         for _ in range(db.route_broken(self.store)):
             self._count("broken")
-        self.repropose(only_stale=True, progress=progress)
         self.report.seconds = time.perf_counter() - t0
         return self.report
 
-    def repropose(self, only_stale: bool = True, progress: Optional[bool] = None, batch: int = 256) -> int:
+    def repropose(self, only_stale: bool = True, progress: Optional[bool] = None, batch: int = 256,
+                  runner: Optional[work.Runner] = None) -> int:
         """Run the current model on faces without a human label and re-route them. With
-        ``only_stale`` only faces whose newest model proposal is from another model (or missing)."""
+        ``only_stale`` only faces whose newest model proposal is from another model (or missing).
+        Batches run on ``runner`` (or, with ``workers`` > 1, a pool started here), stored in order."""
         todo = db.faces_to_repropose(self.store, self.model.ident, only_stale)
+        if not todo:
+            return 0
+        own = None
+        if runner is None and (self.workers > 1 or self.ray) and len(todo) > batch:
+            runner = own = work.make_runner(self.settings(), self.workers, self.ray)
+        try:
+            return self._repropose(todo, progress, batch, runner)
+        finally:
+            if own is not None:
+                own.close()
+
+    def _repropose(self, todo: list[int], progress: Optional[bool], batch: int, runner: Optional[work.Runner]) -> int:
         n = 0
-        for i in _progress(range(0, len(todo), batch), progress if todo else False, "re-propose"):
+        queue = work.Ordered(runner, work.propose_crops, window=2 * runner.workers) if runner is not None else None
+        waiting: deque = deque()  # face batches in flight, oldest first
+        for i in _progress(range(0, len(todo), batch), progress, "re-propose"):
             faces = db.stored_faces(self.store, todo[i : i + batch])
-            probs = self.model.predict([decode_crop(f.crop) for f in faces], flip=self.cfg.model.flip)
-            items = []
-            for f, pr in zip(faces, probs):
-                props, d = self._propose(f.rules, f.n_faces, f.whole_image, f.flags, pr, add_rule=False)
-                items.append((f.image_id, f.face_id, props, d))
-            n += db.add_routed(self.store, items)
+            if queue is None:
+                n += self._store_proposed(faces, self.model.predict([decode_crop(f.crop) for f in faces], flip=self.cfg.model.flip))
+                continue
+            waiting.append(faces)
+            for probs in queue.put(work.CropJob(i, tuple(f.crop for f in faces))):
+                n += self._store_proposed(waiting.popleft(), probs)
+        for probs in queue.drain() if queue is not None else ():
+            n += self._store_proposed(waiting.popleft(), probs)
         self.report.reproposed += n
         return n
+
+    def _store_proposed(self, faces, probs) -> int:
+        items = []
+        for f, pr in zip(faces, probs):
+            props, d = self._propose(f.rules, f.n_faces, f.whole_image, f.flags, pr, add_rule=False)
+            items.append((f.image_id, f.face_id, props, d))
+        return db.add_routed(self.store, items)
 
     def reroute(self) -> int:
         """Re-run routing (e.g. after a policy change) from the stored proposals; adds a decision

@@ -1,0 +1,223 @@
+"""The per-image work of `autolabel` (detect, crop, propose) as plain top-level functions over typed
+records, and the runners that execute them: in this process, in worker processes
+(:class:`ProcessRunner`), or as Ray tasks (:mod:`labeler.distributed.ray_runner`, the same
+functions). No database here: the caller (labeler.pipeline) is the one writer and stores the
+results in input order.
+
+A worker builds its detector and FER model once (per settings) and runs onnxruntime and OpenCV on
+one thread, so that N workers use N cores without their thread pools fighting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Protocol
+
+import numpy as np
+
+from labeler.config import CropConfig, DetectConfig
+from labeler.faces import detect as facemod
+from labeler.types import Detection
+
+
+@dataclass(frozen=True)
+class WorkSettings:
+    """Everything a worker needs besides the image; picklable, small."""
+
+    detect: DetectConfig
+    crop: CropConfig
+    model: str  # the FER model's sidecar path (resolved by the driver, verified on load)
+    flip: bool = True
+    threads: int = 1  # onnxruntime intra-op threads per worker
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    image_id: int
+    rgb: np.ndarray  # H x W x 3 uint8, full resolution, EXIF orientation applied
+
+
+@dataclass(frozen=True)
+class FaceWork:
+    det: Detection
+    crop: bytes  # the aligned crop, JPEG
+    quality: Mapping[str, float]
+    flags: tuple[str, ...]
+    probs: tuple[float, ...]  # the FER model's probabilities, in the model's label order
+
+
+@dataclass(frozen=True)
+class ImageWork:
+    image_id: int
+    whole: bool  # one whole-image face
+    faces: tuple[FaceWork, ...]
+
+
+@dataclass(frozen=True)
+class CropJob:
+    """Stored crops (JPEG) to run the FER model on again (`--repropose`)."""
+
+    key: int
+    crops: tuple[bytes, ...]
+
+
+# ---------------------------------------------------------------- the work itself
+def faces_of(detector, rgb: np.ndarray, d: DetectConfig) -> tuple[list[Detection], bool]:
+    """The labeling units of an image (detection on a copy capped at ``d.max_side``, filtered,
+    or the whole image) and whether it is one whole-image face."""
+    h, w = rgb.shape[:2]
+    dets = facemod.detect_capped(detector, rgb, d.max_side)
+    kept, _dropped = facemod.filter_detections(dets, w, h, min_score=d.min_score, min_rel_size=d.min_rel_size, min_size=d.min_size)
+    return facemod.faces_to_label(w, h, dets, kept, min_side=d.whole_image_min_side, small_side=d.whole_image_max_side)
+
+
+def process_image(job: ImageJob, settings: WorkSettings, detector, model) -> ImageWork:
+    """Detect, crop (from the full-resolution image), score quality and propose, for one image."""
+    import cv2
+
+    from labeler.ingest.imageio import encode_jpeg
+
+    rgb, c = job.rgb, settings.crop
+    dets, whole = faces_of(detector, rgb, settings.detect)
+    crops, quals, flags = [], [], []
+    for det in dets:
+        if whole:
+            crop = cv2.resize(rgb, (c.size, c.size), interpolation=cv2.INTER_AREA)
+        else:
+            crop = facemod.align_crop(rgb, det, size=c.size, margin=c.margin)
+        q = facemod.quality(rgb, det)
+        f = tuple(facemod.quality_flags(q, settings.detect)) + (("whole_image",) if whole else ())
+        if whole:
+            f = tuple(x for x in f if x not in ("low_score", "small"))
+        crops.append(crop)
+        quals.append({k: float(v) for k, v in q.items()})
+        flags.append(f)
+    probs = model.predict(crops, flip=settings.flip) if crops else np.zeros((0, len(model.labels)))
+    faces = tuple(FaceWork(det, encode_jpeg(cr), q, f, tuple(float(x) for x in pr))
+                  for det, cr, q, f, pr in zip(dets, crops, quals, flags, probs))
+    return ImageWork(job.image_id, whole, faces)
+
+
+def process_crops(job: CropJob, settings: WorkSettings, model) -> np.ndarray:
+    from labeler.ingest.imageio import decode_crop
+
+    return model.predict([decode_crop(b) for b in job.crops], flip=settings.flip)
+
+
+_TOOLS: dict[WorkSettings, tuple[Any, Any]] = {}
+
+
+def tools(settings: WorkSettings):
+    """(detector, FER model) for ``settings``, built once per process."""
+    got = _TOOLS.get(settings)
+    if got is None:
+        from labeler.fer.resolver import load_model
+
+        d = settings.detect
+        det = facemod.get_detector(d.detector, min_face_size=d.min_face_size, thresholds=tuple(d.thresholds), threads=settings.threads)
+        got = _TOOLS[settings] = (det, load_model(settings.model, intra_op_num_threads=settings.threads))
+    return got
+
+
+def label_image(job: ImageJob, settings: WorkSettings) -> ImageWork:
+    """THE worker function: one image in, its faces with crops and proposals out (no database)."""
+    det, model = tools(settings)
+    return process_image(job, settings, det, model)
+
+
+def propose_crops(job: CropJob, settings: WorkSettings) -> np.ndarray:
+    """The worker function of `--repropose`: N x K probabilities for stored crops."""
+    return process_crops(job, settings, tools(settings)[1])
+
+
+# ---------------------------------------------------------------- runners
+class Runner(Protocol):
+    """Runs the functions above somewhere; results come back through ``result`` in any order the
+    caller asks for (the pipeline asks in submission order)."""
+
+    workers: int
+
+    def submit(self, fn: Callable, job: Any) -> Any: ...
+
+    def result(self, handle: Any) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def _init_worker(settings: WorkSettings) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    tools(settings)  # load the models before the first image
+
+
+def default_workers() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class ProcessRunner:
+    """``workers`` local processes (forkserver where available, else spawn; never fork, which would
+    copy onnxruntime's threads and the database connection)."""
+
+    def __init__(self, settings: WorkSettings, workers: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        self.workers = int(workers)
+        self.settings = settings
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method), initializer=_init_worker,
+                                        initargs=(settings,))
+
+    def submit(self, fn: Callable, job: Any):
+        return self.pool.submit(fn, job, self.settings)
+
+    def result(self, handle) -> Any:
+        return handle.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Ordered:
+    """Jobs submitted to a runner, their results taken back in submission order, with at most
+    ``window`` jobs (and about ``max_bytes`` of images) in flight, so memory stays flat."""
+
+    def __init__(self, runner: Runner, fn: Callable, window: int, max_bytes: int = 256 << 20):
+        self.runner, self.fn, self.window, self.max_bytes = runner, fn, max(1, window), max_bytes
+        self.inflight: deque = deque()
+        self.bytes = 0
+
+    def put(self, job: Any, nbytes: int = 0) -> list[Any]:
+        """Submit ``job``; return the results that had to be taken back to make room (in order)."""
+        self.inflight.append((self.runner.submit(self.fn, job), nbytes))
+        self.bytes += nbytes
+        out = []
+        while self.inflight and (len(self.inflight) > self.window or self.bytes > self.max_bytes):
+            out.append(self._take())
+        return out
+
+    def _take(self) -> Any:
+        handle, nbytes = self.inflight.popleft()
+        self.bytes -= nbytes
+        return self.runner.result(handle)
+
+    def drain(self) -> list[Any]:
+        return [self._take() for _ in range(len(self.inflight))]
+
+
+def make_runner(settings: WorkSettings, workers: int = 1, ray: Optional[str] = None) -> Optional[Runner]:
+    """None (work in this process) for one local worker, else a process pool or a Ray runner."""
+    if ray:
+        from labeler.distributed.ray_runner import RayRunner
+
+        return RayRunner(settings, address=ray, workers=workers)
+    if workers <= 1:
+        return None
+    return ProcessRunner(settings, workers)
