@@ -255,8 +255,8 @@ def run(folders: list[str], truth: dict[str, Optional[str]], db: str, k: int, ma
             labeler(db, "train", "--mode", mode, log=log)
         except SystemExit as e:  # too few labels yet: the loop goes on without a new model
             log.write(f"train skipped: {e}\n")
-        for d in folders:
-            labeler(db, "autolabel", d, "-q", "--repropose", log=log)
+        # --repropose re-runs the (new) default model on every face without a human label, whatever the path
+        labeler(db, "autolabel", folders[0], "-q", "--repropose", log=log)
         states, other = face_states(store, truth)
         by_id = {f.face_id: f for f in states}
         rounds.append(figures(rnd, states, answers, tool_estimate(store), time.perf_counter() - tr))
