@@ -1,5 +1,11 @@
 """The tables. Every table that records a label is append-only: proposals, decisions and
-annotations are never updated, so the history of every face is its audit trail."""
+annotations are never updated, so the history of every face is its audit trail.
+
+Column sizes: free text (paths, names, sources, reasons, flags, annotators) is unbounded ``Text`` on
+every backend (migration 0005), so a long path or name never fails on PostgreSQL; ``String(N)`` is
+kept only for closed sets written by the code (states, routes, kinds, labels, actions, hashes).
+PostgreSQL's unique index on ``image_paths.path`` still takes at most ~2,700 bytes per entry after
+compression (any real path compresses below that unless it is over ~2,700 random-looking bytes)."""
 
 from __future__ import annotations
 
@@ -46,10 +52,10 @@ class Image(Base):
     rule_state: Mapped[str] = mapped_column(String(16), default="none", index=True)  # labeled|ambiguous|none
     rule_label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
     rule_words: Mapped[str] = mapped_column(Text, default="")  # json list of [word, class]
-    rule_source: Mapped[str] = mapped_column(String(200), default="")
+    rule_source: Mapped[str] = mapped_column(Text, default="")
     # pipeline progress: ingested -> detected (faces stored) ; proposals/decisions are per face
     detected: Mapped[bool] = mapped_column(Boolean, default=False)
-    detector: Mapped[str] = mapped_column(String(100), default="")
+    detector: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     paths: Mapped[list["ImagePath"]] = relationship(back_populates="image", order_by="ImagePath.id")
     faces: Mapped[list["Face"]] = relationship(back_populates="image", order_by="Face.idx")
@@ -59,9 +65,9 @@ class ImagePath(Base):
     __tablename__ = "image_paths"
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(String(1024), unique=True)  # absolute
-    root: Mapped[str] = mapped_column(String(1024), default="")  # the folder given to ingest
-    relpath: Mapped[str] = mapped_column(String(1024), default="")  # path relative to root
+    path: Mapped[str] = mapped_column(Text, unique=True)  # absolute
+    root: Mapped[str] = mapped_column(Text, default="")  # the folder given to ingest
+    relpath: Mapped[str] = mapped_column(Text, default="")  # path relative to root
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -82,8 +88,8 @@ class Face(Base):
     landmarks: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # [[x, y] * 5]
     whole_image: Mapped[bool] = mapped_column(Boolean, default=False)
     quality: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # {det_score, size, blur, yaw}
-    flags: Mapped[str] = mapped_column(String(200), default="")  # comma-separated
-    detector: Mapped[str] = mapped_column(String(100), default="")
+    flags: Mapped[str] = mapped_column(Text, default="")  # comma-separated
+    detector: Mapped[str] = mapped_column(Text, default="")
     crop: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)  # aligned crop, PNG/JPEG bytes
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     image: Mapped[Image] = relationship(back_populates="faces")
@@ -97,7 +103,7 @@ class Proposal(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
     source_kind: Mapped[str] = mapped_column(String(16))  # rule | model | import
-    source: Mapped[str] = mapped_column(String(200))  # rules file / model name@version
+    source: Mapped[str] = mapped_column(Text)  # rules file / model name@version
     label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
     prob: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     probs: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # {label: p}
@@ -122,7 +128,7 @@ class DecisionRow(Base):
     label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     priority: Mapped[float] = mapped_column(Float, default=0.0)
-    source: Mapped[str] = mapped_column(String(300), default="")
+    source: Mapped[str] = mapped_column(Text, default="")
     #: the auto-accept bucket (labeler.routing.candidate) and the precision estimate the route was
     #: decided on (labeler.audit: point estimate and 95% interval); NULL where the face is no candidate
     bucket: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
@@ -139,11 +145,11 @@ class Annotation(Base):
     __table_args__ = (Index("ix_annotations_face", "face_id", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
-    annotator: Mapped[str] = mapped_column(String(100))
+    annotator: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(String(16))  # label | unusable | skip | undo
     labels: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # ["happy"] or ["happy", "surprise"]
     undoes_id: Mapped[Optional[int]] = mapped_column(ForeignKey("annotations.id"), nullable=True)
-    source: Mapped[str] = mapped_column(String(200), default="ui")  # ui | import:csv | import:labelstudio
+    source: Mapped[str] = mapped_column(Text, default="ui")  # ui | import:csv | import:labelstudio
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -152,7 +158,7 @@ class Embedding(Base):
     __table_args__ = (UniqueConstraint("face_id", "model"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"))
-    model: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(Text)
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian
 
@@ -160,9 +166,9 @@ class Embedding(Base):
 class ModelVersion(Base):
     __tablename__ = "model_versions"
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100))
-    version: Mapped[str] = mapped_column(String(100))
-    path: Mapped[str] = mapped_column(String(1024))  # sidecar path
+    name: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)  # sidecar path
     metrics: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("name", "version"),)
@@ -181,5 +187,5 @@ class ReviewLease(Base):
     __tablename__ = "review_leases"
     __table_args__ = (Index("ix_review_leases_annotator", "annotator"),)
     face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
-    annotator: Mapped[str] = mapped_column(String(100))
+    annotator: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
