@@ -6,11 +6,13 @@ A TOML file can override any field: ``labeler autolabel PATH --config my.toml`` 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from labeler.errors import ConfigError
 from labeler.faces.detect import MAX_SIDE, WHOLE_MIN_SIDE, WHOLE_SMALL_SIDE
 from labeler.routing import RoutingPolicy
 
@@ -57,32 +59,179 @@ class Config:
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)
 
 
-def _apply(obj, values: dict[str, Any], where: str):
-    names = {f.name for f in fields(obj)}
-    unknown = set(values) - names
+# ---------------------------------------------------------------- validation
+@dataclass(frozen=True)
+class Spec:
+    """What one setting accepts: ``kind`` int | float | bool | str | name (str or None) | floats |
+    strs | weights, with bounds ``lo``..``hi`` (numbers, or each item), ``length`` for tuples,
+    ``choices`` for strings, ``zero_ok`` for an int whose 0 means "off"; ``what`` says what it is."""
+
+    kind: str
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    what: str = ""
+    length: Optional[int] = None
+    choices: tuple[str, ...] = ()
+    zero_ok: bool = False
+
+
+_PROB = dict(lo=0.0, hi=1.0)
+#: every setting of every section (tests/test_validation.py checks that none is missing)
+SPECS: dict[str, dict[str, Spec]] = {
+    "detect": {
+        "detector": Spec("str", what="face detector", choices=("mtcnn",)),
+        "min_face_size": Spec("int", 8, 4096, "smallest face the detector looks for, px"),
+        "thresholds": Spec("floats", **_PROB, what="MTCNN stage thresholds", length=3),
+        "min_score": Spec("float", **_PROB, what="detection score a kept face needs"),
+        "min_rel_size": Spec("float", **_PROB, what="fraction of the largest face's size"),
+        "min_size": Spec("int", 1, 4096, "short side of a kept face, px"),
+        "whole_image_min_side": Spec("int", 8, 4096, "whole-image rule's smallest side, px"),
+        "whole_image_max_side": Spec("int", 8, 4096, "whole-image rule's largest side, px"),
+        "small_px": Spec("int", 0, 4096, "face size below which a face is flagged small, px"),
+        "blur_var": Spec("float", 0.0, 1e6, "Laplacian variance below which a face is flagged blurry"),
+        "max_yaw_deg": Spec("float", 0.0, 90.0, "yaw above which a face is flagged profile, degrees"),
+        "max_side": Spec("int", 64, 20000, "long side of the copy detection sees, px", zero_ok=True),
+    },
+    "crop": {
+        "size": Spec("int", 16, 1024, "side of the stored aligned crop, px"),
+        "margin": Spec("float", 0.0, 1.0, "crop margin as a fraction of the face box"),
+    },
+    "model": {
+        "name": Spec("name", what="FER model name, name@version or sidecar path"),
+        "flip": Spec("bool", what="horizontal-flip averaging"),
+        "batch_images": Spec("int", 1, 1024, "images proposed and committed together"),
+    },
+    "routing": {
+        "agree_threshold": Spec("float", **_PROB, what="probability the keyword's class needs"),
+        "agree_top_k": Spec("int", 1, 7, "how many of the model's top classes the keyword may be among"),
+        "model_threshold": Spec("float", **_PROB, what="model top-1 probability for a candidate"),
+        "model_bands": Spec("floats", **_PROB, what="model-probability band edges"),
+        "target_precision": Spec("float", **_PROB, what="precision a bucket must certify to auto-accept"),
+        "block_flags": Spec("strs", what="quality flags that block auto-accept",
+                            choices=("small", "blurry", "profile", "low_score")),
+        "weights": Spec("weights", 0.0, 1e6, "review-order weight per review kind"),
+    },
+}
+
+
+def _num(v: Any, integer: bool) -> bool:
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) if integer else isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _range(spec: Spec) -> str:
+    return f"from {spec.lo:g} to {spec.hi:g}"
+
+
+def _check(spec: Spec, v: Any) -> tuple[Optional[str], Any]:
+    """(None, the value as the dataclass holds it) when ``v`` fits ``spec``; else (what was expected, None)."""
+    k = spec.kind
+    if k in ("int", "float"):
+        rng = _range(spec) + (" (or 0: off)" if spec.zero_ok else "")
+        exp = f"{'an integer' if k == 'int' else 'a finite number'} {rng}"
+        if not _num(v, k == "int") or not (spec.lo <= v <= spec.hi or (spec.zero_ok and v == 0)):
+            return exp, None
+        return None, (int(v) if k == "int" else float(v))
+    if k == "bool":
+        return (None, v) if isinstance(v, bool) else ("true or false", None)
+    if k in ("str", "name"):
+        ok = isinstance(v, str) and v.strip() and (not spec.choices or v in spec.choices)
+        exp = f"one of {', '.join(spec.choices)}" if spec.choices else "a non-empty string"
+        return (None, v) if ok else (exp, None)
+    if k in ("floats", "strs"):
+        n = f"{spec.length} " if spec.length else ""
+        if k == "floats":
+            exp = f"a list of {n}finite numbers {_range(spec)}"
+            ok_item = lambda x: _num(x, False) and spec.lo <= x <= spec.hi  # noqa: E731
+        else:
+            exp = f"a list of {n}names among {', '.join(spec.choices)}"
+            ok_item = lambda x: isinstance(x, str) and x in spec.choices  # noqa: E731
+        if not isinstance(v, (list, tuple)) or (spec.length and len(v) != spec.length) or not all(map(ok_item, v)):
+            return exp, None
+        return None, tuple(float(x) if k == "floats" else x for x in v)
+    if k == "weights":
+        from labeler.types import REVIEW_KINDS
+
+        exp = f"a table of review kinds ({', '.join(REVIEW_KINDS)}) to finite numbers {_range(spec)}"
+        if not isinstance(v, dict) or not all(
+            key in REVIEW_KINDS and _num(x, False) and spec.lo <= x <= spec.hi for key, x in v.items()
+        ):
+            return exp, None
+        return None, {key: float(x) for key, x in v.items()}
+    raise AssertionError(f"unknown spec kind {k!r}")
+
+
+def _apply(obj, values: dict[str, Any], where: str, section: str):
+    names = [f.name for f in fields(obj)]
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table [{section}] of settings, found {values!r}; write `[{section}]` on its own line.")
+    unknown = sorted(set(values) - set(names))
     if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; expected some of {', '.join(sorted(names))}.")
-    conv = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        raise ConfigError(
+            f"{where} [{section}]: unknown setting(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}. "
+            "Fix the spelling or remove the line."
+        )
+    conv = {}
+    for key, v in values.items():
+        spec = SPECS[section][key]
+        expected, value = _check(spec, v)
+        if expected is not None:
+            default = getattr(obj, key)
+            shown = list(default) if isinstance(default, tuple) else default
+            raise ConfigError(
+                f"{where} [{section}] {key}: expected {expected} ({spec.what}), found {v!r}; "
+                f"fix: set {key} = {_toml(shown)} (the default) or a value as expected."
+            )
+        conv[key] = {**getattr(obj, key), **value} if spec.kind == "weights" else value  # weights: per kind
     return replace(obj, **conv)
 
 
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def _cross_checks(cfg: Config, where: str) -> None:
+    d = cfg.detect
+    if d.whole_image_min_side > d.whole_image_max_side:
+        raise ConfigError(
+            f"{where} [detect] whole_image_min_side: expected at most whole_image_max_side ({d.whole_image_max_side}), "
+            f"found {d.whole_image_min_side}; fix: lower whole_image_min_side or raise whole_image_max_side."
+        )
+
+
+#: a config file larger than this is refused (a real one is a few hundred bytes)
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: Optional[str | Path] = None) -> Config:
+    """The defaults, overridden by the TOML file ``path``; every value is checked against
+    :data:`SPECS` (type and range) and a bad one is a one-line :class:`ConfigError`."""
     cfg = Config()
     if not path:
         return cfg
+    from labeler.ingest.rules import read_small_text
+
     p = Path(path)
+    text = read_small_text(p, "config file", MAX_CONFIG_BYTES, ConfigError, "Pass a TOML file with --config, or omit it for the defaults.")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"config file not found: {p}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{p}: not valid TOML ({e})") from None
-    unknown = set(data) - {"detect", "crop", "model", "routing"}
+        raise ConfigError(f"{p}: not valid TOML ({e}); fix the line it names.") from None
+    unknown = set(data) - set(SPECS)
     if unknown:
-        raise ValueError(f"{p}: unknown section(s) {', '.join(sorted(unknown))}; expected detect, crop, model, routing.")
-    return Config(
-        detect=_apply(cfg.detect, data.get("detect", {}), f"{p} [detect]"),
-        crop=_apply(cfg.crop, data.get("crop", {}), f"{p} [crop]"),
-        model=_apply(cfg.model, data.get("model", {}), f"{p} [model]"),
-        routing=_apply(cfg.routing, data.get("routing", {}), f"{p} [routing]"),
-    )
+        raise ConfigError(
+            f"{p}: unknown section(s) {', '.join(sorted(unknown))}; expected detect, crop, model, routing. "
+            "Fix the spelling or remove the section."
+        )
+    out = Config(**{sec: _apply(getattr(cfg, sec), data.get(sec, {}), str(p), sec) for sec in SPECS})
+    _cross_checks(out, str(p))
+    return out
