@@ -26,7 +26,7 @@ def current_annotations(session: Session, face_ids=None) -> dict[int, dict[str, 
     undone = {a.undoes_id for a in rows if a.action == "undo" and a.undoes_id}
     out: dict[int, dict[str, Annotation]] = {}
     for a in rows:
-        if a.action in ("label", "unusable") and a.id not in undone:
+        if a.action in ("label", "unusable", "verify") and a.id not in undone:  # verify: a grid label (store.grid)
             out.setdefault(a.face_id, {})[a.annotator] = a
     return out
 

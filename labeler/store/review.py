@@ -37,7 +37,7 @@ def _undone_ids():
 def _labeled_face_ids():
     """Faces with a current (not undone) label/unusable annotation by anyone."""
     return select(Annotation.face_id).where(
-        Annotation.action.in_(("label", "unusable")), Annotation.id.not_in(_undone_ids())
+        Annotation.action.in_(("label", "unusable", "verify")), Annotation.id.not_in(_undone_ids())
     )
 
 

@@ -1,0 +1,114 @@
+"""Verify-by-grid, the prefetched queue's pending check and reading order (labeler.store.grid), on
+small generated databases."""
+
+from __future__ import annotations
+
+import pytest
+
+from labeler import store as S
+from labeler.store import grid as G
+from labeler.types import LABELS
+
+
+def probs_for(label: str, p: float = 0.8) -> dict[str, float]:
+    rest = (1 - p) / (len(LABELS) - 1)
+    out = {lab: rest for lab in LABELS}
+    out[label] = p
+    out["sad" if label != "sad" else "fear"] += 0.01  # a clear second class
+    return out
+
+
+def make_faces(store: S.Store, specs: list[tuple[str, str]], faces_per_image: int = 1) -> list[int]:
+    """One face per (route, label) spec, ``faces_per_image`` faces to a photo; returns the face ids."""
+    ids = []
+    with store.session() as s:
+        img = None
+        for k, (route, label) in enumerate(specs):
+            if k % faces_per_image == 0:
+                img = S.Image(sha256=f"{k:064d}", size_bytes=1, width=400, height=300, status="ingested", detected=True)
+                s.add(img)
+                s.flush()
+            i = k % faces_per_image
+            f = S.Face(image_id=img.id, idx=i, x1=10 + 50 * i, y1=10, x2=50 + 50 * i, y2=50, crop=b"crop%d" % k)
+            s.add(f)
+            s.flush()
+            s.add(S.Proposal(face_id=f.id, source_kind="model", source="m@1", label=label, prob=0.8, probs=probs_for(label)))
+            s.add(S.DecisionRow(image_id=img.id, face_id=f.id, route=route, kind="low_confidence" if route == "review" else "agree",
+                                label=label, reason="test", priority=1.0, source="test"))
+            ids.append(f.id)
+    return ids
+
+
+def test_grid_settles_verified_and_rejected_and_undo_restores(store):
+    ids = make_faces(store, [("review", "happy")] * 6 + [("review", "sad")] * 2 + [("auto", "happy")] * 3)
+    assert G.grid_classes(store, "review") == [G.GridClass("happy", 6), G.GridClass("sad", 2)]
+    assert G.grid_classes(store, "auto") == [G.GridClass("happy", 3)]
+    page = G.grid_page(store, "happy", "review", "ann", n=4)
+    assert [g.face_id for g in page] == ids[:4] and page[0].crop == b"crop0" and page[0].prob == pytest.approx(0.8)
+
+    r = G.settle_grid(store, "ann", "happy", [g.face_id for g in page], marked=[ids[1], ids[3]])
+    assert r.verified == (ids[0], ids[2]) and r.rejected == (ids[1], ids[3])
+    acc = S.accepted_labels(store, ids[:4])
+    assert acc[ids[0]] == ("happy", "human") and acc[ids[2]] == ("happy", "human")
+    assert ids[1] not in acc and ids[3] not in acc
+    queue = S.review_queue(store, "ann", limit=100)
+    assert ids[0] not in queue and ids[2] not in queue
+    assert ids[1] in queue and ids[3] in queue  # rejected faces come back to single review
+    card = S.face_card(store, ids[1])
+    assert card["reason"] == "rejected as happy" and card["route"] == "review"
+    assert card["decision_label"] == "sad"  # the model's next class is proposed, never the rejected one
+    with store.session() as s:
+        acts = [(a.face_id, a.action, a.labels, a.annotator) for a in s.query(S.Annotation).order_by(S.Annotation.id)]
+    assert acts == [(ids[0], "verify", ["happy"], "ann"), (ids[1], "reject", ["happy"], "ann"),
+                    (ids[2], "verify", ["happy"], "ann"), (ids[3], "reject", ["happy"], "ann")]
+    assert [g.face_id for g in G.grid_page(store, "happy", "review", "ann")] == ids[4:6]
+
+    u = G.undo_grid(store, "ann")
+    assert u.key == r.key and set(u.verified) == {ids[0], ids[2]} and set(u.rejected) == {ids[1], ids[3]}
+    assert S.accepted_labels(store, ids[:4]) == {}
+    assert [g.face_id for g in G.grid_page(store, "happy", "review", "ann")] == ids[:6]
+    assert S.face_card(store, ids[1])["reason"] == "test"
+    assert G.undo_grid(store, "ann") is None
+    assert G.undo_grid(store, "bob") is None
+
+
+def test_grid_on_auto_faces_and_refusals(store):
+    ids = make_faces(store, [("auto", "angry")] * 3)
+    page = G.grid_page(store, "angry", "auto")
+    G.settle_grid(store, "ann", "angry", [g.face_id for g in page], marked=[ids[2]])
+    assert S.accepted_labels(store, ids) == {ids[0]: ("angry", "human"), ids[1]: ("angry", "human")}
+    assert S.review_queue(store, "ann", limit=10) == [ids[2]]
+    assert G.grid_page(store, "angry", "auto") == []
+    with pytest.raises(G.GridError, match="grid class"):
+        G.grid_page(store, "joy")
+    with pytest.raises(G.GridError, match="annotator"):
+        G.settle_grid(store, " ", "angry", ids, [])
+    with pytest.raises(G.GridError, match="not on the page"):
+        G.settle_grid(store, "ann", "angry", ids[:1], [ids[2]])
+
+
+def test_still_pending_checks_only_the_given_faces(store):
+    ids = make_faces(store, [("review", "fear")] * 4 + [("auto", "fear")])
+    S.add_annotation(store, ids[0], "bob", "label", ["fear"])
+    S.add_annotation(store, ids[1], "ann", "skip")
+    uid = S.add_annotation(store, ids[2], "bob", "unusable")
+    S.add_annotation(store, ids[2], "bob", "undo", undoes_id=uid)
+    assert G.still_pending(store, ids, "ann") == [ids[2], ids[3]]
+    assert G.still_pending(store, ids, "bob") == [ids[1], ids[2], ids[3]]
+    assert G.still_pending(store, []) == []
+
+
+def test_reading_order_rows_then_columns():
+    boxes = [(1, 300, 12, 340, 52), (2, 10, 100, 50, 140), (3, 10, 10, 50, 50), (4, 150, 0, 190, 40), (5, 200, 105, 240, 145)]
+    assert G.reading_order(boxes) == [3, 4, 1, 2, 5]
+    assert G.reading_order([]) == []
+
+
+def test_next_pending_image(store):
+    ids = make_faces(store, [("auto", "happy"), ("auto", "happy"), ("review", "sad"), ("review", "sad"), ("review", "sad"), ("auto", "sad")],
+                     faces_per_image=2)
+    with store.session() as s:
+        imgs = [s.get(S.Face, f).image_id for f in ids[::2]]
+    assert G.next_pending_image(store) == imgs[1]
+    assert G.next_pending_image(store, after=imgs[1]) == imgs[2]
+    assert G.next_pending_image(store, after=imgs[2]) == imgs[1]  # wraps
