@@ -117,7 +117,12 @@ def cmd_autolabel(args) -> int:
     _source(args.path)
     rules = load_rules(args.rules)  # a bad rules file is refused before a database is created
     store = _store(args)
-    al = Autolabeler(store, cfg, rules)
+    from labeler.work import default_workers
+
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise ValueError(f"--workers: expected 1 or more worker processes, found {workers}")
+    al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray)
     rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False)
     if args.repropose:
         rep.reproposed += al.repropose(only_stale=False, progress=None if not args.quiet else False)
@@ -246,6 +251,8 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
     s.add_argument("path")
     s.add_argument("--model", default=None, help="FER model name, name@version or sidecar path (default: the project's default)")
     s.add_argument("--repropose", action="store_true", help="re-run the model on every face without a human label and re-route it")
+    s.add_argument("--workers", type=int, default=None, help="worker processes for detect/crop/propose (default: the cores available)")
+    s.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the work as Ray tasks on a cluster (pip install 'labeler[ray]')")
     s.add_argument("--no-flip", action="store_true", help="no horizontal-flip averaging")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_autolabel)
