@@ -64,3 +64,84 @@ def test_rules_report_reapply_with_another_rules_file(tmp_path, capsys, sample_d
     assert (recs["smiling_astronaut.png"].rule_state, recs["smiling_astronaut.png"].rule_label) == ("labeled", "surprise")
     assert recs["sad-woman-happy-face.jpg"].rule_state == "none"  # no word of the new file in the name
     assert recs["smiling_astronaut.png"].rule_words[0].word == "smiling"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(x) for x in (t / "children").read_text().split()]
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_ui_launcher_hides_the_password_and_stops_its_child_on_sigterm(tmp_path):
+    """`labeler ui`: the URL reaches Streamlit in its environment, not on its command line (``ps``);
+    the launcher prints it masked; SIGTERM to the launcher stops the Streamlit child and frees the port."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import pytest
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("needs /proc to find the child process")
+    port = _free_port()
+    url = "postgresql+psycopg://bob:s3cret@127.0.0.1:1/nodb"  # never connected to: no browser session opens
+    launcher = subprocess.Popen([sys.executable, "-c", "import sys; from labeler.cli import main; sys.exit(main())",
+                                 "ui", "--db", url, "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert launcher.poll() is None, launcher.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "streamlit did not come up in 90 s"
+            time.sleep(0.3)
+        kids = _children(launcher.pid)
+        assert len(kids) == 1
+        child = kids[0]
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().decode()
+        assert "s3cret" not in cmdline and "streamlit" in cmdline
+        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        assert f"LABELER_DB={url}".encode() in environ
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=30) == 0
+        out = launcher.stdout.read()
+        assert "bob:***@127.0.0.1:1/nodb" in out and "s3cret" not in out
+        assert not _alive(child)
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0  # nobody listens any more
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        for pid in [p for p in locals().get("kids", []) if _alive(p)]:
+            os.kill(pid, signal.SIGKILL)
