@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labeler.errors import LabelerError
-from labeler.store.engine import Store
+from labeler.active import Coverage, QueueFace, queue_order
+from labeler.store.engine import Store, chunks
 from labeler.store.images import decode_flags, decode_rule_words
 from labeler.store.records import accepted_label, current_annotations, vote
 from labeler.store.schema import Annotation, DecisionRow, Face, Image, ImagePath, Proposal
@@ -67,15 +68,56 @@ def _review_query(cols, annotator=None, reason_kinds=None, proposed=None, folder
 def review_queue(store: "Store", annotator: Optional[str] = None, limit: int = 1, reason_kinds=None, proposed=None,
                  folder=None, include_skipped: bool = False, exclude=()) -> list[int]:
     """Face ids of the next ``limit`` faces to review: newest decision route ``review``, no current
-    human label (by anyone, at fetch time), not skipped by ``annotator``; priority desc, then id.
+    human label (by anyone, at fetch time), not skipped by ``annotator``; in the active-learning
+    order of :func:`labeler.active.queue_order` (most useful photo first, its faces together in
+    reading order).
     Filters: decision kinds (labeler.types.REVIEW_KINDS), proposed classes (decision label), source
     folder (absolute path prefix)."""
-    q = _review_query([DecisionRow.face_id], annotator, reason_kinds, proposed, folder, include_skipped)
+    cols = [DecisionRow.face_id, DecisionRow.image_id, DecisionRow.priority, DecisionRow.label]
+    q = _review_query(cols, annotator, reason_kinds, proposed, folder, include_skipped)
     if exclude:
         q = q.where(DecisionRow.face_id.not_in(list(exclude)))
-    q = q.order_by(DecisionRow.priority.desc(), DecisionRow.face_id).limit(limit)
     with store.session() as s:
-        return list(s.scalars(q))
+        order = queue_order(*_queue_inputs(s, s.execute(q).all()))
+    return order[:limit]
+
+
+def _queue_inputs(s: Session, rows) -> tuple[list[QueueFace], Coverage]:
+    """What :func:`labeler.active.queue_order` needs about the queued faces (box, model top
+    probability, folder) and what the human labels cover (per class, per folder, started images)."""
+    if not rows:
+        return [], Coverage()
+    fids = [r[0] for r in rows]
+    boxes, tops = {}, {}
+    newest = select(func.max(Proposal.id)).where(Proposal.source_kind == "model").group_by(Proposal.face_id)
+    for part in chunks(fids):
+        boxes.update({f: (x1, y1, x2, y2) for f, x1, y1, x2, y2 in
+                      s.execute(select(Face.id, Face.x1, Face.y1, Face.x2, Face.y2).where(Face.id.in_(part)))})
+        tops.update(dict(s.execute(select(Proposal.face_id, Proposal.prob).where(
+            Proposal.face_id.in_(part), Proposal.id.in_(newest.where(Proposal.face_id.in_(part)))))))
+    cur = current_annotations(s, None)
+    human: dict[int, str] = {}
+    for fid, anns in cur.items():
+        lab = vote(anns)[0]
+        if lab:
+            human[fid] = lab
+    img_of: dict[int, int] = {}
+    for part in chunks(list(human)):
+        img_of.update(dict(s.execute(select(Face.id, Face.image_id).where(Face.id.in_(part))).all()))
+    iids = {r[1] for r in rows} | set(img_of.values())
+    folder: dict[int, str] = {}
+    for part in chunks(sorted(iids)):
+        for iid, p in s.execute(select(ImagePath.image_id, ImagePath.path).where(ImagePath.image_id.in_(part)).order_by(ImagePath.id)):
+            folder.setdefault(iid, os.path.dirname(p))
+    per_class: dict[str, int] = {}
+    per_folder: dict[str, int] = {}
+    for fid, lab in human.items():
+        per_class[lab] = per_class.get(lab, 0) + 1
+        fo = folder.get(img_of.get(fid, -1), "")
+        per_folder[fo] = per_folder.get(fo, 0) + 1
+    faces = [QueueFace(fid, iid, tuple(float(v or 0.0) for v in boxes.get(fid, (0, 0, 0, 0))), float(pri or 0.0), tops.get(fid),
+                       lab, folder.get(iid, "")) for fid, iid, pri, lab in rows]
+    return faces, Coverage(per_class, per_folder, frozenset(img_of.values()))
 
 
 def review_queue_count(store: "Store", annotator: Optional[str] = None, reason_kinds=None, proposed=None, folder=None,
@@ -190,7 +232,7 @@ def _check_undo(s: Session, annotator: str, undoes_id: Optional[int]) -> None:
         raise AnnotationError(f"undo: expected the id of an annotation to undo, found {undoes_id!r}.")
     if target.annotator != annotator:
         raise AnnotationError(
-            f"undo: annotation {undoes_id} is {target.annotator!r}'s, not {annotator!r}'s; only one's own actions can be undone."
+            f"undo: annotation {undoes_id} was made by {target.annotator!r}, not by {annotator!r}; only one's own actions can be undone."
         )
 
 

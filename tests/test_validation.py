@@ -1,0 +1,275 @@
+"""Bad input gets one clear line, never a traceback, a hang or a side effect (issue 14): config and
+rules files, database URLs, missing paths, annotations; the migration lock under two real processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from dataclasses import fields
+
+import pytest
+
+from labeler.cli import main
+from labeler.config import SPECS, Config, load_config
+from labeler.errors import ConfigError, LabelerError
+from labeler.ingest.rules import RulesError, load_rules
+
+from .conftest import SAMPLE
+
+
+def _config(tmp_path, text: str):
+    p = tmp_path / "my.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+# ---------------------------------------------------------------- config
+def test_every_setting_has_a_spec_and_the_defaults_pass(tmp_path):
+    cfg = Config()
+    for section, specs in SPECS.items():
+        assert {f.name for f in fields(getattr(cfg, section))} == set(specs), section
+    # every default written back as TOML loads unchanged
+    from labeler.config import _toml
+
+    lines = []
+    for section in SPECS:
+        lines.append(f"[{section}]")
+        for f in fields(getattr(cfg, section)):
+            v = getattr(getattr(cfg, section), f.name)
+            if v is not None:
+                v = list(v) if isinstance(v, tuple) else dict(v) if hasattr(v, "items") else v
+                lines.append(f"{f.name} = {_toml(v)}")
+    assert load_config(_config(tmp_path, "\n".join(lines))) == cfg
+
+
+@pytest.mark.parametrize(
+    "text, where, found",
+    [
+        ("[detect]\nmin_face_size = 0", "[detect] min_face_size: expected an integer from 8 to 4096", "found 0"),
+        ("[crop]\nsize = 0", "[crop] size: expected an integer from 16 to 1024", "found 0"),
+        ("[crop]\nsize = 60000", "[crop] size: expected an integer from 16 to 1024", "found 60000"),
+        ('[detect]\nmin_score = "high"', "[detect] min_score: expected a finite number from 0 to 1", "found 'high'"),
+        ("[detect]\nmin_score = nan", "[detect] min_score: expected a finite number", "found nan"),
+        ("[routing]\nmodel_threshold = -0.5", "[routing] model_threshold: expected a finite number from 0 to 1", "found -0.5"),
+        ("[routing]\nagree_threshold = inf", "[routing] agree_threshold", "found inf"),
+        ("[detect]\nthresholds = [0.6, 0.7]", "[detect] thresholds: expected a list of 3 finite numbers", "found [0.6, 0.7]"),
+        ("[model]\nflip = 1", "[model] flip: expected true or false", "found 1"),
+        ("[model]\nbatch_images = true", "[model] batch_images: expected an integer from 1", "found True"),
+        ("[model]\nbatch_images = 2.5", "[model] batch_images: expected an integer", "found 2.5"),
+        ('[detect]\ndetector = "yolo"', "[detect] detector: expected one of mtcnn", "found 'yolo'"),
+        ('[routing]\nblock_flags = ["smal"]', "[routing] block_flags: expected a list of names among small", "found ['smal']"),
+        ("[routing]\nweights = {disagree = -1.0}", "[routing] weights: expected a table of review kinds", "found {'disagree': -1.0}"),
+        ("[routing]\nweights = {nope = 1.0}", "[routing] weights", "found {'nope': 1.0}"),
+        ("[detect]\nmax_side = 10", "[detect] max_side: expected an integer from 64 to 20000 (or 0: off)", "found 10"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors(tmp_path, text, where, found):
+    p = _config(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{p} {where}") and found in msg and "fix: set " in msg and "(the default)" in msg
+
+
+def test_good_config_values_are_taken(tmp_path):
+    cfg = load_config(_config(tmp_path, "[detect]\nmin_face_size = 8\nthresholds = [0.5, 0.6, 0.7]\nmax_side = 0\n"
+                                        "[crop]\nsize = 1024\nmargin = 0\n[routing]\nweights = {quality = 0.1}\n"))
+    assert (cfg.detect.min_face_size, cfg.detect.thresholds, cfg.detect.max_side) == (8, (0.5, 0.6, 0.7), 0)
+    assert (cfg.crop.size, cfg.crop.margin) == (1024, 0.0)
+    assert cfg.routing.weights["quality"] == 0.1 and cfg.routing.weights["disagree"] == Config().routing.weights["disagree"]
+
+
+def test_config_file_structure_errors(tmp_path):
+    for text, part in [("[detec]\nx = 1", "unknown section(s) detec"), ("[crop]\nsise = 1", "[crop]: unknown setting(s) sise"),
+                       ("detect = 3", "expected a table [detect]"), ("[crop\n", "not valid TOML"),
+                       ("[detect]\nwhole_image_min_side = 500\nwhole_image_max_side = 100", "expected at most whole_image_max_side")]:
+        with pytest.raises(ConfigError, match=None) as e:
+            load_config(_config(tmp_path, text))
+        assert part in str(e.value) and "\n" not in str(e.value), text
+
+
+# ---------------------------------------------------------------- rules and config files that are not small regular files
+def _special_files(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.txt"
+    big.write_text("happy: glad\n" + "#" * (1 << 20), encoding="utf-8")
+    return [(fifo, "found a FIFO"), ("/dev/zero", "found a device or special file"), (tmp_path, "found a folder"),
+            (big, "expected at most 1,048,576 bytes, found 1,048,588"), (tmp_path / "none.txt", "not found")]
+
+
+def test_rules_and_config_refuse_fifos_devices_folders_and_big_files(tmp_path):
+    """A FIFO would hang the read and /dev/zero would fill memory: both refused before reading."""
+    for path, part in _special_files(tmp_path):
+        with pytest.raises(RulesError) as e:
+            load_rules(path)
+        assert part in str(e.value) and "--rules" in str(e.value)
+        with pytest.raises(ConfigError) as e:
+            load_config(path)
+        assert part in str(e.value) and "--config" in str(e.value)
+
+
+def test_rules_not_utf8(tmp_path):
+    p = tmp_path / "r.txt"
+    p.write_bytes(b"happy: gl\xe4d\n")
+    with pytest.raises(RulesError, match="not UTF-8"):
+        load_rules(p)
+
+
+# ---------------------------------------------------------------- database URLs
+@pytest.mark.parametrize(
+    "value, part",
+    [
+        ("notaurl://x", "--db 'notaurl://x': unknown database kind 'notaurl'"),
+        ("postgresql+nosuch://h/d", "unknown database kind 'postgresql+nosuch'"),
+        ("sqlite:/rel", "--db 'sqlite:/rel' is not a database URL (sqlite: without //)"),
+        ("garbage", "--db 'garbage' is neither a URL nor a SQLite file name"),
+        ("mysql://u:pw@h/d", "no database driver for 'mysql'"),
+        ("postgresql+psycopg://bob:s3cret@127.0.0.1:1/x", "cannot open database 'postgresql+psycopg://bob:***@127.0.0.1:1/x'"),
+        ("sqlite:////no/such/folder/x.db", "cannot open database 'sqlite:////no/such/folder/x.db': unable to open database file"),
+    ],
+)
+def test_bad_database_urls_are_one_line_errors(tmp_path, monkeypatch, capsys, value, part):
+    if value.startswith("postgresql+psycopg"):
+        pytest.importorskip("psycopg")
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", "--db", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and part in err and "s3cret" not in err, err
+    assert list(tmp_path.iterdir()) == []  # no database file was created
+    monkeypatch.setenv("LABELER_DB", value)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and part.replace("--db", "LABELER_DB") in err
+
+
+def test_bare_database_values(tmp_path, monkeypatch):
+    """A value without :// is a SQLite file only when it ends in .db/.sqlite/.sqlite3."""
+    from labeler.store import StoreError, mask_url, resolve_url
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_url("my.db") == "sqlite:///my.db" and resolve_url("x/y.SQLite3") == "sqlite:///x/y.SQLite3"
+    monkeypatch.setenv("LABELER_DB", "garbage")
+    with pytest.raises(StoreError, match="LABELER_DB 'garbage'"):
+        resolve_url(None)
+    assert not (tmp_path / "garbage").exists()
+    assert mask_url("postgresql://u:p%40ss@h:5/d") == "postgresql://u:***@h:5/d"
+    assert mask_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+# ---------------------------------------------------------------- the CLI creates nothing on a bad argument
+@pytest.mark.parametrize("cmd", ["autolabel", "ingest"])
+def test_missing_path_no_database(tmp_path, monkeypatch, capsys, cmd):
+    monkeypatch.chdir(tmp_path)
+    assert main([cmd, "/no/such/path", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == "labeler: error: /no/such/path: no such file or folder; expected a folder of images (or one image/video) to ingest.\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_config_or_rules_no_database(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text("[crop]\nsize = 0\n", encoding="utf-8")
+    assert main(["autolabel", str(SAMPLE), "--config", "c.toml", "-q"]) == 2
+    assert "c.toml [crop] size: expected an integer from 16 to 1024" in capsys.readouterr().err
+    assert main(["autolabel", str(SAMPLE), "--rules", "/dev/zero", "-q"]) == 2
+    assert "rules file /dev/zero: expected a regular text file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+# ---------------------------------------------------------------- annotations: who, which label, whose undo
+@pytest.fixture
+def face_store(store):
+    """A store with two faces of one image."""
+    from labeler.store.schema import Face, Image
+
+    with store.session() as s:
+        img = Image(sha256="a" * 64, size_bytes=1, status="ingested")
+        s.add(img)
+        s.flush()
+        s.add_all([Face(image_id=img.id, idx=i, x1=0, y1=0, x2=1, y2=1) for i in range(2)])
+    with store.session() as s:
+        from sqlalchemy import select
+
+        ids = list(s.scalars(select(Face.id).order_by(Face.id)))
+    return store, ids
+
+
+def test_annotator_is_required_and_labels_are_checked(face_store):
+    from labeler.store.review import AnnotationError, add_annotation, add_annotations, current_annotations
+
+    store, (f1, f2) = face_store
+    for who in ("", "   ", None, "x" * 101, "a\nb"):
+        with pytest.raises(AnnotationError, match="annotator"):
+            add_annotation(store, f1, who, "label", ["happy"])
+        with pytest.raises(AnnotationError, match="annotator"):
+            add_annotations(store, [(f1, "label", ["happy"])], who)
+    for action, labels in (("label", ["hapy"]), ("label", ["happy", "sad", "fear"]), ("label", []), ("label", None),
+                           ("label", ["DROP TABLE"]), ("smile", None), ("skip", ["happy"])):
+        with pytest.raises(AnnotationError):
+            add_annotation(store, f1, "alice", action, labels)
+    with pytest.raises(AnnotationError):
+        add_annotations(store, [(f1, "label", ["happy"]), (f2, "label", ["joy"])], "alice")
+    with pytest.raises(AnnotationError):
+        add_annotations(store, [(f1, "undo", None)], "alice")
+    with store.session() as s:
+        assert current_annotations(s, [f1, f2]) == {}  # nothing of the refused batches was written
+    aid = add_annotation(store, f1, "  alice ", "label", ["happy", "surprise"])
+    add_annotation(store, f2, "bob", "unusable")
+    with store.session() as s:
+        cur = current_annotations(s, [f1, f2])
+    assert cur[f1]["alice"].id == aid and cur[f1]["alice"].labels == ["happy", "surprise"]
+    assert cur[f2]["bob"].action == "unusable"
+
+
+def test_undo_only_of_ones_own_actions(face_store):
+    from labeler.store.review import AnnotationError, add_annotation, undo_last
+
+    store, (f1, f2) = face_store
+    a = add_annotation(store, f1, "alice", "label", ["happy"])
+    b = add_annotation(store, f2, "bob", "label", ["sad"])
+    with pytest.raises(AnnotationError, match="was made by 'alice', not by 'bob'"):
+        add_annotation(store, f1, "bob", "undo", undoes_id=a)
+    with pytest.raises(AnnotationError, match="only an undo"):
+        add_annotation(store, f1, "alice", "label", ["sad"], undoes_id=b)
+    assert undo_last(store, " bob ")["undone_id"] == b  # bob's newest, not alice's newer-or-older one
+    assert undo_last(store, "bob") is None  # nothing else of bob's
+    with pytest.raises(AnnotationError):
+        undo_last(store, "  ")
+    assert undo_last(store, "alice")["undone_id"] == a
+
+
+# ---------------------------------------------------------------- two processes open one new database at once
+def _open(url: str, barrier, results) -> None:
+    from labeler.store import Store
+
+    barrier.wait()
+    try:
+        Store(url).engine.dispose()
+        results.put("ok")
+    except Exception as e:  # noqa: BLE001 - the report is the test's assertion
+        results.put(f"{type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def open_at_once(url: str, n: int = 4) -> list[str]:
+    """``n`` processes (spawned: no state shared) construct ``Store(url)`` at the same moment."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_open, args=(url, barrier, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    return sorted(results.get(timeout=5) for _ in procs)
+
+
+def test_two_first_uses_of_a_new_sqlite_database(tmp_path):
+    """Without the lock this gave `table alembic_version already exists` / `table images already
+    exists` in most trials; with it every process finds the schema at head."""
+    from labeler.store import Store, current_revision, head_revision
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    assert open_at_once(url) == ["ok"] * 4
+    eng = Store(url).engine
+    assert current_revision(eng) == head_revision(eng)
