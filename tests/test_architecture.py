@@ -11,9 +11,10 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "labeler"
 
 #: third-party packages that only one folder may import
-OWNED = {"sqlalchemy": "store", "alembic": "store", "streamlit": "ui", "torch": "training", "onnx": None}
+OWNED = {"sqlalchemy": "store", "alembic": "store", "streamlit": "ui", "torch": "training", "onnx": None,
+         "ray": "distributed"}
 #: lower layers must not import these upper ones
-UPPER = ("pipeline", "datasets", "training", "reports", "ui", "cli")
+UPPER = ("pipeline", "work", "distributed", "datasets", "training", "reports", "ui", "cli")
 LOWER = ("types", "errors", "util", "resources", "routing", "config", "ingest", "faces", "fer", "store")
 
 

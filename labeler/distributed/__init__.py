@@ -1,0 +1,1 @@
+"""Running the per-image work (labeler.work) beyond one machine. Optional: ``pip install 'labeler[ray]'``."""
