@@ -71,6 +71,43 @@ def cmd_status(args) -> int:
     print(f"database: {mask_url(store.url)}")
     for key, text in order:
         print(f"{text:32s} {c.get(key, 0):7d}")
+    _print_buckets(store, _policy(args))
+    return 0
+
+
+def _policy(args):
+    """The routing policy of --config with --target-precision applied (labeler.routing.RoutingPolicy)."""
+    from dataclasses import replace
+
+    from labeler.config import load_config
+
+    pol = load_config(getattr(args, "config", None)).routing
+    t = getattr(args, "target_precision", None)
+    return pol if t is None else replace(pol, target_precision=t)
+
+
+def _print_buckets(store, policy) -> None:
+    from labeler.audit import table
+    from labeler.store import audit_plan
+
+    print("\n".join(table([p.state for p in audit_plan(store, policy)], policy.target_precision)))
+
+
+def cmd_audit(args) -> int:
+    from labeler.audit import table
+    from labeler.store import audit_plan, face_names
+
+    store, pol = _store(args), _policy(args)
+    plans = audit_plan(store, pol, seed=args.seed, batch=args.batch)
+    print("\n".join(table([p.state for p in plans], pol.target_precision)))
+    todo = [p for p in plans if p.sample]
+    names = face_names(store, [f for p in todo for f in p.sample])
+    for p in todo:
+        print(f"\n{p.estimate.bucket}: {p.state.why}; show these {len(p.sample)} faces, proposal hidden (audit cards in `labeler ui`):")
+        for f in p.sample:
+            print(f"  face {f}  {names.get(f, '')}")
+    if not todo:
+        print("\nevery bucket is settled: nothing to audit")
     return 0
 
 
@@ -106,6 +143,10 @@ def cmd_autolabel(args) -> int:
     from labeler.ingest.rules import load_rules
 
     cfg = load_config(args.config)
+    if args.target_precision is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, routing=_policy(args))
     if args.model:
         from dataclasses import replace
 
@@ -134,9 +175,17 @@ def cmd_route(args) -> int:
     from labeler.config import load_config
     from labeler.pipeline import Autolabeler
 
+    from dataclasses import replace
+
+    from labeler.store import reroute
+
     store = _store(args)
-    n = Autolabeler(store, load_config(args.config)).reroute()
+    if args.target_precision is None:
+        n = Autolabeler(store, load_config(args.config)).reroute()
+    else:  # from stored evidence only: no model needed
+        n = reroute(store, _policy(args))
     print(f"{n} faces re-routed")
+    _print_buckets(store, _policy(args))
     return 0
 
 
@@ -225,8 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("status", parents=[common], help="counts by state")
+    s = sub.add_parser("status", parents=[common, _target_opt()], help="counts by state, and the auto-accept buckets")
     s.set_defaults(func=cmd_status)
+    s = sub.add_parser("audit", parents=[common, _target_opt()],
+                       help="per auto-accept bucket: precision, what is still needed, the faces to audit")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random audit samples")
+    s.add_argument("--batch", type=int, default=10, help="faces drawn per open bucket")
+    s.set_defaults(func=cmd_audit)
 
     r = sub.add_parser("rules", help="filename keyword rules").add_subparsers(dest="rules_cmd", required=True)
     s = r.add_parser("report", parents=[common, rules_opt], help="per rule: firings, conflicts, precision")
@@ -242,11 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _target_opt() -> argparse.ArgumentParser:
+    t = argparse.ArgumentParser(add_help=False)
+    t.add_argument("--target-precision", type=float, default=None,
+                   help="auto-accept a bucket only when its lower 95%% precision bound reaches this "
+                        "(default: [routing] target_precision of --config, else 0.95)")
+    t.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
+    return t
+
+
 def _pipeline_commands(sub, common, rules_opt) -> None:
     cfg_opt = argparse.ArgumentParser(add_help=False)
     cfg_opt.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
 
-    s = sub.add_parser("autolabel", parents=[common, rules_opt, cfg_opt],
+    tgt = argparse.ArgumentParser(add_help=False)
+    tgt.add_argument("--target-precision", type=float, default=None,
+                     help="auto-accept a bucket only when its lower 95%% precision bound reaches this (default 0.95)")
+    s = sub.add_parser("autolabel", parents=[common, rules_opt, cfg_opt, tgt],
                        help="ingest, detect faces, propose labels, route (resumable)")
     s.add_argument("path")
     s.add_argument("--model", default=None, help="FER model name, name@version or sidecar path (default: the project's default)")
@@ -257,7 +323,8 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_autolabel)
 
-    s = sub.add_parser("route", parents=[common, cfg_opt], help="re-route every face from its stored proposals (after a policy change)")
+    s = sub.add_parser("route", parents=[common, cfg_opt, tgt],
+                       help="re-route every face from its stored proposals and the buckets' measured precision")
     s.set_defaults(func=cmd_route)
 
     s = sub.add_parser("eval", parents=[common, cfg_opt], help="compare the database with a labels CSV")

@@ -41,6 +41,7 @@ class AutolabelReport:
     whole_image: int = 0
     no_face: int = 0
     reproposed: int = 0
+    rerouted: int = 0
     routes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -55,6 +56,8 @@ class AutolabelReport:
             out.append(f"faces re-proposed: {self.reproposed}")
         for k, v in sorted(self.routes.items()):
             out.append(f"route {k:12s} {v}")
+        if self.rerouted:
+            out.append(f"re-routed on the bucket estimates: {self.rerouted} faces (see `labeler status`)")
         out.append(f"time: {self.seconds:.1f} s")
         return out
 
@@ -83,6 +86,7 @@ class Autolabeler:
         self.workers, self.ray = max(1, int(workers)), ray
         self.pending: list[ImageWork] = []
         self.report = AutolabelReport()
+        self.estimates = None  # bucket -> BucketEstimate, read on first use
         self._queue: Optional[work.Ordered] = None
 
     def settings(self) -> work.WorkSettings:
@@ -154,7 +158,9 @@ class Autolabeler:
             props.append(NewProposal("rule", rules.source, rules.label if one else None, None, None, detail))
         props.append(NewProposal("model", self.model.ident, top, float(np.max(pr)), probs, ""))
         ev = evidence(n_faces, rules.state, rules.label, rules.words, probs, self.model.ident, flags, whole)
-        return tuple(props), route(ev, self.cfg.routing)
+        if self.estimates is None:  # the buckets' precision as measured so far (labeler.audit)
+            self.estimates = db.bucket_estimates(self.store, self.cfg.routing)
+        return tuple(props), route(ev, self.cfg.routing, self.estimates)
 
     def _count(self, r: str) -> None:
         self.report.routes[r] = self.report.routes.get(r, 0) + 1
@@ -185,6 +191,7 @@ class Autolabeler:
                 runner.close()
         for _ in range(db.route_broken(self.store)):
             self._count("broken")
+        self.report.rerouted += self.reroute()  # on the estimates of the buckets with the new faces in
         self.report.seconds = time.perf_counter() - t0
         return self.report
 
@@ -230,15 +237,8 @@ class Autolabeler:
         return db.add_routed(self.store, items)
 
     def reroute(self) -> int:
-        """Re-run routing (e.g. after a policy change) from the stored proposals; adds a decision
-        only where the route, label or reason changes."""
-        recs = [r for r in db.iter_face_records(self.store) if r.face_id is not None]
-        nfaces: dict[int, int] = {}
-        for r in recs:
-            nfaces[r.image_id] = nfaces.get(r.image_id, 0) + 1
-        items = []
-        for r in recs:
-            d = route(evidence_for(r, nfaces[r.image_id]), self.cfg.routing)
-            if r.route == "pending" or (r.route, r.decision_label, r.reason) != (d.route, d.label, d.reason):
-                items.append((r.image_id, r.face_id, (), d))
-        return db.add_routed(self.store, items)
+        """Re-run routing (after a policy change, new audits, new faces) from the stored proposals and
+        the current bucket estimates; adds a decision only where the route, label, reason or bucket changes."""
+        n = db.reroute(self.store, self.cfg.routing)
+        self.estimates = None
+        return n

@@ -1,11 +1,14 @@
-"""Routing: a pure function from the evidence for one face to a decision. No I/O.
+"""Routing: a pure function from the evidence for one face (and the measured precision of the
+auto-accept buckets) to a decision. No I/O.
 
-Auto-accept only on agreeing evidence:
-- a single face (or a whole-image face) whose filename rule and model top-1 agree with the model's
-  calibrated probability >= ``agree_threshold``; or
-- a model probability >= ``model_threshold`` (higher) with no conflicting rule (no keyword, or the
-  keyword names the same class; for a multi-face image the keyword is never given to the faces).
-Everything else goes to review with a reason and a priority (higher = review first).
+Every face whose evidence agrees is an auto-accept *candidate* in one bucket (:func:`candidate`),
+named by its evidence kind, model-probability band and class, e.g. ``keyword+model:happy`` (single
+face, the filename keyword is the model's top-1), ``keyword+model#2:sad`` (the keyword is the
+model's #2), ``model>=0.9:neutral`` (no keyword), ``group+model>=0.98:happy`` (a face of a group
+photo). A candidate is auto-accepted only when its bucket's estimate (``labeler.audit``, measured by
+blind audits) certifies the target precision: lower 95% bound >= ``target_precision``. Everything
+else goes to review with a reason and a priority (higher = review first). Non-candidates (ambiguous
+names, quality flags, keyword and model disagreeing, an unsure model) never auto-accept.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
-from labeler.types import Decision, FaceRecord, RuleWord
+from labeler.types import BucketEstimate, Decision, FaceRecord, RuleWord
 
 
 @dataclass(frozen=True)
 class RoutingPolicy:
-    # Defaults chosen on ../shared/data/dev (web_keyword + muxspace, `labeler eval`), with the shipped
-    # model calibrated (T=1.778): the keyword alone is ~93% right, so the model acts as a veto (the
-    # keyword's class must be among its two likeliest, at >= 0.10); alone, the model must be >= 0.99.
+    #: who is a candidate with a keyword: the keyword's class must be among the model's top-k
+    #: classes (1 = the model's top-1) at a calibrated probability >= agree_threshold
     agree_threshold: float = 0.10
-    model_threshold: float = 0.99
-    #: the rule's class must be among the model's top-k classes (1 = the model's top-1)
     agree_top_k: int = 2
+    #: without a keyword (or on a group photo) the model's top-1 must reach this to be a candidate
+    model_threshold: float = 0.7
+    #: model-probability bands of the model-only buckets (the lowest is model_threshold)
+    model_bands: tuple[float, ...] = (0.98, 0.9)
+    #: a bucket auto-accepts only when its lower 95% precision bound reaches this (``--target-precision``)
+    target_precision: float = 0.95
     #: faces with any of these quality flags are never auto-accepted
     block_flags: tuple[str, ...] = ("small", "blurry", "profile", "low_score")
     #: review-order weights per review kind (labeler.types.REVIEW_KINDS)
@@ -34,16 +40,25 @@ class RoutingPolicy:
             "disagree": 3.0,  # rule and model disagree: one of them is wrong, a human settles it
             "ambiguous": 2.5,  # name with words of two classes
             "low_confidence": 2.0,
-            "agree_low": 1.5,  # rule and model agree but the model is unsure
+            "agree_low": 1.5,  # rule and model agree but their bucket is not certified
             "multi_face": 1.8,
             "quality": 0.5,  # blocked by a quality flag: least useful first
         }
     )
 
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.target_precision) < 1.0:
+            raise ValueError(f"target precision must be between 0 and 1 (e.g. 0.95), not {self.target_precision}")
+
     @property
     def source(self) -> str:
         k = f",top{self.agree_top_k}" if self.agree_top_k != 1 else ""
-        return f"policy(agree>={self.agree_threshold:g}{k},model>={self.model_threshold:g})"
+        return f"policy(agree>={self.agree_threshold:g}{k},model>={self.model_threshold:g},target={self.target_precision:g})"
+
+    def band(self, p: float) -> Optional[float]:
+        """The model-probability band of ``p`` (its lower edge), None below ``model_threshold``."""
+        edges = [b for b in (*self.model_bands, self.model_threshold) if b >= self.model_threshold]
+        return max((b for b in edges if p >= b), default=None)
 
 
 @dataclass(frozen=True)
@@ -97,40 +112,102 @@ def _uncertainty(probs: Optional[Mapping[str, float]]) -> float:
     return h / math.log(max(len(probs), 2))
 
 
-def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy()) -> Decision:
+@dataclass(frozen=True)
+class Candidate:
+    """An auto-accept candidate: its bucket, the label it would get, the decision kind if it is
+    accepted / sent to review, and the evidence in words."""
+
+    bucket: str
+    label: str
+    auto_kind: str
+    review_kind: str
+    why: str
+
+
+def candidate(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy()) -> Optional[Candidate]:
+    """THE bucket rule: the auto-accept bucket of a face, or None when its evidence never auto-accepts
+    (no model proposal, ambiguous name, quality flag, keyword and model disagreeing, unsure model)."""
+    if ev.probs is None or ev.rule_state == "ambiguous" or any(f in policy.block_flags for f in ev.flags):
+        return None
+    top, p, _ = _top(ev.probs)
+    words = ", ".join(ev.rule_words)
+    single = ev.n_faces == 1 or ev.whole_image
+    if single and ev.rule_state == "labeled":
+        lab = ev.rule_label or ""
+        pr = float(ev.probs.get(lab, 0.0))
+        rank = sum(1 for v in ev.probs.values() if v > pr)  # 0 = the model's top-1
+        if rank >= policy.agree_top_k or pr < policy.agree_threshold:
+            return None
+        how = f"{lab} ({pr:.2f})" if rank == 0 else f"{lab} is the model's #{rank + 1} ({pr:.2f}; top {top} {p:.2f})"
+        kind = "keyword+model" if rank == 0 else f"keyword+model#{rank + 1}"
+        return Candidate(f"{kind}:{lab}", lab, "agree", "agree_low", f"rule ({words}) and model agree: {how}")
+    band = policy.band(p)
+    if band is None:
+        return None
+    if single:
+        return Candidate(f"model>={band:g}:{top}", top, "model_confident", "low_confidence", f"model {top} ({p:.2f}), no keyword")
+    if ev.rule_state == "labeled":
+        if top != ev.rule_label:
+            return None
+        return Candidate(f"group+keyword+model>={band:g}:{top}", top, "multi_face_agree", "multi_face",
+                         f"multi-face image ({ev.n_faces} faces): model {top} ({p:.2f}), name says {ev.rule_label}")
+    return Candidate(f"group+model>={band:g}:{top}", top, "model_confident", "low_confidence",
+                     f"multi-face image ({ev.n_faces} faces): model {top} ({p:.2f}), no keyword")
+
+
+def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy(),
+          estimates: Optional[Mapping[str, BucketEstimate]] = None) -> Decision:
+    """The decision for one face, given the current estimate of every bucket (``estimates``; a
+    bucket missing from it is not estimated yet and never auto-accepts)."""
     w = policy.weights
     src = f"{policy.source};model={ev.model or '-'}"
     unc = _uncertainty(ev.probs)
     words = ", ".join(ev.rule_words)
 
-    def review(kind: str, reason: str, label: Optional[str] = None) -> Decision:
-        return Decision(route="review", label=label, reason=reason, priority=round(w[kind] + unc, 4), source=src, kind=kind)
+    def review(kind: str, reason: str, label: Optional[str] = None, est: Optional[BucketEstimate] = None,
+               bucket: Optional[str] = None) -> Decision:
+        return Decision(route="review", label=label, reason=reason, priority=round(w[kind] + unc, 4), source=src, kind=kind,
+                        **_est_fields(bucket, est))
 
     if ev.probs is None:
         return review("low_confidence", "no model proposal")
     top, p, _ = _top(ev.probs)
-    single = ev.n_faces == 1 or ev.whole_image
-    bad = [f for f in ev.flags if f in policy.block_flags]
-
     if ev.rule_state == "ambiguous":
         return review("ambiguous", f"ambiguous name: words of two classes ({words}); model says {top} ({p:.2f})", top)
+    c = candidate(ev, policy)
+    if c is not None:
+        est = estimates.get(c.bucket) if estimates is not None else None
+        t = policy.target_precision
+        if est is not None and est.certifies(t):
+            return Decision("auto", c.label, f"{c.why}; bucket {c.bucket} certified: {_said(est)} >= target {t:g}", 0.0, src,
+                            c.auto_kind, **_est_fields(c.bucket, est))
+        # no figures in a review reason: a new audit changes the estimate, not why the face waits
+        return review(c.review_kind, f"{c.why}; bucket {c.bucket} not certified at target {t:g}", c.label, est, c.bucket)
+    single = ev.n_faces == 1 or ev.whole_image
+    bad = [f for f in ev.flags if f in policy.block_flags]
     if not single and ev.rule_state == "labeled":
         # the keyword names the photo, not a face: it is only a hint here
-        if p >= policy.model_threshold and top == ev.rule_label and not bad:
-            return Decision("auto", top, f"multi-face image: model {top} ({p:.2f}) >= {policy.model_threshold:g}, name says {ev.rule_label}", 0.0, src, "multi_face_agree")
         return review("multi_face", f"multi-face image ({ev.n_faces} faces): keyword '{ev.rule_label}' not given to faces; model says {top} ({p:.2f})", top)
     if bad:
         return review("quality", f"quality: {', '.join(bad)}; model says {top} ({p:.2f})", top)
     if ev.rule_state == "labeled":
         lab = ev.rule_label or ""
         pr = float(ev.probs.get(lab, 0.0))
-        rank = sum(1 for v in ev.probs.values() if v > pr)  # 0 = the model's top-1
-        if rank < policy.agree_top_k and pr >= policy.agree_threshold:
-            how = f"{lab} ({pr:.2f})" if rank == 0 else f"{lab} is the model's #{rank + 1} ({pr:.2f}; top {top} {p:.2f})"
-            return Decision("auto", lab, f"rule ({words}) and model agree: {how}", 0.0, src, "agree")
-        if rank == 0:
+        if top == lab:
             return review("agree_low", f"rule ({words}) and model agree on {top} but the model is unsure ({p:.2f})", top)
         return review("disagree", f"rule says {lab} ({words}), model says {top} ({p:.2f}; {lab} {pr:.2f})", top)
-    if p >= policy.model_threshold:
-        return Decision("auto", top, f"model confident: {top} ({p:.2f}) >= {policy.model_threshold:g}, no keyword", 0.0, src, "model_confident")
     return review("low_confidence", f"no keyword; model unsure: {top} ({p:.2f})", top)
+
+
+def _said(est: BucketEstimate) -> str:
+    """The estimate in words, for the decision's reason."""
+    if est.source == "audit":
+        return f"lower bound {est.lower:.3f} ({est.agreeing}/{est.audited} audits agree)"
+    return f"lower bound {est.lower:.3f} (prior, no audit)"
+
+
+def _est_fields(bucket: Optional[str], est: Optional[BucketEstimate]) -> dict:
+    if est is None:
+        return {"bucket": bucket}
+    return {"bucket": bucket, "precision": None if est.precision is None else round(est.precision, 4),
+            "lower": round(est.lower, 4), "upper": round(est.upper, 4)}

@@ -43,6 +43,40 @@ class Decision:
     source: str = ""
     #: why, as a closed set: REVIEW_KINDS for route review, AUTO_KINDS for auto, else the route
     kind: str = ""
+    #: the auto-accept bucket of a candidate face (``labeler.routing.candidate``), None otherwise
+    bucket: Optional[str] = None
+    #: the bucket's estimated precision and 95% interval the route was decided on (``BucketEstimate``)
+    precision: Optional[float] = None
+    lower: Optional[float] = None
+    upper: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class BucketEstimate:
+    """How right the labels of one auto-accept bucket are (``labeler.audit.estimate``).
+
+    ``source`` is ``"audit"`` (blind human labels of a random sample, and imported labels) or
+    ``"prior: <how>"`` (no audit yet: a stated, conservative guess). A bucket auto-accepts only when
+    ``lower`` >= the target precision (:meth:`certifies`)."""
+
+    bucket: str
+    faces: int  # candidate faces in the bucket (labeled ones included)
+    audited: int  # faces with a blind human label (audit answers, imports)
+    agreeing: int  # of those, how many agree with the bucket's class
+    precision: Optional[float]  # point estimate (None: nothing known)
+    lower: float  # 95% lower bound
+    upper: float  # 95% upper bound
+    source: str
+    method: str = "clopper-pearson"
+
+    @property
+    def label(self) -> str:
+        """The class the bucket accepts (the part after the last ``:``)."""
+        return self.bucket.rsplit(":", 1)[-1]
+
+    def certifies(self, target: float) -> bool:
+        """THE auto-accept rule: the lower confidence bound reaches the target precision."""
+        return self.lower >= target
 
 
 #: the kinds of a ``review`` decision (the review queue filters on them; routing weights them)
@@ -149,6 +183,11 @@ class FaceRecord:
     annotations: tuple[AnnotationRecord, ...] = ()
     label: Optional[str] = None
     label_source: str = ""
+    #: the newest decision's bucket and precision estimate (``Decision``); None where it had none
+    bucket: Optional[str] = None
+    est_precision: Optional[float] = None
+    est_lower: Optional[float] = None
+    est_upper: Optional[float] = None
 
     @property
     def words(self) -> tuple[str, ...]:

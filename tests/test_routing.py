@@ -4,10 +4,25 @@ from pathlib import Path
 
 import pytest
 
-from labeler.routing import FaceEvidence, RoutingPolicy, route
-from labeler.types import LABELS
+from labeler.routing import FaceEvidence, RoutingPolicy, candidate, route
+from labeler.types import LABELS, BucketEstimate
 
 P = RoutingPolicy(agree_threshold=0.4, model_threshold=0.9, agree_top_k=1)
+
+
+def est(bucket: str, lower: float, audited: int = 100, agreeing: int = 99) -> BucketEstimate:
+    return BucketEstimate(bucket, 200, audited, agreeing, agreeing / audited, lower, 1.0, "audit")
+
+
+class Certified(dict):
+    """Estimates under which every bucket is certified (lower bound 0.97): the table below is about
+    which faces are candidates, in which bucket, and why; whether a bucket certifies is tested apart."""
+
+    def get(self, bucket, default=None):
+        return est(bucket, 0.97)
+
+
+ALL = Certified()
 
 
 def probs(top: str, p: float) -> dict:
@@ -25,7 +40,7 @@ def probs(top: str, p: float) -> dict:
         # disagree -> review, even when the model is very sure
         (FaceEvidence(1, "labeled", "sad", ("cry",), probs("happy", 0.97)), "review", "happy", "rule says sad"),
         # no keyword, model above the high threshold -> auto
-        (FaceEvidence(1, "none", None, (), probs("surprise", 0.95)), "auto", "surprise", "model confident"),
+        (FaceEvidence(1, "none", None, (), probs("surprise", 0.95)), "auto", "surprise", "no keyword"),
         # no keyword, model below -> review
         (FaceEvidence(1, "none", None, (), probs("surprise", 0.8)), "review", "surprise", "unsure"),
         # ambiguous name: never auto, even with a sure model
@@ -37,7 +52,7 @@ def probs(top: str, p: float) -> dict:
         # multi-face, model sure of another class than the name -> review
         (FaceEvidence(3, "labeled", "happy", ("happy",), probs("sad", 0.95)), "review", "sad", "not given to faces"),
         # multi-face without keyword, model sure -> auto
-        (FaceEvidence(2, "none", None, (), probs("neutral", 0.93)), "auto", "neutral", "model confident"),
+        (FaceEvidence(2, "none", None, (), probs("neutral", 0.93)), "auto", "neutral", "multi-face image"),
         # quality flag blocks auto
         (FaceEvidence(1, "labeled", "happy", ("happy",), probs("happy", 0.9), flags=("blurry",)), "review", "happy", "quality: blurry"),
         # whole-image face counts as a single face
@@ -47,10 +62,14 @@ def probs(top: str, p: float) -> dict:
     ],
 )
 def test_routing_table(ev, route_, label, reason_has):
-    d = route(ev, P)
+    # semantics changed with issue 12: "auto" now means "a candidate whose bucket is certified"; the
+    # rows keep their evidence and expectations, with every bucket certified (ALL)
+    d = route(ev, P, ALL)
     assert (d.route, d.label) == (route_, label), d
     assert reason_has in d.reason
-    assert "agree>=0.4" in d.source
+    assert "agree>=0.4" in d.source and "target=0.95" in d.source
+    if d.route == "auto":
+        assert d.bucket and d.bucket.endswith(":" + label) and d.lower == 0.97 and "certified" in d.reason
 
 
 def test_review_order_most_useful_first():
@@ -65,18 +84,18 @@ def test_review_order_most_useful_first():
 
 def test_thresholds_come_from_the_policy():
     ev = FaceEvidence(1, "none", None, (), probs("happy", 0.85))
-    assert route(ev, RoutingPolicy(model_threshold=0.9)).route == "review"
-    assert route(ev, RoutingPolicy(model_threshold=0.8)).route == "auto"
+    assert route(ev, RoutingPolicy(model_threshold=0.9), ALL).route == "review"
+    assert route(ev, RoutingPolicy(model_threshold=0.8), ALL).route == "auto"
 
 
 def test_top_k_agreement_lets_the_model_veto_rather_than_confirm():
     pol = RoutingPolicy(agree_threshold=0.1, model_threshold=0.99, agree_top_k=2)
     p = {"angry": 0.05, "disgust": 0.05, "fear": 0.05, "happy": 0.45, "sad": 0.3, "surprise": 0.05, "neutral": 0.05}
     # keyword says sad, the model's #2 at 0.30: accepted as sad (the rule's label, not the model's top-1)
-    d = route(FaceEvidence(1, "labeled", "sad", ("sad",), p), pol)
-    assert (d.route, d.label) == ("auto", "sad") and "#2" in d.reason
+    d = route(FaceEvidence(1, "labeled", "sad", ("sad",), p), pol, ALL)
+    assert (d.route, d.label, d.bucket) == ("auto", "sad", "keyword+model#2:sad") and "#2" in d.reason
     # keyword says fear, the model gives it 0.05 (#3 or lower): vetoed
-    d = route(FaceEvidence(1, "labeled", "fear", ("fear",), p), pol)
+    d = route(FaceEvidence(1, "labeled", "fear", ("fear",), p), pol, ALL)
     assert (d.route, d.label) == ("review", "happy") and "rule says fear" in d.reason
     assert "top2" in d.source
 
@@ -98,7 +117,7 @@ KIND_CASES = [
 
 @pytest.mark.parametrize("ev, route_, kind", KIND_CASES)
 def test_decision_kind_table(ev, route_, kind):
-    d = route(ev, P)
+    d = route(ev, P, ALL)
     assert (d.route, d.kind) == (route_, kind), d
     if d.route == "review":
         assert d.priority >= P.weights[kind]  # the kind is also what orders the queue
@@ -109,7 +128,7 @@ def test_every_review_kind_is_reachable_and_offered_by_the_ui():
     offered, every kind offered can be written, and each one has a review-order weight."""
     from labeler.types import AUTO_KINDS, REVIEW_KINDS
 
-    made = {(route(ev, P).route, route(ev, P).kind) for ev, _r, _k in KIND_CASES}
+    made = {(route(ev, P, ALL).route, route(ev, P, ALL).kind) for ev, _r, _k in KIND_CASES}
     assert {k for r, k in made if r == "review"} == set(REVIEW_KINDS)
     assert {k for r, k in made if r == "auto"} == set(AUTO_KINDS)
     assert set(RoutingPolicy().weights) == set(REVIEW_KINDS)
@@ -124,3 +143,48 @@ def test_evidence_leaves_negated_words_out():
     ev = evidence(1, "labeled", "happy", (RuleWord("smiling", "happy"), RuleWord("not sad", "", True)), probs("happy", 0.9), "m", ["blurry"], False)
     assert ev.rule_words == ("smiling",) and ev.flags == ("blurry",)
     assert route(ev, P).reason.startswith("quality: blurry")
+
+
+BUCKETS = [  # evidence -> its bucket (None: never auto-accepted), under the default policy
+    (FaceEvidence(1, "labeled", "happy", ("smiling",), probs("happy", 0.6)), "keyword+model:happy"),
+    (FaceEvidence(0, "labeled", "happy", ("happy",), probs("happy", 0.3), whole_image=True), "keyword+model:happy"),
+    (FaceEvidence(1, "labeled", "sad", ("sad",), {**probs("happy", 0.6), "sad": 0.3}), "keyword+model#2:sad"),
+    (FaceEvidence(1, "none", None, (), probs("neutral", 0.99)), "model>=0.98:neutral"),
+    (FaceEvidence(1, "none", None, (), probs("neutral", 0.95)), "model>=0.9:neutral"),
+    (FaceEvidence(1, "none", None, (), probs("neutral", 0.75)), "model>=0.7:neutral"),
+    (FaceEvidence(1, "none", None, (), probs("neutral", 0.6)), None),  # below model_threshold
+    (FaceEvidence(3, "none", None, (), probs("sad", 0.92)), "group+model>=0.9:sad"),
+    (FaceEvidence(3, "labeled", "happy", ("happy",), probs("happy", 0.99)), "group+keyword+model>=0.98:happy"),
+    (FaceEvidence(3, "labeled", "happy", ("happy",), probs("sad", 0.99)), None),  # the name disagrees
+    (FaceEvidence(1, "labeled", "sad", ("sad",), probs("happy", 0.97)), None),  # disagree
+    (FaceEvidence(1, "ambiguous", None, ("sad", "happy"), probs("happy", 0.99)), None),
+    (FaceEvidence(1, "none", None, (), probs("happy", 0.99), flags=("blurry",)), None),
+    (FaceEvidence(1, "none", None, (), None), None),
+]
+
+
+@pytest.mark.parametrize("ev, bucket", BUCKETS)
+def test_bucket_names_evidence_band_and_class(ev, bucket):
+    c = candidate(ev)
+    assert (c.bucket if c else None) == bucket
+    d = route(ev)  # no estimates: nothing is certified, every candidate waits in review with its bucket
+    assert d.route == "review" and d.bucket == bucket
+
+
+def test_a_bucket_auto_accepts_only_when_its_lower_bound_reaches_the_target():
+    ev = FaceEvidence(1, "none", None, (), probs("happy", 0.95))
+    b = "model>=0.9:happy"
+    at = {b: est(b, 0.93, 100, 97)}
+    d = route(ev, RoutingPolicy(target_precision=0.95), at)
+    assert (d.route, d.kind, d.label, d.bucket) == ("review", "low_confidence", "happy", b)
+    assert (d.precision, d.lower) == (0.97, 0.93) and "not certified at target 0.95" in d.reason
+    d = route(ev, RoutingPolicy(target_precision=0.90), at)
+    assert (d.route, d.kind, d.label, d.bucket, d.lower) == ("auto", "model_confident", "happy", b, 0.93)
+    assert "97/100 audits agree" in d.reason and "certified" in d.reason
+    # another bucket's estimate does not help
+    assert route(ev, RoutingPolicy(target_precision=0.5), {"model>=0.9:sad": est("model>=0.9:sad", 0.99)}).route == "review"
+
+
+def test_target_precision_must_be_a_probability():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        RoutingPolicy(target_precision=95)

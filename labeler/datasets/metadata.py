@@ -41,6 +41,7 @@ def summary(writer: Writer, run: ExportRun, plan: SplitPlan, out: Path, seed: in
         "missing_classes": extra["missing_classes"],
         "class_folders": extra["class_folders"],
         "class_index": extra["class_index"],
+        "label_accuracy": run.accuracy.result(),
         "model_sources": dict(plan.models.most_common()),
         "model_versions": model_version_rows(run.store),
         "files": run.files,
@@ -82,7 +83,7 @@ def readme(summ: dict[str, Any], note: str, metadata_name: str = "metadata.json"
     ]
     for c in sorted({c for s in SPLITS for c in summ["class_counts"][s]}):
         lines.append(f"| {c} | " + " | ".join(str(summ["class_counts"][s].get(c, 0)) for s in SPLITS) + " |")
-    lines += ["", "## Models", ""]
+    lines += ["", *accuracy_lines(summ.get("label_accuracy")), "", "## Models", ""]
     for src, n in summ["model_sources"].items():
         lines.append(f"- `{src}`: newest proposal of {n} faces")
     for m in summ["model_versions"]:
@@ -91,3 +92,19 @@ def readme(summ: dict[str, Any], note: str, metadata_name: str = "metadata.json"
         lines.append("- none")
     lines += ["", f"Everything above is also in `{metadata_name}`.", ""]
     return "\n".join(lines)
+
+
+def accuracy_lines(acc) -> list[str]:
+    """The README's statement of the estimated label accuracy (``label_accuracy`` of metadata.json)."""
+    out = ["## Estimated label accuracy", ""]
+    if not acc or not acc["faces"]:
+        return out + ["- no labeled faces selected"]
+    out.append(f"- {100 * acc['precision']:.1f}% of the {acc['faces']} labels are estimated right "
+               f"(95% interval {100 * acc['lower']:.1f}% to {100 * acc['upper']:.1f}%): "
+               f"{acc['human_labels']} human labels, {acc['auto_accepted']} auto-accepted")
+    out.append(f"- how: {acc['how']}")
+    if acc["buckets"]:
+        out += ["", "| auto-accept bucket | faces | precision | 95% interval |", "|---|---|---|---|"]
+        for b, v in acc["buckets"].items():
+            out.append(f"| {b} | {v['faces']} | {v['precision']:.3f} | {v['lower']:.3f} to {v['upper']:.3f} |")
+    return out

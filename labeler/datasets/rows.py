@@ -16,7 +16,7 @@ from labeler.datasets.writer import ExportRun, Writer
 CSV_COLUMNS = [
     "image", "face", "x1", "y1", "x2", "y2", "det_score", "rule_label", "rule_state", "rule_words",
     "model_label", "model_prob", "model_probs", "model_source", "route", "reason", "decision_label",
-    "label", "label_source", "human_label", "agreement", "votes", "annotators", "annotator_labels",
+    "label", "label_source", "label_bucket", "label_precision", "label_precision_lower", "label_precision_upper", "human_label", "agreement", "votes", "annotators", "annotator_labels",
     "n_annotators", "included", "split", "whole_image", "flags", "quality", "status", "error",
     "width", "height", "sha256", "image_id", "face_id", "path", "root", "paths",
 ]
@@ -41,6 +41,15 @@ def _annotations(rec) -> list[dict[str, Any]]:
     return [a.as_dict() for a in rec.annotations]
 
 
+def label_estimate(rec) -> dict[str, Any]:
+    """The bucket and estimated precision (95% interval) of an auto-accepted label; empty for a
+    human label (counted as right in the data set's figure) and for unlabeled faces."""
+    if rec.human_label or rec.route != "auto" or not rec.label:
+        return {"label_bucket": None, "label_precision": None, "label_precision_lower": None, "label_precision_upper": None}
+    return {"label_bucket": rec.bucket, "label_precision": rec.est_precision, "label_precision_lower": rec.est_lower,
+            "label_precision_upper": rec.est_upper}
+
+
 def flat_row(rec, included: bool, split: str) -> dict[str, Any]:
     """The CSV row of a record (values as written; JSON columns as text)."""
     anns = rec.annotations
@@ -52,7 +61,9 @@ def flat_row(rec, included: bool, split: str) -> dict[str, Any]:
         "model_label": rec.model_label or "", "model_prob": num(rec.model_prob),
         "model_probs": json_cell(rec.model_probs), "model_source": rec.model_source or "",
         "route": rec.route or "", "reason": rec.reason or "", "decision_label": rec.decision_label or "",
-        "label": rec.label or "", "label_source": rec.label_source or "", "human_label": rec.human_label or "",
+        "label": rec.label or "", "label_source": rec.label_source or "",
+        **{k: ("" if v is None else num(v)) for k, v in label_estimate(rec).items()},
+        "human_label": rec.human_label or "",
         "agreement": num(agreement(rec)), "votes": json_cell(dict(rec.votes or {})),
         "annotators": ",".join(a.annotator for a in anns),
         "annotator_labels": json_cell({a.annotator: ("unusable" if a.action == "unusable" else a.as_dict()["labels"])
@@ -74,6 +85,7 @@ def json_row(rec, included: bool, split: str) -> dict[str, Any]:
     out.update(paths=list(rec.paths), rule_words=_rule_words(rec), flags=",".join(rec.flags),
                annotations=_annotations(rec))
     out["image"] = image_name(rec)
+    out.update(label_estimate(rec))
     out["agreement"] = agreement(rec)
     out["included"] = included
     out["split"] = split
@@ -105,7 +117,9 @@ class CsvWriter(_RowsWriter):
     name = "csv"
     file_suffix = ".csv"
     note = ("`labels.csv` (or the file named): one row per face and one per image without a usable face "
-            "(route no_face/broken/pending). `included`/`split` tell whether the face is in the data set "
+            "(route no_face/broken/pending). `label_bucket`/`label_precision` (with its 95% interval): the "
+            "auto-accept bucket of an auto-accepted label and its estimated precision (empty for human labels). "
+            "`included`/`split` tell whether the face is in the data set "
             "these filters select. JSON columns: model_probs, votes, annotator_labels, quality, rule_words, paths. "
             "Text cells starting with = + - @ (or tab, CR) have a leading ' so spreadsheets do not run them.")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from labeler.audit import AccuracyTally
 from labeler.datasets.common import ClassFolders
 from labeler.datasets.crops import with_crops
 from labeler.datasets.select import Selection
@@ -43,6 +44,8 @@ class ExportRun:
     written: int = 0
     files: dict[str, str] = field(default_factory=dict)
     class_folders: ClassFolders = field(default_factory=ClassFolders)  # label -> folder name
+    #: the estimated accuracy of the selected labels (human, or auto at their bucket's precision)
+    accuracy: AccuracyTally = field(default_factory=AccuracyTally)
 
     def pick(self, rec) -> tuple[Optional[str], str]:
         """(class, split) of a selected face, else (None, "")."""
@@ -53,6 +56,8 @@ class ExportRun:
         if sp is None:  # labeled after the first pass: left out rather than breaking the grouping
             self.skipped["changed_during_export"] += 1
             return None, ""
+        human = bool(rec.label_source.startswith("human"))
+        self.accuracy.add(human, rec.bucket, rec.est_precision, rec.est_lower, rec.est_upper)
         return lab, sp
 
     def rows(self) -> Iterator[tuple[Any, Optional[str], str]]:

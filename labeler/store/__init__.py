@@ -93,6 +93,21 @@ from labeler.store.leases import (  # noqa: F401
     take_lease,
 )
 from labeler.store.stats import ActionCount, FaceStatus, OverviewData, overview_stats  # noqa: F401
+from labeler.store.audit import (  # noqa: F401,E402
+    AUDIT_SOURCE,
+    AuditItem,
+    BucketPlan,
+    add_audit,
+    audit_plan,
+    auto_precision_estimate,
+    bucket_estimates,
+    face_names,
+    is_blind,
+    label_accuracy,
+    next_audit_faces,
+    pending_audits,
+    reroute,
+)
 from labeler.store.models import (  # noqa: F401,E402
     DEFAULT_MODEL_KEY,
     ModelRegistry,

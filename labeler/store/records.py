@@ -137,7 +137,8 @@ def _face_record(base: dict, f: Face, p: Optional[Proposal], d: Optional[Decisio
             AnnotationRecord(n, x.action, tuple(x.labels) if x.labels is not None else None, x.created_at.isoformat(), x.source)
             for n, x in sorted(a.items())
         ),
-        label=label, label_source=lsrc,
+        label=label, label_source=lsrc, bucket=d.bucket if d else None, est_precision=d.est_precision if d else None,
+        est_lower=d.est_lower if d else None, est_upper=d.est_upper if d else None,
     )
 
 
