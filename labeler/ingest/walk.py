@@ -167,6 +167,7 @@ def ingest(
     report = IngestReport()
     files = list(iter_files(root, report))
     known = known_paths(store)
+    handed: set[int] = set()  # images given to on_image in this run (a content at two paths: once)
     bar = _progress(files, progress, "ingest")
     for path in bar:
         report.seen += 1
@@ -189,11 +190,13 @@ def ingest(
         prev = known.get(db_path(apath))
         if prev and prev[0] == st.st_mtime and prev[1] == st.st_size:
             report.unchanged += 1
-            if on_image and needs_decode and needs_decode(prev[2]):
+            if on_image and needs_decode and prev[2] not in handed and needs_decode(prev[2]):
                 try:
-                    on_image(prev[2], decode(path.read_bytes()))
+                    decoded = decode(path.read_bytes())
                 except (DecodeError, OSError):
-                    pass
+                    continue
+                handed.add(prev[2])
+                on_image(prev[2], decoded)
             continue
         got = _read(path, apath)
         if got is None:
@@ -203,7 +206,9 @@ def ingest(
         sha, size, decoded, reason = got
         rec = _record(store, sha, size, decoded, reason, apath, str(root), rel, st, rules, include_folders)
         _count(report, rec, decoded is None, reason)
-        if decoded is not None and on_image and (rec.created or rec.fixed or (needs_decode and needs_decode(rec.image_id))):
+        if decoded is not None and on_image and rec.image_id not in handed and (
+                rec.created or rec.fixed or (needs_decode and needs_decode(rec.image_id))):
+            handed.add(rec.image_id)
             on_image(rec.image_id, decoded)
     return report
 

@@ -66,7 +66,7 @@ def take_lease(store: Store, face_id: int, annotator: str, minutes: Optional[flo
             set_={"annotator": ins.excluded.annotator, "expires_at": ins.excluded.expires_at},
             where=(t.c.expires_at <= now) | (t.c.annotator == annotator),
         )
-        return s.execute(ins).rowcount == 1
+        return s.execute(ins.returning(t.c.face_id)).first() is not None  # rowcount is -1 on psycopg
 
 
 def release_leases(store: Store, annotator: str, face_ids=None, keep=()) -> int:

@@ -36,7 +36,8 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: li
     """Insert one row unless a row with the same ``keys`` (a unique constraint) exists, committed or
     being committed by another process (PostgreSQL waits for it). True when this call inserted it."""
     stmt = dialect_insert(session, table).values(**values).on_conflict_do_nothing(index_elements=keys)
-    return session.execute(stmt).rowcount == 1
+    # RETURNING, not rowcount: psycopg under SQLAlchemy 2.1 reports rowcount -1 for an INSERT
+    return session.execute(stmt.returning(table.c[keys[0]])).first() is not None
 
 
 def lock(session: Session, name: str) -> None:
