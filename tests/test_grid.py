@@ -95,6 +95,7 @@ def test_still_pending_checks_only_the_given_faces(store):
     S.add_annotation(store, ids[2], "bob", "undo", undoes_id=uid)
     assert G.still_pending(store, ids, "ann") == [ids[2], ids[3]]
     assert G.still_pending(store, ids, "bob") == [ids[1], ids[2], ids[3]]
+    assert G.still_pending(store, ids, "ann", any_route=True) == [ids[2], ids[3], ids[4]]
     assert G.still_pending(store, []) == []
 
 

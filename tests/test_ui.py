@@ -15,11 +15,20 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 UI = str(Path(__file__).resolve().parent.parent / "labeler" / "ui" / "app.py")
 
 
-def make_app(db: str, monkeypatch, name: str | None = "alice", page: str | None = None) -> AppTest:
+@pytest.fixture(autouse=True)
+def config_home(tmp_path, monkeypatch) -> Path:
+    """The remembered annotator goes to a private config folder, never the user's."""
+    d = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(d))
+    return d
+
+
+def make_app(db: str, monkeypatch, name: str | None = "alice", page: str | None = None, audits: bool = False) -> AppTest:
     monkeypatch.setenv("LABELER_DB", db)
     at = AppTest.from_file(UI, default_timeout=60)
     if name:
         at.session_state["annotator"] = name
+    at.session_state["audits_first"] = audits
     if page:
         at.session_state["page"] = page
     at.run()
@@ -192,22 +201,76 @@ def test_gallery_relabel(db, monkeypatch):
     assert all(not at.checkbox(key=f"g_{f}").value for f in ids if [c for c in at.checkbox if c.key == f"g_{f}"])
 
 
-def test_image_view_labels_faces_together(db, monkeypatch):
+def test_image_view_pages_a_crowd_by_keys(db, monkeypatch):
+    from labeler.store import grid as G
+    from labeler.ui.views import image as page
+
     st = S.Store(db)
-    imgs = S.image_list(st, min_faces=1)
-    img = imgs[0]  # the image with the most faces
+    img = S.image_list(st, min_faces=1)[0]  # the image with the most faces
     v = S.image_view(st, img["image_id"])
+    order = G.reading_order([(f["face_id"], *f["box"]) for f in v["faces"]])
+    monkeypatch.setattr(page, "PER_PAGE", 2)  # a crowd of a few faces: pages of 2
     at = make_app(db, monkeypatch, page="Image")
     at.selectbox(key="image_id").set_value(img["image_id"]).run()
     assert not at.exception
-    for k, f in enumerate(v["faces"]):
-        at.selectbox(key=f"im_{f['face_id']}").set_value("neutral" if k % 2 == 0 else "unusable")
-    at.run()
-    click(at, "im_save")
+    click(at, "im_lab_happy")  # face 1 (reading order), the cursor moves to face 2
+    click(at, "im_unusable")
+    if len(order) > 2:
+        assert at.caption[0].value.startswith(f"faces 3-{min(4, len(order))} of {len(order)}")
+        click(at, "im_prev")
+        assert at.caption[0].value.startswith("faces 1-2 of")
     got = [(a.face_id, a.action, a.labels) for a in rows(db, annotator="alice")]
-    assert got == [(f["face_id"], "label", ["neutral"]) if k % 2 == 0 else (f["face_id"], "unusable", None)
-                   for k, f in enumerate(v["faces"])]
-    assert len(at.image) >= 1 + len(v["faces"])  # the boxed photo and each crop
+    assert got == [(order[0], "label", ["happy"]), (order[1], "unusable", None)][:len(got)] and len(got) == min(2, len(order))
+
+
+def test_image_view_opens_on_next_pending_photo(db, monkeypatch):
+    from labeler.store import grid as G
+
+    want = G.next_pending_image(S.Store(db), "alice")
+    at = make_app(db, monkeypatch, page="Image")
+    assert at.selectbox(key="image_id").value == want
+
+
+def test_hide_until_answered(db, monkeypatch):
+    st = S.Store(db)
+    q = S.review_queue(st, "alice", limit=2)
+    card = S.face_card(st, q[0])
+    at = make_app(db, monkeypatch, name=None)
+    at.session_state["annotator"] = "alice"
+    at.session_state["hide_mode"] = True
+    at.run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "Proposal hidden" in text and "Why review" not in text and "**Model**" not in text
+    assert at.button(key="accept").disabled
+    click(at, "lab_fear")
+    assert card_face(at) == q[1]
+    reveal = " ".join(i.value for i in at.info)
+    assert f"Face #{q[0]}: you said **label fear**" in reveal and (card["decision_label"] or card["model_label"]) in reveal
+
+
+def test_annotator_remembered_across_sessions(db, monkeypatch, config_home):
+    at = make_app(db, monkeypatch, name=None)
+    at.text_input(key="name_input").input("carol")
+    click(at, "start")
+    assert at.query_params["annotator"] == ["carol"] or at.query_params["annotator"] == "carol"
+    assert (config_home / "labeler" / "ui.json").exists()
+    again = make_app(db, monkeypatch, name=None)  # a new session: no name typed
+    assert again.session_state["annotator"] == "carol" and card_face(again) is not None
+    click(again, "change_name")
+    assert not (config_home / "labeler" / "ui.json").exists()
+
+
+def test_grid_page_lists_classes(db, monkeypatch):
+    from labeler.store import grid as G
+
+    st = S.Store(db)
+    classes = G.grid_classes(st, "review", "alice")
+    at = make_app(db, monkeypatch, page="Verify")
+    assert not at.exception
+    if classes:
+        assert at.selectbox(key="grid_class").value == classes[0].label
+        page = at.session_state["grid_page"]
+        assert [f.face_id for f in page[2]] == [f.face_id for f in G.grid_page(st, classes[0].label, "review", "alice", 48)]
 
 
 def test_review_card_jumps_to_image_view(db, monkeypatch):

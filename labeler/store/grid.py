@@ -205,10 +205,12 @@ def undo_grid(store: Store, annotator: str) -> Optional[GridResult]:
     return GridResult(src.split(":", 1)[1], label, tuple(a.face_id for a in rows if a.action == "verify"), tuple(rejected))
 
 
-def still_pending(store: Store, face_ids: Sequence[int], annotator: Optional[str] = None) -> list[int]:
+def still_pending(store: Store, face_ids: Sequence[int], annotator: Optional[str] = None,
+                  any_route: bool = False) -> list[int]:
     """Those of ``face_ids`` (in their order) that still wait for review: newest decision route
-    ``review``, no current human label, not skipped by ``annotator``. Indexed look-ups of these faces
-    only (no scan): the check of a prefetched queue before its head is shown."""
+    ``review`` (any route with ``any_route``: audit samples), no current human label, not skipped by
+    ``annotator``. Indexed look-ups of these faces only (no scan): the check of a prefetched queue
+    before its head is shown."""
     ids = list(dict.fromkeys(face_ids))
     if not ids:
         return []
@@ -219,7 +221,7 @@ def still_pending(store: Store, face_ids: Sequence[int], annotator: Optional[str
     undone = {u for _i, _f, act, _a, u in rows if act == "undo" and u}
     done = {f for i, f, act, who, _u in rows if i not in undone
             and (act in _HUMAN or (act == "skip" and annotator and who == annotator))}
-    return [f for f in ids if f not in done and f in dec and dec[f].route == "review"]
+    return [f for f in ids if f not in done and f in dec and (any_route or dec[f].route == "review")]
 
 
 def reading_order(boxes: Sequence[tuple[int, float, float, float, float]]) -> list[int]:

@@ -12,19 +12,25 @@ import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
 from labeler import store as S
+from labeler.ui.keys import key_help
 from labeler.ui.views import PAGES
 from labeler.ui.resources import db_url
-from labeler.ui.state import who
+from labeler.ui.state import forget_annotator, remember_annotator, remembered_annotator, who
+
+#: the keys of every page, for the ``?`` overlay
+GLOBAL_KEYS = (("?", "show / hide this help"),)
 
 
 def set_annotator() -> None:
     name = (st.session_state.get("name_input") or "").strip()
     if name:
         st.session_state["annotator"] = name
+        remember_annotator(name)
 
 
 def change_annotator() -> None:
     st.session_state.pop("annotator", None)
+    forget_annotator()
 
 
 def sign_in() -> None:
@@ -54,13 +60,26 @@ def navigation() -> StreamlitPage:
 def main() -> None:
     st.set_page_config(page_title="labeler review", layout="wide")
     if not who():
+        name = remembered_annotator()
+        if name:
+            st.session_state["annotator"] = name
+    if not who():
         st.navigation([st.Page(sign_in, title="Sign in", url_path="sign-in")], position="hidden").run()
         return
+    if st.query_params.get("annotator") != who():
+        st.query_params["annotator"] = who()
     nav = navigation()
     sb = st.sidebar
     sb.markdown(f"Annotator: **{who()}**")
     sb.button("Change name", key="change_name", on_click=change_annotator)
+    sb.caption("Press **?** for the keys of this page.")
+    page = next((m for m in PAGES if m.TITLE == nav.title), None)
+    key_help(f"Keys: {nav.title}", tuple(getattr(page, "KEYS_HELP", ())) + GLOBAL_KEYS)
     nav.run()
+
+
+# no "Deploy" button: the launcher passes --client.toolbarMode minimal; this covers `streamlit run`
+st.set_option("client.toolbarMode", "minimal")
 
 
 main()

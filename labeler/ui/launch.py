@@ -28,7 +28,7 @@ def command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
     return [
         sys.executable, "-m", "streamlit", "run", str(UI_SCRIPT),
         "--server.address", host, "--server.port", str(int(port)), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]
 
 

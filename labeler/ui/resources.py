@@ -7,6 +7,7 @@ the default (``labeler.store.resolve_url``).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import sys
 from typing import Optional
@@ -76,14 +77,15 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _draw_boxes(im: PILImage.Image, scale: float, boxes: tuple[BoxSpec, ...], highlight: Optional[int]) -> None:
+def _draw_boxes(im: PILImage.Image, scale: float, boxes: tuple[BoxSpec, ...], highlight) -> None:
     draw = ImageDraw.Draw(im)
     lw = max(2, im.width // 150)
-    fs = max(11, im.width // 40)
+    fs = max(11, min(im.width // 40, int(min((b[4] - b[2] for b in boxes), default=40) * scale * 0.8) or 11))
     font = _font(fs)
+    hl = set(highlight) if isinstance(highlight, tuple) else ({highlight} if highlight is not None else None)
     for fid, x1, y1, x2, y2, cap in boxes:
-        on = highlight is None or fid == highlight
-        color = (255, 40, 40) if (highlight is not None and on) else ((40, 220, 255) if on else (200, 200, 200))
+        on = hl is None or fid in hl
+        color = (255, 40, 40) if (hl is not None and on) else ((40, 220, 255) if on else (200, 200, 200))
         r = [x1 * scale, y1 * scale, x2 * scale, y2 * scale]
         draw.rectangle(r, outline=color, width=lw if on else max(1, lw // 2))
         if cap:
@@ -93,11 +95,13 @@ def _draw_boxes(im: PILImage.Image, scale: float, boxes: tuple[BoxSpec, ...], hi
             draw.text((r[0] + 3, ty + 1), cap, fill=(0, 0, 0), font=font)
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def boxed_image(paths: tuple[str, ...], boxes: tuple[BoxSpec, ...], highlight: Optional[int],
+@functools.lru_cache(maxsize=256)
+def boxed_image(paths: tuple[str, ...], boxes: tuple[BoxSpec, ...], highlight,
                 max_side: int) -> Optional[bytes]:
     """The image file (first readable path) downscaled to ``max_side`` with face boxes drawn
-    (``highlight``: the face drawn in red, the others grey; None: all alike). JPEG bytes."""
+    (``highlight``: the face, or a tuple of faces, drawn in red, the others grey; None: all alike;
+    captions sized to the smallest box, so that a crowd's numbers do not overlap). JPEG bytes. A plain
+    LRU cache, not ``st.cache_data``: the card prefetcher calls it from a worker thread."""
     for p in paths:
         got = _open_oriented(p, max_side)
         if got is None:

@@ -1,5 +1,10 @@
 """Review: one face card at a time, keyboard driven (1-7 label, Enter accept, A second label,
-X unusable, S skip, U undo, Esc cancel). The queue and the card come from ``labeler.store``."""
+X unusable, S skip, U undo, Esc cancel). The queue and the card come from ``labeler.store``.
+
+The card is an ``st.fragment``: a key press reruns the card only, from a queue precomputed in the
+background with the next cards already loaded (``labeler.ui.prefetch``). Audit samples
+(``store.next_audit_faces``) come first, with the proposal hidden until answered; the same
+hide-until-answered mode is a sidebar toggle for anyone."""
 
 from __future__ import annotations
 
@@ -9,14 +14,19 @@ import streamlit as st
 
 from labeler import store as S
 from labeler.types import LABELS, REVIEW_KINDS, RuleWord
-from labeler.ui.resources import boxed_image, db_url, folders, store
+from labeler.ui import prefetch as P
+from labeler.ui.resources import db_url, folders, store
 from labeler.ui.state import SOURCE, flash, goto, take_flash, who
 
 TITLE = "Review"
 ICON = ":material/rate_review:"
 KEYS = {lab: str(i + 1) for i, lab in enumerate(LABELS)}  # 1-7 in LABELS order
-HELP = ("Review keys: 1-7 label (" + ", ".join(f"{v} {k}" for k, v in KEYS.items())
-        + "), Enter accept suggestion, A second label, X unusable, S skip, U undo, Esc cancel.")
+KEYS_HELP = (("1-7", "label: " + ", ".join(f"{v} {k}" for k, v in KEYS.items())),
+             ("Enter", "accept the suggestion (not while the proposal is hidden)"), ("A", "two labels: press two class keys"),
+             ("X", "unusable (not a face, unreadable)"), ("S", "skip (it stays in the others' queue)"),
+             ("U", "undo my last action (walks back)"), ("Esc", "cancel two-label mode"))
+#: how many audit samples a session asks for at once
+AUDITS = 20
 
 
 # ---- actions (button callbacks: they run before the rerun, so the next card renders right away)
@@ -46,12 +56,22 @@ def act(face_id: int, action: str, labels: Optional[list[str]] = None) -> None:
             st.session_state["pending"] = (face_id, labs)
             return
         labels = labs[:2]
-    S.add_annotation(store(), face_id, who(), action, labels, source=SOURCE)
+    audit = bool(st.session_state.get("card_audit")) and action != "skip"
+    if audit and hasattr(S, "add_audit"):
+        S.add_audit(store(), face_id, who(), action, labels)
+    else:
+        S.add_annotation(store(), face_id, who(), action, labels, source=SOURCE)
+    st.session_state["last_source"] = S.AUDIT_SOURCE if audit and hasattr(S, "add_audit") else SOURCE
     _reset_compound()
-    if st.session_state.get("focus_face") == face_id:
-        st.session_state["focus_face"] = None
+    q = st.session_state.get("queue")
+    if q is not None:
+        P.settled(q, face_id, audit=bool(st.session_state.get("card_audit")))
     st.session_state["n_done"] = st.session_state.get("n_done", 0) + 1
-    flash(f"face #{face_id}: {action}" + (f" {' + '.join(labels)}" if labels else ""))
+    said = f"{action}" + (f" {' + '.join(labels)}" if labels else "")
+    hidden = st.session_state.get("card_hidden")
+    if hidden and action != "skip":
+        st.session_state["reveal"] = (face_id, said, hidden)
+    flash(f"face #{face_id}: {said}")
 
 
 def accept(face_id: int, suggestion: Optional[str]) -> None:
@@ -72,11 +92,19 @@ def toggle_compound() -> None:
 def undo() -> None:
     if not who():
         return
-    r = S.undo_last(store(), who(), source=SOURCE)
+    src = st.session_state.get("last_source", SOURCE)
+    r = S.undo_last(store(), who(), source=src) or (S.undo_last(store(), who(), source=SOURCE) if src != SOURCE else None)
     if r is None:
         flash("nothing to undo")
         return
-    st.session_state["focus_face"] = r["face_id"]  # show the face again right away
+    q = st.session_state.get("queue")
+    if q is not None:  # show the face again right away
+        if src != SOURCE and r["action"] != "skip":
+            q.audit.insert(0, r["face_id"])
+        else:
+            P.put_back(q, r["face_id"])
+    st.session_state["last_source"] = SOURCE
+    st.session_state.pop("reveal", None)
     _reset_compound()
     flash(f"undid {r['action']} {' + '.join(r['labels'] or [])} on face #{r['face_id']}")
 
@@ -110,16 +138,18 @@ def filters() -> dict[str, Any]:
     return {"reason_kinds": kinds or None, "proposed": prop or None, "folder": folder or None, "include_skipped": skipped}
 
 
-def next_card(db: S.Store, f: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The face just undone (while it still waits for review), else the head of the queue."""
-    focus = st.session_state.get("focus_face")
-    if focus:
-        c = S.face_card(db, focus)
-        if c and c["route"] == "review" and c["human_label"] is None:
-            return c
-        st.session_state["focus_face"] = None
-    ids = S.lease_next(db, who(), **f)  # leased to this annotator: others are not served it meanwhile
-    return S.face_card(db, ids[0]) if ids else None
+def _queue(db: S.Store, f: dict[str, Any]) -> P.Queue:
+    """This session's precomputed queue for the filters (a new one when they changed)."""
+    key = (who(), tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(f.items())),
+           bool(st.session_state.get("audits_first", True)))
+    q = st.session_state.get("queue")
+    if q is None or q.key != key:
+        audits = None
+        if key[2] and hasattr(S, "next_audit_faces"):
+            db_, name = db, who()
+            audits = lambda: [a.face_id for a in S.next_audit_faces(db_, name, AUDITS)]  # noqa: E731
+        q = st.session_state["queue"] = P.new_queue(db, who(), f, key, audits)
+    return q
 
 
 def _evidence(card: dict[str, Any]) -> None:
@@ -139,9 +169,12 @@ def _evidence(card: dict[str, Any]) -> None:
         st.markdown("**Others:** " + "; ".join(f"{n}: {a['action']} {' + '.join(a['labels'])}" for n, a in card["annotations"].items()))
 
 
-def _card(card: dict[str, Any]) -> None:
+def _card(card: dict[str, Any], hidden: bool, audit: bool) -> None:
     fid = card["face_id"]
     st.markdown(f"#### Face #{fid} · image #{card['image_id']} · face {card['idx'] + 1} of {card['n_faces']}")
+    if audit:
+        st.caption("Audit sample: a blind label for the precision estimate of the auto-accepted labels; "
+                   "the proposal is shown after your answer.")
     c1, c2, c3 = st.columns([1.1, 1.4, 1.2])
     with c1:
         if card["crop"]:
@@ -149,18 +182,19 @@ def _card(card: dict[str, Any]) -> None:
         else:
             st.warning("no crop stored")
     with c2:
-        _evidence(card)
+        if hidden:
+            st.markdown("**Proposal hidden until you answer.**  \nLabel what you see (1-7); the proposal is shown after the key press.")
+        else:
+            _evidence(card)
     with c3:
-        boxes = tuple((b["face_id"], *b["box"], str(b["idx"] + 1)) for b in card["faces"])
-        img = boxed_image(tuple(card["paths"]), boxes, fid, 360)
-        if img:
-            st.image(img, width=320)
+        if card.get("photo"):
+            st.image(card["photo"], width=320)
         else:
             st.caption("image file not found: " + (card["paths"][0] if card["paths"] else "-"))
         st.button("Open image view", key="open_img", on_click=open_image, args=(card["image_id"],))
 
 
-def _buttons(fid: int, suggestion: Optional[str]) -> None:
+def _buttons(fid: int, suggestion: Optional[str], hidden: bool) -> None:
     pend = st.session_state.get("pending")
     held = pend[1] if pend and pend[0] == fid else []
     compound = bool(st.session_state.get("compound"))
@@ -168,12 +202,13 @@ def _buttons(fid: int, suggestion: Optional[str]) -> None:
         st.info("Two labels: press two class keys (or one, then Enter). Esc cancels."
                 + (f" Held: **{' + '.join(held)}**" if held else ""))
     st.session_state["card_face"] = fid  # the face the buttons below act on (see act())
+    shown = None if hidden else suggestion
     for col, lab in zip(st.columns(len(LABELS)), LABELS):
         col.button(lab, key=f"lab_{lab}", shortcut=KEYS[lab], on_click=act, args=(fid, "label", [lab]),
-                   type="primary" if lab == suggestion or lab in held else "secondary", width="stretch")
+                   type="primary" if lab == shown or lab in held else "secondary", width="stretch")
     b = st.columns([1.6, 1.3, 1.1, 0.9, 0.9, 0.9])
-    b[0].button(f"Accept: {suggestion or '-'}", key="accept", shortcut="Enter", on_click=accept, args=(fid, suggestion),
-                disabled=not (suggestion or held), width="stretch")
+    b[0].button(f"Accept: {shown or '-'}", key="accept", shortcut="Enter", on_click=accept, args=(fid, shown),
+                disabled=not (shown or held), width="stretch")
     b[1].button("Second label", key="second", shortcut="A", on_click=toggle_compound, width="stretch",
                 type="primary" if compound else "secondary")
     b[2].button("Unusable", key="unusable", shortcut="X", on_click=act, args=(fid, "unusable"), width="stretch")
@@ -182,18 +217,49 @@ def _buttons(fid: int, suggestion: Optional[str]) -> None:
     b[5].button("Cancel", key="cancel", shortcut="Esc", on_click=_reset_compound, width="stretch", disabled=not compound)
 
 
-def render() -> None:
+def _reveal() -> None:
+    """After an answer given with the proposal hidden: what was said, and what had been proposed."""
+    r = st.session_state.pop("reveal", None)
+    if r:
+        fid, said, proposal = r
+        st.info(f"Face #{fid}: you said **{said}** · the proposal was **{proposal}**")
+
+
+@st.fragment
+def card_area(f: dict[str, Any]) -> None:
+    """The card: rerun alone on every key press (the sidebar and the rest of the page stay)."""
+    if st.session_state.get("page") not in (None, TITLE):  # "Open image view": the whole app switches page
+        st.rerun(scope="app")
     db = store()
-    f = filters()
-    st.sidebar.caption(HELP)
-    card = next_card(db, f)
-    left = S.review_queue_count(db, who(), **f)
+    q = _queue(db, f)
+    fid, audit = P.head(db, db_url(), who(), f, q)
     msg = take_flash()
-    st.caption(f"{left} to review with these filters · {st.session_state.get('n_done', 0)} done this session"
+    st.caption(f"{q.left + len(q.audit)} to review with these filters · {st.session_state.get('n_done', 0)} done this session"
                + (f" · last: {msg}" if msg else ""))
-    if card is None:
+    _reveal()
+    if fid is None:
+        st.session_state["card_face"] = None
         st.success("Nothing left to review with these filters.")
         st.button("Undo my last action", key="undo", shortcut="U", on_click=undo)
         return
-    _card(card)
-    _buttons(card["face_id"], card["decision_label"] or card["model_label"])
+    card = P.card(db, db_url(), fid)
+    if card is None:
+        P.settled(q, fid, audit)
+        st.rerun(scope="fragment")
+    suggestion = card["decision_label"] or card["model_label"]
+    hidden = audit or bool(st.session_state.get("hide_mode"))
+    st.session_state["card_audit"] = audit
+    st.session_state["card_hidden"] = (f"{suggestion or 'none'}" + (f" (model {card['model_label']} {card['model_prob']:.2f})"
+                                       if card.get("model_prob") is not None else "")) if hidden else None
+    _card(card, hidden, audit)
+    _buttons(fid, suggestion, hidden)
+
+
+def render() -> None:
+    f = filters()
+    sb = st.sidebar
+    sb.toggle("Hide the proposal until I answer", key="hide_mode",
+              help="Against anchoring: the card shows the face and the photo only; the proposal appears after your key press.")
+    sb.checkbox("Audit samples first", key="audits_first", value=True,
+                help="Blind labels of random auto-accepted faces measure how right the auto-accepted labels are.")
+    card_area(f)

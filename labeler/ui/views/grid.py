@@ -1,0 +1,83 @@
+"""Verify: a page of 30-60 faces proposed as one class; mark only the wrong ones (click, or arrows
+and space), Enter confirms the page. Unmarked faces get the class as a human label (``verify``);
+marked ones go back to single review, "rejected as <class>". U undoes the last page. The queries
+are ``labeler.store.grid``'s; the keys live in the browser (``labeler.ui.keys.face_grid``)."""
+
+from __future__ import annotations
+
+import uuid
+
+import streamlit as st
+
+from labeler.store import grid as G
+from labeler.ui.keys import face_grid
+from labeler.ui.resources import store
+from labeler.ui.state import flash, take_flash, who
+
+TITLE = "Verify"
+ICON = ":material/grid_view:"
+KEYS_HELP = (("arrows", "move the cursor"), ("space / click", "mark the face as wrong (again: unmark)"),
+             ("Enter", "confirm the page: unmarked faces get the class, marked ones go back to review"),
+             ("U", "undo my last grid page"))
+SOURCES = {"review": "review queue", "auto": "auto-accepted"}
+SIZE = 112  # crop side on screen, px
+COLS = 8
+
+
+def undo_page() -> None:
+    r = G.undo_grid(store(), who())
+    st.session_state.pop("grid_page", None)
+    flash("no grid page to undo" if r is None else
+          f"undid the {r.label} page: {len(r.verified)} verified, {len(r.rejected)} rejected faces are back")
+
+
+def _page(label: str, source: str, n: int) -> tuple[str, list[G.GridFace]]:
+    """The page shown: kept across reruns until it is confirmed (or the class/source changes)."""
+    cur = st.session_state.get("grid_page")
+    if cur and cur[1] == (label, source, n, who()):
+        return cur[0], cur[2]
+    faces = G.grid_page(store(), label, source, who(), n)
+    token = uuid.uuid4().hex[:10]
+    st.session_state["grid_page"] = (token, (label, source, n, who()), faces)
+    return token, faces
+
+
+def _settle(token: str, label: str, faces: list[G.GridFace], marked: list[int]) -> None:
+    done = st.session_state.setdefault("grid_done", set())
+    if token in done:
+        return
+    done.add(token)
+    r = G.settle_grid(store(), who(), label, [f.face_id for f in faces], marked)
+    st.session_state.pop("grid_page", None)
+    st.session_state["grid_n_done"] = st.session_state.get("grid_n_done", 0) + len(faces)
+    flash(f"{label} page: {len(r.verified)} verified, {len(r.rejected)} sent back to review")
+
+
+def render() -> None:
+    db = store()
+    sb = st.sidebar
+    source = sb.radio("Faces from", list(SOURCES), format_func=SOURCES.get, key="grid_source")
+    n = sb.slider("Faces per page", 30, 60, 48, step=6, key="grid_n")
+    classes = G.grid_classes(db, source, who())
+    st.subheader("Verify by grid")
+    msg = take_flash()
+    st.caption(f"{st.session_state.get('grid_n_done', 0)} faces settled on grids this session"
+               + (f" · last: {msg}" if msg else "") + " · press ? for the keys")
+    if not classes:
+        st.success(f"No face of the {SOURCES[source]} waits for a grid.")
+        st.button("Undo my last grid page", key="grid_undo", shortcut="U", on_click=undo_page)
+        return
+    counts = {c.label: c.faces for c in classes}
+    if st.session_state.get("grid_class") not in counts:
+        st.session_state["grid_class"] = classes[0].label
+    label = st.selectbox("Class", list(counts), key="grid_class", format_func=lambda c: f"{c} ({counts[c]} faces)")
+    token, faces = _page(label, source, n)
+    st.markdown(f"Mark the faces that are **not {label}**; Enter confirms the page.")
+    res = face_grid(token, label, [(f.face_id, f.crop, f"{f.prob:.2f}" if f.prob is not None else "") for f in faces],
+                    COLS, SIZE, on_confirm=lambda: None)
+    got = res.get("confirm") if res is not None else None
+    if got and got.get("page") == token:
+        shown = {f.face_id for f in faces}
+        _settle(token, label, faces, [int(m) for m in got.get("marked") or [] if int(m) in shown])
+        st.rerun()
+    st.button("Undo my last grid page", key="grid_undo", shortcut="U", on_click=undo_page)
