@@ -94,7 +94,7 @@ def _queue_inputs(s: Session, rows) -> tuple[list[QueueFace], Coverage]:
         boxes.update({f: (x1, y1, x2, y2) for f, x1, y1, x2, y2 in
                       s.execute(select(Face.id, Face.x1, Face.y1, Face.x2, Face.y2).where(Face.id.in_(part)))})
         tops.update(dict(s.execute(select(Proposal.face_id, Proposal.prob).where(
-            Proposal.face_id.in_(part), Proposal.id.in_(newest.where(Proposal.face_id.in_(part)))))))
+            Proposal.face_id.in_(part), Proposal.id.in_(newest.where(Proposal.face_id.in_(part))))).all()))
     cur = current_annotations(s, None)
     human: dict[int, str] = {}
     for fid, anns in cur.items():
