@@ -89,6 +89,7 @@ from labeler.store.leases import (  # noqa: F401
     active_leases,
     lease_minutes,
     lease_next,
+    lease_order,
     release_leases,
     take_lease,
 )

@@ -107,3 +107,28 @@ def lease_next(store: Store, annotator: str, limit: int = 1, minutes: Optional[f
             break
     release_leases(store, annotator, keep=got)
     return got
+
+
+def lease_order(store: Store, annotator: str, face_ids: list[int], minutes: Optional[float] = None) -> list[int]:
+    """For a queue the UI precomputed: ``face_ids`` reordered so that the first is leased to
+    ``annotator`` (the first one nobody else holds that still waits for review), the faces others
+    hold moved to the end (they come back when their lease ends), faces settled meanwhile dropped
+    before it. The annotator's other leases are released. [] when none can be leased (the caller
+    fetches its queue again). Without a name, ``face_ids`` as they are."""
+    if not annotator or not face_ids:
+        return list(face_ids)
+    from labeler.store.grid import still_pending
+
+    minutes = lease_minutes(minutes)
+    now = utcnow()
+    held = {f for f, (who, _u) in active_leases(store, now).items() if who != annotator}
+    ids = list(dict.fromkeys(face_ids))
+    for k, fid in enumerate(ids):
+        if fid in held or not still_pending(store, [fid], annotator):
+            continue
+        if take_lease(store, fid, annotator, minutes, now):
+            release_leases(store, annotator, keep=[fid])
+            rest = [f for f in ids[k + 1:] if f not in held]
+            return [fid] + rest + [f for f in ids if f in held]
+    release_leases(store, annotator)
+    return []

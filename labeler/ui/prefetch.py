@@ -131,6 +131,7 @@ def head(db: S.Store, url: str, annotator: str, filters: dict[str, Any], q: Queu
             break
     if len(q.ids) < LOW and q.refill is None:
         q.refill = _POOL.submit(_fetch, db, annotator, filters, tuple(q.ids) + tuple(q.seen))
+    q.ids = S.lease_order(db, annotator, q.ids)  # the head leased to this annotator: nobody else is served it
     if not q.ids:
         return None, False
     prefetch(db, url, q.ids[1:AHEAD + 1])

@@ -1,0 +1,262 @@
+"""Races between real processes on one database: two autolabels of one folder, two imports of one
+file, annotators pulling review cards at once. No crash, nothing stored twice, no face served to
+two annotators while leased. On SQLite, and on a real PostgreSQL server (scripts/pg_server.sh; the
+PostgreSQL cases are `slow` and skip, with the reason, where no server can be had).
+
+Each test starts worker processes (spawn), lets them import and load everything, then releases
+them together through a barrier so that their writes overlap."""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+import shutil
+import subprocess
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from .conftest import ROOT, SAMPLE
+
+WAIT = 300  # seconds a worker may take (the machine is shared)
+
+
+# ---- databases: a fresh one per test, SQLite or PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def pg_base():
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed (pip install 'psycopg[binary]')")
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "pg_server.sh"), "start"], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"no PostgreSQL server: {r.stderr.strip()[-300:]}")
+    return r.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'race.db'}"
+        return
+    import sqlalchemy as sa
+
+    base = request.getfixturevalue("pg_base")
+    name = "labeler_race_" + uuid.uuid4().hex[:8]
+    eng = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with eng.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    eng.dispose()
+
+
+def _store(url):
+    from labeler.store import Store
+
+    return Store(url)
+
+
+def _autolabeled(url, sample_db):
+    """``url`` holding the sample_data autolabel run (copied from the session's SQLite run, or run
+    again on PostgreSQL)."""
+    if url.startswith("sqlite"):
+        shutil.copyfile(sample_db.removeprefix("sqlite:///"), url.removeprefix("sqlite:///"))
+        return _store(url)
+    from labeler.config import Config
+    from labeler.ingest.rules import load_rules
+    from labeler.pipeline import Autolabeler
+
+    store = _store(url)
+    Autolabeler(store, Config(), load_rules()).run(SAMPLE, progress=False)
+    return store
+
+
+def _race(target, n: int, *args) -> list:
+    """Run ``target(i, barrier, out, *args)`` in ``n`` spawned processes; their results, in order of
+    arrival. A worker puts ("error", text) when it raised."""
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(i, barrier, out, *args)) for i in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        results = [out.get(timeout=WAIT) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    errors = [r for r in results if r[0] == "error"]
+    assert not errors, errors
+    return results
+
+
+def _guard(fn):
+    """Worker wrapper: whatever happens, one result goes to ``out``."""
+
+    def run(i, barrier, out, *args):
+        try:
+            out.put(("ok", i, fn(i, barrier, *args)))
+        except BaseException as e:  # noqa: BLE001 - reported to the parent, which fails the test
+            import traceback
+
+            out.put(("error", i, f"{type(e).__name__}: {e}\n{traceback.format_exc()[-1500:]}"))
+
+    return run
+
+
+# ---- workers (module level: spawn imports them by name)
+
+
+def _autolabel(i, barrier, url, folder):
+    from labeler.config import Config
+    from labeler.ingest.rules import load_rules
+    from labeler.pipeline import Autolabeler
+
+    al = Autolabeler(_store(url), Config(), load_rules())
+    barrier.wait(timeout=WAIT)
+    rep = al.run(folder, progress=False)
+    return {"detected": rep.images_detected, "faces": rep.faces, "new_images": rep.ingest.new_images}
+
+
+def _import(i, barrier, url, csv_path):
+    from labeler.datasets.importer import import_csv
+
+    store = _store(url)
+    barrier.wait(timeout=WAIT)
+    rep = import_csv(store, csv_path)
+    return {"added": rep.added, "unchanged": rep.unchanged, "rows": rep.rows}
+
+
+def _annotate(i, barrier, url, pause, mode):
+    """Pull cards until none is left: with ``lease_next`` (the store's queue head), or as the UI
+    does (``lease_order`` on a queue precomputed per annotator, fetched again when it runs out)."""
+    from labeler.store import add_annotation, lease_next, lease_order, review_queue
+
+    store = _store(url)
+    who = f"annotator{i}"
+    served = []
+    queue = review_queue(store, who, limit=1000) if mode == "order" else []
+    barrier.wait(timeout=WAIT)
+    while True:
+        if mode == "next":
+            ids = lease_next(store, who)
+        else:
+            ids = lease_order(store, who, queue) or lease_order(store, who, review_queue(store, who, limit=1000))
+        if not ids:
+            return served
+        served.append(ids[0])
+        time.sleep(pause)  # looking at the card
+        add_annotation(store, ids[0], who, "label", ["happy"])
+        queue = ids[1:]
+
+
+autolabel_worker = _guard(_autolabel)
+import_worker = _guard(_import)
+annotate_worker = _guard(_annotate)
+# spawn finds functions by their qualified name: give the wrappers theirs
+for _w, _n in ((autolabel_worker, "autolabel_worker"), (import_worker, "import_worker"), (annotate_worker, "annotate_worker")):
+    _w.__name__ = _w.__qualname__ = _n
+
+
+# ---- the races
+
+
+def test_two_autolabels_of_one_folder(url, sample_db_path):
+    """Half of the images were ingested before (a killed run: both processes then detect them, and
+    race on storing their faces); the other half both find new (and race on recording them)."""
+    from labeler.ingest.walk import ingest
+    from labeler.ingest.rules import load_rules
+    from labeler.store import DecisionRow, Face, Image, Proposal, Store
+
+    store = _store(url)
+    tops = sorted(p for p in SAMPLE.iterdir() if p.is_file() and p.suffix in (".jpg", ".png"))
+    for p in tops[::2]:
+        ingest(store, p, load_rules(), progress=False)  # ingested, not detected
+    results = _race(autolabel_worker, 2, url, SAMPLE)
+    baseline = Store(f"sqlite:///{sample_db_path}").counts()
+    assert store.counts() == baseline  # the same as one run alone: nothing twice, nothing lost
+    with store.session() as s:
+        assert sum(r[2]["detected"] for r in results) == s.scalar(select(func.count()).where(Image.detected.is_(True)))
+        twice = select(DecisionRow.face_id).where(DecisionRow.face_id.is_not(None)).group_by(DecisionRow.face_id)
+        assert not s.scalars(twice.having(func.count() > 1)).all()  # one decision per face
+        per_image = select(DecisionRow.image_id).where(DecisionRow.face_id.is_(None)).group_by(DecisionRow.image_id)
+        assert not s.scalars(per_image.having(func.count() > 1)).all()  # one no_face/broken decision per image
+        props = select(Proposal.face_id).where(Proposal.source_kind == "model").group_by(Proposal.face_id)
+        assert not s.scalars(props.having(func.count() > 1)).all()
+        assert s.scalar(select(func.count(Face.id))) == baseline["faces"]
+
+
+def test_two_imports_of_one_file_at_once(url, sample_db, tmp_path):
+    store = _autolabeled(url, sample_db)
+    from labeler.store import Annotation, iter_face_records
+
+    single = sorted({r.path for r in iter_face_records(store) if r.face_id is not None and r.face == 0 and r.paths})
+    csv_path = tmp_path / "labels.csv"
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "face", "annotator"])
+        for k in range(40):  # 40 annotators: a few hundred rows, so that the two imports overlap
+            for p in single:
+                w.writerow([p, "happy", 0, f"person{k}"])
+    rows = 40 * len(single)
+    results = _race(import_worker, 2, url, csv_path)
+    added = [r[2]["added"] for r in results]
+    with store.session() as s:
+        stored = s.scalar(select(func.count(Annotation.id)))
+    assert stored == rows == sum(added)  # e.g. 440 for 440 rows, not 880
+    assert all(r[2]["added"] + r[2]["unchanged"] == rows for r in results)
+
+
+@pytest.mark.parametrize("mode", ["next", "order"])
+def test_annotators_pulling_cards_at_once_never_share_a_face(url, sample_db, mode):
+    store = _autolabeled(url, sample_db)
+    from labeler.store import review_queue
+
+    queue = review_queue(store, None, limit=1000)
+    assert len(queue) >= 6
+    results = _race(annotate_worker, 3, url, 0.05, mode)
+    served = [f for r in results for f in r[2]]
+    assert len(served) == len(set(served)), "a face was served to two annotators"
+    assert sorted(served) == sorted(queue)  # and every face was served to someone
+    assert not review_queue(store, None, limit=1000)
+
+
+def test_lease_blocks_others_until_it_expires_or_is_released(url, sample_db):
+    from labeler.store import active_leases, lease_next, release_leases, take_lease
+    from labeler.store.schema import utcnow
+
+    store = _autolabeled(url, sample_db)
+    a = lease_next(store, "ann")
+    b = lease_next(store, "bob")
+    assert a and b and a != b
+    assert lease_next(store, "ann") == a  # the card on screen stays the same on every fetch
+    assert not take_lease(store, a[0], "bob")
+    later = utcnow() + timedelta(minutes=10, seconds=5)  # default 10 minutes: expired
+    assert take_lease(store, a[0], "bob", now=later)  # an abandoned lease is served again
+    assert active_leases(store, later)[a[0]][0] == "bob"
+    release_leases(store, "bob")
+    assert not active_leases(store, later)
+    c = lease_next(store, "cid", minutes=0.001)  # 60 ms
+    time.sleep(0.2)
+    assert lease_next(store, "dan") == c
+    # the UI's precomputed queue: the head is leased; a face someone else holds goes to the end
+    from labeler.store import add_annotation, lease_order, review_queue
+
+    release_leases(store, "dan")
+    q = review_queue(store, "fay", limit=100)
+    first = lease_order(store, "fay", q)
+    assert first[0] not in active_leases(store) or active_leases(store)[first[0]][0] == "fay"
+    second = lease_order(store, "gus", q)
+    assert second[0] != first[0] and first[0] in second[1:]
+    again = lease_order(store, "fay", first)
+    assert again[0] == first[0] and again[-1] == second[0]  # the card on screen stays; what gus holds goes last
+    add_annotation(store, first[0], "fay", "label", ["happy"])
+    after = lease_order(store, "fay", first)  # answered: dropped, the next one leased, the old lease gone
+    assert first[0] not in after and after[0] != second[0] and first[0] not in active_leases(store)
+    with pytest.raises(Exception, match="positive number of minutes"):
+        lease_next(store, "eve", minutes=0)
