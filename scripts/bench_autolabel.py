@@ -1,54 +1,194 @@
-"""Benchmark `autolabel` throughput (images/s) on a folder, next to decode-only time.
+"""Benchmark `labeler autolabel` as a user runs it (whole process, fresh database), side by side
+with the facenet-pytorch peer pipeline, with peak memory.
 
-    python scripts/bench_autolabel.py ../shared/data/dev/images [--limit N] [--threads 2]
-        [--reference-python /path/to/venv-with-facenet-pytorch/bin/python]
+    python scripts/bench_autolabel.py FOLDER [FOLDER ...] [--limit 300] [--workers 1,2] [--ray]
+        [--rounds 3] [--reference-python REFVENV/bin/python] [--make-reference REFVENV] [--stages]
 
-Runs on a fresh temporary database. Prints decode-only images/s (read + hash + decode), detector-only
-images/s, the full autolabel images/s and the ratio to decode-only. With --reference-python it also
-runs scripts/mtcnn_parity.py in that interpreter so facenet-pytorch's MTCNN is timed on the same
-images in the same run.
+The images of the folders (recursively, sorted, the first --limit) are copied flat into a temporary
+folder so every contender reads the same files. Each round runs, alternating: `labeler autolabel
+--workers N` for each N, `labeler autolabel --ray local` (with --ray; a Ray instance with as many
+CPUs as the largest N, started and stopped by the run, so its start-up counts), and the peer
+(scripts/peer_autolabel.py: facenet-pytorch 2.6.0 MTCNN + the same ONNX FER model per face) in the
+reference interpreter. Per contender: median wall time, images/s, peak RSS of the largest process
+(getrusage of the children, as `/usr/bin/time -v` reports) and of all its processes together
+(sampled from /proc every 0.2 s). Then the parity report: the faces our run (max_side cap and all)
+kept against those the peer kept, matched per image by IoU, and whether their FER labels agree.
+With --reference-python it also runs scripts/mtcnn_parity.py (detector against detector, full
+resolution, same arrays). --stages adds decode-only and detect-only images/s in this process.
+
+--make-reference DIR builds the reference venv: a venv whose site-packages see this venv's
+(torch, onnxruntime, numpy, Pillow) plus facenet-pytorch 2.6.0 installed without dependencies.
+torchvision is not installable against the CPU build of torch here (PyPI's wheel needs the CUDA
+libraries), and facenet-pytorch uses only its ``batched_nms``: the venv gets a one-file stand-in
+that runs torchvision's NMS algorithm in numpy (the same code as labeler.faces.mtcnn.nms_torchvision,
+so both sides pay the same NMS cost). Say so next to any figure.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("folder")
-    ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reference-python", default=None)
-    args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import cv2
+TV_SHIM = '''"""Stand-in for torchvision.ops.boxes.batched_nms (see scripts/bench_autolabel.py)."""
+import numpy as np
+import torch
 
-    cv2.setNumThreads(args.threads)
-    from labeler.config import Config
+
+def nms(boxes, scores, thr):
+    b = boxes.detach().cpu().numpy().astype(np.float32)
+    s = scores.detach().cpu().numpy()
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    idx = np.argsort(-s, kind="stable")
+    keep = []
+    while idx.size:
+        i = idx[0]
+        keep.append(i)
+        r = idx[1:]
+        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[r]) - np.maximum(x1[i], x1[r]))
+        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[r]) - np.maximum(y1[i], y1[r]))
+        inter = w * h
+        idx = r[~(inter / (areas[i] + areas[r] - inter) > thr)]
+    return torch.as_tensor(np.asarray(keep, dtype=np.int64))
+
+
+def batched_nms(boxes, scores, idxs, thr):
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64)
+    off = idxs.to(boxes) * (boxes.max() + 1)
+    return nms(boxes + off[:, None], scores, thr)
+'''
+
+
+def make_reference(venv: Path) -> Path:
+    py = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    here = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "labeler_venv.pth").write_text(here + "\n")
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "facenet-pytorch==2.6.0"], check=True)
+    ops = Path(site, "torchvision", "ops")
+    ops.mkdir(parents=True, exist_ok=True)
+    Path(site, "torchvision", "__init__.py").write_text('"""Stand-in: see scripts/bench_autolabel.py."""\n')
+    Path(site, "torchvision", "transforms").mkdir(exist_ok=True)
+    Path(site, "torchvision", "transforms", "__init__.py").write_text("from . import functional\n")
+    Path(site, "torchvision", "transforms", "functional.py").write_text('"""unused by MTCNN.detect"""\n')
+    Path(ops, "__init__.py").write_text("from .boxes import batched_nms, nms\n")
+    Path(ops, "boxes.py").write_text(TV_SHIM)
+    subprocess.run([str(py), "-c", "from facenet_pytorch import MTCNN; MTCNN(keep_all=True)"], check=True)
+    print(f"reference venv ready: {py}")
+    return py
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS (bytes) of ``pid`` and all its descendants, from /proc."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += kids.get(p, [])
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+PROBE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+         "sys.stderr.write('MAXRSS %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+
+
+def timed(cmd: list[str], env=None) -> tuple[float, int, int, str]:
+    """(wall s, peak RSS of the largest process, peak RSS of all processes, output)."""
+    t = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-c", PROBE, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak_tree = 0
+    while p.poll() is None:
+        peak_tree = max(peak_tree, _tree_rss(p.pid))
+        time.sleep(0.2)
+    wall = time.perf_counter() - t
+    out, err = p.communicate()
+    if p.returncode:
+        raise SystemExit(f"{cmd} failed ({p.returncode}):\n{out}\n{err[-3000:]}")
+    maxrss = int(next(l.split()[1] for l in err.splitlines() if l.startswith("MAXRSS"))) * 1024
+    return wall, maxrss, peak_tree, out
+
+
+def iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / u if u > 0 else 0.0
+
+
+def parity(db: Path, peer_jsonl: Path) -> None:
+    from labeler.store import Store, iter_face_records
+
+    ours: dict[str, list] = {}
+    whole: set[str] = set()
+    for r in iter_face_records(Store(f"sqlite:///{db}")):
+        faces = ours.setdefault(Path(r.relpath).name, [])
+        if r.face_id is not None and not r.whole_image:
+            faces.append(((r.x1, r.y1, r.x2, r.y2), r.model_label))
+        elif r.whole_image:
+            whole.add(Path(r.relpath).name)
+    peer = {}
+    for line in peer_jsonl.read_text().splitlines():
+        j = json.loads(line)
+        peer[j["file"]] = [(tuple(f["box"]), f["label"]) for f in j["faces"]]
+    n_o = n_p = n_m = same = ge90 = 0
+    ious, diffs = [], []
+    for name in sorted(set(ours) | set(peer)):
+        a, b = ours.get(name, []), peer.get(name, [])
+        n_o += len(a)
+        n_p += len(b)
+        pairs = sorted(((iou(x[0], y[0]), i, j) for i, x in enumerate(a) for j, y in enumerate(b)), reverse=True)
+        ua, ub = set(), set()
+        for v, i, j in pairs:
+            if v >= 0.5 and i not in ua and j not in ub:
+                ua.add(i), ub.add(j)
+                n_m += 1
+                ious.append(v)
+                ge90 += v >= 0.9
+                same += a[i][1] == b[j][1]
+        if len(ua) != len(a) or len(ub) != len(b):
+            why = " (ours: one whole-image face, a face crop)" if name in whole else ""
+            diffs.append(f"  {name[:70]}: ours {len(a)}, peer {len(b)}, matched {len(ua)}{why}")
+    print(f"\nparity (faces kept, whole-image faces aside): ours {n_o}, peer {n_p}, matched (IoU >= 0.5) {n_m}, "
+          f"of which IoU >= 0.9: {ge90}; median IoU {statistics.median(ious) if ious else float('nan'):.3f}; "
+          f"same FER label on matched faces: {same}/{n_m}")
+    print(f"images where the faces differ: {len(diffs)}")
+    print("\n".join(diffs[:30]))
+
+
+def stages(files: list[Path]) -> None:
+    import hashlib
+
+    from labeler.faces.detect import detect_capped, get_detector
     from labeler.ingest.imageio import DecodeError, decode
-    from labeler.ingest.walk import iter_files
-    from labeler.pipeline import Autolabeler
-    from labeler.ingest.rules import load_rules
-    from labeler.store import Store
-
-    files = [p for p in iter_files(Path(args.folder))]
-    if args.limit:
-        files = files[: args.limit]
-    src = Path(tempfile.mkdtemp()) / "imgs"
-    src.mkdir()
-    for i, p in enumerate(files):  # a flat copy so that the same files are timed everywhere
-        (src / f"{i:05d}_{p.name}").write_bytes(p.read_bytes())
-    files = sorted(src.iterdir())
-    print(f"{len(files)} files from {args.folder}, {args.threads} threads, cpu count {os.cpu_count()}")
 
     t = time.perf_counter()
     decoded = []
@@ -61,31 +201,77 @@ def main() -> None:
             pass
     t_dec = time.perf_counter() - t
     print(f"decode only:  {len(files) / t_dec:7.1f} images/s  ({t_dec:.2f} s)")
-
-    from labeler.faces.detect import get_detector
-
     det = get_detector("mtcnn")
-    det.detect(decoded[0])  # warm-up
     t = time.perf_counter()
-    nf = sum(len(det.detect(rgb)) for rgb in decoded)
+    nf = sum(len(detect_capped(det, rgb)) for rgb in decoded)
     t_det = time.perf_counter() - t
-    print(f"detect only:  {len(decoded) / t_det:7.1f} images/s  ({t_det:.2f} s, {nf} raw detections)")
+    print(f"detect only (capped, 1 process): {len(decoded) / t_det:7.1f} images/s  ({t_det:.2f} s, {nf} raw detections)")
 
-    db = Path(tempfile.mkdtemp()) / "bench.db"
-    store = Store(f"sqlite:///{db}")
-    al = Autolabeler(store, Config(), load_rules())
-    t = time.perf_counter()
-    rep = al.run(src, progress=False)
-    t_all = time.perf_counter() - t
-    print(f"autolabel:    {len(files) / t_all:7.1f} images/s  ({t_all:.2f} s, {rep.faces} faces)")
-    print(f"autolabel / decode-only time ratio: {t_all / t_dec:.1f}x")
-    if args.reference_python:
-        print("\n-- facenet-pytorch MTCNN side by side (same images, same threads):")
-        sys.stdout.flush()
-        subprocess.run(
-            [args.reference_python, str(Path(__file__).with_name("mtcnn_parity.py")), str(src), "--threads", str(args.threads)],
-            check=False,
-        )
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("folders", nargs="*")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--workers", default="1,2", help="comma-separated --workers values to time")
+    ap.add_argument("--ray", action="store_true", help="also time --ray local")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2, help="the peer's torch/onnxruntime threads")
+    ap.add_argument("--reference-python", default=None)
+    ap.add_argument("--make-reference", default=None, metavar="DIR")
+    ap.add_argument("--stages", action="store_true")
+    args = ap.parse_args()
+    ref = args.reference_python
+    if args.make_reference:
+        ref = str(make_reference(Path(args.make_reference)))
+    if not args.folders:
+        return
+    from labeler.ingest.walk import iter_files
+
+    files = [p for f in args.folders for p in iter_files(Path(f))]
+    if args.limit:
+        files = files[: args.limit]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_autolabel_"))
+    src = tmp / "imgs"
+    src.mkdir()
+    for i, p in enumerate(files):  # a flat copy so that the same files are timed everywhere
+        shutil.copyfile(p, src / f"{i:05d}_{p.name}")
+    files = sorted(src.iterdir())
+    print(f"{len(files)} files from {', '.join(args.folders)}; cpu count {os.cpu_count()}, "
+          f"affinity {len(os.sched_getaffinity(0))}, load average {os.getloadavg()[0]:.1f}")
+    if args.stages:
+        stages(files)
+    labeler = [sys.executable, "-m", "labeler.cli", "autolabel", str(src), "-q"]
+    contenders: dict[str, callable] = {}
+    for w in [int(x) for x in args.workers.split(",") if x]:
+        contenders[f"labeler --workers {w}"] = lambda r, w=w: labeler + ["--db", str(tmp / f"w{w}_{r}.db"), "--workers", str(w)]
+    if args.ray:
+        wmax = max(int(x) for x in args.workers.split(",") if x)
+        contenders["labeler --ray local"] = lambda r: labeler + ["--db", str(tmp / f"ray_{r}.db"), "--ray", "local", "--workers", str(wmax)]
+    if ref:
+        contenders["peer (facenet-pytorch)"] = lambda r: [ref, str(ROOT / "scripts" / "peer_autolabel.py"), str(src),
+                                                            str(tmp / f"peer_{r}.jsonl"), "--threads", str(args.threads)]
+    res: dict[str, list[tuple[float, int, int]]] = {k: [] for k in contenders}
+    for r in range(args.rounds):
+        for name, cmd in contenders.items():  # alternating: every contender once per round
+            wall, rss, tree, _ = timed(cmd(r))
+            res[name].append((wall, rss, tree))
+            print(f"round {r + 1} {name:24s} {wall:7.1f} s  {len(files) / wall:5.2f} images/s  peak RSS {rss / 2**20:6.0f} MB"
+                  f" (all processes {tree / 2**20:6.0f} MB)", flush=True)
+    print(f"\n{'median of ' + str(args.rounds):30s}{'s':>8s}{'images/s':>10s}{'max RSS MB':>12s}{'all procs MB':>14s}")
+    med = {}
+    for name, rows in res.items():
+        med[name] = statistics.median(x[0] for x in rows)
+        print(f"{name:30s}{med[name]:8.1f}{len(files) / med[name]:10.2f}{max(x[1] for x in rows) / 2**20:12.0f}"
+              f"{max(x[2] for x in rows) / 2**20:14.0f}")
+    if ref:
+        for name in med:
+            if name.startswith("labeler"):
+                print(f"{name} vs peer: {med['peer (facenet-pytorch)'] / med[name]:.2f}x")
+        w1 = next(k for k in contenders if k.startswith("labeler --workers"))
+        parity(tmp / f"{w1.split()[-1].join(('w', ''))}_0.db", tmp / "peer_0.jsonl")
+        print("\n-- detector against detector (scripts/mtcnn_parity.py, full resolution, no cap):", flush=True)
+        subprocess.run([ref, str(ROOT / "scripts" / "mtcnn_parity.py"), str(src), "--threads", str(args.threads), "--sample", "60"], check=False)
+    print(f"\n(files and databases left in {tmp})")
 
 
 if __name__ == "__main__":
