@@ -94,7 +94,8 @@ class Autolabeler:
         card = getattr(self.model, "card", None)
         if card is None:
             raise ValueError(f"--workers/--ray: expected a FER model loaded from a sidecar, found {self.model!r}; use one worker.")
-        return work.WorkSettings(self.cfg.detect, self.cfg.crop, str(card.sidecar), self.cfg.model.flip)
+        return work.WorkSettings(self.cfg.detect, self.cfg.crop, str(card.sidecar), self.cfg.model.flip,
+                                 model_ident=f"{card.name}@{card.version}")
 
     # ---- per image
     def faces_of(self, rgb: np.ndarray) -> tuple[list[Detection], bool]:

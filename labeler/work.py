@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 import numpy as np
@@ -31,6 +32,9 @@ class WorkSettings:
     model: str  # the FER model's sidecar path (resolved by the driver, verified on load)
     flip: bool = True
     threads: int = 1  # onnxruntime intra-op threads per worker
+    #: the model's name@version: found by name where ``model`` is not on this machine (a Ray node
+    #: with labeler installed elsewhere); it must be that very version (checksum verified on load)
+    model_ident: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,8 @@ def tools(settings: WorkSettings):
 
         d = settings.detect
         det = facemod.get_detector(d.detector, min_face_size=d.min_face_size, thresholds=tuple(d.thresholds), threads=settings.threads)
-        got = _TOOLS[settings] = (det, load_model(settings.model, intra_op_num_threads=settings.threads))
+        want = settings.model if not settings.model_ident or Path(settings.model).is_file() else settings.model_ident
+        got = _TOOLS[settings] = (det, load_model(want, intra_op_num_threads=settings.threads))
     return got
 
 
