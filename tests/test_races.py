@@ -75,12 +75,13 @@ def _autolabeled(url, sample_db):
     return store
 
 
-def _race(target, n: int, *args) -> list:
-    """Run ``target(i, barrier, out, *args)`` in ``n`` spawned processes; their results, in order of
-    arrival. A worker puts ("error", text) when it raised."""
+def _race(target, n: int, *args, per_worker=None) -> list:
+    """Run ``target(i, barrier, out, *args, *per_worker[i])`` in ``n`` spawned processes; their
+    results, in order of arrival. A worker puts ("error", text) when it raised."""
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(i, barrier, out, *args)) for i in range(n)]
+    extra = per_worker or [()] * n
+    procs = [ctx.Process(target=target, args=(i, barrier, out, *args, *extra[i])) for i in range(n)]
     for p in procs:
         p.start()
     try:
@@ -212,14 +213,14 @@ def test_two_imports_of_one_file_at_once(url, sample_db, tmp_path):
     assert all(r[2]["added"] + r[2]["unchanged"] == rows for r in results)
 
 
-@pytest.mark.parametrize("mode", ["next", "order"])
-def test_annotators_pulling_cards_at_once_never_share_a_face(url, sample_db, mode):
+def test_annotators_pulling_cards_at_once_never_share_a_face(url, sample_db):
+    """Four annotators: two through ``lease_next``, two as the UI does (``lease_order``)."""
     store = _autolabeled(url, sample_db)
     from labeler.store import review_queue
 
     queue = review_queue(store, None, limit=1000)
     assert len(queue) >= 6
-    results = _race(annotate_worker, 3, url, 0.05, mode)
+    results = _race(annotate_worker, 4, url, 0.05, per_worker=[("next",), ("order",), ("next",), ("order",)])
     served = [f for r in results for f in r[2]]
     assert len(served) == len(set(served)), "a face was served to two annotators"
     assert sorted(served) == sorted(queue)  # and every face was served to someone

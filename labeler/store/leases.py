@@ -102,11 +102,22 @@ def lease_next(store: Store, annotator: str, limit: int = 1, minutes: Optional[f
             if len(got) == limit:
                 break
             if take_lease(store, fid, annotator, minutes, now):
-                got.append(fid)
+                if _pending(store, fid, annotator):
+                    got.append(fid)
+                else:  # answered by someone between the queue read and the lease: not served
+                    release_leases(store, annotator, [fid])
         if len(got) == limit or not cands:
             break
     release_leases(store, annotator, keep=got)
     return got
+
+
+def _pending(store: Store, face_id: int, annotator: str) -> bool:
+    """Whether the face still waits for ``annotator``'s answer. Checked after the lease is taken:
+    whoever held it before answered (committed) before releasing it, so the answer is seen here."""
+    from labeler.store.grid import still_pending
+
+    return bool(still_pending(store, [face_id], annotator))
 
 
 def lease_order(store: Store, annotator: str, face_ids: list[int], minutes: Optional[float] = None) -> list[int]:
@@ -117,18 +128,21 @@ def lease_order(store: Store, annotator: str, face_ids: list[int], minutes: Opti
     fetches its queue again). Without a name, ``face_ids`` as they are."""
     if not annotator or not face_ids:
         return list(face_ids)
-    from labeler.store.grid import still_pending
-
     minutes = lease_minutes(minutes)
     now = utcnow()
     held = {f for f, (who, _u) in active_leases(store, now).items() if who != annotator}
     ids = list(dict.fromkeys(face_ids))
     for k, fid in enumerate(ids):
-        if fid in held or not still_pending(store, [fid], annotator):
+        if fid in held:
             continue
-        if take_lease(store, fid, annotator, minutes, now):
-            release_leases(store, annotator, keep=[fid])
-            rest = [f for f in ids[k + 1:] if f not in held]
-            return [fid] + rest + [f for f in ids if f in held]
+        if not take_lease(store, fid, annotator, minutes, now):
+            held.add(fid)  # taken by someone since the look at the leases
+            continue
+        if not _pending(store, fid, annotator):  # answered meanwhile: dropped
+            release_leases(store, annotator, [fid])
+            continue
+        release_leases(store, annotator, keep=[fid])
+        rest = [f for f in ids[k + 1:] if f not in held]
+        return [fid] + rest + [f for f in ids if f in held]
     release_leases(store, annotator)
     return []
