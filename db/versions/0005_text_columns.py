@@ -3,7 +3,8 @@
 On PostgreSQL a value longer than a VARCHAR(N) failed (StringDataRightTruncation: a 1,025-character
 path, a 101-character annotator, a long rules-file name), and the rerun failed on the same file.
 varchar -> text is binary-compatible there: no table rewrite, indexes kept. SQLite never enforced
-the lengths (VARCHAR(N) has TEXT affinity), so nothing changes on SQLite and no table is copied.
+the lengths, but its declared types are made to match the models too (batch mode: each table is
+copied once, with foreign keys off so that dropping the old table cascades nothing).
 
 Revision ID: 0005
 Revises: 0004
@@ -38,11 +39,16 @@ COLUMNS = (
 
 
 def _alter(to_text: bool) -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        return  # lengths are not enforced by SQLite
+    """PostgreSQL: ALTER COLUMN ... TYPE text. SQLite: batch mode copies each table once (run with
+    foreign keys off: labeler.store.engine.upgrade turns them off around the migrations)."""
+    tables: dict[str, list[tuple[str, int]]] = {}
     for table, column, n in COLUMNS:
-        old, new = (sa.String(n), sa.Text()) if to_text else (sa.Text(), sa.String(n))
-        op.alter_column(table, column, type_=new, existing_type=old)
+        tables.setdefault(table, []).append((column, n))
+    for table, cols in tables.items():
+        with op.batch_alter_table(table) as b:
+            for column, n in cols:
+                old, new = (sa.String(n), sa.Text()) if to_text else (sa.Text(), sa.String(n))
+                b.alter_column(column, type_=new, existing_type=old, existing_nullable=False)
 
 
 def upgrade() -> None:

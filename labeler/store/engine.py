@@ -218,12 +218,23 @@ def upgrade(engine: Engine) -> None:
     from alembic.runtime.migration import MigrationContext
 
     with connect(engine) as conn:
-        _lock_for_migration(conn)
-        if MigrationContext.configure(conn).get_current_revision() != head:
-            cfg = alembic_config(engine)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-        conn.commit()
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # SQLite's batch mode copies tables: dropping the old one must cascade nothing
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # (no effect inside a transaction: before it)
+        try:
+            _lock_for_migration(conn)
+            if MigrationContext.configure(conn).get_current_revision() != head:
+                cfg = alembic_config(engine)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise StoreError("database migration left rows whose parent is missing; nothing was changed. Report it with the database.")
+            conn.commit()
+        finally:
+            if sqlite:
+                conn.rollback()
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 class Store:
