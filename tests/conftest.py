@@ -14,9 +14,86 @@ SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "postgres: runs on the real PostgreSQL server of scripts/pg_server.sh (skips without one)")
+    config.addinivalue_line("markers", "both_backends: the test's db_url/store is SQLite and then PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """URL of the maintenance database of a throwaway PostgreSQL server (scripts/pg_server.sh: Debian's
+    package, 127.0.0.1, started once per session; CI installs it as root). Skips, with the reason,
+    where no driver or no server can be had."""
+    import subprocess
+
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed (pip install 'psycopg[binary]')")
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "pg_server.sh"), "start"], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"no PostgreSQL server: {r.stderr.strip()[-300:]}")
+    return r.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server) -> str:
+    """Name of a database migrated to head once per session; each test's database is a copy of it."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from labeler.store import Store
+
+    name = "labeler_tmpl_" + uuid.uuid4().hex[:8]
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    Store(pg_server.rsplit("/", 1)[0] + "/" + name).engine.dispose()
+    yield name
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture
-def db_url(tmp_path) -> str:
+def pg_url(pg_server, pg_template) -> str:
+    """A fresh PostgreSQL database at head (a copy of the template), dropped after the test."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = "labeler_test_" + uuid.uuid4().hex[:8]
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    yield pg_server.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """A test marked ``both_backends`` that uses ``db_url`` (or ``store``) runs twice: on SQLite and
+    on PostgreSQL (``[postgresql]``, marked ``postgres``; skipped, with the reason, without a server).
+    Unmarked tests get SQLite only, so the default run stays short."""
+    if "db_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+
+
+@pytest.fixture
+def backend(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def db_url(request, backend, tmp_path) -> str:
+    """A fresh database: SQLite in tmp_path, or (``both_backends`` tests) a fresh PostgreSQL one."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

@@ -109,6 +109,7 @@ def _records(store):
 # ---- csv / jsonl
 
 
+@pytest.mark.both_backends
 def test_csv_is_the_full_picture(db, tmp_path):
     store, info = db
     out = tmp_path / "out"
@@ -237,6 +238,7 @@ def _imagefolder(root: Path):
     return classes, samples
 
 
+@pytest.mark.both_backends
 def test_imagefolder_round_trip(db, tmp_path):
     store, info = db
     out = tmp_path / "if"
@@ -425,6 +427,7 @@ def test_a_killed_export_is_marked_and_finished_with_overwrite(db, tmp_path, mon
     assert len(list(out.rglob("*.jpg"))) == summ["written"] > 4
 
 
+@pytest.mark.both_backends
 def test_csv_cells_cannot_be_formulas(store, tmp_path):
     """Text that a spreadsheet would run (= + - @, tab, CR first) gets a leading quote in CSV
     output only; numbers stay numbers; `labeler import` reads the exported paths back."""
@@ -494,6 +497,7 @@ def test_sample_db_exports(sample_db, tmp_path):
         assert s["class_counts"] == summ["class_counts"] and s["written"] == n, fmt
 
 
+@pytest.mark.both_backends
 def test_export_after_ingest_only(store, tmp_path):
     """A real ingest of sample_data (no models needed): every file is a row; nothing selected yet."""
     from labeler.ingest.walk import ingest

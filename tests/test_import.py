@@ -49,6 +49,7 @@ def test_parse_labels():
     assert parse_labels("../evil") is None and parse_labels("joy") is None
 
 
+@pytest.mark.both_backends
 def test_import_csv_resolves_reports_and_is_idempotent(db, tmp_path):
     store, root = db
     csv_dir = tmp_path / "photos"  # relative paths resolve against the CSV's folder ...
@@ -128,6 +129,7 @@ def test_exported_csv_imports_back(db, tmp_path):
     assert rep.problems == {"unknown_label": 1}  # "../evil" is reported, not imported
 
 
+@pytest.mark.both_backends
 def test_labelstudio_round_trip(db, tmp_path):
     store, root = db
     out = tmp_path / "ls"

@@ -21,6 +21,7 @@ def _images(store):
                 for i, p in s.execute(select(Image, ImagePath).join(ImagePath))}
 
 
+@pytest.mark.both_backends
 def test_sample_data_every_file_ingested_or_broken_with_reason(store):
     rep = ingest(store, SAMPLE, load_rules(), progress=False)
     rows = _images(store)
@@ -47,6 +48,7 @@ def test_sample_data_every_file_ingested_or_broken_with_reason(store):
     assert rows["smiling_rotated_exif.jpg"][5:7] == (360, 360)
 
 
+@pytest.mark.both_backends
 def test_reingest_is_idempotent(store):
     ingest(store, SAMPLE, load_rules(), progress=False)
     before = store.counts()
@@ -105,6 +107,7 @@ def test_decode_odd_inputs():
         assert decode(b.getvalue()).rgb.shape == (5, 5, 3)
 
 
+@pytest.mark.both_backends
 def test_changed_file_at_known_path_gets_new_content(store, tmp_path):
     p = tmp_path / "happy.png"
     PILImage.new("RGB", (20, 20), (10, 10, 10)).save(p)

@@ -1,10 +1,12 @@
 from alembic.autogenerate import compare_metadata
+import pytest
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from labeler.store import Base, Store, current_revision, head_revision
 
 
+@pytest.mark.both_backends
 def test_migrations_on_empty_database_match_the_models(db_url):
     store = Store(db_url)
     assert current_revision(store.engine) == head_revision(store.engine)
@@ -23,6 +25,7 @@ def test_sqlite_pragmas_on_every_connection(store):
         assert c.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
 
 
+@pytest.mark.both_backends
 def test_foreign_keys_enforced(store):
     import pytest
     from sqlalchemy.exc import IntegrityError

@@ -196,6 +196,7 @@ def face_store(store):
     return store, ids
 
 
+@pytest.mark.both_backends
 def test_annotator_is_required_and_labels_are_checked(face_store):
     from labeler.store.review import AnnotationError, add_annotation, add_annotations, current_annotations
 
@@ -223,6 +224,7 @@ def test_annotator_is_required_and_labels_are_checked(face_store):
     assert cur[f2]["bob"].action == "unusable"
 
 
+@pytest.mark.both_backends
 def test_undo_only_of_ones_own_actions(face_store):
     from labeler.store.review import AnnotationError, add_annotation, undo_last
 
