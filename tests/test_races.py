@@ -261,3 +261,20 @@ def test_lease_blocks_others_until_it_expires_or_is_released(url, sample_db):
     assert first[0] not in after and after[0] != second[0] and first[0] not in active_leases(store)
     with pytest.raises(Exception, match="positive number of minutes"):
         lease_next(store, "eve", minutes=0)
+
+
+def test_duplicate_decisions_of_a_race_change_no_count(sample_db):
+    """Decisions are append-only: if two runs ever append the same decision twice (e.g. two
+    `autolabel --repropose` at once), status, records and export read the newest per face/image."""
+    from labeler.store import DecisionRow, iter_face_records
+
+    store = _store(sample_db)
+    before, records = store.counts(), list(iter_face_records(store))
+    t = DecisionRow.__table__
+    cols = [c for c in t.columns if c.name not in ("id", "created_at")]
+    with store.session() as s:
+        n = s.scalar(select(func.count()).select_from(t))
+        s.execute(t.insert().from_select([c.name for c in cols], select(*cols).order_by(t.c.id)))  # every decision again
+        assert s.scalar(select(func.count()).select_from(t)) == 2 * n
+    assert store.counts() == before
+    assert list(iter_face_records(store)) == records
