@@ -12,6 +12,14 @@ fi
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will be skipped"
 fi
+# PostgreSQL (Debian's package) for the tests that run on both backends; as root (CI) its absence is
+# a failure, not a skip (tests/conftest.py reads LABELER_REQUIRE_PG)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || echo "postgresql not installed"
+  fi
+  export LABELER_REQUIRE_PG=1
+fi
 set +e
 .venv/bin/python -m pytest -q "$@"
 rc=$?

@@ -7,35 +7,42 @@ or no driver (`psycopg`) can be had."""
 from __future__ import annotations
 
 import csv
-import subprocess
+import shutil
 import uuid
 
 import pytest
 
 from labeler.cli import main
 
-from .conftest import ROOT, SAMPLE
+from .conftest import SAMPLE
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def pg_url():
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed (pip install 'psycopg[binary]')")
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "pg_server.sh"), "start"], capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        pytest.skip(f"no PostgreSQL server: {r.stderr.strip()[-300:]}")
-    base = r.stdout.strip().splitlines()[-1]
+def _new_database(pg_server: str) -> tuple[str, callable]:
+    """An empty database (no schema) on the server, and the function that drops it."""
     import sqlalchemy as sa
 
     name = "labeler_test_" + uuid.uuid4().hex[:8]
-    eng = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with eng.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    eng.dispose()
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return pg_server.rsplit("/", 1)[0] + "/" + name, drop
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A new, empty database: the first use below runs the migrations (conftest's pg_url is a copy
+    of a migrated template)."""
+    url, drop = _new_database(pg_server)
+    yield url
+    drop()
 
 
 def _export(db: str, out) -> list[tuple]:
@@ -60,3 +67,56 @@ def test_autolabel_status_export_match_sqlite(pg_url, tmp_path, capsys):
     # a rerun on the server adds nothing
     assert main(["autolabel", str(SAMPLE), "--db", pg_url, "-q"]) == 0
     assert _export(pg_url, tmp_path / "pg2") == pg_rows
+
+
+def test_first_uses_at_once_do_not_race_the_migration(pg_url):
+    """Four processes open one new database at once: without pg_advisory_xact_lock around the
+    migrations this gave DuplicateTable / UniqueViolation (pg_type) in most trials."""
+    from labeler.store import Store, current_revision, head_revision
+
+    from .test_validation import open_at_once
+
+    assert open_at_once(pg_url) == ["ok"] * 4
+    eng = Store(pg_url).engine
+    assert current_revision(eng) == head_revision(eng)
+    eng.dispose()
+
+
+def test_long_paths_names_and_sources_round_trip_and_the_rerun_finishes(pg_url, tmp_path, capsys):
+    """VARCHAR(N) made PostgreSQL refuse a 1,025-character path, a 101-character annotator and a long
+    rules-file name (StringDataRightTruncation), and the rerun failed on the same file forever."""
+    from labeler.store import Store, iter_face_records
+    from labeler.store.review import AnnotationError, add_annotation
+
+    deep = tmp_path / "in"
+    while len(str(deep)) < 1000:
+        deep = deep / ("folder_" + "x" * 120)
+    src = deep / ("happy_" + "y" * (1030 - len(str(deep))) + ".jpg")
+    src.parent.mkdir(parents=True)
+    shutil.copyfile(SAMPLE / "happy_team_photo.jpg", src)
+    assert len(str(src)) >= 1025
+    rules = tmp_path / ("rules_" + "r" * 240 + ".txt")
+    rules.write_text("happy: happy\n", encoding="utf-8")
+    for _ in range(2):  # the rerun finishes and adds nothing
+        assert main(["autolabel", str(tmp_path / "in"), "--db", pg_url, "--rules", str(rules), "-q"]) == 0
+    store = Store(pg_url)
+    recs = list(iter_face_records(store))
+    assert len(recs) == 3 and {r.path for r in recs} == {str(src)}
+    assert all(r.rule_label == "happy" for r in recs)
+    with store.session() as s:
+        from sqlalchemy import select
+
+        from labeler.store import Proposal
+
+        assert set(s.scalars(select(Proposal.source).where(Proposal.source_kind == "rule"))) == {f"rules:{rules.name}"}
+    # the store API caps a name at 100 characters (one line); an import takes a longer one whole
+    with pytest.raises(AnnotationError, match="at most 100 characters"):
+        add_annotation(store, recs[0].face_id, "a" * 101, "label", ["happy"])
+    who = "annotator " + "z" * 140
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"path,label,face,annotator\n{src},sad,0,{who}\n", encoding="utf-8")
+    assert main(["import", "--format", "csv", str(labels), "--db", pg_url]) == 0
+    mine = [r for r in iter_face_records(store) if r.face == 0][0]
+    assert who in {a.annotator for a in mine.annotations} and mine.human_label == "sad"
+    capsys.readouterr()
+    store.engine.dispose()
