@@ -151,11 +151,23 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
-def _init_worker(settings: WorkSettings) -> None:
+def _init_worker(settings: WorkSettings, parent: int) -> None:
+    import threading
+
     import cv2
 
     cv2.setNumThreads(1)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     tools(settings)  # load the models before the first image
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose main process died (kill -9) exits instead of waiting for work forever."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def default_workers() -> int:
@@ -167,18 +179,17 @@ def default_workers() -> int:
 
 
 class ProcessRunner:
-    """``workers`` local processes (forkserver where available, else spawn; never fork, which would
-    copy onnxruntime's threads and the database connection)."""
+    """``workers`` local processes, spawned (never forked, which would copy onnxruntime's threads and
+    the database connection); each exits when the main process dies."""
 
     def __init__(self, settings: WorkSettings, workers: int):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self.workers = int(workers)
         self.settings = settings
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method), initializer=_init_worker,
-                                        initargs=(settings,))
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                        initargs=(settings, os.getpid()))
 
     def submit(self, fn: Callable, job: Any):
         return self.pool.submit(fn, job, self.settings)
