@@ -275,3 +275,52 @@ def test_two_first_uses_of_a_new_sqlite_database(tmp_path):
     assert open_at_once(url) == ["ok"] * 4
     eng = Store(url).engine
     assert current_revision(eng) == head_revision(eng)
+
+
+@pytest.mark.both_backends
+def test_migration_0005_keeps_every_row_of_a_0004_database(db_url, backend):
+    """0005 copies SQLite tables (batch mode): with foreign keys on, dropping the old ``images`` would
+    cascade into faces; the migration runs with them off and every row survives, links intact."""
+    from alembic import command
+    from sqlalchemy import func, select
+
+    from labeler.store import Annotation, Face, Image, ImagePath, Store, alembic_config, make_engine, upgrade
+
+    if backend == "postgresql":  # the fixture's database is at head: start again from an empty schema
+        from labeler.store import Base
+
+        eng = make_engine(db_url, migrate=False)
+        with eng.begin() as c:
+            Base.metadata.drop_all(c)
+            c.exec_driver_sql("DROP TABLE alembic_version")
+        eng.dispose()
+    engine = make_engine(db_url, migrate=False)
+    with engine.connect() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+        conn.commit()
+    engine.dispose()
+    store = Store(db_url, migrate=False)
+    with store.session() as s:
+        img = Image(sha256="b" * 64, size_bytes=1, status="ingested")
+        s.add(img)
+        s.flush()
+        s.add(ImagePath(image_id=img.id, path="/p/a.jpg"))
+        face = Face(image_id=img.id, idx=0, x1=0, y1=0, x2=1, y2=1)
+        s.add(face)
+        s.flush()
+        s.add(Annotation(face_id=face.id, annotator="alice", action="label", labels=["sad"]))
+    upgrade(store.engine)
+    with store.session() as s:
+        assert [s.scalar(select(func.count()).select_from(t)) for t in (Image, ImagePath, Face, Annotation)] == [1, 1, 1, 1]
+        s.add(ImagePath(image_id=img.id, path="/p/" + "x" * 1100 + ".jpg"))
+    if backend == "sqlite":
+        from sqlalchemy.exc import IntegrityError
+
+        with store.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on after the migration
+        with pytest.raises(IntegrityError):  # and enforced on the copied tables
+            with store.session() as s:
+                s.add(Face(image_id=999, idx=0, x1=0, y1=0, x2=1, y2=1))
+    store.engine.dispose()
