@@ -1,7 +1,8 @@
 """Races between real processes on one database: two autolabels of one folder, two imports of one
 file, annotators pulling review cards at once. No crash, nothing stored twice, no face served to
-two annotators while leased. On SQLite, and on a real PostgreSQL server (scripts/pg_server.sh; the
-PostgreSQL cases are `slow` and skip, with the reason, where no server can be had).
+two annotators while leased. On SQLite, and on a real PostgreSQL server (conftest's ``db_url`` with
+``both_backends``: scripts/pg_server.sh; the cases are marked ``postgres`` and skip, with the
+reason, where no server can be had).
 
 Each test starts worker processes (spawn), lets them import and load everything, then releases
 them together through a barrier so that their writes overlap."""
@@ -11,47 +12,20 @@ from __future__ import annotations
 import csv
 import multiprocessing as mp
 import shutil
-import subprocess
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from .conftest import ROOT, SAMPLE
+from .conftest import SAMPLE
 
 WAIT = 300  # seconds a worker may take (the machine is shared)
 
 
-# ---- databases: a fresh one per test, SQLite or PostgreSQL
+# ---- databases: a fresh one per test, SQLite or PostgreSQL (conftest's db_url, both_backends)
 
-
-@pytest.fixture(scope="module")
-def pg_base():
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed (pip install 'psycopg[binary]')")
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "pg_server.sh"), "start"], capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        pytest.skip(f"no PostgreSQL server: {r.stderr.strip()[-300:]}")
-    return r.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'race.db'}"
-        return
-    import sqlalchemy as sa
-
-    base = request.getfixturevalue("pg_base")
-    name = "labeler_race_" + uuid.uuid4().hex[:8]
-    eng = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with eng.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with eng.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    eng.dispose()
+pytestmark = pytest.mark.both_backends
 
 
 def _store(url):
@@ -167,18 +141,19 @@ for _w, _n in ((autolabel_worker, "autolabel_worker"), (import_worker, "import_w
 # ---- the races
 
 
-def test_two_autolabels_of_one_folder(url, sample_db_path):
+@pytest.mark.slow  # two processes that each load the detector and the FER model: ~30 s on a shared machine
+def test_two_autolabels_of_one_folder(db_url, sample_db_path):
     """Half of the images were ingested before (a killed run: both processes then detect them, and
     race on storing their faces); the other half both find new (and race on recording them)."""
     from labeler.ingest.walk import ingest
     from labeler.ingest.rules import load_rules
     from labeler.store import DecisionRow, Face, Image, Proposal, Store
 
-    store = _store(url)
+    store = _store(db_url)
     tops = sorted(p for p in SAMPLE.iterdir() if p.is_file() and p.suffix in (".jpg", ".png"))
     for p in tops[::2]:
         ingest(store, p, load_rules(), progress=False)  # ingested, not detected
-    results = _race(autolabel_worker, 2, url, SAMPLE)
+    results = _race(autolabel_worker, 2, db_url, SAMPLE)
     baseline = Store(f"sqlite:///{sample_db_path}").counts()
     assert store.counts() == baseline  # the same as one run alone: nothing twice, nothing lost
     with store.session() as s:
@@ -192,8 +167,8 @@ def test_two_autolabels_of_one_folder(url, sample_db_path):
         assert s.scalar(select(func.count(Face.id))) == baseline["faces"]
 
 
-def test_two_imports_of_one_file_at_once(url, sample_db, tmp_path):
-    store = _autolabeled(url, sample_db)
+def test_two_imports_of_one_file_at_once(db_url, sample_db, tmp_path):
+    store = _autolabeled(db_url, sample_db)
     from labeler.store import Annotation, iter_face_records
 
     single = sorted({r.path for r in iter_face_records(store) if r.face_id is not None and r.face == 0 and r.paths})
@@ -205,7 +180,7 @@ def test_two_imports_of_one_file_at_once(url, sample_db, tmp_path):
             for p in single:
                 w.writerow([p, "happy", 0, f"person{k}"])
     rows = 40 * len(single)
-    results = _race(import_worker, 2, url, csv_path)
+    results = _race(import_worker, 2, db_url, csv_path)
     added = [r[2]["added"] for r in results]
     with store.session() as s:
         stored = s.scalar(select(func.count(Annotation.id)))
@@ -213,25 +188,25 @@ def test_two_imports_of_one_file_at_once(url, sample_db, tmp_path):
     assert all(r[2]["added"] + r[2]["unchanged"] == rows for r in results)
 
 
-def test_annotators_pulling_cards_at_once_never_share_a_face(url, sample_db):
+def test_annotators_pulling_cards_at_once_never_share_a_face(db_url, sample_db):
     """Four annotators: two through ``lease_next``, two as the UI does (``lease_order``)."""
-    store = _autolabeled(url, sample_db)
+    store = _autolabeled(db_url, sample_db)
     from labeler.store import review_queue
 
     queue = review_queue(store, None, limit=1000)
     assert len(queue) >= 6
-    results = _race(annotate_worker, 4, url, 0.05, per_worker=[("next",), ("order",), ("next",), ("order",)])
+    results = _race(annotate_worker, 4, db_url, 0.05, per_worker=[("next",), ("order",), ("next",), ("order",)])
     served = [f for r in results for f in r[2]]
     assert len(served) == len(set(served)), "a face was served to two annotators"
     assert sorted(served) == sorted(queue)  # and every face was served to someone
     assert not review_queue(store, None, limit=1000)
 
 
-def test_lease_blocks_others_until_it_expires_or_is_released(url, sample_db):
+def test_lease_blocks_others_until_it_expires_or_is_released(db_url, sample_db):
     from labeler.store import active_leases, lease_next, release_leases, take_lease
     from labeler.store.schema import utcnow
 
-    store = _autolabeled(url, sample_db)
+    store = _autolabeled(db_url, sample_db)
     a = lease_next(store, "ann")
     b = lease_next(store, "bob")
     assert a and b and a != b
