@@ -36,10 +36,11 @@ def _status(db: str, capsys) -> dict[str, int]:
     return out
 
 
-def test_every_file_stored_or_reported_and_counts_match_status(corpus, tmp_path, capsys):
+@pytest.mark.both_backends
+def test_every_file_stored_or_reported_and_counts_match_status(corpus, db_url, capsys):
     for what, why in corpus.skipped.items():
         print(f"corpus part skipped: {what}: {why}")
-    db = f"sqlite:///{tmp_path / 'c.db'}"
+    db = db_url
     store = Store(db)
     rep = Autolabeler(store, Config(), load_rules()).run(corpus.root, progress=False)
     ing = rep.ingest

@@ -138,6 +138,7 @@ def test_rule_words_with_negation_are_stored_and_read_back_in_one_form(store, tm
     assert decode_rule_words(encode_rule_words(rec.rule_words)) == rec.rule_words
 
 
+@pytest.mark.both_backends
 def test_links_fifo_and_unlistable_paths_are_stored_or_reported(store, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -208,6 +209,7 @@ def test_unreadable_file_is_retried_after_the_permission_is_fixed(store, tmp_pat
     assert c["images"] == 1 and c.get("broken", 0) == 0
 
 
+@pytest.mark.both_backends
 def test_file_completed_later_replaces_its_broken_record(store, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -232,6 +234,7 @@ def test_file_completed_later_replaces_its_broken_record(store, tmp_path):
     assert store.counts()["images"] == 2  # the good content stays (it may carry labels); no orphan broken one
 
 
+@pytest.mark.both_backends
 def test_non_utf8_name_is_stored_escaped(store, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
