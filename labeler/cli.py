@@ -35,6 +35,25 @@ def _source(path: str) -> str:
     return path
 
 
+def _input_file(path, what: str):
+    """``path`` when it is an existing regular file (a FIFO or /dev/zero would hang the read);
+    else a one-line error, before any database is opened."""
+    import os
+    import stat
+
+    from labeler.errors import LabelerError
+
+    if path is None:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise LabelerError(f"{what} {path}: {e.strerror.lower()}; expected an existing file.") from None
+    if not stat.S_ISREG(mode):
+        raise LabelerError(f"{what} {path}: expected a regular file, found {'a folder' if stat.S_ISDIR(mode) else 'a FIFO, device or special file'}.")
+    return path
+
+
 def cmd_ingest(args) -> int:
     from labeler.ingest.walk import ingest
 
@@ -114,6 +133,7 @@ def cmd_audit(args) -> int:
 def cmd_rules_report(args) -> int:
     from labeler.reports.rules import format_report, rules_report
 
+    _input_file(args.labels, "labels file")
     store = _store(args)
     if args.reapply:
         _reapply_rules(store, _rules(args), args.folders)
@@ -193,7 +213,8 @@ def cmd_eval(args) -> int:
     from labeler.config import load_config
     from labeler.reports.evaluate import report
 
-    print(report(_store(args), args.labels, load_config(args.config).routing))
+    cfg, labels = load_config(args.config), _input_file(args.labels, "labels file")
+    print(report(_store(args), labels, cfg.routing))
     return 0
 
 
@@ -215,6 +236,7 @@ def cmd_import(args) -> int:
     from labeler.datasets.importer import import_csv
     from labeler.datasets.labelstudio import import_labelstudio
 
+    _input_file(args.file, "labels file")
     store = _store(args)
     if args.format == "csv":
         rep = import_csv(store, args.file, annotator=args.annotator or "import")
@@ -225,8 +247,11 @@ def cmd_import(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    from labeler.errors import LabelerError
     from labeler.ui.launch import launch
 
+    if not 1 <= args.port <= 65535:
+        raise LabelerError(f"--port: expected a TCP port from 1 to 65535, found {args.port}.")
     return launch(args.db, port=args.port, host=args.host)
 
 

@@ -324,3 +324,23 @@ def test_migration_0005_keeps_every_row_of_a_0004_database(db_url, backend):
             with store.session() as s:
                 s.add(Face(image_id=999, idx=0, x1=0, y1=0, x2=1, y2=1))
     store.engine.dispose()
+
+
+def test_cli_input_files_and_port_are_checked_first(tmp_path, monkeypatch, capsys):
+    """/dev/zero as a labels file hung `import`; a port out of range was a Streamlit traceback."""
+    monkeypatch.chdir(tmp_path)
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    cases = [
+        (["import", "--format", "csv", "/dev/zero"], "labels file /dev/zero: expected a regular file, found a FIFO, device or special file."),
+        (["import", "--format", "labelstudio", str(fifo)], f"labels file {fifo}: expected a regular file"),
+        (["import", "--format", "csv", "/no/such.csv"], "labels file /no/such.csv: no such file or directory; expected an existing file."),
+        (["eval", "--labels", str(tmp_path)], f"labels file {tmp_path}: expected a regular file, found a folder."),
+        (["rules", "report", "--labels", "/no/x.csv"], "labels file /no/x.csv: no such file or directory"),
+        (["ui", "--port", "70000"], "--port: expected a TCP port from 1 to 65535, found 70000."),
+    ]
+    for argv, part in cases:
+        assert main(argv + ["--db", "x.db"]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and part in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.csv"]  # no database was created
