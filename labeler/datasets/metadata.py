@@ -11,12 +11,7 @@ from typing import Any, Sequence
 
 from labeler.datasets.splits import SPLITS, SplitPlan
 from labeler.datasets.writer import ExportRun, Writer
-from labeler.store import model_version_rows
-
-
-def redact(url: str) -> str:
-    """A database URL with its password masked."""
-    return re.sub(r"//([^/@:]+):[^/@]*@", r"//\1:***@", url)
+from labeler.store import mask_url, model_version_rows
 
 
 def summary(writer: Writer, run: ExportRun, plan: SplitPlan, out: Path, seed: int,
@@ -27,7 +22,7 @@ def summary(writer: Writer, run: ExportRun, plan: SplitPlan, out: Path, seed: in
         "format": writer.name,
         "out": str(out),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "database": redact(run.store.url),
+        "database": mask_url(run.store.url),
         "filters": {**run.selection.as_dict(), "all_rows": bool(run.options.all_rows)},
         "size": writer.size(run.options),
         "seed": seed,
