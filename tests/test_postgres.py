@@ -120,3 +120,15 @@ def test_long_paths_names_and_sources_round_trip_and_the_rerun_finishes(pg_url, 
     assert who in {a.annotator for a in mine.annotations} and mine.human_label == "sad"
     capsys.readouterr()
     store.engine.dispose()
+
+
+def test_status_and_errors_never_show_the_password(pg_url, capsys):
+    """The server trusts any password, so a URL with one works; `status` shows it masked."""
+    url = pg_url.replace("postgres@", "postgres:s3cret@")
+    assert main(["status", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "database: " + url.replace(":s3cret@", ":***@") and "s3cret" not in out
+    bad = url.rsplit("/", 1)[0] + "/no_such_database"
+    assert main(["status", "--db", bad]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open database" in err and ":***@" in err and "s3cret" not in err and err.count("\n") == 1
