@@ -66,25 +66,25 @@ def bomb_png(width: int = 60000, height: int = 60000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b"")
 
 
-def _deep_folder(base: Path, length: int) -> str:
+def _deep_folder(base: Path, length: int, file_name: str = "lost_happy.png", step: int = 200) -> tuple[str, str]:
     """Folders under ``base`` until the path is over ``length`` characters (made relative to an open
-    folder, since the whole path is too long for the system); returns that path."""
+    folder, since the whole path may be too long for the system), with one image file in the last;
+    returns (folder path, file path)."""
     fd = os.open(base, os.O_RDONLY)
     path = str(base)
     try:
         while len(path) <= length:
-            name = "deep_" + "d" * 195
+            name = ("deep_" + "d" * 250)[: max(1, min(step, length - len(path)))]
             os.mkdir(name, dir_fd=fd)
             nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
             os.close(fd)
             fd, path = nfd, path + "/" + name
-        # a file in it, which nobody can reach by its path
-        ffd = os.open("lost_happy.png", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        ffd = os.open(file_name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
         os.write(ffd, _png(_face_like(32, 9)))
         os.close(ffd)
     finally:
         os.close(fd)
-    return path
+    return path, path + "/" + file_name
 
 
 def make_corpus(root: str | Path) -> Corpus:
@@ -138,8 +138,11 @@ def make_corpus(root: str | Path) -> Corpus:
     c.add(root / "fifo.jpg", "broken")
     os.mkfifo(root / "fifo_plain")
     c.add(root / "fifo_plain", "reported")
-    deep = _deep_folder(root / "sub", 4200)  # a path over 4,096 characters: cannot be listed
+    deep, _ = _deep_folder(root / "sub", 4200)  # a folder path over 4,096 characters: cannot be listed
     c.add(deep, "reported")
+    (root / "long").mkdir()
+    _folder, long_file = _deep_folder(root / "long", 3950, "h" * 200 + "_happy.png")  # listable, its file is not
+    c.add(long_file, "broken")
     if os.geteuid() == 0:
         c.skipped["unreadable folder"] = "running as root, which reads any folder: a permission error cannot be made"
     else:

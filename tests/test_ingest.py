@@ -173,7 +173,7 @@ def test_unlistable_folder_is_reported(store, tmp_path):
     deep = _deep_folder(src, 4200)
     rep = ingest(store, src, load_rules(), progress=False)
     (bad,) = rep.walk_errors()
-    assert bad[0] == deep and "File name too long" in bad[1]
+    assert bad[0] == deep and "path too long for the system" in bad[1]
     assert rep.new_images == 1 and any("cannot list folder" in line for line in rep.lines())
 
 

@@ -112,7 +112,8 @@ def iter_files(root: Path, report: Optional[IngestReport] = None) -> Iterator[Pa
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
             if report is not None:
-                report.skip(d, f"cannot list folder: {e.strerror or e} (nothing under it was walked)")
+                why = f"path too long for the system, {len(d)} characters" if e.errno == errno.ENAMETOOLONG else e.strerror or e
+                report.skip(d, f"cannot list folder: {why} (nothing under it was walked)")
             continue
         subdirs = []
         for e in entries:
@@ -171,7 +172,7 @@ def ingest(
     bar = _progress(files, progress, "ingest")
     for path in bar:
         report.seen += 1
-        apath = str(path.resolve()) if not path.is_symlink() else str(path.absolute())
+        apath = _absolute(path)
         rel = os.path.relpath(apath, root) if root.is_dir() else path.name
         try:
             st = path.stat()
@@ -227,13 +228,37 @@ def _count(report: IngestReport, rec, broken: bool, reason: str) -> None:
         report.add_broken(rec.image_id, reason)
 
 
+def _absolute(path: Path) -> str:
+    """The path as stored: links resolved, except a link itself (kept as the link's own path)."""
+    try:
+        return str(path.absolute()) if path.is_symlink() else str(path.resolve())
+    except (OSError, RuntimeError):  # a path too long for the system, a loop above it
+        return os.path.abspath(path)
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return path.is_symlink()
+    except OSError:
+        return False
+
+
 def _stat_failure(path: Path, e: OSError) -> str:
-    if path.is_symlink():
+    if _is_link(path):
         if e.errno == errno.ELOOP:
             return "symbolic link loop (the link points back at itself)"
         if e.errno == errno.ENOENT:
             return f"dangling symbolic link (target missing: {db_path(os.readlink(path))})"
+    if e.errno == errno.ENAMETOOLONG:
+        return f"path too long for the system ({len(str(path))} characters; the limit is {_path_max()})"
     return f"cannot stat: {e.strerror or e}"
+
+
+def _path_max() -> int:
+    try:
+        return os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 4096
 
 
 def _file_kind(mode: int) -> str:
