@@ -10,6 +10,8 @@ import sys
 from typing import Optional
 
 from labeler import __version__
+from labeler.util import input_file as _input_file
+from labeler.util import source_path as _source
 
 
 def _store(args):
@@ -22,36 +24,6 @@ def _rules(args):
     from labeler.ingest.rules import load_rules
 
     return load_rules(getattr(args, "rules", None))
-
-
-def _source(path: str) -> str:
-    """The folder (or file) to ingest, checked before any database is opened or created."""
-    import os
-
-    from labeler.errors import LabelerError
-
-    if not os.path.exists(path):
-        raise LabelerError(f"{path}: no such file or folder; expected a folder of images (or one image/video) to ingest.")
-    return path
-
-
-def _input_file(path, what: str):
-    """``path`` when it is an existing regular file (a FIFO or /dev/zero would hang the read);
-    else a one-line error, before any database is opened."""
-    import os
-    import stat
-
-    from labeler.errors import LabelerError
-
-    if path is None:
-        return None
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as e:
-        raise LabelerError(f"{what} {path}: {e.strerror.lower()}; expected an existing file.") from None
-    if not stat.S_ISREG(mode):
-        raise LabelerError(f"{what} {path}: expected a regular file, found {'a folder' if stat.S_ISDIR(mode) else 'a FIFO, device or special file'}.")
-    return path
 
 
 def cmd_ingest(args) -> int:

@@ -31,3 +31,35 @@ def progress(items, enabled: Optional[bool], desc: str, unit: str = "file"):
     except ImportError:
         return items
     return tqdm(items, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+def source_path(path: str) -> str:
+    """``path`` when it exists (the folder or file to ingest); else a one-line LabelerError, raised
+    before any database is opened or created."""
+    import os
+
+    from labeler.errors import LabelerError
+
+    if not os.path.exists(path):
+        raise LabelerError(f"{path}: no such file or folder; expected a folder of images (or one image/video) to ingest.")
+    return path
+
+
+def input_file(path: Optional[str], what: str) -> Optional[str]:
+    """``path`` (None passes) when it is an existing regular file; a missing file, a folder, a FIFO or
+    a device (``/dev/zero`` would never end a read) is a one-line LabelerError."""
+    import os
+    import stat
+
+    from labeler.errors import LabelerError
+
+    if path is None:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise LabelerError(f"{what} {path}: {e.strerror.lower()}; expected an existing file.") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or special file"
+        raise LabelerError(f"{what} {path}: expected a regular file, found {kind}.")
+    return path
