@@ -244,3 +244,29 @@ def test_non_utf8_name_is_stored_escaped(store, tmp_path):
     assert rep.new_images == 1
     assert list(_images(store)) == ["caf\\xe9_happy.png"]
     assert ingest(store, src, load_rules(), progress=False).unchanged == 1
+
+
+def test_read_failure_is_retried_with_size_and_mtime_unchanged(store, tmp_path, monkeypatch):
+    """As root a permission error cannot be made, so the first read fails by hand (EACCES)."""
+    from pathlib import Path
+
+    src = tmp_path / "in"
+    src.mkdir()
+    p = src / "happy.png"
+    PILImage.new("RGB", (20, 20), (1, 2, 3)).save(p)
+    real = Path.read_bytes
+
+    def denied(self):
+        if self == p:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    rep1 = ingest(store, src, load_rules(), progress=False)
+    assert _images(store)["happy.png"][:2] == ("broken", "cannot read: Permission denied")
+    assert rep1.broken == 1 == store.counts()["broken"]
+    monkeypatch.setattr(Path, "read_bytes", real)  # "fixed": the file itself did not change
+    rep2 = ingest(store, src, load_rules(), progress=False)
+    assert rep2.new_images == 1 and _images(store)["happy.png"][0] == "ingested"
+    c = store.counts()
+    assert c["images"] == 1 and c["paths"] == 1 and c.get("broken", 0) == 0  # no orphan broken image
