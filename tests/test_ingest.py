@@ -270,3 +270,26 @@ def test_read_failure_is_retried_with_size_and_mtime_unchanged(store, tmp_path, 
     assert rep2.new_images == 1 and _images(store)["happy.png"][0] == "ingested"
     c = store.counts()
     assert c["images"] == 1 and c["paths"] == 1 and c.get("broken", 0) == 0  # no orphan broken image
+
+
+def test_folder_that_cannot_be_listed_is_reported(store, tmp_path, monkeypatch):
+    """An unreadable folder (EACCES made by hand: root reads any folder) is listed in the report,
+    with the files beside it ingested as usual."""
+    import labeler.ingest.walk as walk
+
+    src = tmp_path / "in"
+    (src / "locked").mkdir(parents=True)
+    PILImage.new("RGB", (20, 20), (1, 2, 3)).save(src / "ok.png")
+    PILImage.new("RGB", (20, 20), (3, 2, 1)).save(src / "locked" / "inside.png")
+    real = os.scandir
+
+    def scandir(path):
+        if str(path) == str(src / "locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(walk.os, "scandir", scandir)
+    rep = ingest(store, src, load_rules(), progress=False)
+    assert rep.walk_errors() == [(str(src / "locked"), "cannot list folder: Permission denied (nothing under it was walked)")]
+    assert rep.new_images == 1 and store.counts()["images"] == 1
+    assert any("cannot list folder: Permission denied: " in line for line in rep.lines())
