@@ -1,22 +1,33 @@
-"""Benchmark the review app: time from a label key press to the next card being interactive.
+"""Benchmark the review app in a real Chromium: the card, and the grid.
 
-    python scripts/bench_ui.py                      # build a >=5,000-face database from sample_data/
-    python scripts/bench_ui.py --source-db s.db     # synthesise from an existing (small) database
-    python scripts/bench_ui.py --db big.db          # use a big database as is (a copy of it)
+    python scripts/bench_ui.py --faces 5000            # a generated 5,000-face database
+    python scripts/bench_ui.py --faces 100000          # ... 100,000 faces
+    python scripts/bench_ui.py --db big.db             # a copy of an existing SQLite database
 
-The synthetic database duplicates every image of the source (new ``images`` row with a new sha256,
-a new path that is a symlink to the original file, faces with the same boxes and crops, the newest
-model/rule proposals and decision) until it holds ``--faces`` faces. Then streamlit serves the app,
-headless Chromium (Debian's ``chromium``, through Playwright) names an annotator and presses class
-keys; each sample is the time from the key press until the next card's header is shown, the script
-has finished and every image on the card has loaded. Prints the median and p90 in milliseconds.
+The generated database is written directly through the store's tables in large transactions
+(seconds, not an autolabel run): photos of 1 to 20 faces (most single, a few crowds), small generated
+crops (96 px JPEG) and photos (a few hundred distinct JPEG files, linked under as many paths as there
+are images), a model proposal and a routing decision for every face (about 40% to review), a
+keyword rule on some images, and human labels on 3% of the faces.
+
+Then streamlit serves the app (as `labeler ui` does), headless Chromium (Debian's ``chromium``,
+through Playwright) names an annotator and:
+
+- **card**: presses class keys; each sample is the time from the key press until the next card is
+  *fully ready*: its header shows the new face, the script (fragment) run has finished, no element
+  is stale (faded), every image on the card has loaded and the label buttons are enabled;
+- **grid**: on the Verify page settles pages by keys as a scripted annotator would (arrows and space
+  to mark two faces, Enter to confirm), and reports faces settled per minute (wall clock, page load
+  included; the annotator's own looking time is not simulated).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -31,77 +42,112 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labeler import store as S  # noqa: E402
+from labeler.types import LABELS  # noqa: E402
 
 CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
-NEXT_CARD_JS = """(old) => {
+READY_JS = """(old) => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.dataset.testScriptState === 'running') return false;
   const m = /Face #(\\d+) ·/.exec(document.body.innerText);
   if (!m || m[1] === String(old)) return false;
-  const imgs = Array.from(document.querySelectorAll('[data-testid="stMain"] img'));
-  return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth > 0);
+  if (document.querySelector('[data-stale="true"]')) return false;
+  const main = document.querySelector('[data-testid="stMain"]');
+  const imgs = Array.from(main.querySelectorAll('img'));
+  if (imgs.length < 2 || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
+  const btns = Array.from(main.querySelectorAll('button')).filter(b => /^(angry|disgust|fear|happy|sad|surprise|neutral)$/.test(b.innerText.trim().split('\\n')[0].trim()));
+  return btns.length === 7 && btns.every(b => !b.disabled);
 }"""
 CARD_ID_JS = "() => { const m = /Face #(\\d+) ·/.exec(document.body.innerText); return m ? m[1] : null; }"
+GRID_JS = """(old) => {
+  const g = document.querySelector('.lbl-grid');
+  if (!g || g.dataset.ready !== '1' || g.dataset.page === old) return false;
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (app.dataset.testScriptState === 'running' || document.querySelector('[data-stale="true"]')) return false;
+  return Array.from(g.querySelectorAll('img')).every(i => i.complete && i.naturalWidth > 0);
+}"""
 
 
-def build_sample_db(path: Path) -> None:
-    from labeler.config import Config
-    from labeler.pipeline import Autolabeler
-    from labeler.ingest.rules import load_rules
-
-    st = S.Store(f"sqlite:///{path}")
-    Autolabeler(st, Config(), load_rules()).run(ROOT / "sample_data", progress=False)
-    st.engine.dispose()
+def _jpeg(im, quality: int = 80) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
 
 
-def synthesise(db_path: Path, want_faces: int, link_root: Path) -> int:
-    """Duplicate the images of ``db_path`` (with their faces, newest proposals and decision) until
-    it holds ``want_faces`` faces. Returns the face count."""
-    st = S.Store(f"sqlite:///{db_path}")
-    with st.session() as s:
-        n = s.query(S.Face).count()
-        imgs = [i for i in s.query(S.Image).order_by(S.Image.id).all() if i.faces]
-        src = []
-        for img in imgs:
-            p = img.paths[0]
-            faces = []
-            for f in img.faces:
-                props = [s.query(S.Proposal).filter(S.Proposal.face_id == f.id, S.Proposal.source_kind == kind)
-                         .order_by(S.Proposal.id.desc()).first() for kind in ("model", "rule")]
-                dec = s.query(S.DecisionRow).filter(S.DecisionRow.face_id == f.id).order_by(S.DecisionRow.id.desc()).first()
-                faces.append((f, [x for x in props if x is not None], dec))
-            src.append((img, p, faces))
-    per_copy = sum(len(fs) for _i, _p, fs in src)
-    if not per_copy:
-        raise SystemExit("the source database has no faces")
-    copies = max(0, -(-(want_faces - n) // per_copy))
-    cols = lambda obj, skip: {c.key: getattr(obj, c.key) for c in obj.__table__.columns if c.key not in skip}  # noqa: E731
-    for k in range(copies):
+def _art(rng: random.Random, size: tuple[int, int], faces: int):
+    """A synthetic picture: a background and ``faces`` face-like ellipses."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", size, tuple(rng.randrange(40, 200) for _ in range(3)))
+    d = ImageDraw.Draw(im)
+    for _ in range(faces):
+        w = rng.randrange(size[0] // 10, size[0] // 4)
+        x, y = rng.randrange(0, size[0] - w), rng.randrange(0, size[1] - w)
+        d.ellipse([x, y, x + w, y + int(w * 1.2)], fill=tuple(rng.randrange(150, 255) for _ in range(3)), outline=(0, 0, 0))
+    return im
+
+
+def generate(db_url: str, faces: int, work: Path, seed: int = 0) -> int:
+    """Write a database of about ``faces`` faces (see the module doc); returns the face count."""
+    rng = random.Random(seed)
+    photos_dir, links = work / "photos", work / "links"
+    photos_dir.mkdir(parents=True, exist_ok=True)
+    links.mkdir(parents=True, exist_ok=True)
+    photos = []
+    for k in range(300):
+        p = photos_dir / f"photo{k:03d}.jpg"
+        _art(rng, (800, 600), rng.randrange(1, 6)).save(p, "JPEG", quality=80)
+        photos.append(p)
+    crops = [_jpeg(_art(rng, (96, 96), 1), 75) for _ in range(200)]
+    st = S.Store(db_url)
+    made, img_no = 0, 0
+    while made < faces:
         with st.session() as s:
-            for img, p, faces in src:
-                ni = S.Image(**cols(img, {"id", "sha256", "created_at"}),
-                             sha256=hashlib.sha256(f"{img.sha256}:{k}".encode()).hexdigest())
-                s.add(ni)
-                s.flush()
-                link = link_root / f"dup{k:04d}" / (p.relpath or os.path.basename(p.path))
-                link.parent.mkdir(parents=True, exist_ok=True)
+            batch_imgs, batch_faces = [], []
+            while made < faces and len(batch_faces) < 20_000:
+                r = rng.random()
+                n = 1 if r < 0.7 else (rng.randrange(2, 6) if r < 0.97 else rng.randrange(10, 21))
+                n = min(n, faces - made)
+                rule = rng.choice(LABELS) if rng.random() < 0.3 else None
+                img = S.Image(sha256=hashlib.sha256(f"{seed}:{img_no}".encode()).hexdigest(), size_bytes=1000, width=800, height=600,
+                              format="JPEG", status="ingested", detected=True, rule_state="labeled" if rule else "none",
+                              rule_label=rule, rule_words=f'[["{rule}", "{rule}"]]' if rule else "[]")
+                link = links / f"{img_no // 1000:03d}" / f"img{img_no:07d}_{rule or 'photo'}.jpg"
+                link.parent.mkdir(exist_ok=True)
                 if not link.exists():
-                    os.symlink(p.path, link)
-                s.add(S.ImagePath(image_id=ni.id, path=str(link), root=str(link_root), relpath=str(link.relative_to(link_root)),
-                                  mtime=p.mtime, size_bytes=p.size_bytes))
-                for f, props, dec in faces:
-                    nf = S.Face(**cols(f, {"id", "image_id", "created_at"}), image_id=ni.id)
-                    s.add(nf)
-                    s.flush()
-                    for pr in props:
-                        s.add(S.Proposal(**cols(pr, {"id", "face_id", "created_at"}), face_id=nf.id))
-                    if dec is not None:
-                        s.add(S.DecisionRow(**cols(dec, {"id", "face_id", "image_id", "created_at"}), face_id=nf.id, image_id=ni.id))
-    with st.session() as s:
-        total = s.query(S.Face).count()
+                    os.symlink(photos[img_no % len(photos)], link)
+                img.paths = [S.ImagePath(path=str(link), root=str(links), relpath=str(link.relative_to(links)))]
+                batch_imgs.append(img)
+                for i in range(n):
+                    x = 40 + (i % 6) * 120
+                    y = 40 + (i // 6) * 150
+                    batch_faces.append((img, S.Face(idx=i, x1=x, y1=y, x2=x + 90, y2=y + 110, det_score=0.99, flags="",
+                                                    crop=rng.choice(crops), quality={"size": 90.0})))
+                img_no += 1
+                made += n
+            s.add_all(batch_imgs)
+            s.flush()
+            for img, f in batch_faces:
+                f.image_id = img.id
+            s.add_all([f for _i, f in batch_faces])
+            s.flush()
+            rows = []
+            for img, f in batch_faces:
+                top = rng.choice(LABELS)
+                p = rng.uniform(0.3, 0.999)
+                probs = {lab: (1 - p) / (len(LABELS) - 1) for lab in LABELS}
+                probs[top] = p
+                rows.append(S.Proposal(face_id=f.id, source_kind="model", source="bench@1", label=top, prob=p, probs=probs))
+                review = rng.random() < 0.4
+                kind = rng.choice(("disagree", "multi_face", "low_confidence", "quality")) if review else "agree"
+                rows.append(S.DecisionRow(image_id=img.id, face_id=f.id, route="review" if review else "auto", kind=kind, label=top,
+                                          reason=f"bench: {kind}", priority=round(rng.uniform(0, 4), 3), source="bench"))
+                if rng.random() < 0.03:
+                    rows.append(S.Annotation(face_id=f.id, annotator="seed", action="label", labels=[top], source="ui"))
+            s.add_all(rows)
+        print(f"  {made} faces", flush=True)
     st.engine.dispose()
-    return total
+    return made
 
 
 def free_port() -> int:
@@ -110,11 +156,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(db_url: str, port: int) -> subprocess.Popen:
+def start_app(db_url: str, port: int, config_home: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "labeler" / "ui" / "app.py"), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", "--", "--db", db_url]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+           "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal", "--", "--db", db_url]
+    env = dict(os.environ, LABELER_DB=db_url, XDG_CONFIG_HOME=str(config_home))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
@@ -126,7 +173,12 @@ def start_app(db_url: str, port: int) -> subprocess.Popen:
     raise SystemExit("streamlit did not start")
 
 
-def drive(url: str, n: int, warmup: int) -> list[float]:
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def drive(url: str, n: int, warmup: int, grid_pages: int) -> tuple[list[float], tuple[int, float]]:
     from playwright.sync_api import sync_playwright
 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -136,71 +188,79 @@ def drive(url: str, n: int, warmup: int) -> list[float]:
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROME_ARGS)
         page = b.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        page.get_by_label("Your name").fill("bench")
-        page.get_by_role("button", name="Start").click()
-        page.wait_for_function(NEXT_CARD_JS, arg=-1, timeout=60_000)
+        page.goto(url + "?annotator=bench")
+        page.get_by_role("checkbox", name="Audit samples first").uncheck(force=True)  # the review queue itself
+        page.wait_for_function(READY_JS, arg=-1, timeout=300_000)
         keys = "1234567"
         for i in range(n + warmup):
             old = page.evaluate(CARD_ID_JS)
             t0 = time.perf_counter()
             page.keyboard.press(keys[i % len(keys)])
-            page.wait_for_function(NEXT_CARD_JS, arg=old, timeout=30_000, polling="raf")
+            page.wait_for_function(READY_JS, arg=old, timeout=60_000, polling="raf")
             dt = (time.perf_counter() - t0) * 1000
             if i >= warmup:
                 out.append(dt)
+        settled, minutes = 0, 0.0
+        if grid_pages:
+            page.goto(url + "verify?annotator=bench")
+            page.wait_for_function(GRID_JS, arg="", timeout=300_000)
+            t0 = time.perf_counter()
+            for _ in range(grid_pages):
+                token = page.evaluate("() => document.querySelector('.lbl-grid').dataset.page")
+                shown = page.locator(".lbl-tile").count()
+                for key in ("ArrowRight", "ArrowRight", "Space", "ArrowDown", "Space"):  # two wrong faces marked
+                    page.keyboard.press(key)
+                page.keyboard.press("Enter")
+                page.wait_for_function(GRID_JS, arg=token, timeout=120_000, polling="raf")
+                settled += shown
+            minutes = (time.perf_counter() - t0) / 60
         b.close()
-    return out
+    return out, (settled, minutes)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", help="a big SQLite database file to use (a copy of it)")
-    ap.add_argument("--source-db", help="a small SQLite database file to synthesise from (default: autolabel sample_data/)")
+    ap.add_argument("--db", help="an SQLite database file to use (a copy of it) instead of a generated one")
     ap.add_argument("--faces", type=int, default=5000)
-    ap.add_argument("--decisions", type=int, default=60)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--workdir", help="keep the database and links here (default: a temp folder, removed)")
+    ap.add_argument("--decisions", type=int, default=60, help="timed card key presses")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--grid-pages", type=int, default=8, help="grid pages the scripted annotator settles (0: none)")
+    ap.add_argument("--workdir", help="keep the database and photos here (default: a temp folder, removed)")
     a = ap.parse_args()
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_ui_"))
     work.mkdir(parents=True, exist_ok=True)
-    db = work / "bench.db"
+    db = work / f"bench{a.faces}.db"
+    url = f"sqlite:///{db}"
     try:
         t0 = time.perf_counter()
         if a.db:
             shutil.copyfile(a.db.removeprefix("sqlite:///"), db)
-        else:
-            if a.source_db:
-                shutil.copyfile(a.source_db.removeprefix("sqlite:///"), db)
-            elif not db.exists():
-                print("building the sample database (autolabel sample_data/) ...", flush=True)
-                build_sample_db(db)
-            print(f"synthesising up to {a.faces} faces ...", flush=True)
-            synthesise(db, a.faces, work / "images")
-        st = S.Store(f"sqlite:///{db}")
+        elif not db.exists():
+            print(f"generating {a.faces} faces ...", flush=True)
+            generate(url, a.faces, work)
+        st = S.Store(url)
         c = st.counts()
         st.engine.dispose()
         print(f"database: {db}: {c['faces']} faces, {c.get('route_review', 0)} to review, {c.get('route_auto', 0)} auto "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
-        if c.get("route_review", 0) < a.decisions + a.warmup + 1:
-            raise SystemExit("not enough faces to review for the requested decisions")
         port = free_port()
-        proc = start_app(f"sqlite:///{db}", port)
+        proc = start_app(url, port, work / "config")
         try:
-            ms = drive(f"http://127.0.0.1:{port}/", a.decisions, a.warmup)
+            ms, (settled, minutes) = drive(f"http://127.0.0.1:{port}/", a.decisions, a.warmup, a.grid_pages)
         finally:
             proc.terminate()
             proc.wait(10)
-        st = S.Store(f"sqlite:///{db}")
+        st = S.Store(url)
         with st.session() as s:
-            written = s.query(S.Annotation).filter(S.Annotation.annotator == "bench").count()
+            written = s.query(S.Annotation).filter(S.Annotation.annotator == "bench", S.Annotation.action == "label").count()
+            verified = s.query(S.Annotation).filter(S.Annotation.annotator == "bench", S.Annotation.action == "verify").count()
         st.engine.dispose()
-        ms_sorted = sorted(ms)
-        p90 = ms_sorted[min(len(ms_sorted) - 1, int(round(0.9 * (len(ms_sorted) - 1))))]
-        print(f"decisions timed: {len(ms)} (annotations written: {written})")
-        print(f"key press -> next card interactive: median {statistics.median(ms):.0f} ms, p90 {p90:.0f} ms, "
-              f"min {ms_sorted[0]:.0f} ms, max {ms_sorted[-1]:.0f} ms")
+        print(f"card: {len(ms)} key presses timed (labels written: {written}); key press -> next card fully ready: "
+              f"median {statistics.median(ms):.0f} ms, p90 {pct(ms, 0.9):.0f} ms, min {min(ms):.0f} ms, max {max(ms):.0f} ms")
+        if settled:
+            print(f"grid: {settled} faces on {a.grid_pages} pages settled in {minutes * 60:.1f} s "
+                  f"({verified} verified): {settled / minutes:.0f} faces per minute")
         return 0
     finally:
         if not a.workdir:
