@@ -262,8 +262,8 @@ def open_at_once(url: str, n: int = 4) -> list[str]:
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
-    return sorted(results.get(timeout=5) for _ in procs)
+        p.join(300)
+    return sorted(results.get(timeout=10) for _ in procs)
 
 
 def test_two_first_uses_of_a_new_sqlite_database(tmp_path):

@@ -187,6 +187,8 @@ def head_revision(engine: Engine) -> str:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
+#: seconds a process waits for another one's migration of a SQLite file (PostgreSQL waits as long as it takes)
+MIGRATION_WAIT_S = 600
 #: pg_advisory_xact_lock key that serialises migrations of one PostgreSQL database ("labeler" as int)
 MIGRATION_LOCK_KEY = 0x6C6162656C6572
 
@@ -195,8 +197,17 @@ def _lock_for_migration(conn: Connection) -> None:
     """Hold the database's migration lock until ``conn`` commits: a second process opening a new
     database waits here, then finds the schema at head (no `table images already exists`)."""
     name = conn.dialect.name
-    if name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock; waits up to busy_timeout
+    if name == "sqlite":  # the write lock; a migration (0005 copies tables) may take minutes on a big file
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_WAIT_S * 1000}")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except Exception as e:  # noqa: BLE001 - sqlite3.OperationalError "database is locked"
+            raise StoreError(
+                f"database {mask_url(str(conn.engine.url))!r} stayed locked for {MIGRATION_WAIT_S} s while waiting to "
+                f"check its schema ({_first_line(e)}); another process is migrating or writing it: retry when it is done."
+            ) from None
+        finally:
+            conn.exec_driver_sql("PRAGMA busy_timeout=30000")
     elif name == "postgresql":
         from sqlalchemy import text
 
