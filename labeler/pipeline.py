@@ -78,6 +78,7 @@ class Autolabeler:
 
     def __init__(self, store: Store, cfg: Config = Config(), rules: Optional[RuleSet] = None, model=None, detector=None,
                  workers: int = 1, ray: Optional[str] = None):
+        work.steady_heap()  # memory flat in the number of images
         self.store, self.cfg, self.rules = store, cfg, rules
         self.model = model if model is not None else resolve_model(store, cfg.model.name)
         d = cfg.detect

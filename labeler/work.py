@@ -157,6 +157,7 @@ def _init_worker(settings: WorkSettings, parent: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    steady_heap()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     tools(settings)  # load the models before the first image
 
@@ -168,6 +169,20 @@ def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(1)
+
+
+def steady_heap() -> None:
+    """Have glibc's malloc give every block of 1 MB or more its own mapping, returned on free.
+
+    By default the threshold rises to 32 MB after the first large free, and numpy's per-image
+    temporaries (the pyramid, R-/O-Net crops) then come from a heap that fragments: one process grew
+    to 1.8 GB over the 307 dev images, 0.24 GB with this. No effect where malloc is not glibc's."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def default_workers() -> int:

@@ -18,7 +18,10 @@ from labeler.work import WorkSettings
 def _call(fn: Callable, job: Any, settings: WorkSettings) -> Any:
     import cv2
 
+    from labeler.work import steady_heap
+
     cv2.setNumThreads(1)  # one CPU per task (Ray sets OMP_NUM_THREADS to the task's CPUs)
+    steady_heap()
     return fn(job, settings)
 
 
