@@ -128,6 +128,7 @@ def test_rules_not_utf8(tmp_path):
         ("mysql://u:pw@h/d", "no database driver for 'mysql'"),
         ("postgresql+psycopg://bob:s3cret@127.0.0.1:1/x", "cannot open database 'postgresql+psycopg://bob:***@127.0.0.1:1/x'"),
         ("sqlite:////no/such/folder/x.db", "cannot open database 'sqlite:////no/such/folder/x.db': unable to open database file"),
+        ("sqlite:///" + __file__, "cannot open database 'sqlite:///" + __file__ + "': file is not a database"),
     ],
 )
 def test_bad_database_urls_are_one_line_errors(tmp_path, monkeypatch, capsys, value, part):

@@ -153,14 +153,14 @@ def _first_line(e: BaseException) -> str:
 def connect(engine: Engine) -> Connection:
     """``engine.connect()``; a server that cannot be reached (or a SQLite file that cannot be opened)
     is a one-line :class:`StoreError` naming the URL, password masked."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import DatabaseError, InterfaceError
 
     try:
         return engine.connect()
-    except (OperationalError, InterfaceError) as e:
+    except (DatabaseError, InterfaceError) as e:  # OperationalError is a DatabaseError
         raise StoreError(
             f"cannot open database {mask_url(engine.url.render_as_string(hide_password=False))!r}: {_first_line(e)}. "
-            + ("Check that the file's folder exists and is writable." if engine.dialect.name == "sqlite" else
+            + ("Check that it is a SQLite database (or a new file) in a folder that exists and is writable." if engine.dialect.name == "sqlite" else
                "Check that the server runs and that the URL's host, port, user, password and database are right.")
         ) from None
 
