@@ -72,10 +72,13 @@ from labeler.store.imports import (  # noqa: F401
     ingest_roots,
 )
 from labeler.store.review import (  # noqa: F401
+    MAX_ANNOTATOR,
     REVIEW_KINDS,
+    AnnotationError,
     accepted_labels,
     add_annotation,
     add_annotations,
+    clean_annotator,
     face_card,
     gallery_faces,
     image_list,

@@ -37,7 +37,7 @@ def sign_in() -> None:
     """The first screen: the name recorded with every label."""
     st.title("labeler review")
     st.caption(f"database: {S.mask_url(db_url())}")
-    st.text_input("Your name (recorded with every label)", key="name_input", max_chars=100)
+    st.text_input("Your name (recorded with every label)", key="name_input", max_chars=S.MAX_ANNOTATOR)
     st.button("Start", key="start", on_click=set_annotator, type="primary")
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     st.set_page_config(page_title="labeler review", layout="wide")
     if not who():
         name = remembered_annotator()
-        if name:
+        if name and len(name) <= S.MAX_ANNOTATOR and name.isprintable():  # what S.clean_annotator takes
             st.session_state["annotator"] = name
     if not who():
         st.navigation([st.Page(sign_in, title="Sign in", url_path="sign-in")], position="hidden").run()
