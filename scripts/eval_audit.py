@@ -12,7 +12,7 @@ fer2013_48px rows by their FER2013 label), ``web`` the folder labels of ../share
 (plus dev's web_keyword rows), ``fer`` the FER+ majority of ../shared/data/fer2013 public_test (ties
 and contempt/unknown/not-a-face majorities left out). Every face of an image gets the image's label.
 
-    python scripts/eval_audit.py --set web --set fer --limit-fer 1000 --model fer-ferplus-cnn
+    python scripts/eval_audit.py --set devweb --set fer --limit-fer 1000 --model fer-ferplus-cnn --model fer-mini-xception
 
 Library only (no bench_effort); nothing from ../shared is written into the repository.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import random
 import shutil
@@ -126,33 +127,65 @@ def audit_loop(url: str, truth: dict[str, str], target: float, batch: int, max_r
     }
 
 
-def run_set(name: str, truth_paths: dict[Path, str], model: Optional[str], targets: list[float], work: Path, batch: int,
-            max_rounds: int, seed: int, say=print) -> list[dict]:
+def _copy(src: Path, dst: Path) -> str:
+    shutil.copyfile(src, dst)
+    return f"sqlite:///{dst}"
+
+
+def run_set(name: str, truth_paths: dict[Path, str], models: list[Optional[str]], targets: list[float], work: Path,
+            batch: int, max_rounds: int, seed: int, say=print, reuse: bool = False) -> list[dict]:
+    """Autolabel once with the first model; every further model re-proposes a copy of that database
+    (same faces, `autolabel --repropose`); then the audit loop per model and target."""
     from labeler.config import Config
     from labeler.ingest.rules import load_rules
     from labeler.pipeline import Autolabeler
     from labeler.store import Store
 
     folder = work / f"{name}_images"
-    truth = link_folder(truth_paths, folder)
-    base = work / f"{name}.db"
-    cfg = Config()
-    if model:
-        cfg = replace(cfg, model=replace(cfg.model, name=model))
-    t0 = time.perf_counter()
-    store = Store(f"sqlite:///{base}")
-    al = Autolabeler(store, cfg, load_rules())
-    al.run(folder, progress=False)
-    store.engine.dispose()
-    say(f"[{name}] {len(truth)} labeled images, model {al.model.ident}: autolabel {time.perf_counter() - t0:.0f} s")
+    if reuse:
+        truth = json.loads((work / f"{name}_truth.json").read_text())
+    else:
+        truth = link_folder(truth_paths, folder)
+        (work / f"{name}_truth.json").write_text(json.dumps(truth))
     out = []
-    for t in targets:
-        db = work / f"{name}_{t:g}.db"
-        shutil.copyfile(base, db)
-        res = audit_loop(f"sqlite:///{db}", truth, t, batch, max_rounds, seed)
-        res.update(set=name, model=al.model.ident)
-        out.append(res)
-        say(line(res))
+    first = None
+    for k, model in enumerate(models):
+        cfg = Config()
+        if model:
+            cfg = replace(cfg, model=replace(cfg.model, name=model))
+        base = work / f"{name}_m{k}.db"
+        t0 = time.perf_counter()
+        if reuse:  # the databases of an earlier run in this folder: the audit loop only
+            first = base
+            from labeler.fer.resolver import load_model
+            ident = load_model(model).ident if model else "default"
+            say(f"[{name}] reusing {base} ({ident})")
+            for t in targets:
+                res = audit_loop(_copy(base, work / f"{name}_m{k}_{t:g}.db"), truth, t, batch, max_rounds, seed)
+                res.update(set=name, model=ident)
+                out.append(res)
+                say(line(res))
+            continue
+        if first is not None:
+            shutil.copyfile(first, base)
+        store = Store(f"sqlite:///{base}")
+        al = Autolabeler(store, cfg, load_rules())
+        if first is None:
+            al.run(folder, progress=False)
+            first = base
+        else:
+            al.repropose(only_stale=False, progress=False)
+            al.reroute()
+        store.engine.dispose()
+        say(f"[{name}] {len(truth)} labeled images, model {al.model.ident}: {'autolabel' if k == 0 else 're-propose'} "
+            f"{time.perf_counter() - t0:.0f} s")
+        for t in targets:
+            db = work / f"{name}_m{k}_{t:g}.db"
+            shutil.copyfile(base, db)
+            res = audit_loop(f"sqlite:///{db}", truth, t, batch, max_rounds, seed)
+            res.update(set=name, model=al.model.ident)
+            out.append(res)
+            say(line(res))
     return out
 
 
@@ -170,24 +203,30 @@ def line(r: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", action="append", choices=["dev", "web", "fer"], help="data sets (default: all three)")
+    ap.add_argument("--set", action="append", choices=["dev", "web", "devweb", "fer"],
+                    help="data sets (default: devweb and fer): dev = the 251 labeled images of dev, web = dev's web_keyword "
+                         "and web_pool, devweb = dev's 251 and web_pool's 615 in one database")
     ap.add_argument("--limit-fer", type=int, default=None, help="a seeded random subset of PublicTest (default: all)")
-    ap.add_argument("--model", default=None, help="FER model (default: the shipped default)")
+    ap.add_argument("--model", action="append", default=None,
+                    help="FER model (repeat for several: the first autolabels, the others re-propose; default: the project's default)")
     ap.add_argument("--targets", default="0.90,0.95,0.98")
     ap.add_argument("--batch", type=int, default=10, help="audit faces drawn per open bucket per round")
     ap.add_argument("--max-rounds", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="work folder (default: a new temp folder)")
+    ap.add_argument("--reuse", action="store_true", help="reuse the autolabeled databases of an earlier run in --out "
+                    "(the audit loop only, e.g. after a routing change)")
     a = ap.parse_args(argv)
     work = Path(a.out or tempfile.mkdtemp(prefix="eval_audit_"))
     work.mkdir(parents=True, exist_ok=True)
     targets = [float(x) for x in a.targets.split(",")]
-    sets = a.set or ["dev", "web", "fer"]
-    truths = {"dev": lambda: truth_dev(), "web": truth_web, "fer": lambda: truth_fer(a.limit_fer, a.seed)}
+    sets = a.set or ["devweb", "fer"]
+    truths = {"dev": lambda: truth_dev(), "web": truth_web, "devweb": lambda: {**truth_dev(), **truth_web()},
+              "fer": lambda: truth_fer(a.limit_fer, a.seed)}
     print(f"eval_audit: sets {sets}, targets {targets}, batch {a.batch}, work folder {work}")
     results = []
     for s in sets:
-        results += run_set(s, truths[s](), a.model, targets, work, a.batch, a.max_rounds, a.seed)
+        results += run_set(s, truths[s](), a.model or [None], targets, work, a.batch, a.max_rounds, a.seed, reuse=a.reuse)
     print("\nset | model | target | faces | audit answers | auto (coverage) | true precision | estimate [interval] | finished")
     for r in results:
         print(f"{r['set']} | {r['model']} | {r['target']:.2f} | {r['faces']} | {r['answers']} | {r['auto']} ({pct(r['coverage'])}) | "

@@ -77,10 +77,10 @@ def test_needed_agreeing_audits():
 
 
 def test_a_prior_is_stated_and_never_certifies_95():
-    e = estimate("model>=0.98:happy", 500, 0, 0, mean_prob=1.0)
+    e = estimate("model>=0.95:happy", 500, 0, 0, mean_prob=1.0)
     assert e.source.startswith("prior:") and "no audit yet" in e.source
     assert e.lower == pytest.approx(0.8389, abs=1e-4) and not e.certifies(0.95)
-    audited = estimate("model>=0.98:happy", 500, 80, 80, mean_prob=0.2)  # audits replace the prior
+    audited = estimate("model>=0.95:happy", 500, 80, 80, mean_prob=0.2)  # audits replace the prior
     assert audited.source == "audit" and audited.precision == 1.0 and audited.certifies(0.95)
 
 
@@ -123,7 +123,7 @@ def _recs(store):
 def test_a_bucket_flips_to_auto_once_enough_audits_agree_and_back_when_they_disagree(tmp_path):
     store = _build(f"sqlite:///{tmp_path / 'a.db'}")
     pol = RoutingPolicy(target_precision=0.90)  # 36 agreeing audits certify it (0.95 would take 72: slower)
-    big, small = "model>=0.98:happy", "model>=0.9:sad"
+    big, small = "model>=0.95:happy", "model>=0.95:sad"
     assert reroute(store, pol) == N_FACES + 6
     assert all(r.route == "review" and r.bucket in (big, small) for r in _recs(store).values())
     plans = {p.estimate.bucket: p for p in audit_plan(store, pol)}
@@ -198,7 +198,7 @@ def test_export_states_the_accuracy_the_database_holds(tmp_path):
     want = (len(human) + sum(newest[r.face_id].est_precision for r in auto)) / n
     lo = (len(human) + sum(newest[r.face_id].est_lower for r in auto)) / n
     assert acc["precision"] == pytest.approx(want, abs=1e-4) and acc["lower"] == pytest.approx(lo, abs=1e-4)
-    b = acc["buckets"]["model>=0.98:happy"]
+    b = acc["buckets"]["model>=0.95:happy"]
     assert b["faces"] == len(auto) and b["precision"] == newest[auto[0].face_id].est_precision
     readme = (tmp_path / "out.csv.README.md").read_text()
     assert f"{100 * acc['precision']:.1f}% of the {n} labels are estimated right" in readme
@@ -207,7 +207,7 @@ def test_export_states_the_accuracy_the_database_holds(tmp_path):
         rows = {int(r["face_id"]): r for r in csv.DictReader(fh) if r["face_id"]}
     for r in auto:
         row = rows[r.face_id]
-        assert row["label_bucket"] == "model>=0.98:happy" and float(row["label_precision"]) == newest[r.face_id].est_precision
+        assert row["label_bucket"] == "model>=0.95:happy" and float(row["label_precision"]) == newest[r.face_id].est_precision
         assert row["label_source"].startswith("auto:")
     assert all(rows[r.face_id]["label_precision"] == "" and rows[r.face_id]["label_source"] == "human:ann" for r in human)
     # the audit answers are ordinary annotations with the audit source
@@ -235,10 +235,10 @@ def test_target_precision_from_the_config_and_the_command_line(tmp_path, capsys)
     assert main(["audit", "--db", url, "--config", str(toml)]) == 0
     out = capsys.readouterr().out
     # 0.9 from nothing takes 36 agreeing audits (Clopper-Pearson); the first 10 faces are listed
-    assert "model>=0.98:happy" in out and "open: 36 more agreeing audits" in out and out.count("  face ") == 10
+    assert "model>=0.95:happy" in out and "open: 36 more agreeing audits" in out and out.count("  face ") == 10
     assert sum(1 for ln in out.splitlines() if ln.startswith("  face ") and ".png #0" in ln) == 10  # where each face is
     assert main(["status", "--db", url]) == 0
-    assert "model>=0.9:sad" in capsys.readouterr().out
+    assert "model>=0.95:sad" in capsys.readouterr().out
     assert main(["route", "--db", url, "--target-precision", "95"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("labeler: error: target precision must be between 0 and 1") and err.count("\n") == 1

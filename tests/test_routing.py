@@ -149,12 +149,13 @@ BUCKETS = [  # evidence -> its bucket (None: never auto-accepted), under the def
     (FaceEvidence(1, "labeled", "happy", ("smiling",), probs("happy", 0.6)), "keyword+model:happy"),
     (FaceEvidence(0, "labeled", "happy", ("happy",), probs("happy", 0.3), whole_image=True), "keyword+model:happy"),
     (FaceEvidence(1, "labeled", "sad", ("sad",), {**probs("happy", 0.6), "sad": 0.3}), "keyword+model#2:sad"),
-    (FaceEvidence(1, "none", None, (), probs("neutral", 0.99)), "model>=0.98:neutral"),
-    (FaceEvidence(1, "none", None, (), probs("neutral", 0.95)), "model>=0.9:neutral"),
+    (FaceEvidence(1, "none", None, (), probs("neutral", 0.99)), "model>=0.95:neutral"),
+    (FaceEvidence(1, "none", None, (), probs("neutral", 0.95)), "model>=0.95:neutral"),
+    (FaceEvidence(1, "none", None, (), probs("neutral", 0.94)), "model>=0.7:neutral"),
     (FaceEvidence(1, "none", None, (), probs("neutral", 0.75)), "model>=0.7:neutral"),
     (FaceEvidence(1, "none", None, (), probs("neutral", 0.6)), None),  # below model_threshold
-    (FaceEvidence(3, "none", None, (), probs("sad", 0.92)), "group+model>=0.9:sad"),
-    (FaceEvidence(3, "labeled", "happy", ("happy",), probs("happy", 0.99)), "group+keyword+model>=0.98:happy"),
+    (FaceEvidence(3, "none", None, (), probs("sad", 0.92)), "group+model>=0.7:sad"),
+    (FaceEvidence(3, "labeled", "happy", ("happy",), probs("happy", 0.99)), "group+keyword+model>=0.95:happy"),
     (FaceEvidence(3, "labeled", "happy", ("happy",), probs("sad", 0.99)), None),  # the name disagrees
     (FaceEvidence(1, "labeled", "sad", ("sad",), probs("happy", 0.97)), None),  # disagree
     (FaceEvidence(1, "ambiguous", None, ("sad", "happy"), probs("happy", 0.99)), None),
@@ -173,7 +174,7 @@ def test_bucket_names_evidence_band_and_class(ev, bucket):
 
 def test_a_bucket_auto_accepts_only_when_its_lower_bound_reaches_the_target():
     ev = FaceEvidence(1, "none", None, (), probs("happy", 0.95))
-    b = "model>=0.9:happy"
+    b = "model>=0.95:happy"
     at = {b: est(b, 0.93, 100, 97)}
     d = route(ev, RoutingPolicy(target_precision=0.95), at)
     assert (d.route, d.kind, d.label, d.bucket) == ("review", "low_confidence", "happy", b)
@@ -182,7 +183,7 @@ def test_a_bucket_auto_accepts_only_when_its_lower_bound_reaches_the_target():
     assert (d.route, d.kind, d.label, d.bucket, d.lower) == ("auto", "model_confident", "happy", b, 0.93)
     assert "97/100 audits agree" in d.reason and "certified" in d.reason
     # another bucket's estimate does not help
-    assert route(ev, RoutingPolicy(target_precision=0.5), {"model>=0.9:sad": est("model>=0.9:sad", 0.99)}).route == "review"
+    assert route(ev, RoutingPolicy(target_precision=0.5), {"model>=0.95:sad": est("model>=0.95:sad", 0.99)}).route == "review"
 
 
 def test_target_precision_must_be_a_probability():
