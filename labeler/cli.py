@@ -231,7 +231,7 @@ def cmd_train(args) -> int:
     from labeler.training import train
 
     res = train(_store(args), mode=args.mode, base=args.base, holdout=args.holdout, seed=args.seed, force=args.force,
-                epochs=args.epochs if args.mode == "finetune" else None)
+                epochs=args.epochs if args.mode == "finetune" else None, base_data=args.base_data)
     print("\n".join(res.lines()))
     return 0
 
@@ -358,7 +358,10 @@ def _dataset_commands(sub, common) -> None:
     s.add_argument("--holdout", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--epochs", type=int, default=10, help="finetune epochs")
-    s.add_argument("--force", action="store_true", help="make it the default even if not better on held-out")
+    s.add_argument("--force", action="store_true", help="make it the default even if it does not pass the promotion gate")
+    s.add_argument("--base-data", default=None, metavar="DIR",
+                   help="a <class>/*.jpg folder of the base model's own data (e.g. FER2013 public_test) for the promotion "
+                        "gate's base-domain check (default: agreement with the base on unlabeled faces it is sure of)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("models", parents=[common], help="list FER model versions; --default NAME makes one the default")

@@ -207,7 +207,8 @@ def test_worse_model_is_not_promoted_and_force_promotes(labeled_sample, tmp_path
     store, labels = labeled_sample
     fids, iids, y, _ = labeled_data(store, shipped_model().labels)
     wrong = (y + 1) % 7  # systematically wrong labels: a worse model
-    res = train_head(store, out_dir=tmp_path / "m", epochs=300, l2=0.0, lr=0.1, holdout=0.3, labels_override=wrong)
+    res = train_head(store, out_dir=tmp_path / "m", epochs=300, l2=0.0, lr=0.1, holdout=0.3, labels_override=wrong,
+                     min_class=0, kd=0.0)
     assert res.metrics["after"]["macro_f1"] < res.metrics["before"]["macro_f1"]
     assert not res.promoted and store.get_setting(st.DEFAULT_MODEL_KEY) is None
     forced = train_head(store, out_dir=tmp_path / "m", epochs=50, holdout=0.3, force=True)
@@ -325,3 +326,129 @@ def test_cli_train_models_calibrate(labeled_sample, capsys):
     assert main(["train", "--db", db, "--base", "no-such-model"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'no-such-model' not found" in err[0]
+
+
+# --------------------------------------------------------------------------------------------
+# issue 11: the residual head, its guards and the promotion gate
+
+
+def test_residual_onnx_is_the_base_plus_the_correction(tmp_path):
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from labeler.training.head import write_residual_onnx
+
+    base, new = tmp_path / "toy.onnx", tmp_path / "toy_res.onnx"
+    _toy_onnx(base)
+    x = np.random.default_rng(1).normal(size=(5, 1, 8, 8)).astype(np.float32)
+    l0, e0 = ort.InferenceSession(str(base), providers=["CPUExecutionProvider"]).run(["logits", "embedding"], {"input": x})
+    dW = np.random.default_rng(2).normal(size=(7, 4))
+    db = np.arange(7, dtype=float)
+    write_residual_onnx(base, new, dW, db)
+    s1 = ort.InferenceSession(str(new), providers=["CPUExecutionProvider"])
+    assert [i.name for i in s1.get_inputs()] == ["input"] and sorted(o.name for o in s1.get_outputs()) == ["embedding", "logits"]
+    l1, e1 = s1.run(["logits", "embedding"], {"input": x})
+    assert np.allclose(e1, e0, atol=1e-6) and np.allclose(l1, l0 + e0 @ dW.T + db, atol=1e-4)
+    write_residual_onnx(base, new, np.zeros((7, 4)), np.zeros(7))  # a zero correction IS the base
+    assert np.allclose(ort.InferenceSession(str(new), providers=["CPUExecutionProvider"]).run(["logits"], {"input": x})[0], l0, atol=1e-5)
+
+
+def _two_domain_toy(seed=0):
+    """Embeddings of 4 classes in two domains; the base's logits are right in domain A and
+    shifted in domain B; the human labels cover classes 0 and 1 of domain B only."""
+    rng = np.random.default_rng(seed)
+    k, c = 4, 8
+    centers = rng.normal(0, 3, (k, c))
+    shift = np.zeros(c)
+    shift[0] = 4.0
+
+    def draw(n, classes, dom):
+        y = rng.choice(classes, n)
+        E = centers[y] + rng.normal(0, 1, (n, c)) + (shift if dom == "B" else 0)
+        Z = E[:, :k] * 0 + (E - (shift if dom == "B" else 0)) @ centers.T / 4  # the base sees through the shift, roughly
+        Z = Z - (1.5 * (dom == "B")) * np.eye(k)[y]  # ...but is worse in domain B
+        return E, Z, y
+
+    return k, draw
+
+
+def test_guards_keep_the_base_where_the_labels_say_nothing():
+    from labeler.training.head import fit_residual_head
+
+    k, draw = _two_domain_toy(seed=2)
+    E, Z, y = draw(300, [0, 1], "B")  # labels: two classes, one domain
+    Eu, Zu, yu = draw(600, [0, 1, 2, 3], "A")  # unlabeled: every class, the other domain
+    dW, db, guarded = fit_residual_head(E, Z, y, k, t0=1.0, Eu=Eu, Zu=Zu, kd=25.0)
+    assert list(guarded) == [False, False, True, True]
+    assert np.all(dW[2:] == 0) and np.all(db[2:] == 0)  # classes without labels keep the base's logit
+    base_top, new_top = Zu.argmax(1), (Zu + Eu @ dW.T + db).argmax(1)
+    uncovered = np.isin(base_top, [2, 3])
+    assert uncovered.sum() > 100
+    assert (new_top[uncovered] == base_top[uncovered]).mean() >= 0.98  # the base's prediction of an uncovered class stays
+    # without the guards (no class guard, no distillation) a one-domain label set erases classes 2 and 3
+    dW0, db0, _ = fit_residual_head(E, Z, y, k, t0=1.0, Eu=Eu, Zu=Zu, kd=0.0, min_class=0)
+    assert ((Zu + Eu @ dW0.T + db0).argmax(1)[uncovered] == base_top[uncovered]).mean() < 0.9
+
+
+def _ev(acc, per_class):
+    """An evaluation record with per-class (correct, n) as evaluate() writes it."""
+    labels = list(per_class)
+    cm = []
+    for i, lab in enumerate(labels):
+        ok, n = per_class[lab]
+        row = [0] * len(labels)
+        row[i] = ok
+        row[(i + 1) % len(labels)] += n - ok
+        cm.append(row)
+    return {"n": sum(n for _, n in per_class.values()), "accuracy": acc, "macro_f1": acc, "labels": labels, "confusion": cm}
+
+
+@pytest.mark.parametrize("after_held, base_after, promoted, why", [
+    ((0.8, {"a": (9, 10), "b": (7, 10)}), (0.995, {"a": (199, 200), "b": (199, 200)}), True, "better on held-out, no class"),
+    ((0.6, {"a": (6, 10), "b": (6, 10)}), (1.0, {"a": (200, 200), "b": (200, 200)}), False, "better on held-out human labels"),
+    ((0.8, {"a": (10, 10), "b": (6, 10)}), (1.0, {"a": (200, 200), "b": (200, 200)}), True, "better on held-out, no class"),  # one face of 10: within tolerance
+    ((0.8, {"a": (10, 10), "b": (5, 10)}), (1.0, {"a": (200, 200), "b": (200, 200)}), False, "no class worse on held-out"),
+    ((0.8, {"a": (9, 10), "b": (7, 10)}), (0.985, {"a": (200, 200), "b": (194, 200)}), False, "not worse on the base's domain"),
+    ((0.8, {"a": (9, 10), "b": (7, 10)}), (0.99, {"a": (200, 200), "b": (196, 200)}), False, "no class worse on the base's domain"),
+])
+def test_gate_table(after_held, base_after, promoted, why):
+    from labeler.training.gate import gate
+
+    before = _ev(0.7, {"a": (8, 10), "b": (7, 10)})
+    base_before = _ev(1.0, {"a": (200, 200), "b": (200, 200)})
+    g = gate(before, _ev(*after_held), base_before, _ev(*base_after), "toy")
+    assert g.promoted is promoted and g.reason.startswith(why), g.reason
+    assert len(g.checks) == 4
+    forced = gate(before, _ev(*after_held), base_before, _ev(*base_after), "toy", force=True)
+    assert forced.promoted and forced.reason.startswith("forced")
+
+
+def test_gate_refuses_a_head_trained_on_one_class(sample_db, tmp_path, monkeypatch):
+    """Every human label says 'sad' (a deliberately one-class label set): an unguarded head learns
+    to say sad everywhere and wins on the held-out labels, but the base-domain check sees the harm."""
+    import cv2
+
+    from labeler.ingest.imageio import decode_crop
+
+    monkeypatch.setenv(USER_MODELS_ENV, str(tmp_path / "user_models"))
+    store = st.Store(sample_db)
+    recs = [r for r in st.iter_face_records(store) if r.face_id is not None and r.model_label]
+    if len(recs) < 6:
+        pytest.skip("sample database has too few faces")
+    st.add_import_annotations(store, [(r.face_id, "one-class", "label", ["sad"]) for r in recs], "test")
+    # the base's own domain, as a folder: the faces filed under the base's answer
+    base_dir = tmp_path / "base_data"
+    for fid, raw in st.face_crops(store, [r.face_id for r in recs]).items():
+        lab = next(r.model_label for r in recs if r.face_id == fid)
+        (base_dir / lab).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(base_dir / lab / f"{fid}.png"), cv2.cvtColor(decode_crop(raw), cv2.COLOR_RGB2BGR))
+    res = train_head(store, out_dir=tmp_path / "m", epochs=300, lr=0.1, l2=0.0, holdout=0.3, min_class=0, kd=0.0,
+                     base_data=base_dir)
+    assert res.after["accuracy"] > res.before["accuracy"]  # "better on held-out": the held-out part is all sad too
+    checks = {c["check"].split(" (")[0]: c["passed"] for c in res.metrics["gate"]["checks"]}
+    assert checks["better on held-out human labels"] and not checks["not worse on the base's domain"]
+    assert not res.promoted and res.reason.startswith("not worse on the base's domain")
+    assert store.get_setting(st.DEFAULT_MODEL_KEY) is None
+    assert res.metrics["base_domain"]["base"]["accuracy"] == 1.0
+    rows = {r.ident: r for r in training.project_models(store)}
+    assert "base domain acc" in rows[res.ident].line() and "not promoted" in rows[res.ident].line()

@@ -1,7 +1,10 @@
-"""Learning from the human labels: a new softmax head (numpy), a finetuned network (torch, the
-``train`` extra) and temperature calibration; every new model evaluated on a held-out part of the
-human labels (grouped by source image, stratified by class) and promoted to the project's default
-only when it is better there (macro-F1, ties by accuracy) or when forced.
+"""Learning from the human labels without forgetting what the base model knows: a residual head
+(numpy: the base's logits plus a correction distilled toward the base on unlabeled faces), a
+finetuned network (torch, the ``train`` extra, same distillation) and temperature calibration;
+every new model evaluated on a held-out part of the human labels (grouped by source image,
+stratified by class) and promoted to the project's default only through the gate of
+:mod:`labeler.training.gate` (better on held-out, no class worse, not worse on the base's domain)
+or when forced.
 
 Modules: ``data`` (labeled faces, split, crops, embeddings), ``metrics`` (evaluation, promotion
 rule, temperature), ``head``, ``finetune`` (+ ``torchnet``/``torchfit``, torch only there),
@@ -24,12 +27,14 @@ MODES = ("head", "finetune")
 def train(
     store, mode: str = "head", *, base: Optional[str] = None, holdout: float = 0.2, seed: int = 0, force: bool = False,
     epochs: Optional[int] = None, out_dir: Optional[str | Path] = None, log: Optional[Callable[[str], None]] = None,
+    base_data: Optional[str | Path] = None,
 ) -> TrainResult:
     """Train a new model of ``mode`` (``head`` or ``finetune``) from ``base`` (None: the project's
     default model) on the human labels in ``store``; write, register and, if it is better on the
-    held-out part (or ``force``), make it the default. ``epochs`` None: the mode's default.
+    held-out part and passes the gate (or ``force``), make it the default. ``epochs`` None: the
+    mode's default. ``base_data``: a ``<class>/*.jpg`` folder of the base's own data for the gate.
     ``log`` receives progress lines. Nothing is printed."""
-    kw = dict(base=base, holdout=holdout, seed=seed, force=force, out_dir=out_dir, log=log)
+    kw = dict(base=base, holdout=holdout, seed=seed, force=force, out_dir=out_dir, log=log, base_data=base_data)
     if epochs is not None:
         kw["epochs"] = int(epochs)
     if mode == "head":

@@ -17,7 +17,7 @@ import numpy as np
 from labeler.errors import LabelerError
 from labeler.fer.model import FERModel
 from labeler.ingest.imageio import decode_crop
-from labeler.store import Store, face_crops, human_labeled_faces, load_embeddings, save_embeddings
+from labeler.store import Store, face_crops, human_labeled_faces, load_embeddings, save_embeddings, unlabeled_face_ids
 
 #: human labels that are not classes to learn
 SKIP_LABELS = ("unusable",)
@@ -163,3 +163,34 @@ def model_logits(store: Store, model: FERModel, face_ids, batch: int = 256) -> t
         b.append(np.asarray(model.logits(_mirror(items)), dtype=np.float64))
     k = len(model.labels)
     return (np.concatenate(a) if a else np.zeros((0, k))), (np.concatenate(b) if b else np.zeros((0, k)))
+
+
+def features(store: Store, model: FERModel, face_ids, flip: bool = False, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings N x C, raw logits N x K) of the faces' stored crops (mirrored with ``flip``) in
+    one pass of ``model``, cached in the DB under ``<embedding key>|el`` (``|el|flip``)."""
+    key = embedding_key(model) + "|el" + ("|flip" if flip else "")
+    face_ids = [int(f) for f in face_ids]
+    k = len(model.labels)
+    have = load_embeddings(store, key, face_ids)
+    todo = [f for f in face_ids if f not in have]
+    for i in range(0, len(todo), batch):
+        chunk = todo[i : i + batch]
+        items = crops(store, chunk)
+        items = _mirror(items) if flip else items
+        e, z = model._run(items, [model.embedding_name, model.logits_name])  # one pass, both outputs
+        v = np.concatenate([e, z], axis=1).astype("<f4")
+        save_embeddings(store, key, [(f, v.shape[1], v[j].tobytes()) for j, f in enumerate(chunk)])
+        have.update({f: (v.shape[1], v[j].tobytes()) for j, f in enumerate(chunk)})
+    if not face_ids:
+        return np.zeros((0, 0)), np.zeros((0, k))
+    v = np.stack([np.frombuffer(have[f][1], dtype="<f4") for f in face_ids]).astype(np.float64)
+    return v[:, :-k], v[:, -k:]
+
+
+def unlabeled_sample(store: Store, n: int = 3000, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` face ids without a human label (a seeded sample when there are more): the faces
+    the new model is distilled on toward the base model, and the base-agreement check's set."""
+    ids = np.array(unlabeled_face_ids(store), dtype=np.int64)
+    if len(ids) > n:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, n, replace=False))
+    return ids

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 from labeler.errors import LabelerError
 from labeler.store import Store
-from labeler.training.data import crops, training_set
+from labeler.training.data import crops, model_probs, training_set, unlabeled_sample
 from labeler.training.metrics import fit_temperature_pair
 from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, user_models_dir, write_model
 
@@ -24,9 +24,14 @@ class TorchMissing(LabelerError, RuntimeError):
 def train_finetune(
     store: Store, *, base: Optional[str] = None, out_dir: Optional[str | Path] = None, holdout: float = 0.2, seed: int = 0,
     force: bool = False, head_epochs: int = 5, epochs: int = 10, lr_head: float = 1e-3, lr: float = 1e-4,
-    batch_size: int = 64, threads: Optional[int] = None, log: Optional[Callable[[str], None]] = None,
+    batch_size: int = 64, threads: Optional[int] = None, kd: float = 25.0, unlabeled: int = 1000,
+    base_data: Optional[str | Path] = None, log: Optional[Callable[[str], None]] = None,
 ) -> TrainResult:
-    """Finetune the whole FER network on the human labels (needs torch: ``pip install '.[train]'``)."""
+    """Finetune the whole FER network on the human labels (needs torch: ``pip install '.[train]'``).
+
+    The same guards as the head: distillation toward the base's probabilities on up to ``unlabeled``
+    faces without a human label (weight ``kd``), classes without labels get no label loss, and the
+    promotion gate (``base_data``: a folder of the base's domain for it)."""
     try:
         import torch  # noqa: F401
     except ImportError as e:
@@ -39,9 +44,13 @@ def train_finetune(
     data = training_set(store, model.labels, holdout, seed)
     y, tr, held = data.y, data.train, data.held
     x_all = model.preprocess(crops(store, data.face_ids))
+    ufaces = unlabeled_sample(store, unlabeled, seed)
+    xu = model.preprocess(crops(store, ufaces)) if len(ufaces) else None
+    pu = model_probs(store, model, ufaces, flip=True) if len(ufaces) else None
     net = torchnet.OnnxNet.from_onnx(model.card.file)
     fit_log = torchfit.finetune(net, x_all[tr], y[tr], len(data.labels), head_epochs=head_epochs, epochs=epochs,
-                                lr_head=lr_head, lr=lr, batch_size=batch_size, seed=seed, threads=threads, say=log)
+                                lr_head=lr_head, lr=lr, batch_size=batch_size, seed=seed, threads=threads, say=log,
+                                x_unlabeled=xu, p_base=pu, t0=float(model.temperature or 1.0), kd=kd)
     hl = torchnet.logits(net, x_all[held])
     hlf = torchnet.logits(net, x_all[held][..., ::-1].copy())
     # the starting weights kept: keep their calibration too (a temperature fitted on data the base
@@ -53,12 +62,14 @@ def train_finetune(
     out.mkdir(parents=True, exist_ok=True)
     torchnet.export_onnx(net, out / f"{stem}.onnx", x_all[:1])
     training = {"mode": "finetune", "holdout": holdout, "seed": seed, "head_epochs": head_epochs, "epochs": epochs,
-                "lr_head": lr_head, "lr": lr, "batch_size": batch_size, "class_balanced": True,
+                "lr_head": lr_head, "lr": lr, "batch_size": batch_size, "class_balanced": True, "kd": kd,
+                "distilled_on": f"{len(ufaces)} faces without a human label",
                 "augment": "flip, rotation +-10 deg, scale 0.9-1.1, brightness/contrast +-20%", "log": fit_log,
                 "split": "grouped by source image, stratified by class"}
     sidecar = write_model(out, stem, model.card, {
         "name": FINETUNE_NAME, "version": version,
         "calibration": {"temperature": temp, "fitted_on": f"{int(held.sum())} held-out human-labeled faces (seed {seed})"},
         "training": training, "data": data.counts()})
-    cand = Candidate(model, FINETUNE_NAME, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0)
+    cand = Candidate(model, FINETUNE_NAME, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0,
+                     root=model, unlabeled=ufaces, base_data=base_data)
     return finish(store, cand, force)

@@ -41,7 +41,7 @@ def class_weights(y: np.ndarray, k: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
-def _run_epochs(net, params, x, y, k, epochs, lr, batch_size, gen, wd, xval, yval, say, tag, log):
+def _run_epochs(net, params, x, y, k, epochs, lr, batch_size, gen, wd, xval, yval, say, tag, log, keep=None):
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     steps = max(1, epochs * math.ceil(len(x) / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -57,6 +57,11 @@ def _run_epochs(net, params, x, y, k, epochs, lr, batch_size, gen, wd, xval, yva
             idx = perm[i : i + batch_size]
             xb = augment(xt[idx], gen)
             loss = lossf(net(xb)["logits"], yt[idx])
+            if keep is not None:  # distillation toward the base's probabilities on unlabeled faces
+                xu, pu, t0, kd = keep
+                j = torch.randint(len(xu), (min(batch_size, len(xu)),), generator=gen)
+                lu = net(augment(xu[j], gen))["logits"]
+                loss = loss + kd * F.kl_div(F.log_softmax(lu / t0, dim=1), pu[j], reduction="batchmean")
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -90,10 +95,13 @@ def finetune(
     net: OnnxNet, x: np.ndarray, y: np.ndarray, k: int, *, head_epochs: int = 5, epochs: int = 10, lr_head: float = 1e-3,
     lr: float = 1e-4, batch_size: int = 64, seed: int = 0, threads: Optional[int] = None, weight_decay: float = 1e-4,
     xval: Optional[np.ndarray] = None, yval: Optional[np.ndarray] = None, say: Optional[Callable[[str], None]] = None,
+    x_unlabeled: Optional[np.ndarray] = None, p_base: Optional[np.ndarray] = None, t0: float = 1.0, kd: float = 1.0,
 ) -> list[dict]:
     """Train in place: the head with the backbone frozen, then every layer at ``lr``. With a
     validation set, the weights of the best epoch (macro-F1, then accuracy), or the starting
-    weights if no epoch beats them, are kept. ``say`` receives one line per epoch. Returns the per-epoch log."""
+    weights if no epoch beats them, are kept. ``say`` receives one line per epoch. With
+    ``x_unlabeled``/``p_base`` every batch adds ``kd`` * KL(base || new) on a batch of unlabeled faces
+    (the new model's probabilities at the base's temperature ``t0``). Returns the per-epoch log."""
     if threads:
         torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
@@ -108,17 +116,21 @@ def finetune(
         log.append({"phase": "start", "val_macro_f1": start_key[0], "val_accuracy": start_key[1]})
         if say:
             say(f"  start: val_macro_f1={start_key[0]}, val_accuracy={start_key[1]}")
+    keep = None
+    if x_unlabeled is not None and p_base is not None and len(x_unlabeled) and kd > 0:
+        keep = (torch.from_numpy(np.ascontiguousarray(x_unlabeled, dtype=np.float32)),
+                torch.from_numpy(np.asarray(p_base, dtype=np.float32)), float(t0), float(kd))
     head = set(net.head_parameter_names())
     best_all = None
     if head_epochs > 0 and head:
         for n_, p in net.params.items():
             p.requires_grad_(n_ in head)
         best_all = _run_epochs(net, [p for n_, p in net.params.items() if n_ in head], x, y, k, head_epochs, lr_head, batch_size,
-                               gen, weight_decay, xval, yval, say, "head", log)
+                               gen, weight_decay, xval, yval, say, "head", log, keep)
     for p in net.params.values():
         p.requires_grad_(True)
     if epochs > 0:
-        b = _run_epochs(net, list(net.params.values()), x, y, k, epochs, lr, batch_size, gen, weight_decay, xval, yval, say, "all", log)
+        b = _run_epochs(net, list(net.params.values()), x, y, k, epochs, lr, batch_size, gen, weight_decay, xval, yval, say, "all", log, keep)
         if b is not None and (best_all is None or b[0] > best_all[0]):
             best_all = b
     if best_all is not None:

@@ -15,12 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 from labeler.fer.cards import ModelCard, find_cards, write_card, default_models_dir
 from labeler.fer.model import FERModel
 from labeler.fer.resolver import USER_MODELS_ENV, load_model, shipped_model
 from labeler.store import Store, model_registry, model_version_rows, record_model_version
 from labeler.training.data import LabeledSet, model_probs
-from labeler.training.metrics import better, evaluate, format_metrics
+from labeler.training.gate import PER_CLASS, SURE, base_data_sample, gate, sure_set
+from labeler.training.metrics import evaluate, format_metrics
 from labeler.types import LABELS
 
 
@@ -85,6 +88,9 @@ class Candidate:
     temperature: float
     training: dict[str, Any]
     started: float = field(default_factory=time.perf_counter)
+    root: Optional[FERModel] = None  # the base model whose domain the gate protects (None: ``base``)
+    unlabeled: Any = None  # face ids without a human label (the gate's offline base-domain set)
+    base_data: Optional[str | Path] = None  # a folder of the base's own data (<class>/*.jpg)
 
     @property
     def ident(self) -> str:
@@ -122,37 +128,61 @@ class TrainResult:
                f"human-labeled faces: {d.get('labeled_faces')} (train {d.get('train_faces')} from {d.get('train_images')} images, "
                f"held out {d.get('heldout_faces')} from {d.get('heldout_images')} images); temperature {m.get('temperature')}"]
         out += format_metrics(m)
+        for c in (m.get("gate") or {}).get("checks", []):
+            out.append(f"gate: [{'ok' if c['passed'] else 'FAILED'}] {c['check']}: {c['detail']}")
         out.append(("promoted to default: " if self.promoted else "not promoted: ") + self.reason)
         return out
 
 
-def _promotion(before: dict, after: dict, force: bool) -> tuple[bool, str]:
-    if force:
-        return True, "forced"
-    if better(after, before):
-        return True, "better on held-out (macro-F1, then accuracy)"
-    return False, "not better on held-out (macro-F1, then accuracy): the default model is unchanged"
+def base_domain(store: Store, cand: Candidate, new: FERModel) -> tuple[Optional[dict], Optional[dict], str]:
+    """The base model's and the new model's figures on the base's domain, and what the set was
+    (see :mod:`labeler.training.gate`)."""
+    root = cand.root or cand.base
+    labels = list(root.labels)
+    if cand.base_data:
+        import cv2
+
+        paths, y = base_data_sample(cand.base_data, labels)
+        imgs = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+        how = f"{len(paths)} images of --base-data {cand.base_data} (up to {PER_CLASS} per class, seeded)"
+        return (evaluate(np.asarray(root.predict(imgs, flip=True), dtype=np.float64), y, labels),
+                evaluate(np.asarray(new.predict(imgs, flip=True), dtype=np.float64), y, labels), how)
+    ids = np.asarray(cand.unlabeled if cand.unlabeled is not None else [], dtype=np.int64)
+    if not len(ids):
+        return None, None, "no --base-data and no face without a human label"
+    pb = model_probs(store, root, ids, flip=True)
+    mask, yb = sure_set(pb)
+    if not mask.any():
+        return None, None, f"the base is sure (p >= {SURE}) of none of the {len(ids)} faces without a human label"
+    pn = model_probs(store, new, ids[mask], flip=True)
+    how = (f"agreement with {root.ident} on the {int(mask.sum())} of {len(ids)} faces without a human label "
+           f"where it is sure, p >= {SURE}; no --base-data")
+    return evaluate(pb[mask], yb[mask], labels), evaluate(pn, yb[mask], labels), how
 
 
 def finish(store: Store, cand: Candidate, force: bool = False) -> TrainResult:
-    """The shared end of a training run: before/after on the held-out faces, the promotion rule,
-    the figures written into the sidecar and the model_versions row."""
+    """The shared end of a training run: before/after on the held-out faces, the base-domain
+    figures, the promotion gate, the figures written into the sidecar and the model_versions row."""
     d = cand.data
     new = load_model(str(cand.sidecar))
     hf = d.face_ids[d.held]
     before = evaluate(model_probs(store, cand.base, hf, flip=True), d.y[d.held], d.labels)
     after = evaluate(model_probs(store, new, hf, flip=True), d.y[d.held], d.labels)
-    promoted, why = _promotion(before, after, force)
+    base_before, base_after, how = base_domain(store, cand, new)
+    g = gate(before, after, base_before, base_after, how, force)
+    promoted, why = g.promoted, g.reason
     sidecar = str(cand.sidecar.resolve())
     if promoted:
         model_registry(store).set_default_model(sidecar)
     # the sidecar records the same figures as the database row
     meta = json.loads(cand.sidecar.read_text(encoding="utf-8"))
-    meta["metrics"] = {"heldout_before": before, "heldout_after": after}
+    meta["metrics"] = {"heldout_before": before, "heldout_after": after, "base_domain_base": base_before,
+                       "base_domain_after": base_after, "base_domain_set": how}
     write_card(cand.sidecar, meta)
     metrics = {"before": before, "after": after, "base": cand.base.ident, "temperature": cand.temperature,
-               "promoted": promoted, "reason": why, "training": cand.training, "data": d.counts(),
-               "seconds": round(time.perf_counter() - cand.started, 2)}
+               "promoted": promoted, "reason": why, "gate": g.as_dict(),
+               "base_domain": {"model": (cand.root or cand.base).ident, "set": how, "base": base_before, "after": base_after},
+               "training": cand.training, "data": d.counts(), "seconds": round(time.perf_counter() - cand.started, 2)}
     record_model_version(store, cand.name, cand.version, sidecar, metrics)
     return TrainResult(cand.name, cand.version, sidecar, str(cand.onnx.resolve()), promoted, why, metrics)
 
@@ -190,8 +220,15 @@ class ModelRow:
         return f"{self.name}@{self.version}"
 
     def line(self) -> str:
-        after = (self.metrics or {}).get("after") or {}
+        m = self.metrics or {}
+        after = m.get("after") or {}
         fig = f" held-out macro-F1 {after['macro_f1']:.3f} acc {after['accuracy']:.3f}" if after.get("n") else ""
+        bd = m.get("base_domain") or {}
+        if (bd.get("after") or {}).get("n"):
+            fig += (f"; base domain acc {bd['after']['accuracy']:.3f} (base {bd['base']['accuracy']:.3f}, "
+                    f"n={bd['after']['n']}{', base data' if 'base-data' in bd.get('set', '') else ', sure-agreement'})")
+        if "promoted" in m and not m.get("calibration"):
+            fig += "; promoted" if m["promoted"] else "; not promoted"
         t = f" T={self.temperature:g}" if self.temperature else ""
         return f"{'*' if self.default else ' '} {self.ident:55s} [{self.where}]{t}{fig}  {self.path}"
 
