@@ -193,8 +193,13 @@ def tool_estimate(store) -> Optional[float]:
 
 def labeler(db: str, *args: str, log=None) -> str:
     """Run one `labeler` command as a user would (a new process; PYTHONPATH is passed on)."""
+    import labeler as pkg
+
+    # the same labeler as this process (`python -m` would put the working directory first on sys.path)
+    src = str(Path(pkg.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])]))
     cmd = [sys.executable, "-m", "labeler.cli", *args, "--db", db]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(Path(db[len("sqlite:///"):]).parent))
     if log:
         log.write(f"$ labeler {' '.join(args)}\n{r.stdout}{r.stderr}\n")
         log.flush()

@@ -27,7 +27,15 @@ CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
 def labeler(db: Path, *args: str) -> str:
-    r = subprocess.run([sys.executable, "-m", "labeler.cli", *args, "--db", f"sqlite:///{db}"], capture_output=True, text=True)
+    import os
+
+    import labeler as pkg
+
+    # the same labeler as this process (`python -m` would put the working directory first on sys.path)
+    src = str(Path(pkg.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    r = subprocess.run([sys.executable, "-m", "labeler.cli", *args, "--db", f"sqlite:///{db}"], capture_output=True,
+                       text=True, env=env, cwd=str(db.parent))
     if r.returncode != 0:
         raise SystemExit(f"`labeler {' '.join(args)}` failed: {r.stderr.strip()[-800:]}")
     return r.stdout
