@@ -46,22 +46,37 @@ def test_bare_path_and_env_url(tmp_path, monkeypatch):
     assert resolve_url("sqlite:///given.db") == "sqlite:///given.db"
 
 
-def test_migration_0002_gives_old_decisions_the_kind_route_gives_today(db_url):
-    """A database made before decisions.kind: each old decision gets, from its reason text, the kind
-    route() now writes for the same evidence (so the review filters keep finding old rows)."""
-    from alembic import command
-    from sqlalchemy import insert
+#: (route, label, reason, kind) as route() wrote them before 0002, for tests/test_routing.KIND_CASES
+#: (issue 12 changed route()'s reasons, so they are frozen here rather than computed today)
+OLD_DECISIONS = [
+    ("review", "happy", "rule says sad (cry), model says happy (0.97; sad 0.01)", "disagree"),
+    ("review", "happy", "ambiguous name: words of two classes (sad, happy); model says happy (0.99)", "ambiguous"),
+    ("review", "happy", "multi-face image (3 faces): keyword 'happy' not given to faces; model says happy (0.60)", "multi_face"),
+    ("review", "surprise", "no keyword; model unsure: surprise (0.80)", "low_confidence"),
+    ("review", None, "no model proposal", "low_confidence"),
+    ("review", "happy", "rule (smiling) and model agree on happy but the model is unsure (0.30)", "agree_low"),
+    ("review", "happy", "quality: blurry; model says happy (0.90)", "quality"),
+    ("auto", "happy", "rule (smiling) and model agree: happy (0.60)", "agree"),
+    ("auto", "happy", "multi-face image: model happy (0.95) >= 0.9, name says happy", "multi_face_agree"),
+    ("auto", "surprise", "model confident: surprise (0.95) >= 0.9, no keyword", "model_confident"),
+]
 
-    from labeler.routing import route
+
+def test_migration_0002_gives_old_decisions_the_kind_route_gave_them(db_url):
+    """A database made before decisions.kind: each old decision gets, from its reason text, the kind
+    route() wrote for the same evidence (so the review filters keep finding old rows)."""
+    from types import SimpleNamespace
+
+    from alembic import command
+
     from labeler.store import alembic_config, make_engine, upgrade
-    from tests.test_routing import KIND_CASES, P
 
     engine = make_engine(db_url, migrate=False)
     with engine.begin() as conn:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
-    decisions = [route(ev, P) for ev, _r, _k in KIND_CASES]
+    decisions = [SimpleNamespace(route=r, label=lab, reason=why, kind=k) for r, lab, why, k in OLD_DECISIONS]
     with engine.begin() as c:
         c.execute(text("INSERT INTO images (id, sha256, size_bytes, width, height, format, status, error, rule_state, "
                        "rule_words, rule_source, detected, detector, created_at) VALUES "

@@ -206,3 +206,9 @@ def face_names(store: Store, face_ids) -> dict[int, str]:
                 paths.setdefault(iid, rel or path)
             out.update({fid: f"{paths.get(iid, '?')} #{idx}" for fid, idx, iid in rows})
     return out
+
+
+def bucket_overview(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list[BucketState]:
+    """For the UI overview and `labeler status`: per bucket (largest first) its estimate (faces,
+    audited, agreeing, precision with its 95% interval, audit or prior) and state (auto / review / open)."""
+    return [p.state for p in audit_plan(store, policy)]
