@@ -128,6 +128,8 @@ def audit_loop(url: str, truth: dict[str, str], target: float, batch: int, max_r
 
 
 def _copy(src: Path, dst: Path) -> str:
+    for side in (dst.with_name(dst.name + "-wal"), dst.with_name(dst.name + "-shm")):  # a killed run's
+        side.unlink(missing_ok=True)
     shutil.copyfile(src, dst)
     return f"sqlite:///{dst}"
 
@@ -155,7 +157,7 @@ def run_set(name: str, truth_paths: dict[Path, str], models: list[Optional[str]]
             cfg = replace(cfg, model=replace(cfg.model, name=model))
         base = work / f"{name}_m{k}.db"
         t0 = time.perf_counter()
-        if reuse:  # the databases of an earlier run in this folder: the audit loop only
+        if reuse and base.exists():  # the databases of an earlier run in this folder: the audit loop only
             first = base
             from labeler.fer.resolver import load_model
             ident = load_model(model).ident if model else "default"
@@ -180,9 +182,7 @@ def run_set(name: str, truth_paths: dict[Path, str], models: list[Optional[str]]
         say(f"[{name}] {len(truth)} labeled images, model {al.model.ident}: {'autolabel' if k == 0 else 're-propose'} "
             f"{time.perf_counter() - t0:.0f} s")
         for t in targets:
-            db = work / f"{name}_m{k}_{t:g}.db"
-            shutil.copyfile(base, db)
-            res = audit_loop(f"sqlite:///{db}", truth, t, batch, max_rounds, seed)
+            res = audit_loop(_copy(base, work / f"{name}_m{k}_{t:g}.db"), truth, t, batch, max_rounds, seed)
             res.update(set=name, model=al.model.ident)
             out.append(res)
             say(line(res))
