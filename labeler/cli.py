@@ -164,18 +164,10 @@ def cmd_autolabel(args) -> int:
 
 
 def cmd_route(args) -> int:
-    from labeler.config import load_config
-    from labeler.pipeline import Autolabeler
-
-    from dataclasses import replace
-
     from labeler.store import reroute
 
     store = _store(args)
-    if args.target_precision is None:
-        n = Autolabeler(store, load_config(args.config)).reroute()
-    else:  # from stored evidence only: no model needed
-        n = reroute(store, _policy(args))
+    n = reroute(store, _policy(args))  # from stored evidence and the buckets' estimates: no model needed
     print(f"{n} faces re-routed")
     _print_buckets(store, _policy(args))
     return 0
