@@ -51,6 +51,7 @@ READY_JS = """(old) => {
   if (!app || app.dataset.testScriptState === 'running') return false;
   const m = /Face #(\\d+) ·/.exec(document.body.innerText);
   if (!m || m[1] === String(old)) return false;
+  if (!window.__hdr) window.__hdr = performance.now();
   if (document.querySelector('[data-stale="true"]')) return false;
   const main = document.querySelector('[data-testid="stMain"]');
   const imgs = Array.from(main.querySelectorAll('img'));
@@ -184,26 +185,40 @@ def drive(url: str, n: int, warmup: int, grid_pages: int) -> tuple[list[float], 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
         raise SystemExit("chromium not found (apt-get install chromium)")
-    out = []
+    out, hdr = [], []
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROME_ARGS)
         page = b.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url + "?annotator=bench")
         page.get_by_role("checkbox", name="Audit samples first").uncheck(force=True)  # the review queue itself
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")  # keys go to the page again
         page.wait_for_function(READY_JS, arg=-1, timeout=300_000)
         keys = "1234567"
         for i in range(n + warmup):
             old = page.evaluate(CARD_ID_JS)
+            page.evaluate("() => { window.__hdr = 0; window.__t0 = performance.now(); }")
             t0 = time.perf_counter()
             page.keyboard.press(keys[i % len(keys)])
-            page.wait_for_function(READY_JS, arg=old, timeout=60_000, polling="raf")
+            try:
+                page.wait_for_function(READY_JS, arg=old, timeout=60_000, polling="raf")
+            except Exception:
+                page.screenshot(path=str(Path(tempfile.gettempdir()) / "bench_ui_timeout.png"))
+                print(page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').innerText.slice(0, 800)"))
+                raise
             dt = (time.perf_counter() - t0) * 1000
             if i >= warmup:
                 out.append(dt)
+                hdr.append(page.evaluate("() => window.__hdr - window.__t0"))
+        print(f"card: fully ready median {statistics.median(out):.0f} ms, p90 {pct(out, 0.9):.0f} ms; "
+              f"(new header first seen: median {statistics.median(hdr):.0f} ms, p90 {pct(hdr, 0.9):.0f} ms)", flush=True)
         settled, minutes = 0, 0.0
         if grid_pages:
             page.goto(url + "verify?annotator=bench")
-            page.wait_for_function(GRID_JS, arg="", timeout=300_000)
+            try:
+                page.wait_for_function(GRID_JS, arg="", timeout=120_000)
+            except Exception:
+                page.screenshot(path=str(Path(tempfile.gettempdir()) / "bench_ui_timeout.png"))
+                raise
             t0 = time.perf_counter()
             for _ in range(grid_pages):
                 token = page.evaluate("() => document.querySelector('.lbl-grid').dataset.page")

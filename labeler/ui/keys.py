@@ -33,6 +33,9 @@ _GRID_CSS = """
 _GRID_JS = """
 export default function(component) {
   const { data, setTriggerValue, parentElement } = component;
+  if (!document.getElementById(data.css_id)) {  // the styles, once per page (the css= of a non-isolated component is not applied)
+    const css = document.createElement('style'); css.id = data.css_id; css.textContent = data.css; document.head.appendChild(css);
+  }
   parentElement.replaceChildren();
   const bar = document.createElement('div'); bar.className = 'lbl-grid-bar';
   const grid = document.createElement('div'); grid.className = 'lbl-grid';
@@ -93,6 +96,9 @@ _HELP_CSS = """
 _HELP_JS = """
 export default function(component) {
   const { data } = component;
+  if (!document.getElementById(data.css_id)) {  // the styles, once per page (the css= of a non-isolated component is not applied)
+    const css = document.createElement('style'); css.id = data.css_id; css.textContent = data.css; document.head.appendChild(css);
+  }
   document.querySelectorAll('.lbl-help').forEach(n => n.remove());
   const ov = document.createElement('div'); ov.className = 'lbl-help'; ov.setAttribute('role', 'dialog');
   const esc = (s) => String(s).replace(/[&<>]/g, ch => ({'&': '&amp;', '<': '&lt;', '>': '&gt;'}[ch]));
@@ -113,8 +119,8 @@ export default function(component) {
 }
 """
 
-_grid = st.components.v2.component("labeler_face_grid", css=_GRID_CSS, js=_GRID_JS, isolate_styles=False)
-_help = st.components.v2.component("labeler_key_help", css=_HELP_CSS, js=_HELP_JS, isolate_styles=False)
+_grid = st.components.v2.component("labeler_face_grid", js=_GRID_JS, isolate_styles=False)
+_help = st.components.v2.component("labeler_key_help", js=_HELP_JS, isolate_styles=False)
 
 
 def data_uri(img: Optional[bytes]) -> str:
@@ -129,11 +135,12 @@ def face_grid(page: str, label: str, faces: Sequence[tuple[int, Optional[bytes],
               on_confirm: Callable[[], None]) -> Any:
     """Show a grid page: ``faces`` as (face_id, crop bytes, caption). ``on_confirm`` runs when Enter
     was pressed; the result's ``confirm`` is then ``{"page": page, "marked": [face ids]}``."""
-    data = {"page": page, "label": label, "cols": int(cols), "size": int(size),
+    data = {"page": page, "label": label, "cols": int(cols), "size": int(size), "css": _GRID_CSS, "css_id": "lbl-grid-css",
             "faces": [{"id": int(f), "src": data_uri(c), "cap": cap} for f, c, cap in faces]}
     return _grid(key=f"grid_{page}", data=data, on_confirm_change=on_confirm, height="content")
 
 
 def key_help(title: str, keys: Sequence[tuple[str, str]]) -> None:
     """The ``?`` overlay listing ``keys`` as (key, what it does)."""
-    _help(key="key_help", data={"title": title, "keys": [list(k) for k in keys]}, height="content")
+    _help(key="key_help", data={"title": title, "keys": [list(k) for k in keys], "css": _HELP_CSS, "css_id": "lbl-help-css"},
+          height="content")

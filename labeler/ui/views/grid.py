@@ -27,6 +27,8 @@ COLS = 8
 def undo_page() -> None:
     r = G.undo_grid(store(), who())
     st.session_state.pop("grid_page", None)
+    if r is not None:  # back to the class of the page undone
+        st.session_state["grid_class"] = r.label
     flash("no grid page to undo" if r is None else
           f"undid the {r.label} page: {len(r.verified)} verified, {len(r.rejected)} rejected faces are back")
 
@@ -68,8 +70,8 @@ def render() -> None:
         st.button("Undo my last grid page", key="grid_undo", shortcut="U", on_click=undo_page)
         return
     counts = {c.label: c.faces for c in classes}
-    if st.session_state.get("grid_class") not in counts:
-        st.session_state["grid_class"] = classes[0].label
+    if st.session_state.get("grid_class") not in counts:  # the class with the most faces waiting
+        st.session_state["grid_class"] = max(classes, key=lambda c: c.faces).label
     label = st.selectbox("Class", list(counts), key="grid_class", format_func=lambda c: f"{c} ({counts[c]} faces)")
     token, faces = _page(label, source, n)
     st.markdown(f"Mark the faces that are **not {label}**; Enter confirms the page.")

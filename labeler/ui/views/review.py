@@ -15,6 +15,7 @@ import streamlit as st
 from labeler import store as S
 from labeler.types import LABELS, REVIEW_KINDS, RuleWord
 from labeler.ui import prefetch as P
+from labeler.ui.keys import data_uri
 from labeler.ui.resources import db_url, folders, store
 from labeler.ui.state import SOURCE, flash, goto, take_flash, who
 
@@ -176,9 +177,9 @@ def _card(card: dict[str, Any], hidden: bool, audit: bool) -> None:
         st.caption("Audit sample: a blind label for the precision estimate of the auto-accepted labels; "
                    "the proposal is shown after your answer.")
     c1, c2, c3 = st.columns([1.1, 1.4, 1.2])
-    with c1:
+    with c1:  # images inline (data: URIs): the card is whole when it arrives, no second request per image
         if card["crop"]:
-            st.image(card["crop"], width=260)
+            st.markdown(f'<img alt="face {fid}" src="{data_uri(card["crop"])}" width="260">', unsafe_allow_html=True)
         else:
             st.warning("no crop stored")
     with c2:
@@ -188,7 +189,7 @@ def _card(card: dict[str, Any], hidden: bool, audit: bool) -> None:
             _evidence(card)
     with c3:
         if card.get("photo"):
-            st.image(card["photo"], width=320)
+            st.markdown(f'<img alt="photo {card["image_id"]}" src="{data_uri(card["photo"])}" width="320">', unsafe_allow_html=True)
         else:
             st.caption("image file not found: " + (card["paths"][0] if card["paths"] else "-"))
         st.button("Open image view", key="open_img", on_click=open_image, args=(card["image_id"],))
