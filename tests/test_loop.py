@@ -56,14 +56,14 @@ def test_review_queue_serves_photos_whole_in_reading_order(sample_db):
             assert i not in seen
             seen.append(i)
     multi = [i for i in seen if imgs.count(i) > 1]
+    assert multi  # the sample's group photo (happy_team_photo.jpg) has several faces in review
     for i in multi:
         faces = [recs[f] for f in q if recs[f].image_id == i]
         qf = [QueueFace(r.face_id, i, (r.x1, r.y1, r.x2, r.y2)) for r in faces]
         assert [f.face_id for f in reading_order(qf)] == [r.face_id for r in faces]
     assert st.review_queue(store, "tester", limit=3) == q[:3]
     # answering the first face of a photo keeps the rest of that photo at the head of the queue
-    if multi:
-        first = next(f for f in q if recs[f].image_id == multi[0])
-        st.add_annotation(store, first, "tester", "label", ["happy"])
-        rest = [f for f in q if recs[f].image_id == multi[0] and f != first]
-        assert st.review_queue(store, "tester", limit=len(rest)) == rest
+    first = next(f for f in q if recs[f].image_id == multi[0])
+    st.add_annotation(store, first, "tester", "label", ["happy"])
+    rest = [f for f in q if recs[f].image_id == multi[0] and f != first]
+    assert st.review_queue(store, "tester", limit=len(rest)) == rest
