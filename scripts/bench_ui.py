@@ -192,9 +192,10 @@ def drive(url: str, n: int, warmup: int, grid_pages: int) -> tuple[list[float], 
         page.goto(url + "?annotator=bench")
         page.get_by_role("checkbox", name="Audit samples first").uncheck(force=True)  # the review queue itself
         page.evaluate("() => document.activeElement && document.activeElement.blur()")  # keys go to the page again
-        page.wait_for_function(READY_JS, arg=-1, timeout=300_000)
         keys = "1234567"
-        for i in range(n + warmup):
+        if n:
+            page.wait_for_function(READY_JS, arg=-1, timeout=300_000)
+        for i in range(n + warmup if n else 0):
             old = page.evaluate(CARD_ID_JS)
             page.evaluate("() => { window.__hdr = 0; window.__t0 = performance.now(); }")
             t0 = time.perf_counter()
@@ -209,13 +210,14 @@ def drive(url: str, n: int, warmup: int, grid_pages: int) -> tuple[list[float], 
             if i >= warmup:
                 out.append(dt)
                 hdr.append(page.evaluate("() => window.__hdr - window.__t0"))
-        print(f"card: fully ready median {statistics.median(out):.0f} ms, p90 {pct(out, 0.9):.0f} ms; "
-              f"(new header first seen: median {statistics.median(hdr):.0f} ms, p90 {pct(hdr, 0.9):.0f} ms)", flush=True)
+        if out:
+            print(f"card: fully ready median {statistics.median(out):.0f} ms, p90 {pct(out, 0.9):.0f} ms; "
+                  f"(new header first seen: median {statistics.median(hdr):.0f} ms, p90 {pct(hdr, 0.9):.0f} ms)", flush=True)
         settled, minutes = 0, 0.0
         if grid_pages:
             page.goto(url + "verify?annotator=bench")
             try:
-                page.wait_for_function(GRID_JS, arg="", timeout=120_000)
+                page.wait_for_function(GRID_JS, arg="", timeout=300_000)
             except Exception:
                 page.screenshot(path=str(Path(tempfile.gettempdir()) / "bench_ui_timeout.png"))
                 raise
@@ -265,14 +267,18 @@ def main() -> int:
             ms, (settled, minutes) = drive(f"http://127.0.0.1:{port}/", a.decisions, a.warmup, a.grid_pages)
         finally:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         st = S.Store(url)
         with st.session() as s:
             written = s.query(S.Annotation).filter(S.Annotation.annotator == "bench", S.Annotation.action == "label").count()
             verified = s.query(S.Annotation).filter(S.Annotation.annotator == "bench", S.Annotation.action == "verify").count()
         st.engine.dispose()
-        print(f"card: {len(ms)} key presses timed (labels written: {written}); key press -> next card fully ready: "
-              f"median {statistics.median(ms):.0f} ms, p90 {pct(ms, 0.9):.0f} ms, min {min(ms):.0f} ms, max {max(ms):.0f} ms")
+        if ms:
+            print(f"card: {len(ms)} key presses timed (labels written: {written}); key press -> next card fully ready: "
+                  f"median {statistics.median(ms):.0f} ms, p90 {pct(ms, 0.9):.0f} ms, min {min(ms):.0f} ms, max {max(ms):.0f} ms")
         if settled:
             print(f"grid: {settled} faces on {a.grid_pages} pages settled in {minutes * 60:.1f} s "
                   f"({verified} verified): {settled / minutes:.0f} faces per minute")
