@@ -452,3 +452,14 @@ def test_gate_refuses_a_head_trained_on_one_class(sample_db, tmp_path, monkeypat
     assert res.metrics["base_domain"]["base"]["accuracy"] == 1.0
     rows = {r.ident: r for r in training.project_models(store)}
     assert "base domain acc" in rows[res.ident].line() and "not promoted" in rows[res.ident].line()
+
+
+def test_grouped_split_is_stable_as_labels_grow():
+    rng = np.random.default_rng(3)
+    groups = np.arange(200)
+    y = rng.integers(0, 4, 200)
+    small = grouped_split(groups[:150], y[:150], 0.2, seed=0)
+    big = grouped_split(groups, y, 0.2, seed=0)
+    moved = (small != big[:150]).sum()
+    assert moved <= 8  # only groups at each class's boundary change side
+    assert big.sum() >= 35

@@ -226,7 +226,7 @@ class ModelRow:
         bd = m.get("base_domain") or {}
         if (bd.get("after") or {}).get("n"):
             fig += (f"; base domain acc {bd['after']['accuracy']:.3f} (base {bd['base']['accuracy']:.3f}, "
-                    f"n={bd['after']['n']}{', base data' if 'base-data' in bd.get('set', '') else ', sure-agreement'})")
+                    f"n={bd['after']['n']}{', base data' if 'images of --base-data' in bd.get('set', '') else ', agreement where the base is sure'})")
         if "promoted" in m and not m.get("calibration"):
             fig += "; promoted" if m["promoted"] else "; not promoted"
         t = f" T={self.temperature:g}" if self.temperature else ""
