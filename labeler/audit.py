@@ -6,16 +6,18 @@ certified when the lower end of the 95% interval of its audited precision reache
 precision; only then do its faces auto-accept. Audits are blind human labels of a seeded random
 sample of the bucket's faces (``labeler.store.audit``); imported labels count too.
 
-Intervals are two-sided 95% (the lower bound is therefore a 97.5% one-sided bound: conservative).
+Bounds are one-sided 95% confidence bounds (the ends of the two-sided 90% interval): a bucket is
+certified when P(precision >= lower) >= 95%, the usual meaning of a "95% lower confidence bound".
 Clopper-Pearson (exact: the beta quantile, by bisection on the regularized incomplete beta function,
 itself a Lentz continued fraction) decides by default; Wilson is there for comparison and for
-priors, whose pseudo-counts need not be whole numbers.
+priors, whose pseudo-counts need not be whole numbers. ``wilson``/``clopper_pearson`` themselves
+take any confidence (two-sided; 0.95 by default).
 
 Priors (my choice, stated in every estimate that uses one): before any audit, a bucket's precision is
 taken as the mean calibrated model probability of its class over its faces, worth only
 ``PRIOR_WEIGHT`` (20) audits, Wilson bound. Calibration is measured on another domain than the
 user's photos (README: ECE 0.06-0.12 on web photos), so a prior can never certify much: 20 of 20
-gives a lower bound of 0.839. At the default target 0.95 no bucket auto-accepts on a prior alone.
+gives a lower bound of 0.881. At the default target 0.95 no bucket auto-accepts on a prior alone.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from typing import Iterable, Optional
 from labeler.types import BucketEstimate
 
 CONFIDENCE = 0.95
+#: the certifying bound is a one-sided 95% lower confidence bound (P(precision >= lower) >= 95%):
+#: the lower end of the two-sided 90% interval; ``upper`` is the one-sided 95% upper bound
+BOUNDS = 1 - 2 * (1 - CONFIDENCE)
 METHODS = ("clopper-pearson", "wilson")
 #: how many audits the prior (mean calibrated probability) is worth
 PRIOR_WEIGHT = 20.0
@@ -126,10 +131,10 @@ def estimate(bucket: str, faces: int, audited: int, agreeing: int, mean_prob: Op
     """The bucket's precision: from its audits when it has any, else from the prior (the mean
     calibrated probability of its class, worth ``prior_weight`` audits), else unknown (0, 1)."""
     if audited > 0:
-        lo, hi = interval(agreeing, audited, method)
+        lo, hi = interval(agreeing, audited, method, BOUNDS)
         return BucketEstimate(bucket, faces, audited, agreeing, agreeing / audited, lo, hi, "audit", method)
     if mean_prob is not None and prior_weight > 0:
-        lo, hi = wilson(mean_prob * prior_weight, prior_weight)
+        lo, hi = wilson(mean_prob * prior_weight, prior_weight, BOUNDS)
         how = (f"prior: mean calibrated model probability {mean_prob:.3f} over {faces} faces, "
                f"worth {prior_weight:g} audits (Wilson); no audit yet")
         return BucketEstimate(bucket, faces, 0, 0, mean_prob, lo, hi, how, "wilson")
@@ -141,7 +146,7 @@ def needed(agreeing: int, audited: int, target: float, method: str = "clopper-pe
     """How many more audits, all agreeing, would bring the lower bound to ``target``; None when
     more than ``limit`` (or never: a target of 1 or more)."""
     def ok(k: int) -> bool:
-        return interval(agreeing + k, audited + k, method)[0] >= target
+        return interval(agreeing + k, audited + k, method, BOUNDS)[0] >= target
 
     if target >= 1.0:
         return None
@@ -197,8 +202,8 @@ def table(states: Iterable[BucketState], target: float) -> list[str]:
     """Per bucket: faces, audited, agreeing, precision with its interval, where the number comes
     from, and auto / review / open (with the agreeing audits still needed), as text lines."""
     rows = list(states)
-    out = [f"buckets at target precision {target:g} (auto-accept when the lower 95% bound >= target):",
-           f"  {'bucket':34s} {'faces':>6s} {'audited':>7s} {'agree':>6s} {'precision [95% interval]':>26s}  state"]
+    out = [f"buckets at target precision {target:g} (auto-accept when the one-sided 95% lower bound >= target):",
+           f"  {'bucket':34s} {'faces':>6s} {'audited':>7s} {'agree':>6s} {'precision [95% bounds]':>26s}  state"]
     for st in rows:
         e = st.estimate
         prec = "-" if e.precision is None else f"{e.precision:.3f} [{e.lower:.3f}, {e.upper:.3f}]"

@@ -67,19 +67,20 @@ def test_beta_quantile_inverts_the_incomplete_beta():
 
 
 def test_needed_agreeing_audits():
-    # certifying 0.95 from nothing: (0.025)^(1/n) >= 0.95 -> n = 72 (Clopper-Pearson), 73 (Wilson)
-    assert needed(0, 0, 0.95) == 72 and needed(0, 0, 0.95, "wilson") == 73
+    # certifying 0.95 from nothing with a one-sided 95% bound: 0.05^(1/n) >= 0.95 -> n = 59
+    # (Clopper-Pearson), n / (n + 1.645^2) >= 0.95 -> 52 (Wilson)
+    assert needed(0, 0, 0.95) == 59 and needed(0, 0, 0.95, "wilson") == 52
     for agree, n, t in [(0, 0, 0.95), (50, 52, 0.95), (30, 40, 0.80), (10, 10, 0.9)]:
         k = needed(agree, n, t)
-        assert clopper_pearson(agree + k, n + k)[0] >= t
-        assert k == 0 or clopper_pearson(agree + k - 1, n + k - 1)[0] < t
+        assert clopper_pearson(agree + k, n + k, 0.90)[0] >= t  # one-sided 95% = two-sided 90%
+        assert k == 0 or clopper_pearson(agree + k - 1, n + k - 1, 0.90)[0] < t
     assert needed(0, 0, 0.95, limit=50) is None  # more than the bucket has left
 
 
 def test_a_prior_is_stated_and_never_certifies_95():
     e = estimate("model>=0.95:happy", 500, 0, 0, mean_prob=1.0)
     assert e.source.startswith("prior:") and "no audit yet" in e.source
-    assert e.lower == pytest.approx(0.8389, abs=1e-4) and not e.certifies(0.95)
+    assert e.lower == pytest.approx(0.8808, abs=1e-4) and not e.certifies(0.95)  # 20 / (20 + 1.645^2)
     audited = estimate("model>=0.95:happy", 500, 80, 80, mean_prob=0.2)  # audits replace the prior
     assert audited.source == "audit" and audited.precision == 1.0 and audited.certifies(0.95)
 
@@ -89,9 +90,9 @@ def test_bucket_states():
     low = settle(estimate("b:happy", 500, 20, 15), 0.95, 480)
     assert low.state == "review" and "upper bound" in low.why  # 15/20: upper 0.94 < 0.95, settled
     small = settle(estimate("b:happy", 30, 0, 0, 0.99), 0.95, 30)
-    assert small.state == "review" and "cannot be certified" in small.why  # 72 needed, 30 faces
+    assert small.state == "review" and "cannot be certified" in small.why  # 59 needed, 30 faces
     st = settle(estimate("b:happy", 500, 10, 10), 0.95, 490, batch=10)
-    assert (st.state, st.needed, st.sample) == ("open", 62, 10)
+    assert (st.state, st.needed, st.sample) == ("open", 49, 10)
 
 
 # ----------------------------------------------------------------------------- the loop on a database
@@ -122,13 +123,13 @@ def _recs(store):
 
 def test_a_bucket_flips_to_auto_once_enough_audits_agree_and_back_when_they_disagree(tmp_path):
     store = _build(f"sqlite:///{tmp_path / 'a.db'}")
-    pol = RoutingPolicy(target_precision=0.90)  # 36 agreeing audits certify it (0.95 would take 72: slower)
+    pol = RoutingPolicy(target_precision=0.90)  # 29 agreeing audits certify it (0.95 would take 59: slower)
     big, small = "model>=0.95:happy", "model>=0.95:sad"
     assert reroute(store, pol) == N_FACES + 6
     assert all(r.route == "review" and r.bucket in (big, small) for r in _recs(store).values())
     plans = {p.estimate.bucket: p for p in audit_plan(store, pol)}
     assert plans[small].state.state == "review"  # 6 faces can never certify 0.90: not audited
-    assert plans[big].state.state == "open" and plans[big].state.needed == 36 and len(plans[big].sample) == 10
+    assert plans[big].state.state == "open" and plans[big].state.needed == 29 and len(plans[big].sample) == 10
     # the sample is seeded and reproducible, and another seed draws another sample
     assert pending_audits(store, pol) == list(plans[big].sample) == pending_audits(store, pol, seed=0)
     assert pending_audits(store, pol, seed=1) != pending_audits(store, pol)
@@ -145,7 +146,7 @@ def test_a_bucket_flips_to_auto_once_enough_audits_agree_and_back_when_they_disa
             answered += 1
         assert answered <= 40
     est = bucket_estimates(store, pol)[big]
-    assert (est.audited, est.agreeing, est.source) == (answered, answered, "audit") and answered == 36
+    assert (est.audited, est.agreeing, est.source) == (answered, answered, "audit") and answered == 29
     assert est.certifies(0.90) and not est.certifies(0.95)
     reroute(store, pol)
     recs = _recs(store)
@@ -176,11 +177,11 @@ def test_export_states_the_accuracy_the_database_holds(tmp_path):
     from labeler.datasets.export import export
 
     store = _build(f"sqlite:///{tmp_path / 'e.db'}")
-    pol = RoutingPolicy(target_precision=0.85)  # above what a prior can certify (0.84)
+    pol = RoutingPolicy(target_precision=0.90)  # above what a prior can certify (0.88)
     reroute(store, pol)
     while (todo := pending_audits(store, pol)):
-        for k, fid in enumerate(todo):  # one answer in 20 disagrees
-            add_audit(store, fid, "ann", "label", ["surprise" if fid % 20 == 0 else "happy"])
+        for fid in todo:  # one face in 40 is not happy
+            add_audit(store, fid, "ann", "label", ["surprise" if fid % 40 == 0 else "happy"])
     reroute(store, pol)
     recs = _recs(store)
     human = [r for r in recs.values() if r.human_label]
@@ -234,8 +235,8 @@ def test_target_precision_from_the_config_and_the_command_line(tmp_path, capsys)
     assert f"{N_FACES + 6} faces re-routed" in out and "buckets at target precision 0.9 " in out
     assert main(["audit", "--db", url, "--config", str(toml)]) == 0
     out = capsys.readouterr().out
-    # 0.9 from nothing takes 36 agreeing audits (Clopper-Pearson); the first 10 faces are listed
-    assert "model>=0.95:happy" in out and "open: 36 more agreeing audits" in out and out.count("  face ") == 10
+    # 0.9 from nothing takes 29 agreeing audits (Clopper-Pearson); the first 10 faces are listed
+    assert "model>=0.95:happy" in out and "open: 29 more agreeing audits" in out and out.count("  face ") == 10
     assert sum(1 for ln in out.splitlines() if ln.startswith("  face ") and ".png #0" in ln) == 10  # where each face is
     assert main(["status", "--db", url]) == 0
     assert "model>=0.95:sad" in capsys.readouterr().out
