@@ -256,11 +256,18 @@ def card_area(f: dict[str, Any]) -> None:
     _buttons(fid, suggestion, hidden)
 
 
+def _keep(widget: str, key: str) -> None:
+    st.session_state[key] = st.session_state[widget]
+
+
 def render() -> None:
     f = filters()
     sb = st.sidebar
-    sb.toggle("Hide the proposal until I answer", key="hide_mode",
+    # settings kept under their own keys: a widget's state is dropped while another page is shown
+    sb.toggle("Hide the proposal until I answer", key="w_hide_mode", value=bool(st.session_state.get("hide_mode", False)),
+              on_change=_keep, args=("w_hide_mode", "hide_mode"),
               help="Against anchoring: the card shows the face and the photo only; the proposal appears after your key press.")
-    sb.checkbox("Audit samples first", key="audits_first", value=True,
+    sb.checkbox("Audit samples first", key="w_audits_first", value=bool(st.session_state.get("audits_first", True)),
+                on_change=_keep, args=("w_audits_first", "audits_first"),
                 help="Blind labels of random auto-accepted faces measure how right the auto-accepted labels are.")
     card_area(f)
