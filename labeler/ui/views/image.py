@@ -89,16 +89,13 @@ def _photo(v: dict[str, Any], faces: list[dict[str, Any]], page: list[dict[str, 
 
 
 def _tiles(page: list[dict[str, Any]], cur_id: int) -> None:
-    ncol = 6
+    ncol = 4
     for i in range(0, len(page), ncol):
         for col, f in zip(st.columns(ncol), page[i : i + ncol]):
-            with col.container(border=f["face_id"] == cur_id):
-                if f["crop"]:
-                    st.image(f["crop"], width=96)
-                mark = "▶ " if f["face_id"] == cur_id else ""
-                st.markdown(f"{mark}**{f['n']}** · {f['label'] or '—'}  \n"
-                            f"<small>{f['label_source'] or ''} · model {f['model_label'] or '-'} {f['model_prob'] or 0:.2f}</small>",
-                            unsafe_allow_html=True)
+            if f["crop"]:
+                col.image(f["crop"], width=96)
+            num = f":red-background[**▶ {f['n']}**]" if f["face_id"] == cur_id else f"**{f['n']}**"
+            col.markdown(f"{num} {f['label'] or '—'}  \n:gray[model {f['model_label'] or '-'} {f['model_prob'] or 0:.2f}]")
 
 
 def _keys(f: dict[str, Any], n: int) -> None:

@@ -179,7 +179,7 @@ def _card(card: dict[str, Any], hidden: bool, audit: bool) -> None:
     c1, c2, c3 = st.columns([1.1, 1.4, 1.2])
     with c1:  # images inline (data: URIs): the card is whole when it arrives, no second request per image
         if card["crop"]:
-            st.markdown(f'<img alt="face {fid}" src="{data_uri(card["crop"])}" width="260">', unsafe_allow_html=True)
+            st.markdown(f'<img alt="face {fid}" src="{data_uri(card["crop"])}" style="width:260px;height:auto">', unsafe_allow_html=True)
         else:
             st.warning("no crop stored")
     with c2:
@@ -189,7 +189,7 @@ def _card(card: dict[str, Any], hidden: bool, audit: bool) -> None:
             _evidence(card)
     with c3:
         if card.get("photo"):
-            st.markdown(f'<img alt="photo {card["image_id"]}" src="{data_uri(card["photo"])}" width="320">', unsafe_allow_html=True)
+            st.markdown(f'<img alt="photo {card["image_id"]}" src="{data_uri(card["photo"])}" style="width:320px;height:auto">', unsafe_allow_html=True)
         else:
             st.caption("image file not found: " + (card["paths"][0] if card["paths"] else "-"))
         st.button("Open image view", key="open_img", on_click=open_image, args=(card["image_id"],))
@@ -208,7 +208,7 @@ def _buttons(fid: int, suggestion: Optional[str], hidden: bool) -> None:
         col.button(lab, key=f"lab_{lab}", shortcut=KEYS[lab], on_click=act, args=(fid, "label", [lab]),
                    type="primary" if lab == shown or lab in held else "secondary", width="stretch")
     b = st.columns([1.6, 1.3, 1.1, 0.9, 0.9, 0.9])
-    b[0].button(f"Accept: {shown or '-'}", key="accept", shortcut="Enter", on_click=accept, args=(fid, shown),
+    b[0].button(f"Accept: {shown or ('(hidden)' if hidden else '-')}", key="accept", shortcut="Enter", on_click=accept, args=(fid, shown),
                 disabled=not (shown or held), width="stretch")
     b[1].button("Second label", key="second", shortcut="A", on_click=toggle_compound, width="stretch",
                 type="primary" if compound else "secondary")
