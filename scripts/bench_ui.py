@@ -179,7 +179,7 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def drive(url: str, n: int, warmup: int, grid_pages: int) -> tuple[list[float], tuple[int, float]]:
+def drive(url: str, n: int, warmup: int, grid_pages: int, audits: bool = False) -> tuple[list[float], tuple[int, float]]:
     from playwright.sync_api import sync_playwright
 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -189,9 +189,7 @@ def drive(url: str, n: int, warmup: int, grid_pages: int) -> tuple[list[float], 
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROME_ARGS)
         page = b.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "?annotator=bench")
-        page.get_by_role("checkbox", name="Audit samples first").uncheck(force=True)  # the review queue itself
-        page.evaluate("() => document.activeElement && document.activeElement.blur()")  # keys go to the page again
+        page.goto(url + ("?annotator=bench" if audits else "?annotator=bench&audits=0"))  # audits=0: the review queue itself
         keys = "1234567"
         if n:
             page.wait_for_function(READY_JS, arg=-1, timeout=300_000)
@@ -242,6 +240,8 @@ def main() -> int:
     ap.add_argument("--decisions", type=int, default=60, help="timed card key presses")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--grid-pages", type=int, default=8, help="grid pages the scripted annotator settles (0: none)")
+    ap.add_argument("--audits", action="store_true",
+                    help="leave 'Audit samples first' on: the audit samples are computed in the background meanwhile")
     ap.add_argument("--workdir", help="keep the database and photos here (default: a temp folder, removed)")
     a = ap.parse_args()
 
@@ -264,7 +264,7 @@ def main() -> int:
         port = free_port()
         proc = start_app(url, port, work / "config")
         try:
-            ms, (settled, minutes) = drive(f"http://127.0.0.1:{port}/", a.decisions, a.warmup, a.grid_pages)
+            ms, (settled, minutes) = drive(f"http://127.0.0.1:{port}/", a.decisions, a.warmup, a.grid_pages, a.audits)
         finally:
             proc.terminate()
             try:

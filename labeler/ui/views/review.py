@@ -261,6 +261,8 @@ def _keep(widget: str, key: str) -> None:
 
 
 def render() -> None:
+    if "audits_first" not in st.session_state and st.query_params.get("audits") == "0":  # a link that opts out
+        st.session_state["audits_first"] = False
     f = filters()
     sb = st.sidebar
     # settings kept under their own keys: a widget's state is dropped while another page is shown
