@@ -21,7 +21,8 @@ from labeler.fer.cards import ModelCard, find_cards, write_card, default_models_
 from labeler.fer.model import FERModel
 from labeler.fer.resolver import USER_MODELS_ENV, load_model, shipped_model
 from labeler.store import Store, model_registry, model_version_rows, record_model_version
-from labeler.training.data import LabeledSet, model_probs
+from labeler.fer.model import softmax
+from labeler.training.data import LabeledSet, features, model_probs
 from labeler.training.gate import PER_CLASS, SURE, base_data_sample, gate, sure_set
 from labeler.training.metrics import evaluate, format_metrics
 from labeler.types import LABELS
@@ -134,6 +135,35 @@ class TrainResult:
         return out
 
 
+def _residual(model: FERModel) -> Optional[tuple[str, np.ndarray, np.ndarray]]:
+    """(base ident, dW, db) of a residual head (:mod:`labeler.training.head`), else None."""
+    res = model.card.meta.get("residual") or {}
+    if not res.get("base"):
+        return None
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in onnx.load(str(model.card.file)).graph.initializer}
+    if "head_residual/dW" not in inits:
+        return None
+    return (str(res["base"]), numpy_helper.to_array(inits["head_residual/dW"]).astype(np.float64),
+            numpy_helper.to_array(inits["head_residual/db"]).astype(np.float64))
+
+
+def probs(store: Store, model: FERModel, face_ids, root: Optional[FERModel] = None) -> np.ndarray:
+    """Flip-averaged calibrated probabilities of stored faces, as the pipeline computes them. The
+    base ``root`` and residual heads on it are computed from the cached embeddings and base logits
+    (no network run); any other model runs on the crops."""
+    face_ids = np.asarray(face_ids, dtype=np.int64)
+    res = _residual(model) if root is not None else None
+    if root is not None and (model.ident == root.ident or (res and res[0] == root.ident)):
+        (e1, z1), (e2, z2) = features(store, root, face_ids), features(store, root, face_ids, flip=True)
+        if res and model.ident != root.ident:
+            z1, z2 = z1 + e1 @ res[1].T + res[2], z2 + e2 @ res[1].T + res[2]
+        return softmax(0.5 * (z1 + z2), float(model.temperature or 1.0))
+    return model_probs(store, model, face_ids, flip=True)
+
+
 def base_domain(store: Store, cand: Candidate, new: FERModel) -> tuple[Optional[dict], Optional[dict], str]:
     """The base model's and the new model's figures on the base's domain, and what the set was
     (see :mod:`labeler.training.gate`)."""
@@ -150,11 +180,11 @@ def base_domain(store: Store, cand: Candidate, new: FERModel) -> tuple[Optional[
     ids = np.asarray(cand.unlabeled if cand.unlabeled is not None else [], dtype=np.int64)
     if not len(ids):
         return None, None, "no --base-data and no face without a human label"
-    pb = model_probs(store, root, ids, flip=True)
+    pb = probs(store, root, ids, root)
     mask, yb = sure_set(pb)
     if not mask.any():
         return None, None, f"the base is sure (p >= {SURE}) of none of the {len(ids)} faces without a human label"
-    pn = model_probs(store, new, ids[mask], flip=True)
+    pn = probs(store, new, ids[mask], root)
     how = (f"agreement with {root.ident} on the {int(mask.sum())} of {len(ids)} faces without a human label "
            f"where it is sure, p >= {SURE}; no --base-data")
     return evaluate(pb[mask], yb[mask], labels), evaluate(pn, yb[mask], labels), how
@@ -166,8 +196,9 @@ def finish(store: Store, cand: Candidate, force: bool = False) -> TrainResult:
     d = cand.data
     new = load_model(str(cand.sidecar))
     hf = d.face_ids[d.held]
-    before = evaluate(model_probs(store, cand.base, hf, flip=True), d.y[d.held], d.labels)
-    after = evaluate(model_probs(store, new, hf, flip=True), d.y[d.held], d.labels)
+    root = cand.root or cand.base
+    before = evaluate(probs(store, cand.base, hf, root), d.y[d.held], d.labels)
+    after = evaluate(probs(store, new, hf, root), d.y[d.held], d.labels)
     base_before, base_after, how = base_domain(store, cand, new)
     g = gate(before, after, base_before, base_after, how, force)
     promoted, why = g.promoted, g.reason
