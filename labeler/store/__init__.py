@@ -113,21 +113,6 @@ from labeler.store.audit import (  # noqa: F401,E402
     pending_audits,
     reroute,
 )
-from labeler.store.audit import (  # noqa: F401,E402
-    AUDIT_SOURCE,
-    AuditItem,
-    BucketPlan,
-    add_audit,
-    audit_plan,
-    auto_precision_estimate,
-    bucket_estimates,
-    face_names,
-    is_blind,
-    label_accuracy,
-    next_audit_faces,
-    pending_audits,
-    reroute,
-)
 from labeler.store.models import (  # noqa: F401,E402
     DEFAULT_MODEL_KEY,
     ModelRegistry,
