@@ -79,7 +79,6 @@ def main() -> None:
 
 
 # no "Deploy" button: the launcher passes --client.toolbarMode minimal; this covers `streamlit run`
-st.set_option("client.toolbarMode", "minimal")
-
-
-main()
+if __name__ == "__main__":  # Streamlit runs the page as __main__; a spawned worker process re-imports it as __mp_main__
+    st.set_option("client.toolbarMode", "minimal")
+    main()
