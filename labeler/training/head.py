@@ -29,6 +29,15 @@ from labeler.training.versions import Candidate, TrainResult, finish, load, new_
 HEAD_NAME = "fer-mini-xception-head"
 
 
+
+def _adam_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float,
+               b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """One Adam update of ``p`` in place from gradient ``g``; returns the new moments (m, v)."""
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g ** 2
+    p -= lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    return m, v
+
 def old_head(onnx_path: Path, labels: Sequence[str]) -> Optional[tuple[np.ndarray, np.ndarray, str]]:
     """(W (K,C), b (K,), how) of the model's current head as a linear map of ``embedding``, if the
     graph lets us read one: a Gemm/MatMul on ``embedding`` (a head model), or the final Conv whose
@@ -98,7 +107,6 @@ def fit_softmax_head(
     Y = np.eye(k)[y]
     mW, vW = np.zeros_like(W), np.zeros_like(W)
     mb, vb = np.zeros_like(b), np.zeros_like(b)
-    b1, b2, eps = 0.9, 0.999, 1e-8
     fixed = ~present if not no_prior else np.zeros(k, dtype=bool)
     for t in range(1, epochs + 1):
         P = softmax(Xs @ W.T + b)
@@ -107,12 +115,8 @@ def fit_softmax_head(
         gb = G.sum(axis=0)
         gW[fixed] = 0.0  # absent classes: keep the old head's row
         gb[fixed] = 0.0
-        mW = b1 * mW + (1 - b1) * gW
-        vW = b2 * vW + (1 - b2) * gW ** 2
-        mb = b1 * mb + (1 - b1) * gb
-        vb = b2 * vb + (1 - b2) * gb ** 2
-        W -= lr * (mW / (1 - b1 ** t)) / (np.sqrt(vW / (1 - b2 ** t)) + eps)
-        b -= lr * (mb / (1 - b1 ** t)) / (np.sqrt(vb / (1 - b2 ** t)) + eps)
+        mW, vW = _adam_step(W, gW, mW, vW, t, lr)
+        mb, vb = _adam_step(b, gb, mb, vb, t, lr)
     if no_prior and (~present).any():
         W[~present] = 0.0
         b[~present] = b[present].min() - 5.0
@@ -205,7 +209,6 @@ def fit_residual_head(
     W = np.zeros((k, c))
     b = np.zeros(k)
     mW, vW, mb, vb = np.zeros_like(W), np.zeros_like(W), np.zeros_like(b), np.zeros_like(b)
-    b1, b2, eps = 0.9, 0.999, 1e-8
     for t in range(1, epochs + 1):
         # the labels compare only the classes they cover: a label set without class c is no evidence
         # against c (a one-domain set often lacks whole classes), so c's probability is left to the KD term
@@ -218,12 +221,8 @@ def fit_residual_head(
             gb += Gu.sum(axis=0)
         gW[guarded] = 0.0
         gb[guarded] = 0.0
-        mW = b1 * mW + (1 - b1) * gW
-        vW = b2 * vW + (1 - b2) * gW ** 2
-        mb = b1 * mb + (1 - b1) * gb
-        vb = b2 * vb + (1 - b2) * gb ** 2
-        W -= lr * (mW / (1 - b1 ** t)) / (np.sqrt(vW / (1 - b2 ** t)) + eps)
-        b -= lr * (mb / (1 - b1 ** t)) / (np.sqrt(vb / (1 - b2 ** t)) + eps)
+        mW, vW = _adam_step(W, gW, mW, vW, t, lr)
+        mb, vb = _adam_step(b, gb, mb, vb, t, lr)
     W[~free], b[~free] = 0.0, 0.0
     # back to raw embeddings and the raw-logit scale: logits = Z + E (t0 W / sd)^T + t0 (b - (W / sd) mu)
     Wr = W / sd
