@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -56,6 +57,11 @@ class Image(Base):
     # pipeline progress: ingested -> detected (faces stored) ; proposals/decisions are per face
     detected: Mapped[bool] = mapped_column(Boolean, default=False)
     detector: Mapped[str] = mapped_column(Text, default="")
+    # cleaning (labeler.faces.cleaning, migration 0007); NULL = not measured yet
+    phash: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)  # 64-bit DCT hash, signed
+    text_share: Mapped[Optional[float]] = mapped_column(Float, nullable=True)  # image area under text boxes
+    nonphoto: Mapped[Optional[float]] = mapped_column(Float, nullable=True)  # score in [0, 1]
+    dup_group: Mapped[Optional[int]] = mapped_column(Integer, nullable=True, index=True)  # smallest image id
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     paths: Mapped[list["ImagePath"]] = relationship(back_populates="image", order_by="ImagePath.id")
     faces: Mapped[list["Face"]] = relationship(back_populates="image", order_by="Face.idx")
@@ -91,6 +97,8 @@ class Face(Base):
     flags: Mapped[str] = mapped_column(Text, default="")  # comma-separated
     detector: Mapped[str] = mapped_column(Text, default="")
     crop: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)  # aligned crop, PNG/JPEG bytes
+    phash: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)  # of the detector box, signed
+    text_near: Mapped[Optional[bool]] = mapped_column(Boolean, nullable=True)  # text on or beside the face
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     image: Mapped[Image] = relationship(back_populates="faces")
 
