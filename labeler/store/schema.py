@@ -197,3 +197,75 @@ class ReviewLease(Base):
     face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
     annotator: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# ---------------------------------------------------------------- videos (labeler.store.video)
+class Video(Base):
+    """A video file's content (its ``images`` row, format = the container) once fully processed:
+    the row is written in the same transaction as its frames, faces and tracks, so a video without
+    one (a killed run) is processed again from the start."""
+
+    __tablename__ = "videos"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), unique=True)
+    container: Mapped[str] = mapped_column(String(16), default="")
+    codec: Mapped[str] = mapped_column(String(16), default="")
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    fps: Mapped[float] = mapped_column(Float, default=0.0)
+    frame_count: Mapped[int] = mapped_column(Integer, default=0)  # announced by the container
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    sample_fps: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(16))  # ok | truncated
+    reason: Mapped[str] = mapped_column(Text, default="")
+    decoded: Mapped[int] = mapped_column(Integer, default=0)
+    cuts: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # [[frame, t_ms], ...]
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class VideoFrame(Base):
+    """A sampled frame: its own ``images`` row (format ``frame``, no path) carries its faces."""
+
+    __tablename__ = "video_frames"
+    __table_args__ = (UniqueConstraint("video_id", "frame_index"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), unique=True)
+    frame_index: Mapped[int] = mapped_column(Integer)
+    t_ms: Mapped[float] = mapped_column(Float)
+    shot: Mapped[int] = mapped_column(Integer, default=0)
+    why: Mapped[str] = mapped_column(String(8), default="rate")  # rate | cut
+
+
+class TrackRow(Base):
+    """One person in one shot (labeler.faces.tracks): the labeling unit of a video, with its frames'
+    model probabilities aggregated (statistics and attention) and its segments."""
+
+    __tablename__ = "tracks"
+    __table_args__ = (UniqueConstraint("video_id", "track_no"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
+    track_no: Mapped[int] = mapped_column(Integer)  # 1.. within the video
+    shot: Mapped[int] = mapped_column(Integer, default=0)
+    start_frame: Mapped[int] = mapped_column(Integer)
+    end_frame: Mapped[int] = mapped_column(Integer)
+    start_ms: Mapped[float] = mapped_column(Float)
+    end_ms: Mapped[float] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(Text, default="")  # the FER model's name@version
+    label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)  # argmax of the mean
+    att_label: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)  # argmax of the attention pool
+    stats: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # {n, mean, std, min, max: {label: p}}
+    attention: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # {label: p}
+    segments: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)  # [{first, last, start_frame, ..., label}]
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TrackFace(Base):
+    __tablename__ = "track_faces"
+    __table_args__ = (Index("ix_track_faces_track", "track_id", "position"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), unique=True)
+    position: Mapped[int] = mapped_column(Integer)  # 0.. in time order
+    segment: Mapped[int] = mapped_column(Integer, default=0)  # index into the track's segments
+    weight: Mapped[float] = mapped_column(Float, default=0.0)  # attention weight
