@@ -279,13 +279,50 @@ def test_two_first_uses_of_a_new_sqlite_database(tmp_path):
 
 
 @pytest.mark.both_backends
+def test_a_path_too_long_for_a_btree_entry_is_stored_and_found_again(db_url):
+    """PostgreSQL refused a unique index entry over ~2,700 bytes: the path is unique by its hash."""
+    import base64
+
+    from labeler.store import Store
+    from labeler.store.images import record_path
+    from labeler.store.imports import images_by_path
+
+    store = Store(db_url)
+    noise = base64.b32encode(os.urandom(4000)).decode().lower()  # ~6,400 characters that do not compress
+    path = "/data/" + "/".join(noise[i:i + 200] for i in range(0, len(noise), 200)) + ".jpg"
+    facts = dict(width=8, height=8, format="JPEG", status="ingested", error="")
+    first = record_path(store, "c" * 64, 10, facts, path, "/data", path[6:], 1.0, 10)
+    again = record_path(store, "c" * 64, 10, facts, path, "/data", path[6:], 2.0, 10)
+    assert (first.created, first.path, again.created, again.path) == (True, "new", False, "same")
+    assert images_by_path(store, [path, "/data/other.jpg"])[0] == {path: first.image_id}
+    store.engine.dispose()
+
+
+def _insert_as_stored(conn, name: str, values: dict) -> int:
+    """Insert one row into the table as the database has it, every other NOT NULL column a zero value."""
+    import datetime
+
+    import sqlalchemy as sa
+
+    table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+    row = dict(values)
+    for c in table.columns:
+        if c.name in row or c.nullable or c.primary_key:
+            continue
+        py = c.type.python_type if not isinstance(c.type, sa.JSON) else str
+        row[c.name] = {int: 0, float: 0.0, bool: False, str: "", datetime.datetime: datetime.datetime(2026, 1, 1)}[py]
+    return conn.execute(table.insert().values(**row)).inserted_primary_key[0]
+
+
+@pytest.mark.both_backends
 def test_migration_0005_keeps_every_row_of_a_0004_database(db_url, backend):
     """0005 copies SQLite tables (batch mode): with foreign keys on, dropping the old ``images`` would
     cascade into faces; the migration runs with them off and every row survives, links intact."""
     from alembic import command
-    from sqlalchemy import func, select
+    from sqlalchemy import func, select, text
 
     from labeler.store import Annotation, Face, Image, ImagePath, Store, alembic_config, make_engine, upgrade
+    from labeler.store.schema import path_key
 
     if backend == "postgresql":  # the fixture's database is at head: start again from an empty schema
         from labeler.store import Base
@@ -303,19 +340,20 @@ def test_migration_0005_keeps_every_row_of_a_0004_database(db_url, backend):
         conn.commit()
     engine.dispose()
     store = Store(db_url, migrate=False)
-    with store.session() as s:
-        img = Image(sha256="b" * 64, size_bytes=1, status="ingested")
-        s.add(img)
-        s.flush()
-        s.add(ImagePath(image_id=img.id, path="/p/a.jpg"))
-        face = Face(image_id=img.id, idx=0, x1=0, y1=0, x2=1, y2=1)
-        s.add(face)
-        s.flush()
-        s.add(Annotation(face_id=face.id, annotator="alice", action="label", labels=["sad"]))
+    with store.engine.begin() as conn:  # rows written as a 0004 database holds them (not through today's models)
+        ids = {}
+        for table, values in (("images", dict(sha256="b" * 64, size_bytes=1, status="ingested")),
+                              ("image_paths", dict(image_id="images", path="/p/a.jpg")),
+                              ("faces", dict(image_id="images", idx=0, x1=0, y1=0, x2=1, y2=1)),
+                              ("annotations", dict(face_id="faces", annotator="alice", action="label", labels='["sad"]'))):
+            ids[table] = _insert_as_stored(conn, table, {k: ids.get(v, v) for k, v in values.items()})
+    img_id = ids["images"]
     upgrade(store.engine)
     with store.session() as s:
         assert [s.scalar(select(func.count()).select_from(t)) for t in (Image, ImagePath, Face, Annotation)] == [1, 1, 1, 1]
-        s.add(ImagePath(image_id=img.id, path="/p/" + "x" * 1100 + ".jpg"))
+        s.add(ImagePath(image_id=img_id, path="/p/" + "x" * 1100 + ".jpg"))
+        # migration 0006 keyed the old row by the hash of its path
+        assert s.scalar(select(ImagePath.path_key).where(ImagePath.path == "/p/a.jpg")) == path_key("/p/a.jpg")
     if backend == "sqlite":
         from sqlalchemy.exc import IntegrityError
 

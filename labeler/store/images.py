@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
 from labeler.store.locks import insert_ignore
-from labeler.store.schema import DecisionRow, Face, Image, ImagePath
+from labeler.store.schema import DecisionRow, Face, Image, ImagePath, path_key
 from labeler.types import ImageRules, RuleWord
 
 #: computes an image's rule fields from the relative paths of all its paths
@@ -89,9 +89,11 @@ def record_path(store: Store, sha: str, size: int, facts: dict, path: str, root:
         if fixed:
             for k, v in facts.items():
                 setattr(img, k, v)
-        pvalues = dict(image_id=img.id, path=path, root=root, relpath=relpath, mtime=mtime, size_bytes=path_size)
-        state = "new" if insert_ignore(s, ImagePath.__table__, pvalues, ["path"]) else "same"
-        old = s.scalar(select(ImagePath).where(ImagePath.path == path))
+        key = path_key(path)
+        pvalues = dict(image_id=img.id, path=path, path_key=key, root=root, relpath=relpath, mtime=mtime,
+                       size_bytes=path_size)
+        state = "new" if insert_ignore(s, ImagePath.__table__, pvalues, ["path_key"]) else "same"
+        old = s.scalar(select(ImagePath).where(ImagePath.path_key == key))
         if old.image_id != img.id:  # the file at this path changed content: the path moves over
             state, before = "moved", old.image_id
             old.image_id, old.root, old.relpath = img.id, root, relpath

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from labeler.store.engine import Store, chunks
 from labeler.store.locks import lock
 from labeler.store.records import current_annotations
-from labeler.store.schema import Annotation, Face, Image, ImagePath
+from labeler.store.schema import Annotation, Face, Image, ImagePath, path_key
 
 
 def images_by_path(store: Store, abs_paths=(), relpaths=()) -> tuple[dict[str, int], dict[str, set[int]]]:
@@ -18,7 +18,8 @@ def images_by_path(store: Store, abs_paths=(), relpaths=()) -> tuple[dict[str, i
     by_rel: dict[str, set[int]] = {}
     with store.session() as s:
         for ids in chunks(abs_paths):
-            by_abs.update(dict(s.execute(select(ImagePath.path, ImagePath.image_id).where(ImagePath.path.in_(ids))).all()))
+            keys = [path_key(p) for p in ids]
+            by_abs.update(dict(s.execute(select(ImagePath.path, ImagePath.image_id).where(ImagePath.path_key.in_(keys))).all()))
         for ids in chunks(relpaths):
             for r, iid in s.execute(select(ImagePath.relpath, ImagePath.image_id).where(ImagePath.relpath.in_(ids))):
                 by_rel.setdefault(r, set()).add(iid)

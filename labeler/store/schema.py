@@ -4,11 +4,12 @@ annotations are never updated, so the history of every face is its audit trail.
 Column sizes: free text (paths, names, sources, reasons, flags, annotators) is unbounded ``Text`` on
 every backend (migration 0005), so a long path or name never fails on PostgreSQL; ``String(N)`` is
 kept only for closed sets written by the code (states, routes, kinds, labels, actions, hashes).
-PostgreSQL's unique index on ``image_paths.path`` still takes at most ~2,700 bytes per entry after
-compression (any real path compresses below that unless it is over ~2,700 random-looking bytes)."""
+A path is unique through ``image_paths.path_key``, a sha256 of it (migration 0006): PostgreSQL's btree
+entries hold at most ~2,700 bytes, so an index on the path text itself refused long paths."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -67,11 +68,19 @@ class Image(Base):
     faces: Mapped[list["Face"]] = relationship(back_populates="image", order_by="Face.idx")
 
 
+def path_key(path: str) -> str:
+    """What makes a path unique in ``image_paths``: the sha256 of its text (an index on the text itself
+    refuses long paths on PostgreSQL). Migration 0006 fills old rows by the same rule."""
+    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class ImagePath(Base):
     __tablename__ = "image_paths"
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)  # absolute
+    path: Mapped[str] = mapped_column(Text)  # absolute
+    path_key: Mapped[str] = mapped_column(
+        String(64), unique=True, default=lambda ctx: path_key(ctx.get_current_parameters()["path"]))
     root: Mapped[str] = mapped_column(Text, default="")  # the folder given to ingest
     relpath: Mapped[str] = mapped_column(Text, default="")  # path relative to root
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
