@@ -14,10 +14,11 @@ from labeler.util import input_file as _input_file
 from labeler.util import source_path as _source
 
 
-def _store(args):
+def _store(args, new: bool = False):
+    """The project's database; only ``ingest``/``autolabel`` (``new``) may create a SQLite file."""
     from labeler.store import Store
 
-    return Store(args.db)
+    return Store(args.db, existing=not new)
 
 
 def _rules(args):
@@ -31,7 +32,7 @@ def cmd_ingest(args) -> int:
 
     _source(args.path)
     rules = _rules(args)  # a bad rules file is refused before a database is created
-    store = _store(args)
+    store = _store(args, new=True)
     rep = ingest(store, args.path, rules, include_folders=args.folders, progress=None if not args.quiet else False)
     print("\n".join(rep.lines()))
     return 0
@@ -149,7 +150,7 @@ def cmd_autolabel(args) -> int:
         cfg = replace(cfg, model=replace(cfg.model, flip=False))
     _source(args.path)
     rules = load_rules(args.rules)  # a bad rules file is refused before a database is created
-    store = _store(args)
+    store = _store(args, new=True)
     from labeler.work import default_workers
 
     workers = default_workers() if args.workers is None else args.workers
@@ -216,6 +217,9 @@ def cmd_ui(args) -> int:
 
     if not 1 <= args.port <= 65535:
         raise LabelerError(f"--port: expected a TCP port from 1 to 65535, found {args.port}.")
+    from labeler.store import require_existing
+
+    require_existing(args.db)  # the app must not start on an empty file made by a typo
     return launch(args.db, port=args.port, host=args.host)
 
 

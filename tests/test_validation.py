@@ -179,6 +179,29 @@ def test_bad_config_or_rules_no_database(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
 
 
+@pytest.mark.parametrize("argv", [["status"], ["audit"], ["route"], ["models"], ["rules", "report"],
+                                  ["export", "--format", "csv", "--out", "out"], ["ui", "--port", "8999"],
+                                  ["import", "--format", "csv", "labels.csv"]])
+def test_reading_commands_do_not_create_a_mistyped_database(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "labels.csv").write_text("path,label\na.jpg,happy\n", encoding="utf-8")
+    assert main([*argv, "--db", "projcet.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"labeler: error: no labeler database at {tmp_path / 'projcet.db'}: expected the SQLite file")
+    assert err.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv"]
+
+
+def test_export_refuses_an_unknown_class(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["autolabel", str(SAMPLE), "-q", "--workers", "1"]) == 0
+    capsys.readouterr()
+    for classes, found in (("happy,joy", "found 'joy'"), (" , ", "found no class")):
+        assert main(["export", "--format", "csv", "--out", "out", "--classes", classes]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("labeler: error: --classes: expected a comma-separated list of angry, ") and found in err
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- annotations: who, which label, whose undo
 @pytest.fixture
 def face_store(store):

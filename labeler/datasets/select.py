@@ -68,11 +68,10 @@ class Selection:
         if classes is not None:
             items = classes.split(",") if isinstance(classes, str) else classes
             classes = tuple(c.strip() for c in items if c and c.strip())
-        if fer_only:
-            bad = [c for c in (classes or ()) if c not in LABELS]
-            if bad:
-                raise ExportError(f"fer2013 has only the classes {', '.join(LABELS)}; not {', '.join(bad)}: "
-                                  "leave them out of --classes or choose another format")
+            bad = [c for c in classes if c not in LABELS]
+            if bad or not classes:  # the store accepts only these seven: any other name would export nothing
+                raise ExportError(f"--classes: expected a comma-separated list of {', '.join(LABELS)}; found "
+                                  f"{', '.join(repr(c) for c in bad) if bad else 'no class'}. Check the spelling.")
         return cls(include, min_agreement, classes, fer_only)
 
     def label(self, rec) -> tuple[Optional[str], str]:

@@ -31,6 +31,7 @@ from labeler.store.engine import (  # noqa: F401
     make_engine,
     mask_url,
     resolve_url,
+    require_existing,
     upgrade,
 )
 from labeler.store.images import (  # noqa: F401

@@ -118,6 +118,24 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def require_existing(url: Optional[str] = None) -> str:
+    """The resolved URL, refused (one-line :class:`StoreError`) when it names a SQLite file that does not
+    exist: a command that reads a project (status, export, ui...) must not create an empty database
+    because of a mistyped path. Server databases are checked when connecting."""
+    url = resolve_url(url)
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        db = make_url(url).database or ""
+        if db and db != ":memory:" and not db.startswith("file:") and not os.path.exists(db):
+            raise StoreError(
+                f"no labeler database at {os.path.abspath(db)}: expected the SQLite file that `labeler autolabel` or "
+                "`labeler ingest` made. Check --db / $LABELER_DB (run the command in the project's folder), "
+                "or start a project with `labeler autolabel FOLDER`."
+            )
+    return url
+
+
 def make_engine(url: Optional[str] = None, migrate: bool = True) -> Engine:
     """An engine for ``url`` (see :func:`resolve_url`), migrated to head unless ``migrate`` is False.
     A missing driver or a server that cannot be reached is a one-line :class:`StoreError`."""
@@ -251,8 +269,9 @@ def upgrade(engine: Engine) -> None:
 class Store:
     """A database handle: engine + session factory + the queries the rest of the app needs."""
 
-    def __init__(self, url: Optional[str] = None, migrate: bool = True):
-        self.url = resolve_url(url)
+    def __init__(self, url: Optional[str] = None, migrate: bool = True, existing: bool = False):
+        """``existing``: refuse a SQLite file that does not exist yet (see :func:`require_existing`)."""
+        self.url = require_existing(url) if existing else resolve_url(url)
         self.engine = make_engine(self.url, migrate=migrate)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
