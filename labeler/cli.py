@@ -63,6 +63,9 @@ def cmd_status(args) -> int:
     print(f"database: {mask_url(store.url)}")
     for key, text in order:
         print(f"{text:32s} {c.get(key, 0):7d}")
+    from labeler.videolabel import status_lines
+
+    print(*status_lines(store, c), sep="\n")
     _print_buckets(store, _policy(args))
     return 0
 

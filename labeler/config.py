@@ -1,7 +1,7 @@
 """Settings for a run, with defaults chosen from measurements on ../shared/data/dev (see README).
 
 A TOML file can override any field: ``labeler autolabel PATH --config my.toml`` with sections
-``[detect]``, ``[crop]``, ``[model]`` and ``[routing]``.
+``[detect]``, ``[crop]``, ``[model]``, ``[video]`` and ``[routing]``.
 """
 
 from __future__ import annotations
@@ -52,11 +52,19 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class VideoConfig:
+    fps: float = 2.0  # sampled frames per second of video (plus the first frame of every shot)
+    cut_threshold: float = 0.5  # histogram distance of consecutive frames that is a scene cut
+    max_gap_ms: float = 1500.0  # a face track unseen for longer ends
+
+
+@dataclass(frozen=True)
 class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     crop: CropConfig = field(default_factory=CropConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    video: VideoConfig = field(default_factory=VideoConfig)
 
 
 # ---------------------------------------------------------------- validation
@@ -100,6 +108,11 @@ SPECS: dict[str, dict[str, Spec]] = {
         "name": Spec("name", what="FER model name, name@version or sidecar path"),
         "flip": Spec("bool", what="horizontal-flip averaging"),
         "batch_images": Spec("int", 1, 1024, "images proposed and committed together"),
+    },
+    "video": {
+        "fps": Spec("float", 0.01, 240.0, "sampled frames per second of video"),
+        "cut_threshold": Spec("float", **_PROB, what="histogram distance that is a scene cut"),
+        "max_gap_ms": Spec("float", 0.0, 1e7, "time after which an unseen face track ends, ms"),
     },
     "routing": {
         "agree_threshold": Spec("float", **_PROB, what="probability the keyword's class needs"),
@@ -229,7 +242,7 @@ def load_config(path: Optional[str | Path] = None) -> Config:
     unknown = set(data) - set(SPECS)
     if unknown:
         raise ConfigError(
-            f"{p}: unknown section(s) {', '.join(sorted(unknown))}; expected detect, crop, model, routing. "
+            f"{p}: unknown section(s) {', '.join(sorted(unknown))}; expected detect, crop, model, video, routing. "
             "Fix the spelling or remove the section."
         )
     out = Config(**{sec: _apply(getattr(cfg, sec), data.get(sec, {}), str(p), sec) for sec in SPECS})

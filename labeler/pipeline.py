@@ -43,6 +43,7 @@ class AutolabelReport:
     reproposed: int = 0
     rerouted: int = 0
     routes: dict[str, int] = field(default_factory=dict)
+    videos: list = field(default_factory=list)  # labeler.videolabel.VideoDone per video processed
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -56,6 +57,10 @@ class AutolabelReport:
             out.append(f"faces re-proposed: {self.reproposed}")
         for k, v in sorted(self.routes.items()):
             out.append(f"route {k:12s} {v}")
+        if self.videos:
+            from labeler.videolabel import report_lines
+
+            out += report_lines(self.videos)
         if self.rerouted:
             out.append(f"re-routed on the bucket estimates: {self.rerouted} faces (see `labeler status`)")
         out.append(f"time: {self.seconds:.1f} s")
@@ -89,6 +94,7 @@ class Autolabeler:
         self.report = AutolabelReport()
         self.estimates = None  # bucket -> BucketEstimate, read on first use
         self._queue: Optional[work.Ordered] = None
+        self._videos = None  # labeler.videolabel.VideoLabeler, made for the first video
 
     def settings(self) -> work.WorkSettings:
         """What a worker needs: the settings and the FER model's sidecar (workers load it themselves)."""
@@ -110,6 +116,14 @@ class Autolabeler:
             return
         for res in self._queue.put(job, decoded.rgb.nbytes):
             self.accept(res)
+
+    def on_video(self, image_id: int, path: Path) -> None:
+        """Sample, detect, track and store one video, here (labeler.videolabel)."""
+        from labeler.videolabel import VideoLabeler
+
+        if self._videos is None:
+            self._videos = VideoLabeler(self.store, self.cfg, self.detector, self.model, self.detector_ident)
+        self.report.videos.append(self._videos.process(image_id, path))
 
     def accept(self, res: ImageWork) -> None:
         """One image's work, in input order; stored with the next batch."""
@@ -182,6 +196,7 @@ class Autolabeler:
             self.report.ingest = ingest(
                 self.store, root, self.rules, include_folders=include_folders, on_image=self.on_image,
                 needs_decode=todo.__contains__, progress=progress,
+                on_video=self.on_video, needs_video=db.pending_video_ids(self.store).__contains__,
             )
             for res in self._queue.drain() if self._queue else ():
                 self.accept(res)
@@ -203,6 +218,9 @@ class Autolabeler:
         ``only_stale`` only faces whose newest model proposal is from another model (or missing).
         Batches run on ``runner`` (or, with ``workers`` > 1, a pool started here), stored in order."""
         todo = db.faces_to_repropose(self.store, self.model.ident, only_stale)
+        if todo:  # faces of video frames keep the proposals their tracks were built on
+            on_frames = db.video_face_ids(self.store)
+            todo = [f for f in todo if f not in on_frames]
         if not todo:
             return 0
         own = None

@@ -321,3 +321,29 @@ def is_video_file(path: Union[str, Path]) -> bool:
             return looks_like_video(fh.read(64))
     except OSError:
         return False
+
+
+def video_facts(path: Union[str, Path]) -> tuple[str, int, dict]:
+    """(sha256, size, facts for ``record_path``) of a file that looks like a video, hashed in
+    chunks (never read whole). ``format`` is the container when FFmpeg can open it (it is then
+    sampled by autolabel), '' when it cannot (broken with the reason, nothing more to do); a file
+    the container's size fields say is cut short is ``broken`` with that reason but keeps its
+    container: the frames before the damage are still used."""
+    import hashlib
+
+    path = Path(path)
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    facts = {"width": 0, "height": 0, "format": "", "status": "broken", "error": ""}
+    try:
+        info = probe(path)
+    except DecodeError as e:
+        facts["error"] = e.reason
+        return h.hexdigest(), size, facts
+    problem = container_problem(path, info.container)
+    facts.update(width=info.width, height=info.height, format=info.container,
+                 status="broken" if problem else "ingested", error=problem)
+    return h.hexdigest(), size, facts

@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Optional
 
 from labeler.ingest.imageio import IMAGE_EXTS, Decoded, DecodeError, decode, looks_like_image
 from labeler.ingest.rules import RuleSet
+from labeler.ingest.video import VIDEO_EXTS, looks_like_video, video_facts
 from labeler.store import Store, known_paths, record_path
 from labeler.types import ImageRules, RuleWord
 from labeler.util import progress as _progress
@@ -147,6 +148,19 @@ def _short_reason(reason: str) -> str:
 
 
 OnImage = Callable[[int, Decoded], None]
+#: called with (image id, path) for a video file to sample (labeler.videolabel)
+OnVideo = Callable[[int, Path], None]
+
+
+def _is_video(path: Path) -> bool:
+    """A video by its first bytes, or a file with a video extension that is not an image (a
+    zero-byte or damaged .mp4 is then recorded as a broken video, with the reason)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return looks_like_video(head) or (path.suffix.lower() in VIDEO_EXTS and not looks_like_image(head))
 
 
 def ingest(
@@ -157,12 +171,17 @@ def ingest(
     on_image: Optional[OnImage] = None,
     needs_decode: Optional[Callable[[int], bool]] = None,
     progress: Optional[bool] = None,
+    on_video: Optional[OnVideo] = None,
+    needs_video: Optional[Callable[[int], bool]] = None,
 ) -> IngestReport:
     """Ingest every file under ``root``.
 
     ``on_image(image_id, decoded)`` is called for each decodable image that is new, or known but
     for which ``needs_decode(image_id)`` says more work is pending (resume after a crash).
     Paths recorded as broken are read again on every run (the file may have been fixed).
+    Videos (by content) are hashed in chunks and probed, never decoded here: ``on_video(image_id,
+    path)`` is called for one that can be opened and is new, or for which ``needs_video`` says
+    it was not processed to the end.
     """
     root = Path(root).resolve()
     report = IngestReport()
@@ -191,6 +210,11 @@ def ingest(
         prev = known.get(db_path(apath))
         if prev and prev[0] == st.st_mtime and prev[1] == st.st_size:
             report.unchanged += 1
+            if needs_video and needs_video(prev[2]):  # a video a killed run did not finish
+                if on_video and prev[2] not in handed:
+                    handed.add(prev[2])
+                    on_video(prev[2], path)
+                continue
             if on_image and needs_decode and prev[2] not in handed and needs_decode(prev[2]):
                 try:
                     decoded = decode(path.read_bytes())
@@ -198,6 +222,9 @@ def ingest(
                     continue
                 handed.add(prev[2])
                 on_image(prev[2], decoded)
+            continue
+        if _is_video(path):
+            _video(store, report, path, apath, str(root), rel, st, rules, include_folders, on_video, needs_video, handed)
             continue
         got = _read(path, apath)
         if got is None:
@@ -212,6 +239,20 @@ def ingest(
             handed.add(rec.image_id)
             on_image(rec.image_id, decoded)
     return report
+
+
+def _video(store, report, path, apath, root, rel, st, rules, include_folders, on_video, needs_video, handed) -> None:
+    try:
+        sha, size, facts = video_facts(path)
+    except OSError as e:
+        _record_unreadable(store, report, path, apath, root, rel, f"cannot read: {e.strerror or e}", rules, include_folders, st)
+        return
+    rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
+    rec = record_path(store, sha, size, facts, db_path(apath), db_path(root), db_path(rel), st.st_mtime, st.st_size, rules_for)
+    _count(report, rec, facts["status"] == "broken", facts["error"])
+    if on_video and facts["format"] and rec.image_id not in handed and (rec.created or (needs_video and needs_video(rec.image_id))):
+        handed.add(rec.image_id)
+        on_video(rec.image_id, path)
 
 
 def _count(report: IngestReport, rec, broken: bool, reason: str) -> None:

@@ -76,7 +76,10 @@ def _blind_label(rec: FaceRecord) -> Optional[str]:
 
 
 def _records(store: Store) -> tuple[list[FaceRecord], dict[int, int]]:
-    recs = [r for r in iter_face_records(store) if r.face_id is not None]
+    from labeler.store.video import TRACK_ROUTE
+
+    # faces of video frames are labeled through their tracks: neither audited nor re-routed one by one
+    recs = [r for r in iter_face_records(store) if r.face_id is not None and r.route != TRACK_ROUTE]
     n: dict[int, int] = {}
     for r in recs:
         n[r.image_id] = n.get(r.image_id, 0) + 1

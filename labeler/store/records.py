@@ -102,12 +102,16 @@ def _records(s: Session, imgs: list[Image]) -> Iterator[FaceRecord]:
     )
     img_decs = {d.image_id: d for d in s.scalars(select(DecisionRow).where(DecisionRow.id.in_(list(img_dec_ids.values()))))}
     anns = current_annotations(s, fids) if fids else {}
+    from labeler.store.video import frame_names  # a sampled video frame has no path: named after its video
+
+    frames = frame_names(s, [i for i in ids if i not in paths])
     for img in imgs:
         pl = paths.get(img.id, [])
         first = pl[0] if pl else None
+        path, root, rel = (first.path, first.root, first.relpath) if first else frames.get(img.id, ("", "", ""))
         base = dict(
-            image_id=img.id, sha256=img.sha256, path=first.path if first else "", root=first.root if first else "",
-            relpath=first.relpath if first else "", paths=tuple(p.path for p in pl), status=img.status, error=img.error,
+            image_id=img.id, sha256=img.sha256, path=path, root=root,
+            relpath=rel, paths=tuple(p.path for p in pl), status=img.status, error=img.error,
             width=img.width, height=img.height, rule_state=img.rule_state, rule_label=img.rule_label,
             rule_words=decode_rule_words(img.rule_words),
         )
