@@ -177,6 +177,21 @@ def cmd_route(args) -> int:
     return 0
 
 
+def cmd_clean(args) -> int:
+    from labeler.cleanup import backfill
+
+    print("\n".join(backfill(_store(args), _policy(args), progress=None if not args.quiet else False).lines()))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from labeler.reports.datastore import write_report
+
+    s = write_report(_store(args), args.out)
+    print(f"data report of {s.n_faces} faces (beside FER2013 train) written to {args.out}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     from labeler.config import load_config
     from labeler.reports.evaluate import report
@@ -322,6 +337,14 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
     s = sub.add_parser("route", parents=[common, cfg_opt, tgt],
                        help="re-route every face from its stored proposals and the buckets' measured precision")
     s.set_defaults(func=cmd_route)
+
+    s = sub.add_parser("clean", parents=[common, cfg_opt, tgt], help="measure text, non-photo score and near-"
+                       "duplicates of images stored before autolabel did; regroup; re-route")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_clean)
+    s = sub.add_parser("report", parents=[common], help="write the HTML data report (charts beside FER2013 train)")
+    s.add_argument("--out", default="report.html", help="HTML file to write (default report.html)")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("eval", parents=[common, cfg_opt], help="compare the database with a labels CSV")
     s.add_argument("--labels", required=True)

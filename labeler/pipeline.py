@@ -141,11 +141,13 @@ class Autolabeler:
             if rules is None:
                 continue
             faces = []
-            for fw in p.faces:
+            fcs = p.clean.faces if p.clean is not None else (None,) * len(p.faces)
+            for fw, fc in zip(p.faces, fcs):
                 props, d = self._propose(rules, len(p.faces), p.whole, fw.flags, np.asarray(fw.probs), add_rule=True)
                 faces.append(NewFace(box=fw.det.box, score=fw.det.score, landmarks=fw.det.landmarks, whole_image=p.whole,
-                                     quality=dict(fw.quality), flags=fw.flags, crop=fw.crop, proposals=props, decision=d))
-            out.append(DetectedImage(p.image_id, tuple(faces)))
+                                     quality=dict(fw.quality), flags=fw.flags, crop=fw.crop, proposals=props, decision=d,
+                                     phash=fc and fc.phash, text_near=fc and fc.text_near))
+            out.append(DetectedImage(p.image_id, tuple(faces), p.clean))
         done = set(db.save_detections(self.store, out, self.detector_ident))
         for di in out:
             if di.image_id not in done:
@@ -206,6 +208,7 @@ class Autolabeler:
             self._queue = None
             if runner is not None:
                 runner.close()
+        db.regroup(self.store)  # near-duplicate groups with the new images' hashes in
         for _ in range(db.route_broken(self.store)):
             self._count("broken")
         self.report.rerouted += self.reroute()  # on the estimates of the buckets with the new faces in

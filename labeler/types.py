@@ -188,6 +188,11 @@ class FaceRecord:
     est_precision: Optional[float] = None
     est_lower: Optional[float] = None
     est_upper: Optional[float] = None
+    #: cleaning measurements (labeler.faces.cleaning); None = not measured yet (`labeler clean`)
+    text_share: Optional[float] = None  # of the image
+    nonphoto: Optional[float] = None  # of the image
+    dup_group: Optional[int] = None  # near-duplicate group of the image (smallest image id)
+    text_near: Optional[bool] = None  # text on or beside this face
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -220,6 +225,8 @@ class NewFace:
     crop: bytes  # encoded JPEG
     proposals: tuple[NewProposal, ...]
     decision: Decision
+    phash: Optional[int] = None  # perceptual hash of the face box (unsigned 64-bit), None = not measured
+    text_near: Optional[bool] = None  # text on or beside the face, None = not measured
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,33 @@ class DetectedImage:
 
     image_id: int
     faces: tuple[NewFace, ...]
+    clean: Optional["ImageClean"] = None  # cleaning measurements (labeler.faces.cleaning), None = not measured
+
+
+#: the face flag of a face with text on or beside it (routing never auto-accepts such a face)
+TEXT_FLAG = "text"
+
+
+@dataclass(frozen=True)
+class FaceClean:
+    """Cleaning measurements of one face (labeler.faces.cleaning)."""
+
+    phash: int  # 64-bit DCT hash of the detector box (unsigned)
+    text_near: bool  # text overlaps or borders the face
+
+
+@dataclass(frozen=True)
+class ImageClean:
+    """Cleaning measurements of one image (labeler.faces.cleaning)."""
+
+    phash: int  # 64-bit DCT hash of the whole image (unsigned)
+    text_share: float  # share of the image covered by text boxes, 0..1
+    nonphoto: float  # non-photo score, 0..1 (labeler.faces.nonphoto)
+    faces: tuple[FaceClean, ...]  # in face order
+
+    @property
+    def has_text(self) -> bool:
+        return self.text_share > 0.0
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from typing import Any, Callable, Mapping, Optional, Protocol
 import numpy as np
 
 from labeler.config import CropConfig, DetectConfig
+from labeler.faces import cleaning
 from labeler.faces import detect as facemod
-from labeler.types import Detection
+from labeler.types import Detection, ImageClean
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class WorkSettings:
     #: the model's name@version: found by name where ``model`` is not on this machine (a Ray node
     #: with labeler installed elsewhere); it must be that very version (checksum verified on load)
     model_ident: str = ""
+    #: measure text, hashes and non-photo score beside detection (labeler.faces.cleaning)
+    clean: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class ImageWork:
     image_id: int
     whole: bool  # one whole-image face
     faces: tuple[FaceWork, ...]
+    clean: Optional[ImageClean] = None  # None when settings.clean is off
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,10 @@ def process_image(job: ImageJob, settings: WorkSettings, detector, model) -> Ima
     probs = model.predict(crops, flip=settings.flip) if crops else np.zeros((0, len(model.labels)))
     faces = tuple(FaceWork(det, encode_jpeg(cr), q, f, tuple(float(x) for x in pr))
                   for det, cr, q, f, pr in zip(dets, crops, quals, flags, probs))
-    return ImageWork(job.image_id, whole, faces)
+    clean = cleaning.measure(rgb, [d.box for d in dets], settings.threads) if settings.clean else None
+    if clean is not None:
+        flags = [cleaning.with_text_flag(f, fc.text_near) for f, fc in zip(flags, clean.faces)]
+    return ImageWork(job.image_id, whole, faces, clean)
 
 
 def process_crops(job: CropJob, settings: WorkSettings, model) -> np.ndarray:

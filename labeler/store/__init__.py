@@ -97,6 +97,15 @@ from labeler.store.leases import (  # noqa: F401
     release_leases,
     take_lease,
 )
+from labeler.store.cleaning import (  # noqa: F401
+    CleanJob,
+    DupGroups,
+    dup_groups,
+    images_to_clean,
+    regroup,
+    save_clean,
+)
+from labeler.store.cleanview import FaceGroup, GalleryFace, face_groups, gallery_page  # noqa: F401
 from labeler.store.stats import ActionCount, FaceStatus, OverviewData, overview_stats  # noqa: F401
 from labeler.store.audit import (  # noqa: F401,E402
     AUDIT_SOURCE,

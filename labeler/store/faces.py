@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
 from labeler.store.images import decode_flags, encode_flags, image_rules
+from labeler.store.cleaning import clean_values, to_signed
 from labeler.store.locks import lock
 from labeler.store.records import current_annotations
 from labeler.store.schema import DecisionRow, Face, Image, Proposal
@@ -57,7 +58,7 @@ def save_detections(store: Store, images: Iterable[DetectedImage], detector: str
         for di in images:
             claim = (
                 update(Image).where(Image.id == di.image_id, Image.detected.is_(False))
-                .values(detected=True, detector=detector).execution_options(synchronize_session=False)
+                .values(detected=True, detector=detector, **clean_values(di.clean)).execution_options(synchronize_session=False)
             )
             if s.execute(claim).rowcount != 1:
                 continue  # gone, or detected already (by an earlier run or by another process just now)
@@ -68,7 +69,7 @@ def save_detections(store: Store, images: Iterable[DetectedImage], detector: str
                     image_id=di.image_id, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
                     det_score=float(nf.score), landmarks=[list(map(float, pt)) for pt in nf.landmarks] if nf.landmarks else None,
                     whole_image=nf.whole_image, quality=dict(nf.quality), flags=encode_flags(nf.flags), detector=detector,
-                    crop=nf.crop,
+                    crop=nf.crop, phash=None if nf.phash is None else to_signed(nf.phash), text_near=nf.text_near,
                 )
                 s.add(face)
                 s.flush()

@@ -114,6 +114,7 @@ def _records(s: Session, imgs: list[Image]) -> Iterator[FaceRecord]:
             relpath=rel, paths=tuple(p.path for p in pl), status=img.status, error=img.error,
             width=img.width, height=img.height, rule_state=img.rule_state, rule_label=img.rule_label,
             rule_words=decode_rule_words(img.rule_words),
+            text_share=img.text_share, nonphoto=img.nonphoto, dup_group=img.dup_group,
         )
         fl = faces.get(img.id, [])
         if not fl:
@@ -133,6 +134,7 @@ def _face_record(base: dict, f: Face, p: Optional[Proposal], d: Optional[Decisio
     return FaceRecord(
         **base, face_id=f.id, face=f.idx, x1=f.x1, y1=f.y1, x2=f.x2, y2=f.y2, det_score=f.det_score,
         landmarks=f.landmarks, whole_image=f.whole_image, quality=f.quality, flags=decode_flags(f.flags),
+        text_near=f.text_near,
         model_label=p.label if p else None, model_prob=p.prob if p else None, model_probs=p.probs if p else None,
         model_source=p.source if p else "", route=d.route if d else "pending", kind=d.kind if d else "",
         reason=d.reason if d else "", priority=d.priority if d else 0.0, decision_label=d.label if d else None,

@@ -1,0 +1,78 @@
+"""`labeler clean`: the cleaning measurements for images stored before they existed (the backfill).
+
+New images are measured by `labeler autolabel` itself (labeler.work.process_image); this measures
+every detected image whose ``phash`` is still NULL: it reads the image again from the first of its
+paths that still reads, runs :func:`labeler.faces.cleaning.measure` on it with the stored face
+boxes, stores the values, then recomputes the near-duplicate groups and re-routes (a face that now
+carries the text flag leaves auto-accept; decisions are appended, never changed).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from labeler import store as db
+from labeler.faces.cleaning import measure, text_detector
+from labeler.ingest.imageio import DecodeError, decode
+from labeler.routing import RoutingPolicy
+from labeler.store import Store
+from labeler.util import progress as _progress
+
+
+@dataclass
+class CleanReport:
+    measured: int = 0
+    text_faces: int = 0
+    unreadable: list[str] = field(default_factory=list)  # images none of whose paths still read
+    regrouped: int = 0
+    groups: int = 0  # near-duplicate groups with two or more images
+    in_groups: int = 0
+    rerouted: int = 0
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"images measured:      {self.measured}" + (f" ({self.seconds / self.measured:.2f} s each)" if self.measured else ""),
+               f"faces with text:      {self.text_faces} (newly measured)",
+               f"near-duplicate groups: {self.groups} ({self.in_groups} images)"]
+        if self.unreadable:
+            out.append(f"not measured, no path reads any more: {len(self.unreadable)} (e.g. {self.unreadable[0]})")
+        if self.rerouted:
+            out.append(f"re-routed: {self.rerouted} faces")
+        return out
+
+
+def _read(paths) -> Optional[object]:
+    for p in paths:
+        try:
+            return decode(Path(p).read_bytes()).rgb
+        except (OSError, DecodeError):
+            continue
+    return None
+
+
+def backfill(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: int = 2,
+             progress: Optional[bool] = None) -> CleanReport:
+    """Measure every stored image not measured yet; regroup; re-route. Resumable: each image is
+    committed on its own, and a rerun only takes those still NULL."""
+    t0 = time.perf_counter()
+    rep = CleanReport()
+    jobs = db.images_to_clean(store)
+    det = text_detector(threads) if jobs else None
+    for job in _progress(jobs, progress, "clean"):
+        rgb = _read(job.paths)
+        if rgb is None:
+            rep.unreadable.append(job.paths[0] if job.paths else f"image {job.image_id}")
+            continue
+        c = measure(rgb, [b for _, b in job.faces], detector=det)
+        rep.text_faces += db.save_clean(store, job.image_id, c, [fid for fid, _ in job.faces])
+        rep.measured += 1
+    rep.seconds = time.perf_counter() - t0
+    rep.regrouped = db.regroup(store)
+    g = db.dup_groups(store)
+    rep.groups, rep.in_groups = len(g.groups), sum(len(m) for m in g.groups.values())
+    if rep.measured:
+        rep.rerouted = db.reroute(store, policy)
+    return rep

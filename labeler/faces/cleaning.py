@@ -1,0 +1,51 @@
+"""The cleaning measurements of one image, in one call: perceptual hash, text (share of the image and
+a flag per face), non-photo score, and a perceptual hash per face crop.
+
+Run by ``labeler autolabel`` for every new image (in the worker, beside detection: see
+:func:`labeler.work.process_image`) and by ``labeler clean`` for images stored before (the backfill,
+which decodes each image again). The parts live in :mod:`labeler.faces.text`,
+:mod:`labeler.faces.neardup` and :mod:`labeler.faces.nonphoto`; this module only puts them together
+into typed records, and adds the face flag (``labeler.types.TEXT_FLAG``) that routing reads.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from labeler.faces import neardup
+from labeler.faces.nonphoto import nonphoto_score
+from labeler.faces.text import TextDetector, text_near_face
+from labeler.types import TEXT_FLAG, Box, FaceClean, ImageClean
+
+#: the text detector's input sides here (short side scaled up to, long side at most): smaller than
+#: the detector's own default (640, 960), which cost about twice as much per image (figures in README)
+PIPELINE_SIDES = (480, 736)
+
+_DETECTORS: dict[int, TextDetector] = {}
+
+
+def text_detector(threads: int = 1) -> TextDetector:
+    """The shipped text detector with ``threads`` onnxruntime threads at :data:`PIPELINE_SIDES`,
+    loaded once per process."""
+    det = _DETECTORS.get(int(threads))
+    if det is None:
+        det = _DETECTORS[int(threads)] = TextDetector(threads=threads, min_side=PIPELINE_SIDES[0],
+                                                      max_side=PIPELINE_SIDES[1])
+    return det
+
+
+def measure(rgb: np.ndarray, boxes: Sequence[Box], threads: int = 1,
+            detector: Optional[TextDetector] = None) -> ImageClean:
+    """All cleaning measurements of an RGB uint8 image whose faces are ``boxes`` (whole-image faces
+    included: text anywhere on such an image is on the face)."""
+    text = (detector or text_detector(threads))(rgb)
+    faces = tuple(FaceClean(neardup.face_phash(rgb, b), text_near_face(text.boxes, b)) for b in boxes)
+    return ImageClean(neardup.phash(rgb), round(float(text.share), 4), nonphoto_score(rgb).score, faces)
+
+
+def with_text_flag(flags: Sequence[str], text_near: bool) -> tuple[str, ...]:
+    """A face's flags with :data:`TEXT_FLAG` added (once) when text is on or beside it."""
+    out = tuple(f for f in flags if f != TEXT_FLAG)
+    return out + (TEXT_FLAG,) if text_near else out
