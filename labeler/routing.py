@@ -8,7 +8,8 @@ model's #2), ``model>=0.95:neutral`` (no keyword), ``group+model>=0.95:happy`` (
 photo). A candidate is auto-accepted only when its bucket's estimate (``labeler.audit``, measured by
 blind audits) certifies the target precision: lower 95% bound >= ``target_precision``. Everything
 else goes to review with a reason and a priority (higher = review first). Non-candidates (ambiguous
-names, quality flags, keyword and model disagreeing, an unsure model) never auto-accept.
+names, quality flags, text on or beside the face, keyword and model disagreeing, an unsure model)
+never auto-accept. The non-photo score is not routed on: it is a value to sort and filter by.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
-from labeler.types import BucketEstimate, Decision, FaceRecord, RuleWord
+from labeler.types import TEXT_FLAG, BucketEstimate, Decision, FaceRecord, RuleWord
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class FaceEvidence:
     model: str = ""  # name@version
     flags: tuple[str, ...] = ()
     whole_image: bool = False
+    #: text (caption, watermark, figure label) on or beside the face: never auto-accepted
+    text_near: bool = False
 
 
 def evidence(
@@ -90,7 +93,7 @@ def evidence(
     return FaceEvidence(
         n_faces=n_faces, rule_state=rule_state, rule_label=rule_label,
         rule_words=tuple(w.word for w in rule_words if not w.negated), probs=probs, model=model,
-        flags=tuple(flags), whole_image=bool(whole_image),
+        flags=tuple(flags), whole_image=bool(whole_image), text_near=TEXT_FLAG in tuple(flags),
     )
 
 
@@ -130,7 +133,7 @@ class Candidate:
 def candidate(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy()) -> Optional[Candidate]:
     """THE bucket rule: the auto-accept bucket of a face, or None when its evidence never auto-accepts
     (no model proposal, ambiguous name, quality flag, keyword and model disagreeing, unsure model)."""
-    if ev.probs is None or ev.rule_state == "ambiguous" or any(f in policy.block_flags for f in ev.flags):
+    if ev.probs is None or ev.rule_state == "ambiguous" or ev.text_near or any(f in policy.block_flags for f in ev.flags):
         return None
     top, p, _ = _top(ev.probs)
     words = ", ".join(ev.rule_words)
@@ -175,6 +178,9 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy(),
     if ev.probs is None:
         return review("low_confidence", "no model proposal")
     top, p, _ = _top(ev.probs)
+    if ev.text_near:
+        return review("quality", f"text on or beside the face (caption, watermark or figure): never auto-accepted; "
+                      f"model says {top} ({p:.2f})", top)
     if ev.rule_state == "ambiguous":
         return review("ambiguous", f"ambiguous name: words of two classes ({words}); model says {top} ({p:.2f})", top)
     c = candidate(ev, policy)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from labeler.routing import FaceEvidence, RoutingPolicy, candidate, route
+from labeler.routing import FaceEvidence, RoutingPolicy, candidate, evidence, route
 from labeler.types import LABELS, BucketEstimate
 
 P = RoutingPolicy(agree_threshold=0.4, model_threshold=0.9, agree_top_k=1)
@@ -59,6 +59,12 @@ def probs(top: str, p: float) -> dict:
         (FaceEvidence(0, "labeled", "happy", ("happy",), probs("happy", 0.6), whole_image=True, flags=("whole_image",)), "auto", "happy", "agree"),
         # no model proposal at all
         (FaceEvidence(1, "labeled", "happy", ("happy",), None), "review", None, "no model proposal"),
+        # text on or beside the face (issue 17): never auto, even where everything else agrees
+        (FaceEvidence(1, "labeled", "happy", ("happy",), probs("happy", 0.99), text_near=True), "review", "happy", "text on or beside"),
+        (FaceEvidence(3, "none", None, (), probs("sad", 0.99), text_near=True), "review", "sad", "never auto-accepted"),
+        (FaceEvidence(0, "none", None, (), probs("fear", 0.99), whole_image=True, text_near=True), "review", "fear", "text on or beside"),
+        # text with an ambiguous name: the text is the reason given (it holds whatever the name says)
+        (FaceEvidence(1, "ambiguous", None, ("sad", "happy"), probs("happy", 0.99), text_near=True), "review", "happy", "text on or beside"),
     ],
 )
 def test_routing_table(ev, route_, label, reason_has):
@@ -109,6 +115,7 @@ KIND_CASES = [
     (FaceEvidence(1, "labeled", "happy", ("happy",), None), "review", "low_confidence"),
     (FaceEvidence(1, "labeled", "happy", ("smiling",), probs("happy", 0.3)), "review", "agree_low"),
     (FaceEvidence(1, "labeled", "happy", ("happy",), probs("happy", 0.9), flags=("blurry",)), "review", "quality"),
+    (FaceEvidence(1, "none", None, (), probs("happy", 0.99), text_near=True), "review", "quality"),
     (FaceEvidence(1, "labeled", "happy", ("smiling",), probs("happy", 0.6)), "auto", "agree"),
     (FaceEvidence(3, "labeled", "happy", ("happy",), probs("happy", 0.95)), "auto", "multi_face_agree"),
     (FaceEvidence(1, "none", None, (), probs("surprise", 0.95)), "auto", "model_confident"),
@@ -189,3 +196,11 @@ def test_a_bucket_auto_accepts_only_when_its_lower_bound_reaches_the_target():
 def test_target_precision_must_be_a_probability():
     with pytest.raises(ValueError, match="between 0 and 1"):
         RoutingPolicy(target_precision=95)
+
+
+def test_the_text_flag_reaches_the_evidence_and_blocks_whatever_the_block_flags():
+    ev = evidence(1, "none", None, (), probs("happy", 0.99), "m@1", ("text",), False)
+    assert ev.text_near and candidate(ev, P) is None
+    assert route(ev, RoutingPolicy(block_flags=()), ALL).route == "review"
+    plain = evidence(1, "none", None, (), probs("happy", 0.99), "m@1", ("blurry_not",), False)
+    assert not plain.text_near and route(plain, P, ALL).route == "auto"
