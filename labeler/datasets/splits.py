@@ -1,7 +1,9 @@
 """Train/val/test splits: stratified by class, grouped by source image, repeatable for a seed.
 
 One image row is one content (sha256), so faces of one photo and every copy of it land in the same
-split. :func:`plan` is the export's first pass: it keeps only per-image label counts.
+split; near-copies (another size, another JPEG encoding: ``dup_group``, labeler.store.cleaning) are
+one group too, so they never land in two splits either. :func:`plan` is the export's first pass: it
+keeps only per-group label counts.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def plan(records: Iterable, selection: Selection, fractions: Sequence[float], se
     set), then :func:`assign_splits`."""
     out = SplitPlan()
     groups: dict[int, Counter] = {}
+    group_of: dict[int, int] = {}  # image id -> its near-duplicate group (an image id; itself if alone)
     for rec in records:
         out.records += 1
         if rec.model_source:
@@ -77,6 +80,8 @@ def plan(records: Iterable, selection: Selection, fractions: Sequence[float], se
         if lab is None:
             out.excluded[why] += 1
             continue
-        groups.setdefault(rec.image_id, Counter())[lab] += 1
-    out.splits = assign_splits(groups, fractions, seed)
+        g = group_of[rec.image_id] = rec.dup_group if rec.dup_group is not None else rec.image_id
+        groups.setdefault(g, Counter())[lab] += 1
+    by_group = assign_splits(groups, fractions, seed)
+    out.splits = {i: by_group[g] for i, g in group_of.items()}
     return out

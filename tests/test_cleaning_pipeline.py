@@ -1,0 +1,143 @@
+"""Cleaning through the whole tool: `autolabel` measures text, hashes and non-photo score; a face with
+a caption goes to review for it; near-copies are one group and one split in the export; `labeler
+clean` measures images stored without the values; `labeler report` writes the data report."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sqlite3
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import update
+
+from labeler import store as S
+from labeler.cleanup import backfill
+from labeler.config import Config
+from labeler.datasets.export import export
+from labeler.ingest.imageio import decode
+from labeler.ingest.rules import load_rules
+from labeler.pipeline import Autolabeler
+
+from .conftest import ROOT
+
+SAMPLE = ROOT / "sample_data"
+
+
+def _rgb(name: str) -> np.ndarray:
+    return decode((SAMPLE / name).read_bytes()).rgb
+
+
+def _save(rgb: np.ndarray, path: Path, quality: int = 90) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix, rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    path.write_bytes(buf.tobytes())
+
+
+def _resized(rgb: np.ndarray, f: float) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return cv2.resize(rgb, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+
+
+def _faces(store, name: str) -> list:
+    return [r for r in S.iter_face_records(store) if r.relpath.endswith(name) and r.face_id is not None]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """Two autolabel runs into one database: photos (two near-copies of one among them), then the
+    first photo again with a caption drawn under the face its first run found."""
+    base = tmp_path_factory.mktemp("clean")
+    first, second = base / "first", base / "second"
+    woman = _rgb("笑顔_laughing-woman.jpg")
+    _save(_rgb("smiling_astronaut.png"), first / "plain.jpg")
+    _save(_resized(woman, 0.8), first / "copy_a.jpg", 80)  # two re-encoded sizes of one photo
+    _save(_resized(woman, 0.55), first / "copy_b.jpg", 65)
+    for name in ("shocked_cat.jpg", "happy_team_photo.jpg", "coffee_cup.jpg"):
+        shutil.copyfile(SAMPLE / name, first / name)
+    store = S.Store(f"sqlite:///{base / 'p.db'}")
+    Autolabeler(store, Config(), load_rules()).run(first, progress=False)
+    (face,) = _faces(store, "plain.jpg")
+    img = decode((first / "plain.jpg").read_bytes()).rgb.copy()
+    x1, y2 = int(face.x1), int(face.y2)
+    cv2.rectangle(img, (max(0, x1 - 20), y2 + 4), (min(img.shape[1] - 1, x1 + 300), y2 + 44), (0, 0, 0), -1)
+    cv2.putText(img, "STOCK PHOTO 2024", (max(0, x1 - 10), y2 + 34), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2)
+    _save(img, second / "captioned.png")
+    Autolabeler(store, Config(), load_rules()).run(second, progress=False)
+    return store, base
+
+
+def test_a_caption_beside_the_face_is_flagged_and_sent_to_review(project):
+    store, _ = project
+    (plain,) = _faces(store, "plain.jpg")
+    (cap,) = _faces(store, "captioned.png")
+    assert cap.text_near is True and "text" in cap.flags and cap.text_share > 0.005
+    assert cap.route == "review" and "text on or beside the face" in cap.reason
+    assert plain.text_near is False and "text" not in plain.flags and plain.text_share == 0.0
+    assert "text" not in plain.reason
+    # every measured value is stored for every detected image, faces included
+    for r in S.iter_face_records(store):
+        if r.status == "ingested":
+            assert r.nonphoto is not None and 0 <= r.nonphoto <= 1 and r.dup_group is not None
+            assert r.face_id is None or r.text_near is not None
+
+
+def test_near_copies_are_one_group_and_one_split(project, tmp_path):
+    store, _ = project
+    a, b = _faces(store, "copy_a.jpg"), _faces(store, "copy_b.jpg")
+    assert len(a) == len(b) == 1
+    assert a[0].sha256 != b[0].sha256 and a[0].dup_group == b[0].dup_group
+    others = {r.dup_group for r in S.iter_face_records(store) if r.image_id not in (a[0].image_id, b[0].image_id)}
+    assert a[0].dup_group not in others
+    # the two faces are one face group too (the same place in both copies), offered for one decision
+    # (and the captioned photo with its plain original: a caption strip changes few hash bits)
+    pair = tuple(r.face_id for r in (*_faces(store, "plain.jpg"), *_faces(store, "captioned.png")))
+    assert sorted(g.face_ids for g in S.face_groups(store)) == sorted([(a[0].face_id, b[0].face_id), pair])
+    # the copies share the class, everything else another one: alone, two groups of one class would
+    # go to two splits (each to the split furthest below its share)
+    for r in S.iter_face_records(store):
+        if r.face_id is not None:
+            S.add_annotation(store, r.face_id, "ann", "label", ["happy" if r.face_id in (a[0].face_id, b[0].face_id) else "sad"])
+    for seed in range(4):
+        out = tmp_path / f"x{seed}"
+        export(store, "csv", out, seed=seed, split=(0.34, 0.33, 0.33))
+        rows = {r["image"]: r["split"] for r in csv.DictReader(open(out / "labels.csv", encoding="utf-8")) if r["split"]}
+        assert rows["copy_a.jpg"] == rows["copy_b.jpg"], (seed, rows)
+
+
+def test_backfill_measures_what_autolabel_measured(project, tmp_path):
+    store, base = project
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with sqlite3.connect(base / "p.db") as src, sqlite3.connect(tmp_path / "old.db") as dst:
+        src.backup(dst)  # the write-ahead log included
+    before = {r.face_id or -r.image_id: (r.text_share, r.nonphoto, r.dup_group, r.text_near, r.flags)
+              for r in S.iter_face_records(store)}
+    old = S.Store(url)
+    with old.session() as s:  # as if stored before the cleaning step existed
+        s.execute(update(S.Image).values(phash=None, text_share=None, nonphoto=None, dup_group=None))
+        s.execute(update(S.Face).values(phash=None, text_near=None))
+    todo = {j.image_id for j in S.images_to_clean(old)}
+    assert len(todo) == 7 and todo == {r.image_id for r in S.iter_face_records(old) if r.status == "ingested"}
+    rep = backfill(old, progress=False)
+    assert rep.measured == 7 and rep.groups == 2 and rep.text_faces == 1 and not rep.unreadable
+    after = {r.face_id or -r.image_id: (r.text_share, r.nonphoto, r.dup_group, r.text_near, r.flags)
+             for r in S.iter_face_records(old)}
+    assert after == before
+    assert S.images_to_clean(old) == [] and backfill(old, progress=False).measured == 0  # nothing left to do
+
+
+def test_report_command_writes_the_page(project, tmp_path):
+    from labeler.reports.datastore import face_stats, write_report
+
+    store, _ = project
+    stats = list(face_stats(store))
+    assert len(stats) == sum(1 for r in S.iter_face_records(store) if r.face_id is not None)
+    assert sum("text" in s.flags for s in stats) == 1 and sum("near_dup" in s.flags for s in stats) >= 2
+    assert all(0 <= s.brightness <= 255 for s in stats)
+    s = write_report(store, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert s.n_faces == len(stats) and "FER2013" in page and page.count("<svg") >= 8
