@@ -13,6 +13,7 @@ import streamlit as st
 
 from labeler import store as S
 from labeler.reports import progress as P
+from labeler.ui import report_panel
 from labeler.ui.resources import store
 
 TITLE = "Overview"
@@ -114,4 +115,5 @@ def render() -> None:
     _progress_and_classes(p, data)
     _agreement(data)
     _annotators(data)
+    report_panel.render(data.n_faces)
     training_panel(db)
