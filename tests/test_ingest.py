@@ -25,12 +25,12 @@ def _images(store):
 def test_sample_data_every_file_ingested_or_broken_with_reason(store):
     rep = ingest(store, SAMPLE, load_rules(), progress=False)
     rows = _images(store)
-    # not images, skipped: README.md, and video/ (README.md, two_shots.json, two_shots.mp4: videos
-    # are not ingested as images)
-    others = [p for p in SAMPLE.rglob("*") if p.is_file() and (p.name == "README.md" or p.parent.name == "video")]
-    assert len(others) == 4
+    # not images, skipped: the README.md files and video/two_shots.json; the video is stored (by content)
+    others = [p for p in SAMPLE.rglob("*") if p.is_file() and p.suffix in (".md", ".json")]
+    assert len(others) == 3
     assert rep.broken == 3 and rep.skipped_other == len(others)
-    assert not any(p.endswith((".md", ".json", ".mp4")) for p in rows)
+    assert not any(p.endswith((".md", ".json")) for p in rows)
+    assert rows[os.path.join("video", "two_shots.mp4")][0] == "ingested" and rows[os.path.join("video", "two_shots.mp4")][4] == "mp4"
     assert rows["empty.jpg"][:2] == ("broken", "empty file (0 bytes)")
     assert rows["angry_truncated.jpg"][0] == "broken" and "truncated" in rows["angry_truncated.jpg"][1]
     assert rows["notes_not_an_image.png"][:2] == ("broken", "not an image (unknown format)")
@@ -38,7 +38,7 @@ def test_sample_data_every_file_ingested_or_broken_with_reason(store):
     assert rows["amazed_astronaut.jpg"][0] == "ingested" and rows["amazed_astronaut.jpg"][4] == "PNG"
     # duplicate bytes at two paths: one image, both paths kept
     assert rows["smiling_astronaut.png"] == rows[os.path.join("copies", "smiling_astronaut.png")]
-    assert rep.new_images == 16 and rep.new_paths == 1
+    assert rep.new_images == 17 and rep.new_paths == 1
     # rules
     assert rows["sad-woman-happy-face.jpg"][2:4] == ("ambiguous", None)
     assert rows["not-happy-astronaut.jpg"][2:4] == ("none", None)
@@ -54,7 +54,7 @@ def test_reingest_is_idempotent(store):
     before = store.counts()
     rep = ingest(store, SAMPLE, load_rules(), progress=False)
     # the 3 broken files are read again (they might have been fixed); the rest is skipped
-    assert rep.new_images == 0 and rep.new_paths == 0 and rep.unchanged == 14 and rep.retried == 3
+    assert rep.new_images == 0 and rep.new_paths == 0 and rep.unchanged == 15 and rep.retried == 3  # 14 images, 1 video
     assert rep.broken == 3 == before["broken"]
     assert store.counts() == before
 
@@ -72,10 +72,10 @@ def test_killed_run_resumes_without_duplicates(store, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         ingest(store, src, load_rules(), on_image=boom, progress=False)
     partial = store.counts()["paths"]
-    assert 0 < partial < 17
+    assert 0 < partial < 18
     ingest(store, src, load_rules(), progress=False)
     c = store.counts()
-    assert c["paths"] == 17 and c["images"] == 16
+    assert c["paths"] == 18 and c["images"] == 17  # 16 images (one at two paths) and the video
 
 
 def test_exif_rotation_is_applied():
