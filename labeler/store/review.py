@@ -17,7 +17,7 @@ from labeler.active import Coverage, QueueFace, queue_order
 from labeler.store.engine import Store, chunks
 from labeler.store.images import decode_flags, decode_rule_words
 from labeler.store.records import accepted_label, current_annotations, vote
-from labeler.store.schema import Annotation, DecisionRow, Face, Image, ImagePath, Proposal
+from labeler.store.schema import Annotation, DecisionRow, Face, Image, ImagePath, Proposal, VideoFrame
 from labeler.types import LABELS, REVIEW_KINDS  # noqa: F401  (REVIEW_KINDS: the kinds the queue filters on)
 
 
@@ -336,6 +336,7 @@ def image_list(store: "Store", min_faces: int = 1, limit: int = 200, offset: int
     n = func.count(Face.id).label("n")
     q = (
         select(Face.image_id, n)
+        .where(Face.image_id.not_in(select(VideoFrame.image_id)))  # video frames: the Tracks page
         .group_by(Face.image_id)
         .having(n >= min_faces)
         .order_by(n.desc(), Face.image_id)

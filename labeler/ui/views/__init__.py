@@ -3,6 +3,6 @@ and ``render()`` (draws the page; called once per script run). A new page is one
 to ``PAGES``; the first one is the default. (Not named ``pages/``: Streamlit takes a ``pages/``
 folder next to the app script for its older, file-per-page navigation.)"""
 
-from labeler.ui.views import gallery, grid, image, overview, review
+from labeler.ui.views import gallery, grid, image, overview, review, tracks
 
-PAGES = (review, grid, image, gallery, overview)
+PAGES = (review, grid, image, tracks, gallery, overview)
