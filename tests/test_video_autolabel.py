@@ -175,3 +175,50 @@ def test_label_a_whole_track_or_one_segment(clip_db):
     assert srcs == {f"track:{t3}/segment:1"}
     with pytest.raises(S.AnnotationError):
         S.label_track(store, t3, "happy", "ann", segment=7)
+
+
+def test_export_keeps_each_video_in_one_split_and_writes_the_track_csv(clip_db, tmp_path, capsys):
+    import csv
+
+    src_url, _ = clip_db
+    db = tmp_path / "copy.db"
+    import sqlite3
+
+    with sqlite3.connect(src_url.removeprefix("sqlite:///")) as a, sqlite3.connect(db) as b:
+        a.backup(b)  # with what is still in the -wal file
+    url = f"sqlite:///{db}"
+    store = S.Store(url)
+    tracks = S.track_ids(store)
+    assert len(tracks) == 6  # 3 of the clip, 3 of the truncated copy (frames before the damage)
+    for t, lab in zip(tracks, ["happy", "sad", "surprise", "happy", "sad", "neutral"]):
+        S.label_track(store, t, lab, "ann")
+    cards = {t: S.track_card(store, t) for t in tracks}
+    track_of = {f: t for t, c in cards.items() for f in c.face_ids}
+    # without grouping the 36 frames (one image each) would be spread over train/val/test
+    run(capsys, "export", "--db", url, "--format", "imagefolder", "--out", str(tmp_path / "if"))
+    split_of: dict[int, set] = {}
+    files = list((tmp_path / "if").rglob("*.jpg"))
+    for p in files:
+        sp, _cls = p.relative_to(tmp_path / "if").parts[:2]
+        split_of.setdefault(track_of[int(p.name.split("_")[0])], set()).add(sp)
+    assert len(files) == len(track_of) and set(split_of) == set(tracks)
+    assert all(len(v) == 1 for v in split_of.values())  # a track never spans two splits
+    by_video: dict[int, set] = {}
+    for t, c in cards.items():
+        by_video.setdefault(c.video_id, set()).update(split_of[t])
+    assert all(len(v) == 1 for v in by_video.values())  # nor does a video
+    assert all(p.name.split("_", 1)[1].startswith(("interview_", "cut_short")) for p in files)  # named after the video
+    rows = list(csv.DictReader(open(tmp_path / "if" / "tracks.csv", encoding="utf-8")))
+    assert [(r["track_id"], r["label"], r["source"], r["frames"]) for r in rows] == \
+        [(str(t), lab, "human", str(len(cards[t].face_ids))) for t, lab in zip(tracks, ["happy", "sad", "surprise", "happy", "sad", "neutral"])]
+    r0 = next(r for r in rows if r["video"] == "interview.bin" and r["track"] == "1")
+    assert r0["shot"] == "0" and float(r0["start_s"]) == 0.0 and float(r0["end_s"]) == pytest.approx(3.0)
+    assert json.loads(r0["probs"])["happy"] > 0.5 and abs(sum(json.loads(r0["attention_probs"]).values()) - 1) < 1e-3
+    assert r0["split"] == next(iter(split_of[int(r0["track_id"])]))
+    # the csv export: one row per frame face, its split that of its video; the track CSV beside it
+    run(capsys, "export", "--db", url, "--format", "csv", "--out", str(tmp_path / "faces.csv"))
+    faces = [r for r in csv.DictReader(open(tmp_path / "faces.csv", encoding="utf-8")) if r["face_id"]]
+    assert {int(r["face_id"]) for r in faces} == set(track_of)
+    assert all(r["image"].startswith(("interview.bin#frame=", "cut_short.mp4#frame=")) for r in faces)
+    assert all({r["split"]} == split_of[track_of[int(r["face_id"])]] for r in faces)
+    assert (tmp_path / "faces.csv.tracks.csv").exists()

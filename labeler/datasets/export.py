@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from labeler.datasets import metadata
+from labeler.datasets import metadata, videos
 from labeler.datasets.common import ExportError
 from labeler.datasets.fer2013 import Fer2013Writer
 from labeler.datasets.hf import HfWriter
@@ -132,9 +132,14 @@ def export(
     target.marker.write_text(f"labeler export --format {fmt} into this folder did not finish; "
                              "run it again with --overwrite.\n", encoding="utf-8")
 
-    first = plan(iter_face_records(store), selection, split, seed)  # pass 1
+    groups = videos.video_groups(store)  # video frame -> its video: one video, one split
+    first = plan(videos.grouped(iter_face_records(store), groups), selection, split, seed)  # pass 1
+    videos.spread(first.splits, groups)
     run = ExportRun(store, target.folder, target.data_file, selection, first.splits, options)
     writer.write(run)  # pass 2
+    tracks = videos.write_tracks_csv(store, target.folder, target.data_file, first.splits)
+    if tracks is not None:
+        run.files["tracks"] = str(tracks)
 
     summ = metadata.summary(writer, run, first, out, seed, split, time.perf_counter() - t0)
     metadata.write(summ, writer.note, target.metadata, target.readme)

@@ -310,6 +310,7 @@ class TrackRecord:
     """One row of the per-track CSV."""
 
     video: str
+    video_image_id: int  # the video file's images row (export: the split of its frames)
     track_id: int
     track_no: int
     shot: int
@@ -334,8 +335,9 @@ def track_records(store: Store) -> list[TrackRecord]:
         for t, f in s.execute(select(TrackFace.track_id, TrackFace.face_id).order_by(TrackFace.track_id, TrackFace.position)):
             members.setdefault(t, []).append(f)
         anns = current_annotations(s, None)
-        names = {}
+        names, image_of = {}, {}
         for vid, iid in s.execute(select(Video.id, Video.image_id)):
+            image_of[vid] = iid
             names[vid] = s.scalar(select(ImagePath.relpath).where(ImagePath.image_id == iid).order_by(ImagePath.id).limit(1)) or ""
         for t in s.scalars(select(TrackRow).order_by(TrackRow.video_id, TrackRow.track_no)):
             faces = members.get(t.id, [])
@@ -344,7 +346,7 @@ def track_records(store: Store) -> list[TrackRecord]:
             # every face labeled by people: their most common label (segments may differ), else the proposal
             agreed = Counter(human).most_common(1)[0][0] if human and len(human) == len(faces) else None
             segs = tuple({k: g[k] for k in ("label", "start_ms", "end_ms", "start_frame", "end_frame")} for g in (t.segments or []))
-            out.append(TrackRecord(names.get(t.video_id, ""), t.id, t.track_no, t.shot, t.start_ms, t.end_ms, len(faces),
+            out.append(TrackRecord(names.get(t.video_id, ""), image_of[t.video_id], t.id, t.track_no, t.shot, t.start_ms, t.end_ms, len(faces),
                                    agreed or t.label, "human" if agreed else "model", len(human),
                                    dict((t.stats or {}).get("mean", {})), dict(t.attention or {}), segs))
     return out
