@@ -42,6 +42,23 @@ def test_cli_main_job_and_csv_export(tmp_path, capsys, monkeypatch):
     assert "new images:        0" in again and "images detected:   0" in again
 
 
+def test_repropose_reports_each_face_once(capsys, sample_db):
+    """`--repropose` reports the faces it re-proposed: one new model proposal each (it said twice as many)."""
+    from sqlalchemy import func, select
+
+    from labeler.store import Store
+    from labeler.store.schema import Proposal
+
+    def proposals() -> int:
+        with Store(sample_db).session() as x:
+            return x.scalar(select(func.count()).select_from(Proposal))
+
+    before = proposals()
+    out = run(capsys, "autolabel", str(SAMPLE), "--db", sample_db, "--repropose", "--workers", "1", "-q")
+    added = proposals() - before
+    assert added > 5 and f"faces re-proposed: {added}\n" in out
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     bad = tmp_path / "rules.txt"
     bad.write_text("happy: glad\nhapi: joy\n", encoding="utf-8")
