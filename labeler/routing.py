@@ -77,6 +77,8 @@ class FaceEvidence:
     whole_image: bool = False
     #: text (caption, watermark, figure label) on or beside the face: never auto-accepted
     text_near: bool = False
+    #: classes a human rejected for this face (a marked face on a Verify grid): never auto-accepted as these
+    rejected: tuple[str, ...] = ()
 
 
 def evidence(
@@ -88,19 +90,21 @@ def evidence(
     model: str,
     flags: Iterable[str],
     whole_image: bool,
+    rejected: Iterable[str] = (),
 ) -> FaceEvidence:
     """THE evidence builder: what route() sees of one face (negated rule words left out)."""
     return FaceEvidence(
         n_faces=n_faces, rule_state=rule_state, rule_label=rule_label,
         rule_words=tuple(w.word for w in rule_words if not w.negated), probs=probs, model=model,
         flags=tuple(flags), whole_image=bool(whole_image), text_near=TEXT_FLAG in tuple(flags),
+        rejected=tuple(rejected),
     )
 
 
 def evidence_for(rec: FaceRecord, n_faces: int) -> FaceEvidence:
     """The evidence of a stored face (its newest model proposal), for re-routing and evaluation."""
     return evidence(n_faces, rec.rule_state, rec.rule_label, rec.rule_words, rec.model_probs, rec.model_source,
-                    rec.flags, rec.whole_image)
+                    rec.flags, rec.whole_image, rec.rejected)
 
 
 def _top(probs: Mapping[str, float]) -> tuple[str, float, float]:
@@ -132,7 +136,13 @@ class Candidate:
 
 def candidate(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy()) -> Optional[Candidate]:
     """THE bucket rule: the auto-accept bucket of a face, or None when its evidence never auto-accepts
-    (no model proposal, ambiguous name, quality flag, keyword and model disagreeing, unsure model)."""
+    (no model proposal, ambiguous name, quality flag, keyword and model disagreeing, unsure model, or
+    a class a human rejected for this face)."""
+    c = _candidate(ev, policy)
+    return None if c is not None and c.label in ev.rejected else c
+
+
+def _candidate(ev: FaceEvidence, policy: RoutingPolicy) -> Optional[Candidate]:
     if ev.probs is None or ev.rule_state == "ambiguous" or ev.text_near or any(f in policy.block_flags for f in ev.flags):
         return None
     top, p, _ = _top(ev.probs)
@@ -192,6 +202,10 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy(),
                             c.auto_kind, **_est_fields(c.bucket, est))
         # no figures in a review reason: a new audit changes the estimate, not why the face waits
         return review(c.review_kind, f"{c.why}; bucket {c.bucket} not certified at target {t:g}", c.label, est, c.bucket)
+    if ev.rejected:
+        alt = next((lab for lab, _ in sorted(ev.probs.items(), key=lambda kv: -kv[1]) if lab not in ev.rejected), None)
+        # the words and label a Verify grid gives a face it sends back (store.grid): a re-route keeps that decision
+        return review("disagree", f"rejected as {', '.join(ev.rejected)}", alt)
     single = ev.n_faces == 1 or ev.whole_image
     bad = [f for f in ev.flags if f in policy.block_flags]
     if not single and ev.rule_state == "labeled":

@@ -181,6 +181,7 @@ class FaceRecord:
     human_label: Optional[str] = None
     votes: Mapping[str, float] = field(default_factory=dict)
     annotations: tuple[AnnotationRecord, ...] = ()
+    rejected: tuple[str, ...] = ()  # classes a human rejected for this face (Verify grid), not undone
     label: Optional[str] = None
     label_source: str = ""
     #: the newest decision's bucket and precision estimate (``Decision``); None where it had none

@@ -62,12 +62,22 @@ def test_grid_settles_verified_and_rejected_and_undo_restores(store):
     assert acts == [(ids[0], "verify", ["happy"], "ann"), (ids[1], "reject", ["happy"], "ann"),
                     (ids[2], "verify", ["happy"], "ann"), (ids[3], "reject", ["happy"], "ann")]
     assert [g.face_id for g in G.grid_page(store, "happy", "review", "ann")] == ids[4:6]
+    # routing reads the rejection: even with every bucket certified the face is not auto-accepted as happy
+    from labeler.routing import evidence_for, route
+
+    from .test_routing import ALL, P
+
+    rec = next(r for r in S.iter_face_records(store) if r.face_id == ids[1])
+    assert rec.rejected == ("happy",)
+    d = route(evidence_for(rec, 1), P, ALL)
+    assert (d.route, d.label, d.reason) == ("review", "sad", "rejected as happy")
 
     u = G.undo_grid(store, "ann")
     assert u.key == r.key and set(u.verified) == {ids[0], ids[2]} and set(u.rejected) == {ids[1], ids[3]}
     assert S.accepted_labels(store, ids[:4]) == {}
     assert [g.face_id for g in G.grid_page(store, "happy", "review", "ann")] == ids[:6]
     assert S.face_card(store, ids[1])["reason"] == "test"
+    assert next(r for r in S.iter_face_records(store) if r.face_id == ids[1]).rejected == ()
     assert G.undo_grid(store, "ann") is None
     assert G.undo_grid(store, "bob") is None
 

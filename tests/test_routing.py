@@ -65,6 +65,10 @@ def probs(top: str, p: float) -> dict:
         (FaceEvidence(0, "none", None, (), probs("fear", 0.99), whole_image=True, text_near=True), "review", "fear", "text on or beside"),
         # text with an ambiguous name: the text is the reason given (it holds whatever the name says)
         (FaceEvidence(1, "ambiguous", None, ("sad", "happy"), probs("happy", 0.99), text_near=True), "review", "happy", "text on or beside"),
+        # a class a human rejected on a Verify grid is never auto-accepted for that face; the next class is proposed
+        (FaceEvidence(1, "none", None, (), probs("happy", 0.99), rejected=("happy",)), "review", "angry", "rejected as happy"),
+        (FaceEvidence(1, "labeled", "happy", ("happy",), probs("happy", 0.9), rejected=("happy",)), "review", "angry", "rejected as happy"),
+        (FaceEvidence(1, "none", None, (), probs("sad", 0.99), rejected=("happy",)), "auto", "sad", "no keyword"),
     ],
 )
 def test_routing_table(ev, route_, label, reason_has):

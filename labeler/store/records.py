@@ -31,6 +31,21 @@ def current_annotations(session: Session, face_ids=None) -> dict[int, dict[str, 
     return out
 
 
+def rejections(session: Session, face_ids) -> dict[int, tuple[str, ...]]:
+    """face_id -> the classes humans rejected for it on a Verify grid (``reject`` rows not undone)."""
+    out: dict[int, list[str]] = {}
+    for ids in chunks(face_ids):
+        rows = session.scalars(select(Annotation).where(Annotation.face_id.in_(ids), Annotation.action.in_(("reject", "undo")))
+                               .order_by(Annotation.id)).all()
+        undone = {a.undoes_id for a in rows if a.action == "undo" and a.undoes_id}
+        for a in rows:
+            if a.action == "reject" and a.id not in undone:
+                for lab in a.labels or ():
+                    if lab not in out.setdefault(a.face_id, []):
+                        out[a.face_id].append(lab)
+    return {f: tuple(v) for f, v in out.items()}
+
+
 def vote(annotations: dict[str, Annotation]) -> tuple[Optional[str], dict[str, float]]:
     """Majority label over annotators (first label of each counts 1, a second label 0.5) and the
     vote distribution (soft label). ``unusable`` counts as the pseudo-label "unusable"."""
@@ -102,6 +117,7 @@ def _records(s: Session, imgs: list[Image]) -> Iterator[FaceRecord]:
     )
     img_decs = {d.image_id: d for d in s.scalars(select(DecisionRow).where(DecisionRow.id.in_(list(img_dec_ids.values()))))}
     anns = current_annotations(s, fids) if fids else {}
+    rejected = rejections(s, fids) if fids else {}
     from labeler.store.video import frame_names  # a sampled video frame has no path: named after its video
 
     frames = frame_names(s, [i for i in ids if i not in paths])
@@ -124,10 +140,11 @@ def _records(s: Session, imgs: list[Image]) -> Iterator[FaceRecord]:
                              decision_source=d.source if d else "")
             continue
         for f in fl:
-            yield _face_record(base, f, props.get(f.id), decs.get(f.id), anns.get(f.id, {}))
+            yield _face_record(base, f, props.get(f.id), decs.get(f.id), anns.get(f.id, {}), rejected.get(f.id, ()))
 
 
-def _face_record(base: dict, f: Face, p: Optional[Proposal], d: Optional[DecisionRow], a: dict[str, Annotation]) -> FaceRecord:
+def _face_record(base: dict, f: Face, p: Optional[Proposal], d: Optional[DecisionRow], a: dict[str, Annotation],
+                 rejected: tuple[str, ...] = ()) -> FaceRecord:
     human, votes = vote(a) if a else (None, {})
     label, by = accepted_label(human, d.route if d else None, d.label if d else None)
     lsrc = {"human": "human:" + ",".join(sorted(a)), "auto": f"auto:{d.reason}" if d else ""}.get(by, "")
@@ -143,7 +160,7 @@ def _face_record(base: dict, f: Face, p: Optional[Proposal], d: Optional[Decisio
             AnnotationRecord(n, x.action, tuple(x.labels) if x.labels is not None else None, x.created_at.isoformat(), x.source)
             for n, x in sorted(a.items())
         ),
-        label=label, label_source=lsrc, bucket=d.bucket if d else None, est_precision=d.est_precision if d else None,
+        rejected=rejected, label=label, label_source=lsrc, bucket=d.bucket if d else None, est_precision=d.est_precision if d else None,
         est_lower=d.est_lower if d else None, est_upper=d.est_upper if d else None,
     )
 
