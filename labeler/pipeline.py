@@ -123,7 +123,12 @@ class Autolabeler:
 
         if self._videos is None:
             self._videos = VideoLabeler(self.store, self.cfg, self.detector, self.model, self.detector_ident)
-        self.report.videos.append(self._videos.process(image_id, path))
+        done = self._videos.process(image_id, path)
+        self.report.videos.append(done)
+        if done.stored:  # the video's own row and each sampled frame's are detected images
+            self.report.images_detected += 1 + done.frames
+            self.report.faces += done.faces
+            self.report.routes["track"] = self.report.routes.get("track", 0) + done.faces
 
     def accept(self, res: ImageWork) -> None:
         """One image's work, in input order; stored with the next batch."""

@@ -51,12 +51,14 @@ class VideoLabeler:
     def __init__(self, store, cfg: Config, detector, model, detector_ident: str):
         self.store, self.cfg, self.detector, self.model, self.detector_ident = store, cfg, detector, model, detector_ident
         d = replace(cfg.detect, whole_image_min_side=NO_WHOLE_IMAGE, whole_image_max_side=NO_WHOLE_IMAGE)
-        self.settings = work.WorkSettings(d, cfg.crop, "", cfg.model.flip)
+        # no text / near-duplicate / non-photo measurements (labeler.faces.cleaning) on frames: the
+        # frames of a shot are near-copies by nature, and they took half of a frame's time
+        self.settings = work.WorkSettings(d, cfg.crop, "", cfg.model.flip, clean=False)
         v = cfg.video
         self.sample = SampleConfig(fps=v.fps, cut_threshold=v.cut_threshold)
         self.track_cfg = T.TrackConfig(max_gap_ms=v.max_gap_ms)
 
-    def _frame(self, f, fi: int) -> tuple[NewFrame, list[T.FrameFace]]:
+    def _frame(self, f) -> tuple[NewFrame, list[T.FrameFace]]:
         res = work.process_image(work.ImageJob(f.index, f.rgb), self.settings, self.detector, self.model)
         labels = list(self.model.labels)
         emb = None
@@ -86,7 +88,7 @@ class VideoLabeler:
         keep: list[T.FrameFace] = []  # holds the FrameFaces alive (their ids are keys above)
         ended: list[T.Track] = []
         for f in sampler:
-            nf, ffs = self._frame(f, len(frames))
+            nf, ffs = self._frame(f)
             for k, ff in enumerate(ffs):
                 where[id(ff)] = (len(frames), k)
                 keep.append(ff)
@@ -95,6 +97,7 @@ class VideoLabeler:
         ended += tracker.finish()
         out = sampler.outcome
         if out.status == "broken" or out.info is None:
+            db.mark_video_broken(self.store, image_id, out.reason)
             return VideoDone(image_id, "broken", out.reason, 0, 0, 0, out.decoded, time.perf_counter() - t0, False)
         labels = tuple(self.model.labels)
         tracks = []

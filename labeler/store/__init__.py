@@ -150,6 +150,7 @@ from labeler.store.video import (  # noqa: F401,E402
     frame_image_ids,
     frame_names,
     label_track,
+    mark_video_broken,
     pending_video_ids,
     save_video,
     track_card,

@@ -134,6 +134,14 @@ def pending_video_ids(store: Store) -> set[int]:
         return set(s.scalars(select(Image.id).where(Image.format.in_(VIDEO_FORMATS), Image.detected.is_(False))))
 
 
+def mark_video_broken(store: Store, image_id: int, reason: str) -> None:
+    """A video FFmpeg opened but could not decode a frame of: broken with the reason, not retried
+    until its content changes (the walker reads broken files again on every run)."""
+    with store.session() as s:
+        s.execute(update(Image).where(Image.id == image_id, Image.detected.is_(False))
+                  .values(status="broken", error=reason, detected=True).execution_options(synchronize_session=False))
+
+
 def save_video(store: Store, v: NewVideo, detector: str) -> bool:
     """Store a processed video in one transaction: the ``videos`` row, one ``images`` row and one
     ``video_frames`` row per sampled frame, their faces (proposals; decision route ``track``), the
