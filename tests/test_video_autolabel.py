@@ -222,3 +222,32 @@ def test_export_keeps_each_video_in_one_split_and_writes_the_track_csv(clip_db, 
     assert all(r["image"].startswith(("interview.bin#frame=", "cut_short.mp4#frame=")) for r in faces)
     assert all({r["split"]} == split_of[track_of[int(r["face_id"])]] for r in faces)
     assert (tmp_path / "faces.csv.tracks.csv").exists()
+
+
+@pytest.mark.both_backends
+def test_videos_on_both_backends(db_url, tmp_path):
+    """The same run on SQLite and PostgreSQL: frames, tracks (JSON aggregates), labeling a segment,
+    and a rerun that adds nothing."""
+    from labeler.pipeline import Autolabeler
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copyfile(CLIP, src / "clip.mp4")
+    (src / "empty.mp4").write_bytes(b"")
+    store = S.Store(db_url)
+    rep = Autolabeler(store).run(src, progress=False)
+    assert [(d.status, d.frames, d.tracks) for d in rep.videos] == [("ok", len(EXPECTED["sampled_frames"]), 3)]
+    tracks = [S.track_card(store, t) for t in S.track_ids(store)]
+    assert [(c.label, len(c.face_ids), [g["label"] for g in c.segments]) for c in tracks] == \
+        [(e["label"], len(e["frames"]), [g["label"] for g in e.get("segments", [{"label": e["label"]}])]) for e in EXPECTED["tracks"]]
+    S.label_track(store, tracks[2].track_id, "surprise", "ann", segment=1)
+    assert S.video_counts(store)["tracks_labeled"] == 0  # one segment of three tracks
+    S.label_track(store, tracks[2].track_id, "happy", "ann", segment=0)
+    assert S.video_counts(store)["tracks_labeled"] == 1
+    rec = {r.track_id: r for r in S.track_records(store)}[tracks[2].track_id]
+    assert (rec.label, rec.source, rec.n_human) == ("happy", "human", 6)  # 3 happy, 3 surprise: a tie goes to the earlier
+    with store.session() as s:
+        empty = s.scalar(select(Image).join(ImagePath).where(ImagePath.path.like("%/empty.mp4")))
+        assert (empty.status, empty.error) == ("broken", "empty file (0 bytes)")
+    rep = Autolabeler(store).run(src, progress=False)
+    assert rep.videos == [] and len(S.track_ids(store)) == 3

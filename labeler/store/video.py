@@ -325,7 +325,7 @@ class TrackRecord:
     start_ms: float
     end_ms: float
     n_faces: int
-    label: Optional[str]  # people's most common label once every face has one, else the model's proposal
+    label: Optional[str]  # people's most common label once every face has one (a tie: the earlier frame's), else the model's proposal
     source: str  # human | model
     n_human: int
     mean: dict
