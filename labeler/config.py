@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from labeler.errors import ConfigError
-from labeler.faces.detect import MAX_SIDE, WHOLE_MIN_SIDE, WHOLE_SMALL_SIDE
+from labeler.faces.detect import COARSE_FACE, MAX_SIDE, WHOLE_MIN_SIDE, WHOLE_SMALL_SIDE
 from labeler.routing import RoutingPolicy
 
 
@@ -36,6 +36,9 @@ class DetectConfig:
     #: detection runs on a copy whose long side is at most this many px (0: full resolution);
     #: boxes are mapped back and crops cut from the full-resolution image
     max_side: int = MAX_SIDE
+    #: detection looks for faces of this many px (in that copy) and more first, then only down to
+    #: the size a kept face could still have next to them (0: the whole pyramid at once)
+    coarse_face: int = COARSE_FACE
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "blur_var": Spec("float", 0.0, 1e6, "Laplacian variance below which a face is flagged blurry"),
         "max_yaw_deg": Spec("float", 0.0, 90.0, "yaw above which a face is flagged profile, degrees"),
         "max_side": Spec("int", 64, 20000, "long side of the copy detection sees, px", zero_ok=True),
+        "coarse_face": Spec("int", 8, 4096, "smallest face of detection's coarse first pass, px", zero_ok=True),
     },
     "crop": {
         "size": Spec("int", 16, 1024, "side of the stored aligned crop, px"),

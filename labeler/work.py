@@ -73,10 +73,12 @@ class CropJob:
 
 # ---------------------------------------------------------------- the work itself
 def faces_of(detector, rgb: np.ndarray, d: DetectConfig) -> tuple[list[Detection], bool]:
-    """The labeling units of an image (detection on a copy capped at ``d.max_side``, filtered,
-    or the whole image) and whether it is one whole-image face."""
+    """The labeling units of an image (detection on a copy capped at ``d.max_side``, coarse to
+    fine where ``d.coarse_face`` is set, filtered, or the whole image) and whether it is one
+    whole-image face."""
     h, w = rgb.shape[:2]
-    dets = facemod.detect_capped(detector, rgb, d.max_side)
+    dets = facemod.detect_capped(detector, rgb, d.max_side, coarse_face=d.coarse_face, needed=lambda found: facemod.needed_size(
+        found, w, h, min_score=d.min_score, min_rel_size=d.min_rel_size, min_size=d.min_size))
     kept, _dropped = facemod.filter_detections(dets, w, h, min_score=d.min_score, min_rel_size=d.min_rel_size, min_size=d.min_size)
     return facemod.faces_to_label(w, h, dets, kept, min_side=d.whole_image_min_side, small_side=d.whole_image_max_side)
 

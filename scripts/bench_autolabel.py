@@ -20,8 +20,8 @@ resolution, same arrays). --stages adds decode-only and detect-only images/s in 
 (torch, onnxruntime, numpy, Pillow) plus facenet-pytorch 2.6.0 installed without dependencies.
 torchvision is not installable against the CPU build of torch here (PyPI's wheel needs the CUDA
 libraries), and facenet-pytorch uses only its ``batched_nms``: the venv gets a one-file stand-in
-that runs torchvision's NMS algorithm in numpy (the same code as labeler.faces.mtcnn.nms_torchvision,
-so both sides pay the same NMS cost). Say so next to any figure.
+that calls labeler.faces.mtcnn.nms_torchvision (torchvision's algorithm in numpy, exact; so both
+sides pay the same NMS cost, and the peer gains from its speed-ups too). Say so next to any figure.
 """
 
 from __future__ import annotations
@@ -44,23 +44,12 @@ TV_SHIM = '''"""Stand-in for torchvision.ops.boxes.batched_nms (see scripts/benc
 import numpy as np
 import torch
 
+from labeler.faces.mtcnn import nms_torchvision
+
 
 def nms(boxes, scores, thr):
     b = boxes.detach().cpu().numpy().astype(np.float32)
-    s = scores.detach().cpu().numpy()
-    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    areas = (x2 - x1) * (y2 - y1)
-    idx = np.argsort(-s, kind="stable")
-    keep = []
-    while idx.size:
-        i = idx[0]
-        keep.append(i)
-        r = idx[1:]
-        w = np.maximum(np.float32(0), np.minimum(x2[i], x2[r]) - np.maximum(x1[i], x1[r]))
-        h = np.maximum(np.float32(0), np.minimum(y2[i], y2[r]) - np.maximum(y1[i], y1[r]))
-        inter = w * h
-        idx = r[~(inter / (areas[i] + areas[r] - inter) > thr)]
-    return torch.as_tensor(np.asarray(keep, dtype=np.int64))
+    return torch.as_tensor(nms_torchvision(b, scores.detach().cpu().numpy(), thr))
 
 
 def batched_nms(boxes, scores, idxs, thr):

@@ -150,3 +150,13 @@ def test_faces_to_label_one_rule_one_set_of_thresholds():
     # thresholds are parameters: a 100 px image is "small" by default, not with small_side=90
     assert faces.faces_to_label(100, 100, [fill], [fill])[1]
     assert faces.faces_to_label(300, 200, [fill], [fill], small_side=90) == ([fill], False)
+
+
+def test_needed_size_is_the_smallest_face_filter_could_keep():
+    big = Detection((0, 0, 200, 240), 0.99, None)
+    weak = Detection((0, 0, 400, 400), 0.5, None)  # too weak to count as the largest face
+    assert faces.needed_size([big, weak], 640, 480, margin=1.0) == pytest.approx(50.0)  # 0.25 x 200
+    assert faces.needed_size([big], 640, 480, margin=0.5) == pytest.approx(25.0)
+    assert faces.needed_size([Detection((0, 0, 60, 60), 0.99, None)], 640, 480, margin=1.0) == 20.0  # min_size
+    assert faces.needed_size([weak], 640, 480) == 0.0  # nothing kept yet: every size is needed
+    assert faces.needed_size([], 640, 480) == 0.0

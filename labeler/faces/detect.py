@@ -63,7 +63,15 @@ def get_detector(name: str = "mtcnn", **kw: Any) -> Detector:
 MAX_SIDE = 1600
 
 
-def detect_capped(detector: Detector, rgb: np.ndarray, max_side: int = MAX_SIDE) -> list[Detection]:
+#: default smallest face of the coarse first pass (config ``[detect] coarse_face``; 0: one pass)
+COARSE_FACE = 80
+#: the fine pass looks for faces down to this fraction of the smallest size that can still be kept
+#: (MTCNN finds a face at the scales around its size; measured in scripts/eval_detect_cap.py)
+NEED_MARGIN = 0.7
+
+
+def detect_capped(detector: Detector, rgb: np.ndarray, max_side: int = MAX_SIDE,
+                  needed: Optional[Callable[[list[Detection]], float]] = None, coarse_face: int = 0) -> list[Detection]:
     """``detector.detect`` on a copy of ``rgb`` whose long side is at most ``max_side`` px
     (cv2.INTER_AREA), boxes and landmarks mapped back to ``rgb``'s pixels. ``max_side`` 0 (or an
     image already small enough) detects on ``rgb`` itself. The detector's minimum face size then
@@ -71,22 +79,49 @@ def detect_capped(detector: Detector, rgb: np.ndarray, max_side: int = MAX_SIDE)
 
     Large photos cost the P-Net pyramid time and memory in proportion to their pixels (an 11 MP
     photo took 8 of the 18 s of 40 web photos; a 44 MP one peaked at 3.2 GB); faces that small
-    in the copy would be dropped as background next to the main face anyway."""
-    h, w = rgb.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return detector.detect(rgb)
-    import cv2
+    in the copy would be dropped as background next to the main face anyway.
 
-    s = max_side / float(max(h, w))
-    nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    small = cv2.resize(np.ascontiguousarray(rgb), (nw, nh), interpolation=cv2.INTER_AREA)
-    sx, sy = w / nw, h / nh
-    out = []
-    for d in detector.detect(small):
-        x1, y1, x2, y2 = d.box
-        lm = None if d.landmarks is None else tuple((x * sx, y * sy) for x, y in d.landmarks)
-        out.append(Detection(box=(x1 * sx, y1 * sy, x2 * sx, y2 * sy), score=d.score, landmarks=lm))
-    return out
+    With ``coarse_face`` and ``needed`` (faces in ``rgb``'s pixels -> the smallest face size that
+    can still be kept there, 0 for all; see :func:`needed_size`), a detector that has
+    ``detect_coarse_to_fine`` looks for faces of ``coarse_face`` px (in the copy) and more first,
+    and then only down to the size ``needed`` asks for."""
+    h, w = rgb.shape[:2]
+    s = 1.0
+    small = np.ascontiguousarray(rgb)
+    if max_side and max(h, w) > max_side:
+        import cv2
+
+        s = max_side / float(max(h, w))
+        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        small = cv2.resize(small, (nw, nh), interpolation=cv2.INTER_AREA)
+    sh, sw = small.shape[:2]
+    sx, sy = w / sw, h / sh
+
+    def back(dets: list[Detection]) -> list[Detection]:
+        if (sw, sh) == (w, h):
+            return dets
+        out = []
+        for d in dets:
+            x1, y1, x2, y2 = d.box
+            lm = None if d.landmarks is None else tuple((x * sx, y * sy) for x, y in d.landmarks)
+            out.append(Detection(box=(x1 * sx, y1 * sy, x2 * sx, y2 * sy), score=d.score, landmarks=lm))
+        return out
+
+    two_pass = getattr(detector, "detect_coarse_to_fine", None)
+    if needed is None or not coarse_face or two_pass is None:
+        return back(detector.detect(small))
+    return back(two_pass(small, coarse_face, lambda dets: needed(back(dets)) / max(sx, sy)))
+
+
+def needed_size(dets: Sequence[Detection], img_w: int, img_h: int, min_score: float = 0.9, min_rel_size: float = 0.25,
+                min_size: float = 20, margin: float = NEED_MARGIN) -> float:
+    """The smallest face size (px, short side of the box) that :func:`filter_detections` could
+    still keep next to ``dets`` (faces of the largest sizes), times ``margin``: the fraction
+    ``min_rel_size`` of the largest face that passes, or 0 (all sizes) when none passes."""
+    kept, _ = filter_detections(dets, img_w, img_h, min_score=min_score, min_rel_size=min_rel_size, min_size=min_size)
+    if not kept:
+        return 0.0
+    return margin * max(float(min_size), min_rel_size * max(box_short_side(d.box, img_w, img_h) for d in kept))
 
 
 # ---------------------------------------------------------------- filtering

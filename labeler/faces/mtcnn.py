@@ -22,7 +22,7 @@ order left eye, right eye, nose, mouth left, mouth right.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -53,15 +53,6 @@ def integral_image(rgb: np.ndarray) -> np.ndarray:
     return s
 
 
-def _rect_mean(s: np.ndarray, ys: np.ndarray, ye: np.ndarray, xs: np.ndarray, xe: np.ndarray) -> np.ndarray:
-    """Means of the rectangles [ys, ye) x [xs, xe); ys/ye broadcast against xs/xe (float32, like torch:
-    exact integer sum, then divided by the window height and then by its width)."""
-    tot = s[ye, xe] - s[ys, xe] - s[ye, xs] + s[ys, xs]  # uint32, exact
-    kh = (ye - ys).astype(F32)[..., None]
-    kw = (xe - xs).astype(F32)[..., None]
-    return tot.astype(F32) / kh / kw
-
-
 def area_resize(s: np.ndarray, oh: int, ow: int) -> np.ndarray:
     """torch ``interpolate(mode='area')`` of the whole image whose integral image is ``s``, to
     (oh, ow): returns (oh, ow, C) float32. Separable gathers: whole rows first, then columns."""
@@ -75,7 +66,11 @@ def area_resize(s: np.ndarray, oh: int, ow: int) -> np.ndarray:
 
 
 def _crops(s: np.ndarray, y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.ndarray, size: int) -> np.ndarray:
-    """Area-resized crops rows [y-1, ey), cols [x-1, ex) (facenet's pad() convention) -> (N, 3, size, size)."""
+    """Area-resized crops rows [y-1, ey), cols [x-1, ex) (facenet's pad() convention) -> (N, 3, size, size).
+
+    Each output pixel is the mean of its window like torch's: the exact integer sum from the four
+    corners of the integral image (gathered by flat index from the (H+1)*(W+1) x C table, a third
+    of the time of 2-D fancy indexing), then float32 divided by the window height, then its width."""
     i = np.arange(size, dtype=np.int64)[None, :]
     lh = (ey - y + 1).astype(np.int64)[:, None]
     lw = (ex - x + 1).astype(np.int64)[:, None]
@@ -83,7 +78,17 @@ def _crops(s: np.ndarray, y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.n
     x0 = (x - 1).astype(np.int64)[:, None]
     ys, ye = y0 + (i * lh) // size, y0 + ((i + 1) * lh + size - 1) // size
     xs, xe = x0 + (i * lw) // size, x0 + ((i + 1) * lw + size - 1) // size
-    out = _rect_mean(s, ys[:, :, None], ye[:, :, None], xs[:, None, :], xe[:, None, :])  # N,size,size,C
+    row = s.shape[1]
+    flat = s.reshape(-1, s.shape[2])
+    ys_, ye_ = (ys * row)[:, :, None], (ye * row)[:, :, None]
+    xs_, xe_ = xs[:, None, :], xe[:, None, :]
+    tot = np.take(flat, ye_ + xe_, axis=0)  # N,size,size,C uint32, exact (wraps cancel)
+    tot -= np.take(flat, ys_ + xe_, axis=0)
+    tot -= np.take(flat, ye_ + xs_, axis=0)
+    tot += np.take(flat, ys_ + xs_, axis=0)
+    kh = (ye - ys).astype(F32)[:, :, None, None]
+    kw = (xe - xs).astype(F32)[:, None, :, None]
+    out = tot.astype(F32) / kh / kw
     return out.transpose(0, 3, 1, 2)
 
 
@@ -91,23 +96,59 @@ def _norm(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((x - F32(127.5)) * F32(0.0078125), dtype=F32)
 
 
+def _suppressors(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, areas: np.ndarray, thr: float,
+                 max_pairs: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """The box pairs (a, b), a != b, whose IoU (torchvision's formula, float32) is above ``thr``, as
+    CSR arrays (indptr, indices), both directions. Only pairs whose x-ranges overlap are looked at
+    (boxes sorted by x1: box b overlaps a in x iff x1[a] <= x1[b] < x2[a]); others have IoU 0."""
+    n = len(x1)
+    by_x = np.argsort(x1, kind="stable")
+    xs1 = x1[by_x]
+    ends = np.searchsorted(xs1, x2[by_x], side="left")  # sorted positions with x1 < x2[a]
+    cnt = np.maximum(ends - np.arange(1, n + 1), 0)  # partners after position a
+    src: list[np.ndarray] = []
+    dst: list[np.ndarray] = []
+    start = 0
+    while start < n:  # rows in chunks of at most max_pairs pairs (one row may exceed it alone)
+        csum = np.cumsum(cnt[start:])
+        stop = start + max(1, int(np.searchsorted(csum, max_pairs, side="right")))
+        c = cnt[start:stop]
+        tot = int(c.sum())
+        if tot:
+            pa = np.repeat(np.arange(start, stop), c)
+            pb = pa + 1 + (np.arange(tot) - np.repeat(np.cumsum(c) - c, c))
+            a, b = by_x[pa], by_x[pb]
+            w = np.maximum(F32(0), np.minimum(x2[a], x2[b]) - np.maximum(x1[a], x1[b]))
+            h = np.maximum(F32(0), np.minimum(y2[a], y2[b]) - np.maximum(y1[a], y1[b]))
+            inter = w * h
+            hit = inter / (areas[a] + areas[b] - inter) > thr
+            src += [a[hit], b[hit]]
+            dst += [b[hit], a[hit]]
+        start = stop
+    s = np.concatenate(src) if src else np.zeros(0, np.int64)
+    d = np.concatenate(dst) if dst else np.zeros(0, np.int64)
+    o = np.argsort(s, kind="stable")
+    return np.concatenate([[0], np.cumsum(np.bincount(s, minlength=n))]), d[o]
+
+
 def nms_torchvision(boxes: np.ndarray, scores: np.ndarray, thr: float) -> np.ndarray:
-    """torchvision.ops.nms: IoU without +1, stable descending score order; indices by score."""
+    """torchvision.ops.nms: IoU without +1, stable descending score order; indices by score.
+
+    Greedy as torchvision: each box, best first, is kept unless a kept box overlaps it by more
+    than ``thr``. The overlapping pairs are found at once (:func:`_suppressors`), so the loop does
+    no arithmetic (a group photo's P-Net stage has thousands of boxes: quadratic in numpy before)."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    x1, y1, x2, y2 = (boxes[:, k].astype(F32) for k in range(4))
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, k], dtype=F32) for k in range(4))
     areas = (x2 - x1) * (y2 - y1)
-    idx = np.argsort(-scores, kind="stable")
+    ptr, nb = _suppressors(x1, y1, x2, y2, areas, thr)
+    removed = np.zeros(len(boxes), dtype=bool)
     keep = []
-    while idx.size:
-        i = idx[0]
+    for i in np.argsort(-scores, kind="stable").tolist():
+        if removed[i]:
+            continue
         keep.append(i)
-        r = idx[1:]
-        w = np.maximum(F32(0), np.minimum(x2[i], x2[r]) - np.maximum(x1[i], x1[r]))
-        h = np.maximum(F32(0), np.minimum(y2[i], y2[r]) - np.maximum(y1[i], y1[r]))
-        inter = w * h
-        ovr = inter / (areas[i] + areas[r] - inter)
-        idx = r[~(ovr > thr)]
+        removed[nb[ptr[i] : ptr[i + 1]]] = True
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -226,44 +267,63 @@ class MTCNNDetector:
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Faces of an HxWx3 uint8 RGB image, best score first."""
-        rgb = np.asarray(rgb)
-        if rgb.ndim == 2:
-            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-        if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
-            raise ValueError(f"detect: expected an HxWx3 uint8 RGB array, found shape {rgb.shape} dtype {rgb.dtype}")
-        rgb = rgb[:, :, :3]
-        boxes, points = self._detect(rgb)
-        order = np.argsort(-boxes[:, 4], kind="stable")
-        out = []
-        for i in order:
-            b = boxes[i]
-            lm = tuple((float(points[i, j, 0]), float(points[i, j, 1])) for j in range(5))
-            out.append(Detection(box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])), score=float(b[4]), landmarks=lm))
-        return out
-
-    def _detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h, w = rgb.shape[:2]
-        t1, t2, t3 = self.thresholds
-        empty = (np.zeros((0, 5), F32), np.zeros((0, 5, 2), F32))
+        rgb = _as_rgb(rgb)
         s = integral_image(rgb)
+        h, w = rgb.shape[:2]
+        return _detections(*self._refine([self._pnet(s, sc) for sc in self.scales(h, w)], s))
 
-        # ---- stage 1: P-Net over the pyramid
-        per_scale = []
-        for scale in self.scales(h, w):
-            oh, ow = int(h * scale + 1), int(w * scale + 1)
-            im = _norm(area_resize(s, oh, ow).transpose(2, 0, 1)[None])
-            reg, prob = self._run("pnet", im)
-            p = prob[0, 1]
-            yy, xx = np.nonzero(p >= F32(t1))
-            if yy.size == 0:
-                continue
-            sc = F32(scale)
-            bb = np.stack([xx, yy], axis=1).astype(F32)
-            q1 = np.floor((F32(2) * bb + F32(1)) / sc)
-            q2 = np.floor((F32(2) * bb + F32(12)) / sc)
-            r = reg[0][:, yy, xx].T
-            bs = np.concatenate([q1, q2, p[yy, xx][:, None], r], axis=1).astype(F32)
-            per_scale.append(bs[nms_torchvision(bs[:, :4], bs[:, 4], 0.5)])
+    def detect_coarse_to_fine(self, rgb: np.ndarray, first_face: float, needed: Callable[[list[Detection]], float]) -> list[Detection]:
+        """:meth:`detect` over the part of the pyramid that can still find faces that matter.
+
+        First the scales that see faces of ``first_face`` px and more (a sixteenth of the P-Net
+        pixels for 80 px, and few R-Net candidates); ``needed(those faces)`` then says the smallest
+        face size that could still be kept (0: all), and the scales for faces down to that size are
+        added (each scale's P-Net result is computed once). When it asks for every scale the result
+        is exactly :meth:`detect`'s; otherwise it is :meth:`detect` without the candidates of the
+        finer scales, which find faces too small to be kept."""
+        rgb = _as_rgb(rgb)
+        h, w = rgb.shape[:2]
+        scales = self.scales(h, w)
+        s = integral_image(rgb)
+        done: dict[float, Optional[np.ndarray]] = {}
+
+        def upto(face: float) -> list[Detection]:
+            sub = [sc for sc in scales if face <= self.min_face_size or 12.0 / sc >= face * (1 - 1e-9)]
+            for sc in sub:
+                if sc not in done:
+                    done[sc] = self._pnet(s, sc)
+            return _detections(*self._refine([done[sc] for sc in sub], s))
+
+        if first_face <= self.min_face_size:
+            return upto(0)
+        dets = upto(first_face)
+        need = float(needed(dets))
+        return dets if need >= first_face else upto(need)
+
+    def _pnet(self, s: np.ndarray, scale: float) -> Optional[np.ndarray]:
+        """P-Net on the image (integral image ``s``) resized by ``scale``: its candidates after NMS."""
+        h, w = s.shape[0] - 1, s.shape[1] - 1
+        oh, ow = int(h * scale + 1), int(w * scale + 1)
+        im = _norm(area_resize(s, oh, ow).transpose(2, 0, 1)[None])
+        reg, prob = self._run("pnet", im)
+        p = prob[0, 1]
+        yy, xx = np.nonzero(p >= F32(self.thresholds[0]))
+        if yy.size == 0:
+            return None
+        sc = F32(scale)
+        bb = np.stack([xx, yy], axis=1).astype(F32)
+        q1 = np.floor((F32(2) * bb + F32(1)) / sc)
+        q2 = np.floor((F32(2) * bb + F32(12)) / sc)
+        r = reg[0][:, yy, xx].T
+        bs = np.concatenate([q1, q2, p[yy, xx][:, None], r], axis=1).astype(F32)
+        return bs[nms_torchvision(bs[:, :4], bs[:, 4], 0.5)]
+
+    def _refine(self, per_scale: list[Optional[np.ndarray]], s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """R-Net and O-Net on the P-Net candidates of the scales given: (N x 5 boxes, N x 5 x 2 points)."""
+        h, w = s.shape[0] - 1, s.shape[1] - 1
+        _, t2, t3 = self.thresholds
+        empty = (np.zeros((0, 5), F32), np.zeros((0, 5, 2), F32))
+        per_scale = [b for b in per_scale if b is not None]
         if not per_scale:
             return empty
         b = np.concatenate(per_scale, axis=0)
@@ -310,3 +370,22 @@ class MTCNNDetector:
         b = _bbreg(b, mv)
         keep = nms_min(b[:, :4], b[:, 4], 0.7)
         return b[keep], pts[keep]
+
+
+def _as_rgb(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
+        raise ValueError(f"detect: expected an HxWx3 uint8 RGB array, found shape {rgb.shape} dtype {rgb.dtype}")
+    return rgb[:, :, :3]
+
+
+def _detections(boxes: np.ndarray, points: np.ndarray) -> list[Detection]:
+    """Detections, best score first."""
+    out = []
+    for i in np.argsort(-boxes[:, 4], kind="stable"):
+        b = boxes[i]
+        lm = tuple((float(points[i, j, 0]), float(points[i, j, 1])) for j in range(5))
+        out.append(Detection(box=(float(b[0]), float(b[1]), float(b[2]), float(b[3])), score=float(b[4]), landmarks=lm))
+    return out
