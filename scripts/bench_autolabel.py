@@ -9,9 +9,11 @@ folder so every contender reads the same files. Each round runs, alternating: `l
 --workers N` for each N, `labeler autolabel --ray local` (with --ray; a Ray instance with as many
 CPUs as the largest N, started and stopped by the run, so its start-up counts), and the peer
 (scripts/peer_autolabel.py: facenet-pytorch 2.6.0 MTCNN + the same ONNX FER model per face) in the
-reference interpreter. Per contender: median wall time, images/s, peak RSS of the largest process
-(getrusage of the children, as `/usr/bin/time -v` reports) and of all its processes together
-(sampled from /proc every 0.2 s). Then the parity report: the faces our run (max_side cap and all)
+reference interpreter. Per contender: median wall time, images/s, CPU seconds of all its processes
+(user + system, from getrusage of the children: steadier than wall time when others load the
+machine), the load average before and after each run, peak RSS of the largest process (getrusage of
+the children, as `/usr/bin/time -v` reports) and of all its processes together (sampled from /proc
+every 0.2 s). Then the parity report: the faces our run (max_side cap and all)
 kept against those the peer kept, matched per image by IoU, and whether their FER labels agree.
 With --reference-python it also runs scripts/mtcnn_parity.py (detector against detector, full
 resolution, same arrays). --stages adds decode-only and detect-only images/s in this process.
@@ -105,12 +107,13 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-PROBE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-         "sys.stderr.write('MAXRSS %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+PROBE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+         "sys.stderr.write('MAXRSS %d CPU %.3f\\n' % (u.ru_maxrss, u.ru_utime + u.ru_stime)); sys.exit(r.returncode)")
 
 
-def timed(cmd: list[str], env=None) -> tuple[float, int, int, str]:
-    """(wall s, peak RSS of the largest process, peak RSS of all processes, output)."""
+def timed(cmd: list[str], env=None) -> tuple[float, int, int, str, float]:
+    """(wall s, peak RSS of the largest process, peak RSS of all processes, output, CPU s of all its
+    processes (user + system): on a machine others load, the steadier figure)."""
     t = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-c", PROBE, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak_tree = 0
@@ -121,8 +124,8 @@ def timed(cmd: list[str], env=None) -> tuple[float, int, int, str]:
     out, err = p.communicate()
     if p.returncode:
         raise SystemExit(f"{cmd} failed ({p.returncode}):\n{out}\n{err[-3000:]}")
-    maxrss = int(next(l.split()[1] for l in err.splitlines() if l.startswith("MAXRSS"))) * 1024
-    return wall, maxrss, peak_tree, out
+    probe = next(l.split() for l in err.splitlines() if l.startswith("MAXRSS"))
+    return wall, int(probe[1]) * 1024, peak_tree, out, float(probe[3])
 
 
 def iou(a, b) -> float:
@@ -239,23 +242,26 @@ def main() -> None:
     if ref:
         contenders["peer (facenet-pytorch)"] = lambda r: [ref, str(ROOT / "scripts" / "peer_autolabel.py"), str(src),
                                                             str(tmp / f"peer_{r}.jsonl"), "--threads", str(args.threads)]
-    res: dict[str, list[tuple[float, int, int]]] = {k: [] for k in contenders}
+    res: dict[str, list[tuple[float, int, int, float]]] = {k: [] for k in contenders}
     for r in range(args.rounds):
         for name, cmd in contenders.items():  # alternating: every contender once per round
-            wall, rss, tree, _ = timed(cmd(r))
-            res[name].append((wall, rss, tree))
-            print(f"round {r + 1} {name:24s} {wall:7.1f} s  {len(files) / wall:5.2f} images/s  peak RSS {rss / 2**20:6.0f} MB"
-                  f" (all processes {tree / 2**20:6.0f} MB)", flush=True)
-    print(f"\n{'median of ' + str(args.rounds):30s}{'s':>8s}{'images/s':>10s}{'max RSS MB':>12s}{'all procs MB':>14s}")
-    med = {}
+            load = os.getloadavg()[0]
+            wall, rss, tree, _, cpu = timed(cmd(r))
+            res[name].append((wall, rss, tree, cpu))
+            print(f"round {r + 1} {name:24s} {wall:7.1f} s  {len(files) / wall:5.2f} images/s  CPU {cpu:7.1f} s  peak RSS "
+                  f"{rss / 2**20:6.0f} MB (all processes {tree / 2**20:6.0f} MB)  load {load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"\n{'median of ' + str(args.rounds):30s}{'s':>8s}{'images/s':>10s}{'CPU s':>8s}{'max RSS MB':>12s}{'all procs MB':>14s}")
+    med, cpu_med = {}, {}
     for name, rows in res.items():
         med[name] = statistics.median(x[0] for x in rows)
-        print(f"{name:30s}{med[name]:8.1f}{len(files) / med[name]:10.2f}{max(x[1] for x in rows) / 2**20:12.0f}"
+        cpu_med[name] = statistics.median(x[3] for x in rows)
+        print(f"{name:30s}{med[name]:8.1f}{len(files) / med[name]:10.2f}{cpu_med[name]:8.1f}{max(x[1] for x in rows) / 2**20:12.0f}"
               f"{max(x[2] for x in rows) / 2**20:14.0f}")
     if ref:
+        peer = "peer (facenet-pytorch)"
         for name in med:
             if name.startswith("labeler"):
-                print(f"{name} vs peer: {med['peer (facenet-pytorch)'] / med[name]:.2f}x")
+                print(f"{name} vs peer: {med[peer] / med[name]:.2f}x wall, {cpu_med[peer] / cpu_med[name]:.2f}x CPU")
         w1 = next(k for k in contenders if k.startswith("labeler --workers"))
         parity(tmp / f"{w1.split()[-1].join(('w', ''))}_0.db", tmp / "peer_0.jsonl")
         print("\n-- detector against detector (scripts/mtcnn_parity.py, full resolution, no cap):", flush=True)
