@@ -105,8 +105,10 @@ def test_near_copies_are_one_group_and_one_split(project, tmp_path):
     for seed in range(4):
         out = tmp_path / f"x{seed}"
         export(store, "csv", out, seed=seed, split=(0.34, 0.33, 0.33))
-        rows = {r["image"]: r["split"] for r in csv.DictReader(open(out / "labels.csv", encoding="utf-8")) if r["split"]}
-        assert rows["copy_a.jpg"] == rows["copy_b.jpg"], (seed, rows)
+        rows = {r["image"]: r for r in csv.DictReader(open(out / "labels.csv", encoding="utf-8")) if r["split"]}
+        assert rows["copy_a.jpg"]["split"] == rows["copy_b.jpg"]["split"], (seed, rows)
+        assert rows["copy_a.jpg"]["dup_group"] == rows["copy_b.jpg"]["dup_group"] == str(a[0].dup_group)
+        assert "text" in rows["captioned.png"]["flags"].split(",") and float(rows["captioned.png"]["text_share"]) > 0
 
 
 def test_backfill_measures_what_autolabel_measured(project, tmp_path):

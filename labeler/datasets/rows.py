@@ -17,7 +17,8 @@ CSV_COLUMNS = [
     "image", "face", "x1", "y1", "x2", "y2", "det_score", "rule_label", "rule_state", "rule_words",
     "model_label", "model_prob", "model_probs", "model_source", "route", "reason", "decision_label",
     "label", "label_source", "label_bucket", "label_precision", "label_precision_lower", "label_precision_upper", "human_label", "agreement", "votes", "annotators", "annotator_labels",
-    "n_annotators", "included", "split", "whole_image", "flags", "quality", "status", "error",
+    "n_annotators", "included", "split", "whole_image", "flags", "quality", "text_share", "nonphoto", "dup_group",
+    "status", "error",
     "width", "height", "sha256", "image_id", "face_id", "path", "root", "paths",
 ]
 
@@ -71,7 +72,8 @@ def flat_row(rec, included: bool, split: str) -> dict[str, Any]:
         "n_annotators": len(anns),
         "included": int(included), "split": split,
         "whole_image": int(bool(rec.whole_image)), "flags": ",".join(rec.flags),
-        "quality": json_cell(rec.quality), "status": rec.status or "", "error": rec.error or "",
+        "quality": json_cell(rec.quality), "text_share": num(rec.text_share), "nonphoto": num(rec.nonphoto),
+        "dup_group": "" if rec.dup_group is None else rec.dup_group, "status": rec.status or "", "error": rec.error or "",
         "width": rec.width or 0, "height": rec.height or 0,
         "sha256": rec.sha256 or "", "image_id": rec.image_id,
         "face_id": "" if rec.face_id is None else rec.face_id,
@@ -119,6 +121,9 @@ class CsvWriter(_RowsWriter):
     note = ("`labels.csv` (or the file named): one row per face and one per image without a usable face "
             "(route no_face/broken/pending). `label_bucket`/`label_precision` (with its 95% interval): the "
             "auto-accept bucket of an auto-accepted label and its estimated precision (empty for human labels). "
+            "`text_share` (image area under text), `nonphoto` (score 0-1), `dup_group` (near-duplicate group: "
+            "the smallest image id of the group; splits keep a group together); the flag `text` marks text on "
+            "or beside the face. "
             "`included`/`split` tell whether the face is in the data set "
             "these filters select. JSON columns: model_probs, votes, annotator_labels, quality, rule_words, paths. "
             "Text cells starting with = + - @ (or tab, CR) have a leading ' so spreadsheets do not run them.")
