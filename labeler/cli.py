@@ -159,7 +159,7 @@ def cmd_autolabel(args) -> int:
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ValueError(f"--workers: expected 1 or more worker processes, found {workers}")
-    al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray)
+    al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray, clean=not args.no_clean)
     rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False)
     if args.repropose:  # counted in the run's report (al.report is rep)
         al.repropose(only_stale=False, progress=None if not args.quiet else False)
@@ -331,6 +331,7 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
     s.add_argument("--workers", type=int, default=None, help="worker processes for detect/crop/propose (default: the cores available)")
     s.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the work as Ray tasks on a cluster (pip install 'labeler[ray]')")
     s.add_argument("--no-flip", action="store_true", help="no horizontal-flip averaging")
+    s.add_argument("--no-clean", action="store_true", help="skip text/near-duplicate/non-photo measurements (`labeler clean` later)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_autolabel)
 

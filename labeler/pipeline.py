@@ -82,7 +82,7 @@ class Autolabeler:
     the results in input order. One worker works in this process (with ``detector``/``model`` if given)."""
 
     def __init__(self, store: Store, cfg: Config = Config(), rules: Optional[RuleSet] = None, model=None, detector=None,
-                 workers: int = 1, ray: Optional[str] = None):
+                 workers: int = 1, ray: Optional[str] = None, clean: bool = True):
         work.steady_heap()  # memory flat in the number of images
         self.store, self.cfg, self.rules = store, cfg, rules
         self.model = model if model is not None else resolve_model(store, cfg.model.name)
@@ -90,6 +90,7 @@ class Autolabeler:
         self.detector = detector or facemod.get_detector(d.detector, min_face_size=d.min_face_size, thresholds=tuple(d.thresholds))
         self.detector_ident = f"{getattr(self.detector, 'name', d.detector)}@{getattr(self.detector, 'version', '')}"
         self.workers, self.ray = max(1, int(workers)), ray
+        self.clean = bool(clean)  # cleaning measurements per image (off: `labeler clean` measures later)
         self.pending: list[ImageWork] = []
         self.report = AutolabelReport()
         self.estimates = None  # bucket -> BucketEstimate, read on first use
@@ -102,7 +103,7 @@ class Autolabeler:
         if card is None:
             raise ValueError(f"--workers/--ray: expected a FER model loaded from a sidecar, found {self.model!r}; use one worker.")
         return work.WorkSettings(self.cfg.detect, self.cfg.crop, str(card.sidecar), self.cfg.model.flip,
-                                 model_ident=f"{card.name}@{card.version}")
+                                 model_ident=f"{card.name}@{card.version}", clean=self.clean)
 
     # ---- per image
     def faces_of(self, rgb: np.ndarray) -> tuple[list[Detection], bool]:
@@ -111,7 +112,7 @@ class Autolabeler:
     def on_image(self, image_id: int, decoded: Decoded) -> None:
         job = work.ImageJob(image_id, decoded.rgb)
         if self._queue is None:
-            s = work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip)
+            s = work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip, clean=self.clean)
             self.accept(work.process_image(job, s, self.detector, self.model))
             return
         for res in self._queue.put(job, decoded.rgb.nbytes):

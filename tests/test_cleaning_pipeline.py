@@ -143,3 +143,13 @@ def test_report_command_writes_the_page(project, tmp_path):
     s = write_report(store, tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert s.n_faces == len(stats) and "FER2013" in page and page.count("<svg") >= 8
+
+
+def test_autolabel_without_cleaning_leaves_it_to_the_backfill(tmp_path):
+    _save(_rgb("smiling_astronaut.png"), tmp_path / "in" / "a.jpg")
+    store = S.Store(f"sqlite:///{tmp_path / 'n.db'}")
+    Autolabeler(store, Config(), load_rules(), clean=False).run(tmp_path / "in", progress=False)
+    (r,) = [r for r in S.iter_face_records(store) if r.face_id is not None]
+    assert r.nonphoto is None and r.text_near is None and r.dup_group is None
+    assert [j.image_id for j in S.images_to_clean(store)] == [r.image_id]
+    assert backfill(store, progress=False).measured == 1 and S.images_to_clean(store) == []
