@@ -105,11 +105,11 @@ def process_image(job: ImageJob, settings: WorkSettings, detector, model) -> Ima
         quals.append({k: float(v) for k, v in q.items()})
         flags.append(f)
     probs = model.predict(crops, flip=settings.flip) if crops else np.zeros((0, len(model.labels)))
-    faces = tuple(FaceWork(det, encode_jpeg(cr), q, f, tuple(float(x) for x in pr))
-                  for det, cr, q, f, pr in zip(dets, crops, quals, flags, probs))
     clean = cleaning.measure(rgb, [d.box for d in dets], settings.threads) if settings.clean else None
     if clean is not None:
         flags = [cleaning.with_text_flag(f, fc.text_near) for f, fc in zip(flags, clean.faces)]
+    faces = tuple(FaceWork(det, encode_jpeg(cr), q, f, tuple(float(x) for x in pr))
+                  for det, cr, q, f, pr in zip(dets, crops, quals, flags, probs))
     return ImageWork(job.image_id, whole, faces, clean)
 
 
