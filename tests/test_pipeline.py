@@ -10,6 +10,7 @@ from labeler.config import Config
 from labeler.pipeline import Autolabeler
 from labeler.ingest.rules import load_rules
 from labeler.store import Annotation, DecisionRow, Face, Image, ImagePath, Proposal, Store, iter_face_records
+from labeler import store as S
 
 from .conftest import SAMPLE
 
@@ -100,8 +101,9 @@ def test_new_model_reproposes_and_keeps_human_labels(sample_db, tmp_path):
     from labeler.fer.cards import default_models_dir, write_card
 
     store = Store(sample_db)
+    on_video = S.video_face_ids(store)  # sample_data's clip: its faces keep the proposals their tracks were built on
     with store.session() as s:
-        fid = s.scalar(select(Face.id).order_by(Face.id))
+        fid = s.scalar(select(Face.id).where(Face.id.not_in(on_video)).order_by(Face.id))
         s.add(Annotation(face_id=fid, annotator="ann", action="label", labels=["sad"], source="ui"))
     # a second model: the same weights under another name/version, as a user would drop it in
     card = json.loads((default_models_dir() / "fer_mini_xception.json").read_text())
@@ -114,11 +116,12 @@ def test_new_model_reproposes_and_keeps_human_labels(sample_db, tmp_path):
     with store.session() as s:
         nfaces = s.scalar(select(func.count(Face.id)))
         anns = s.scalars(select(Annotation)).all()
-    assert n == nfaces - 1  # every face but the human-labeled one
+    assert on_video and n == nfaces - len(on_video) - 1  # every photo face but the human-labeled one
     assert [(a.face_id, a.labels) for a in anns] == [(fid, ["sad"])]
     recs = {r.face_id: r for r in iter_face_records(store) if r.face_id}
     assert recs[fid].label == "sad" and recs[fid].label_source == "human:ann"
-    assert all(r.model_source == other.ident for f, r in recs.items() if f != fid)
+    assert all(r.model_source == other.ident for f, r in recs.items() if f != fid and f not in on_video)
+    assert all(recs[f].model_source != other.ident and recs[f].route == "track" for f in on_video)
     assert al.repropose(only_stale=True) == 0  # nothing stale any more
 
 
@@ -143,6 +146,10 @@ def test_reroute_adds_decisions_only_where_the_policy_changes_them(sample_db):
     assert auto and n == len(auto)  # nothing can be auto-accepted any more
     assert all(after[f].route == "review" and after[f].kind in ("agree_low", "disagree", "low_confidence", "multi_face") for f in auto)
     nfaces = {r.image_id: sum(1 for x in after.values() if x.image_id == r.image_id) for r in after.values()}
+    assert {r.route for r in after.values() if r.route == "track"} and all(  # video faces stay with their tracks
+        r.route == "track" for f, r in after.items() if f in S.video_face_ids(store))
     for f, r in after.items():  # the stored decision is what route() says of the stored evidence
+        if r.route == "track":
+            continue
         d = route(evidence_for(r, nfaces[r.image_id]), strict.routing)
         assert (r.route, r.kind, r.reason) == (d.route, d.kind, d.reason)
