@@ -124,7 +124,7 @@ class Autolabeler:
 
         if self._videos is None:
             self._videos = VideoLabeler(self.store, self.cfg, self.detector, self.model, self.detector_ident)
-        done = self._videos.process(image_id, path)
+        done = self._videos.process(image_id, path, runner=self._queue.runner if self._queue is not None else None)
         self.report.videos.append(done)
         if done.stored:  # the video's own row and each sampled frame's are detected images
             self.report.images_detected += 1 + done.frames

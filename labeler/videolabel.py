@@ -11,7 +11,8 @@ until the video is stored; frames are not (one decoded frame at a time).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -26,8 +27,16 @@ from labeler.ingest.video import SampleConfig, VideoSampler
 from labeler.store.video import NewFrame, NewTrack, NewVideo, TrackMember
 from labeler.types import NewFace, NewProposal
 
-#: the whole-image rule (a face-sized photo is one face) never applies to a video frame
-NO_WHOLE_IMAGE = 1 << 30
+@dataclass(frozen=True)
+class FrameMeta:
+    """A sampled frame without its pixels (what is kept while its work is done elsewhere)."""
+
+    index: int
+    t_ms: float
+    shot: int
+    why: str
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -50,16 +59,13 @@ class VideoLabeler:
 
     def __init__(self, store, cfg: Config, detector, model, detector_ident: str):
         self.store, self.cfg, self.detector, self.model, self.detector_ident = store, cfg, detector, model, detector_ident
-        d = replace(cfg.detect, whole_image_min_side=NO_WHOLE_IMAGE, whole_image_max_side=NO_WHOLE_IMAGE)
-        # no text / near-duplicate / non-photo measurements (labeler.faces.cleaning) on frames: the
-        # frames of a shot are near-copies by nature, and they took half of a frame's time
-        self.settings = work.WorkSettings(d, cfg.crop, "", cfg.model.flip, clean=False)
+        self.settings = work.frame_settings(work.WorkSettings(cfg.detect, cfg.crop, "", cfg.model.flip))
         v = cfg.video
         self.sample = SampleConfig(fps=v.fps, cut_threshold=v.cut_threshold)
         self.track_cfg = T.TrackConfig(max_gap_ms=v.max_gap_ms)
 
-    def _frame(self, f) -> tuple[NewFrame, list[T.FrameFace]]:
-        res = work.process_image(work.ImageJob(f.index, f.rgb), self.settings, self.detector, self.model)
+    def _frame(self, f: FrameMeta, res: work.ImageWork) -> tuple[NewFrame, list[T.FrameFace]]:
+        """One sampled frame's work as stored faces and as the tracker's faces (with the embedding)."""
         labels = list(self.model.labels)
         emb = None
         if res.faces and getattr(self.model, "embedding_name", None):
@@ -73,13 +79,14 @@ class VideoLabeler:
             faces.append(NewFace(box=fw.det.box, score=fw.det.score, landmarks=fw.det.landmarks, whole_image=False,
                                  quality=dict(fw.quality), flags=fw.flags, crop=fw.crop, proposals=(prop,), decision=None))
             q = T.quality_weight(fw.quality, det.small_px, det.blur_var, det.max_yaw_deg)
-            ff = T.FrameFace(f.index, f.t_ms, tuple(float(x) for x in fw.det.box), float(fw.det.score), pr,
-                             None if emb is None else emb[k], q)
-            ffs.append(ff)
-        h, w = f.rgb.shape[:2]
-        return NewFrame(f.index, float(f.t_ms), f.shot, f.why, w, h, tuple(faces)), ffs
+            ffs.append(T.FrameFace(f.index, f.t_ms, tuple(float(x) for x in fw.det.box), float(fw.det.score), pr,
+                                   None if emb is None else emb[k], q))
+        return NewFrame(f.index, float(f.t_ms), f.shot, f.why, f.width, f.height, tuple(faces)), ffs
 
-    def process(self, image_id: int, path: str | Path) -> VideoDone:
+    def process(self, image_id: int, path: str | Path, runner: Optional[work.Runner] = None) -> VideoDone:
+        """Sample, detect, track and store one video. With ``runner`` (autolabel's worker processes or
+        Ray tasks) the sampled frames are detected and proposed there, in order, a few at a time;
+        decoding, tracking and storing stay here."""
         t0 = time.perf_counter()
         sampler = VideoSampler(path, self.sample)
         tracker = T.Tracker(self.track_cfg)
@@ -87,13 +94,29 @@ class VideoLabeler:
         where: dict[int, tuple[int, int]] = {}  # id(FrameFace) -> (frame position, face position)
         keep: list[T.FrameFace] = []  # holds the FrameFaces alive (their ids are keys above)
         ended: list[T.Track] = []
-        for f in sampler:
-            nf, ffs = self._frame(f)
+
+        def take(meta: FrameMeta, res: work.ImageWork) -> None:
+            nf, ffs = self._frame(meta, res)
             for k, ff in enumerate(ffs):
                 where[id(ff)] = (len(frames), k)
                 keep.append(ff)
             frames.append(nf)
-            ended += tracker.update(f.t_ms, ffs, cut=f.why == "cut")
+            ended.extend(tracker.update(meta.t_ms, ffs, cut=meta.why == "cut"))
+
+        queue = work.Ordered(runner, work.label_frame, window=2 * runner.workers) if runner is not None else None
+        waiting: deque[FrameMeta] = deque()  # frames sent to the runner, oldest first (no pixels)
+        for f in sampler:
+            h, w = f.rgb.shape[:2]
+            meta = FrameMeta(f.index, f.t_ms, f.shot, f.why, w, h)
+            job = work.ImageJob(f.index, f.rgb)
+            if queue is None:
+                take(meta, work.process_image(job, self.settings, self.detector, self.model))
+                continue
+            waiting.append(meta)
+            for res in queue.put(job, f.rgb.nbytes):
+                take(waiting.popleft(), res)
+        for res in queue.drain() if queue is not None else ():
+            take(waiting.popleft(), res)
         ended += tracker.finish()
         out = sampler.outcome
         if out.status == "broken" or out.info is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Protocol
 
@@ -113,6 +113,18 @@ def process_image(job: ImageJob, settings: WorkSettings, detector, model) -> Ima
     return ImageWork(job.image_id, whole, faces, clean)
 
 
+#: the whole-image rule (a face-sized photo is one face) never applies to a video frame
+NO_WHOLE_IMAGE = 1 << 30
+
+
+def frame_settings(settings: WorkSettings) -> WorkSettings:
+    """A sampled video frame's work (labeler.videolabel): a photo's, without the whole-image rule and
+    without the cleaning measurements (a shot's frames are near-copies by nature; text detection
+    took half of a frame's time)."""
+    d = replace(settings.detect, whole_image_min_side=NO_WHOLE_IMAGE, whole_image_max_side=NO_WHOLE_IMAGE)
+    return replace(settings, detect=d, clean=False)
+
+
 def process_crops(job: CropJob, settings: WorkSettings, model) -> np.ndarray:
     from labeler.ingest.imageio import decode_crop
 
@@ -139,6 +151,12 @@ def label_image(job: ImageJob, settings: WorkSettings) -> ImageWork:
     """THE worker function: one image in, its faces with crops and proposals out (no database)."""
     det, model = tools(settings)
     return process_image(job, settings, det, model)
+
+
+def label_frame(job: ImageJob, settings: WorkSettings) -> ImageWork:
+    """The worker function of a sampled video frame: :func:`label_image` under :func:`frame_settings`."""
+    det, model = tools(settings)
+    return process_image(job, frame_settings(settings), det, model)
 
 
 def propose_crops(job: CropJob, settings: WorkSettings) -> np.ndarray:

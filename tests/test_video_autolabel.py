@@ -251,3 +251,25 @@ def test_videos_on_both_backends(db_url, tmp_path):
         assert (empty.status, empty.error) == ("broken", "empty file (0 bytes)")
     rep = Autolabeler(store).run(src, progress=False)
     assert rep.videos == [] and len(S.track_ids(store)) == 3
+
+
+def test_frames_in_worker_processes_give_the_same_tracks(clip_db, tmp_path, capsys):
+    """--workers 2: the sampled frames are detected and proposed in the worker processes, in order."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copyfile(CLIP, src / "interview.bin")
+    url = f"sqlite:///{tmp_path / 'w2.db'}"
+    out = run(capsys, "autolabel", str(src), "--db", url, "--workers", "2", "-q")
+    assert "videos processed:  1 (13 frames sampled of 60 decoded, 20 faces, 3 tracks" in out
+
+    def tracks(u):
+        with S.Store(u).session() as s:
+            vid = s.scalar(select(Video.id).join(ImagePath, ImagePath.image_id == Video.image_id)
+                           .where(ImagePath.path.like("%/interview.bin")))
+            return [(t.shot, t.start_frame, t.end_frame, t.label, t.att_label, [g["label"] for g in t.segments], t.stats["mean"])
+                    for t in s.scalars(select(TrackRow).where(TrackRow.video_id == vid).order_by(TrackRow.track_no))]
+
+    one, two = tracks(clip_db[0]), tracks(url)
+    assert [t[:6] for t in two] == [t[:6] for t in one] and len(two) == 3
+    for a, b in zip(one, two):
+        assert b[6] == pytest.approx(a[6], abs=1e-4)
