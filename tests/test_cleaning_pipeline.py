@@ -153,3 +153,19 @@ def test_autolabel_without_cleaning_leaves_it_to_the_backfill(tmp_path):
     assert r.nonphoto is None and r.text_near is None and r.dup_group is None
     assert [j.image_id for j in S.images_to_clean(store)] == [r.image_id]
     assert backfill(store, progress=False).measured == 1 and S.images_to_clean(store) == []
+
+
+def test_clean_and_report_commands(project, tmp_path, capsys):
+    from labeler.cli import main
+
+    _, base = project
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    with sqlite3.connect(base / "p.db") as src, sqlite3.connect(tmp_path / "c.db") as dst:
+        src.backup(dst)
+    assert main(["clean", "--db", url, "-q"]) == 0
+    assert "images measured:      0" in capsys.readouterr().out  # autolabel measured them all
+    out = tmp_path / "r.html"
+    assert main(["report", "--db", url, "--out", str(out)]) == 0
+    assert f"written to {out}" in capsys.readouterr().out and "<svg" in out.read_text(encoding="utf-8")
+    assert main(["report", "--db", str(tmp_path / "typo.db"), "--out", str(out)]) == 2  # no empty database made
+    assert capsys.readouterr().err.startswith("labeler: error:") and not (tmp_path / "typo.db").exists()
