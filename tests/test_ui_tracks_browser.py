@@ -61,6 +61,9 @@ def test_one_key_labels_every_frame_of_the_track(browser, tracks_app, sample_db,
     got = _wait_labeled(page, st, c3.face_ids, len(seg2))
     assert got == {f: ("surprise", f"track:{t3}/segment:1") for f in seg2}
     shot(page, shots_dir(tmp_path) / "tracks_segment.png")
+    page.keyboard.press("u")  # undo: the segment's labels go, track 1's stay
+    idle(page, f"track #{t3}: your last labels undone")
+    assert _labels(st, c3.face_ids) == {} and len(_labels(st, c1.face_ids)) == len(c1.face_ids)
     with st.session() as s:
         assert set(s.scalars(select(Annotation.annotator))) == {"tess"}
     st.engine.dispose()

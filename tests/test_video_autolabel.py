@@ -175,6 +175,14 @@ def test_label_a_whole_track_or_one_segment(clip_db):
     assert srcs == {f"track:{t3}/segment:1"}
     with pytest.raises(S.AnnotationError):
         S.label_track(store, t3, "happy", "ann", segment=7)
+    # undo takes back one's newest track labeling (the segment), appending undo rows; then the track
+    assert S.undo_track_label(store, "ann") == t3 and S.track_card(store, t3).human == {}
+    assert S.undo_track_label(store, "ann") == t1 and S.track_card(store, t1).human == {}
+    assert S.undo_track_label(store, "ann") is None
+    with store.session() as s:
+        from labeler.store.schema import Annotation
+
+        assert len(s.scalars(select(Annotation).where(Annotation.action == "undo")).all()) == len(ids) + 3
 
 
 def test_export_keeps_each_video_in_one_split_and_writes_the_track_csv(clip_db, tmp_path, capsys):

@@ -156,6 +156,7 @@ from labeler.store.video import (  # noqa: F401,E402
     track_card,
     track_ids,
     track_records,
+    undo_track_label,
     video_counts,
     video_face_ids,
 )

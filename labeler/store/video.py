@@ -313,6 +313,23 @@ def label_track(store: Store, track_id: int, label: str, annotator: str, segment
     return add_annotations(store, [(f, action, [label] if action == "label" else None) for f in faces], annotator, source=src)
 
 
+def undo_track_label(store: Store, annotator: str) -> Optional[int]:
+    """Undo the annotator's newest track labeling (the whole track, or one segment): an ``undo`` row
+    for each of their current annotations with that source. Returns the track id, None if nothing."""
+    from labeler.store.review import _undone_ids, clean_annotator
+    from labeler.store.schema import Annotation
+
+    name = clean_annotator(annotator)
+    mine = (Annotation.annotator == name, Annotation.action.in_(("label", "unusable")), Annotation.id.not_in(_undone_ids()))
+    with store.session() as s:
+        last = s.scalar(select(Annotation).where(*mine, Annotation.source.like("track:%")).order_by(Annotation.id.desc()).limit(1))
+        if last is None:
+            return None
+        for a in s.scalars(select(Annotation).where(*mine, Annotation.source == last.source)).all():
+            s.add(Annotation(face_id=a.face_id, annotator=name, action="undo", labels=None, undoes_id=a.id, source=last.source))
+        return int(last.source.split(":")[1].split("/")[0])
+
+
 @dataclass(frozen=True)
 class TrackRecord:
     """One row of the per-track CSV."""

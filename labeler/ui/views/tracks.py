@@ -2,7 +2,7 @@
 filmstrip of key frames (face crops in time order), the aggregated proposal (mean of the frames'
 probabilities and the attention pool) and the segments where the proposed expression changes.
 ``1``-``7`` label every face of the track and move on to the next track; ``Shift+1``-``7`` label
-the faces of the current segment only (``←`` / ``→`` choose it). Every face gets its own
+the faces of the current segment only (``←`` / ``→`` choose it); ``U`` undoes one's last. Every face gets its own
 append-only annotation, with the source ``track:<id>`` (or ``track:<id>/segment:<k>``)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ICON = ":material/movie:"
 KEYS = {lab: str(i + 1) for i, lab in enumerate(LABELS)}
 KEYS_HELP = (("1-7", "label the whole track (every frame), then go to the next track"),
              ("Shift+1-7", "label the current segment only"), ("← →", "previous / next segment"),
-             ("N / P", "next / previous track"))
+             ("N / P", "next / previous track"), ("U", "undo your last track or segment labels"))
 STRIP = 10  # key frames shown
 
 
@@ -48,6 +48,17 @@ def label_track(track_id: int, label: str, segment, n_segments: int) -> None:
     else:
         flash(f"track #{track_id} segment {segment + 1}: {n} frames labeled {label}")
         st.session_state["tr_seg"] = min(n_segments - 1, segment + 1)
+
+
+def undo() -> None:
+    if not who():
+        return
+    t = S.undo_track_label(store(), who())
+    if t is None:
+        flash("nothing to undo")
+        return
+    st.session_state["tr_id"], st.session_state["tr_seg"] = t, 0
+    flash(f"track #{t}: your last labels undone")
 
 
 def _seg(delta: int, n: int) -> None:
@@ -85,11 +96,12 @@ def _keys(card: S.TrackCard, seg: int) -> None:
         col.button(lab, key=f"tr_seg_{lab}", shortcut=f"Shift+{KEYS[lab]}", on_click=label_track,
                    args=(card.track_id, lab, seg, nseg), width="stretch", help="label the current segment")
     ids = _tracks(st.session_state.get("tr_open", True))
-    b = st.columns(4)
+    b = st.columns(5)
     b[0].button("◀ Segment", key="tr_seg_prev", shortcut="Left", on_click=_seg, args=(-1, nseg), width="stretch")
     b[1].button("Segment ▶", key="tr_seg_next", shortcut="Right", on_click=_seg, args=(1, nseg), width="stretch")
     b[2].button("Previous track", key="tr_prev", shortcut="P", on_click=_move, args=(-1, ids), width="stretch")
     b[3].button("Next track", key="tr_next", shortcut="N", on_click=_move, args=(1, ids), width="stretch")
+    b[4].button("Undo", key="tr_undo", shortcut="U", on_click=undo, width="stretch")
 
 
 def render() -> None:
