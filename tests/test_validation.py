@@ -127,7 +127,7 @@ def test_rules_not_utf8(tmp_path):
         ("garbage", "--db 'garbage' is neither a URL nor a SQLite file name"),
         ("mysql://u:pw@h/d", "no database driver for 'mysql'"),
         ("postgresql+psycopg://bob:s3cret@127.0.0.1:1/x", "cannot open database 'postgresql+psycopg://bob:***@127.0.0.1:1/x'"),
-        ("sqlite:////no/such/folder/x.db", "cannot open database 'sqlite:////no/such/folder/x.db': unable to open database file"),
+        ("sqlite:////no/such/folder/x.db", "no labeler database at /no/such/folder/x.db: expected the SQLite file"),
         ("sqlite:///" + __file__, "cannot open database 'sqlite:///" + __file__ + "': file is not a database"),
     ],
 )
@@ -177,6 +177,13 @@ def test_bad_config_or_rules_no_database(tmp_path, monkeypatch, capsys):
     assert main(["autolabel", str(SAMPLE), "--rules", "/dev/zero", "-q"]) == 2
     assert "rules file /dev/zero: expected a regular text file" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_autolabel_into_a_missing_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["autolabel", str(SAMPLE), "-q", "--db", "sqlite:////no/such/folder/x.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot open database 'sqlite:////no/such/folder/x.db': unable to open database file" in err
 
 
 @pytest.mark.parametrize("argv", [["status"], ["audit"], ["route"], ["models"], ["rules", "report"],
