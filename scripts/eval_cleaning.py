@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from labeler.faces import neardup  # noqa: E402
 from labeler.faces.nonphoto import THRESHOLD, nonphoto_score  # noqa: E402
 from labeler.faces.cleaning import PIPELINE_SIDES  # noqa: E402
+from labeler.faces.cleaning import measured_copy  # noqa: E402
 from labeler.faces.text import TextDetector  # noqa: E402
 from labeler.ingest.imageio import DecodeError, decode  # noqa: E402
 
@@ -157,7 +158,7 @@ def eval_web(dev: Path, threads: int, sides: tuple[int, int]) -> None:
     det = TextDetector(threads=threads, min_side=sides[0], max_side=sides[1])
     t0, flagged, shares = time.perf_counter(), set(), []
     for name, _, rgb in web:
-        r = det(rgb)
+        r = det(measured_copy(rgb)[0])  # as autolabel measures it (a large image on a 1600 px copy)
         shares.append(r.share)
         if r.has_text:
             flagged.add(name)

@@ -40,19 +40,25 @@ def text_detector(threads: int = 1) -> TextDetector:
     return det
 
 
+def measured_copy(rgb: np.ndarray, boxes: Sequence[Box] = ()) -> tuple[np.ndarray, list[Box]]:
+    """The image cleaning measures (long side at most :data:`MAX_SIDE`) and ``boxes`` scaled to it."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    r = MAX_SIDE / max(h, w)
+    if r >= 1:
+        return rgb, list(boxes)
+    small = cv2.resize(rgb, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
+    return small, [(b[0] * r, b[1] * r, b[2] * r, b[3] * r) for b in boxes]
+
+
 def measure(rgb: np.ndarray, boxes: Sequence[Box], threads: int = 1,
             detector: Optional[TextDetector] = None) -> ImageClean:
     """All cleaning measurements of an RGB uint8 image whose faces are ``boxes`` (whole-image faces
     included: text anywhere on such an image is on the face). A large image is measured on a copy
     whose long side is :data:`MAX_SIDE` (the text detector sees at most 736 px anyway): at full size
     the text map and its components cost ~24 bytes a pixel, about 1 GB for a 44 MP photo."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    r = MAX_SIDE / max(h, w)
-    if r < 1:
-        rgb = cv2.resize(rgb, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
-        boxes = [(b[0] * r, b[1] * r, b[2] * r, b[3] * r) for b in boxes]
+    rgb, boxes = measured_copy(rgb, boxes)
     text = (detector or text_detector(threads))(rgb)
     faces = tuple(FaceClean(neardup.face_phash(rgb, b), text_near_face(text.boxes, b)) for b in boxes)
     return ImageClean(neardup.phash(rgb), round(float(text.share), 4), nonphoto_score(rgb).score, faces)
