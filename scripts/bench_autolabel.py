@@ -207,6 +207,8 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="comma-separated --workers values to time")
     ap.add_argument("--ray", action="store_true", help="also time --ray local")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--no-clean", action="store_true",
+                    help="also time `--no-clean` (no text/hash/non-photo measurements: the work the peer does)")
     ap.add_argument("--threads", type=int, default=2, help="the peer's torch/onnxruntime threads")
     ap.add_argument("--reference-python", default=None)
     ap.add_argument("--make-reference", default=None, metavar="DIR")
@@ -236,6 +238,10 @@ def main() -> None:
     contenders: dict[str, callable] = {}
     for w in [int(x) for x in args.workers.split(",") if x]:
         contenders[f"labeler --workers {w}"] = lambda r, w=w: labeler + ["--db", str(tmp / f"w{w}_{r}.db"), "--workers", str(w)]
+    if args.no_clean:
+        wmax = max(int(x) for x in args.workers.split(",") if x)
+        contenders[f"labeler --workers {wmax} --no-clean"] = lambda r: labeler + [
+            "--db", str(tmp / f"nc_{r}.db"), "--workers", str(wmax), "--no-clean"]
     if args.ray:
         wmax = max(int(x) for x in args.workers.split(",") if x)
         contenders["labeler --ray local"] = lambda r: labeler + ["--db", str(tmp / f"ray_{r}.db"), "--ray", "local", "--workers", str(wmax)]
