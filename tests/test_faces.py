@@ -80,6 +80,20 @@ def test_align_crop_without_landmarks_is_axis_aligned(astro):
     assert np.abs(crop.astype(int) - ref.astype(int)).mean() < 12
 
 
+def test_negative_margin_crops_inside_the_box(astro):
+    """The default crop ([crop] margin -0.10, FER2013's framing) is the box's central 80%."""
+    from labeler.config import CropConfig
+
+    assert CropConfig().margin == pytest.approx(-0.10)
+    f = _d(150, 60, 250, 160)  # 100 px box
+    crop = faces.align_crop(astro, f, size=80, margin=-0.10)  # 80 px of the box at 1:1 scale
+    ref = astro[70:150, 160:240]
+    assert crop.shape == (80, 80, 3)
+    assert np.abs(crop.astype(int) - ref.astype(int)).mean() < 2
+    wide = faces.align_crop(astro, f, size=80, margin=0.05)
+    assert np.abs(wide.astype(int) - ref.astype(int)).mean() > 5  # a different framing
+
+
 def test_quality_and_flags(det, astro):
     (f,) = det.detect(astro)
     q = faces.quality(astro, f)

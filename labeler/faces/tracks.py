@@ -309,7 +309,7 @@ def quality_weight(q: dict[str, float], small_px: float = 32.0, blur_var: float 
 
 def frame_faces(rgb: np.ndarray, frame_index: int, t_ms: float, detector: Any, model: Any = None, *,
                 min_score: float = 0.9, min_rel_size: float = 0.25, min_size: float = 20,
-                crop_size: int = 112, margin: float = 0.05) -> list[FrameFace]:
+                crop_size: int = 112, margin: float = -0.10) -> list[FrameFace]:
     """Detect, filter, crop and (with a FER ``model``: anything with ``predict(crops)`` and, when
     it has an embedding, ``embed(crops)``) score the faces of one sampled frame."""
     from labeler.faces import detect as fd
