@@ -29,6 +29,7 @@ def make_app(db: str, monkeypatch, name: str | None = "alice", page: str | None 
     if name:
         at.session_state["annotator"] = name
     at.session_state["audits_first"] = audits
+    at.session_state["fast_card_on"] = False  # the server-drawn card (the browser card needs a browser: test_ui_browser)
     if page:
         at.session_state["page"] = page
     at.run()

@@ -27,6 +27,8 @@ CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
 CARD_JS = """(id) => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.dataset.testScriptState === 'running') return false;
+  const c = document.querySelector('.lbl-card');  // the browser card: every decision sent is stored
+  if (c && c.dataset.inflight !== '0') return false;
   const m = /Face #(\\d+) ·/.exec(document.body.innerText);
   return id === null ? !!m : (m && m[1] === String(id));
 }"""

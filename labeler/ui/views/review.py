@@ -263,6 +263,8 @@ def _keep(widget: str, key: str) -> None:
 def render() -> None:
     if "audits_first" not in st.session_state and st.query_params.get("audits") == "0":  # a link that opts out
         st.session_state["audits_first"] = False
+    if "fast_card_on" not in st.session_state:  # ?card=server: the card drawn by the server (one rerun per key)
+        st.session_state["fast_card_on"] = st.query_params.get("card") != "server"
     f = filters()
     sb = st.sidebar
     # settings kept under their own keys: a widget's state is dropped while another page is shown
@@ -272,4 +274,13 @@ def render() -> None:
     sb.checkbox("Audit samples first", key="w_audits_first", value=bool(st.session_state.get("audits_first", True)),
                 on_change=_keep, args=("w_audits_first", "audits_first"),
                 help="Blind labels of random auto-accepted faces measure how right the auto-accepted labels are.")
-    card_area(f)
+    sb.toggle("Fast card", key="w_fast_card", value=bool(st.session_state.get("fast_card_on", True)),
+              on_change=_keep, args=("w_fast_card", "fast_card_on"),
+              help="The card and its keys run in the browser (the next card shows at once, the decision is stored "
+                   "in the background); off: the card is drawn by the server on every key press.")
+    if st.session_state.get("fast_card_on", True):
+        from labeler.ui.views.review_fast import fast_area  # it builds on this module
+
+        fast_area(f)
+    else:
+        card_area(f)
