@@ -12,9 +12,10 @@ from labeler.errors import LabelerError
 from labeler.store import Store
 from labeler.training.data import crops, model_probs, training_set, unlabeled_sample
 from labeler.training.metrics import fit_temperature_pair
-from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, user_models_dir, write_model
+from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, trained_name, user_models_dir, write_model
 
-FINETUNE_NAME = "fer-mini-xception-ft"
+#: a finetuned model is named after the shipped model it descends from: ``fer-ferplus-cnn-ft``
+FINETUNE_SUFFIX = "-ft"
 
 
 class TorchMissing(LabelerError, RuntimeError):
@@ -58,7 +59,8 @@ def train_finetune(
     temp = model.temperature if torchfit.kept_start(fit_log) else fit_temperature_pair(hl, hlf, y[held])
     out = Path(out_dir) if out_dir else user_models_dir(store)
     version = new_version()
-    stem = f"{FINETUNE_NAME}-{version}"
+    name = trained_name(model.name, FINETUNE_SUFFIX)
+    stem = f"{name}-{version}"
     out.mkdir(parents=True, exist_ok=True)
     torchnet.export_onnx(net, out / f"{stem}.onnx", x_all[:1])
     training = {"mode": "finetune", "holdout": holdout, "seed": seed, "head_epochs": head_epochs, "epochs": epochs,
@@ -67,9 +69,9 @@ def train_finetune(
                 "augment": "flip, rotation +-10 deg, scale 0.9-1.1, brightness/contrast +-20%", "log": fit_log,
                 "split": "grouped by source image, stratified by class"}
     sidecar = write_model(out, stem, model.card, {
-        "name": FINETUNE_NAME, "version": version,
+        "name": name, "version": version,
         "calibration": {"temperature": temp, "fitted_on": f"{int(held.sum())} held-out human-labeled faces (seed {seed})"},
         "training": training, "data": data.counts()})
-    cand = Candidate(model, FINETUNE_NAME, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0,
+    cand = Candidate(model, name, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0,
                      root=model, unlabeled=ufaces, base_data=base_data)
     return finish(store, cand, force)

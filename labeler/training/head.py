@@ -24,9 +24,10 @@ from labeler.fer.resolver import load_model
 from labeler.store import Store
 from labeler.training.data import embedding_key, features, training_set, unlabeled_sample
 from labeler.training.metrics import fit_temperature_pair
-from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, user_models_dir, write_model
+from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, trained_name, user_models_dir, write_model
 
-HEAD_NAME = "fer-mini-xception-head"
+#: a head is named after the shipped model it descends from: ``fer-ferplus-cnn-head``
+HEAD_SUFFIX = "-head"
 
 
 
@@ -308,7 +309,8 @@ def train_head(
     temp = fit_temperature_pair(heldout_logits(views[0]), heldout_logits(views[1]) if flip else None, y[held])
     out = Path(out_dir) if out_dir else user_models_dir(store)
     version = new_version()
-    stem = f"{HEAD_NAME}-{version}"
+    name = trained_name(model.name, HEAD_SUFFIX)
+    stem = f"{name}-{version}"
     write_residual_onnx(model.card.file, out / f"{stem}.onnx", dW, db)
     training = {"mode": "head", "kind": "residual (base logits + linear correction on the embedding)", "holdout": holdout,
                 "seed": seed, "l2": l2, "kd": kd, "distilled_on": f"{len(ufaces)} faces without a human label",
@@ -316,11 +318,11 @@ def train_head(
                 "lr": lr, "flip_augment": flip, "class_balanced": True, "split": "grouped by source image, stratified by class",
                 "shuffled_labels": labels_override is not None}
     sidecar = write_model(out, stem, model.card, {
-        "name": HEAD_NAME, "version": version, "embedding_key": embedding_key(model),
+        "name": name, "version": version, "embedding_key": embedding_key(model),
         "residual": {"base": model.ident, "base_sidecar": str(Path(model.card.sidecar).resolve()), "base_temperature": t_base},
         "calibration": {"temperature": temp, "fitted_on": f"{int(held.sum())} held-out human-labeled faces (seed {seed})"},
         "training": training, "data": data.counts(),
     })
-    cand = Candidate(current, HEAD_NAME, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0,
+    cand = Candidate(current, name, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0,
                      root=model, unlabeled=ufaces, base_data=base_data)
     return finish(store, cand, force)

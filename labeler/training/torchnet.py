@@ -203,8 +203,12 @@ class OnnxNet(nn.Module):
             keep = bool(at.get("keepdims", 1))
             return a[0].mean(dim=tuple(axes), keepdim=keep) if axes else a[0].mean()
         if op == "Flatten":
-            ax = at.get("axis", 1)
-            return a[0].reshape(int(np.prod(a[0].shape[:ax])) if ax else 1, -1)
+            ax = at.get("axis", 1) % max(1, a[0].dim())
+            # torch's flatten keeps the batch dimension symbolic when traced for export (a size
+            # computed in Python would be baked into the exported graph as a constant)
+            if ax == 1:
+                return torch.flatten(a[0], 1)  # exported as ONNX Flatten again
+            return a[0].flatten(0, ax - 1).flatten(1) if ax else a[0].reshape(1, -1)
         if op == "Reshape":
             shape = [int(v) for v in self._np(a[1]).reshape(-1)]
             shape = [a[0].shape[i] if v == 0 else v for i, v in enumerate(shape)]

@@ -49,6 +49,19 @@ def new_version() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+#: suffixes of the models `labeler train` makes (``<base>-head``, ``<base>-ft``)
+TRAINED_SUFFIXES = ("-head", "-ft")
+
+
+def trained_name(base_name: str, suffix: str) -> str:
+    """The name of a model trained on ``base_name``: the shipped model it descends from plus ``suffix``
+    (a head trained on ``fer-ferplus-cnn-head`` is ``fer-ferplus-cnn-head`` again, not ``...-head-head``)."""
+    root = base_name
+    while root.endswith(TRAINED_SUFFIXES):
+        root = root[: root.rfind("-")]
+    return f"{root}{suffix}"
+
+
 def write_model(out_dir: Path, stem: str, base_card: ModelCard, meta_extra: dict[str, Any]) -> Path:
     """Write ``<stem>.json`` beside ``<stem>.onnx`` (already written) with the base card's FER facts."""
     base = base_card.meta
