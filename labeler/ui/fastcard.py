@@ -53,7 +53,7 @@ export default function(component) {
     build(S, parentElement);
     S.onKey = (e) => onKey(S, e);
     document.addEventListener('keydown', S.onKey, true);
-    S.timer = setInterval(() => { if (S.pending.length && performance.now() - S.sent > 2500) send(S); }, 1000);
+    S.timer = setInterval(() => { if (S.pending.length && performance.now() - S.sent > 3000) { S.waiting = false; send(S); } }, 1000);
     S.cleanup = () => { document.removeEventListener('keydown', S.onKey, true); clearInterval(S.timer); };
   }
   S.setTrigger = component.setTriggerValue;
@@ -106,12 +106,18 @@ function receive(S, data) {
   const before = S.pending.length;
   S.pending = S.pending.filter((d) => d.seq > ack);
   if (S.blind && ack >= S.blind) { S.blind = 0; S.adopt = true; }
-  for (const f of data.window) { S.cards.set(f.id, f); preload(S, f); }
+  S.waiting = false;  // a run has finished: the decisions pressed meanwhile go now, in one batch
+  for (const f of data.window) {  // a card this page holds comes without its images (``have``)
+    const was = S.cards.get(f.id);
+    if (f.crop === undefined && was) { f.crop = was.crop; f.photo = was.photo; }
+    if (f.crop === undefined) continue;  // (not expected: the server sends what the page said it lacks)
+    S.cards.set(f.id, f); preload(S, f);
+  }
   if (S.pending.length === 0 && before === 0 && S.cards.size > 200) {  // forget cards far behind
     const keep = new Set(data.window.map((f) => f.id).concat(S.history.slice(-50).map((h) => h.face)));
     for (const k of [...S.cards.keys()]) if (!keep.has(k)) { S.cards.delete(k); S.imgs.delete(k); }
   }
-  let view = data.window.map((f) => f.id);
+  let view = data.window.map((f) => f.id).filter((x) => S.cards.has(x));
   for (const d of S.pending) {  // the decisions in flight, played over the server's window
     if (d.action === 'undo') { if (d.face != null) view = [d.face].concat(view.filter((x) => x !== d.face)); }
     else view = view.filter((x) => x !== d.face);
@@ -121,6 +127,7 @@ function receive(S, data) {
   S.adopt = false;
   S.view = view;
   show(S);
+  if (S.pending.length) send(S);
 }
 
 function show(S) {
@@ -172,10 +179,11 @@ function paintButtons(S, f) {
     (S.held.length ? ` Held: ${S.held.join(' + ')}` : '') : '';
 }
 
-function send(S) {
-  if (!S.setTrigger) return;
+function send(S) {  // one batch in flight at a time: a new trigger would preempt the run that stores the last one
+  if (!S.setTrigger || S.waiting) return;
+  S.waiting = true;
   S.sent = performance.now();
-  S.setTrigger('decide', { cid: S.cid, decisions: S.pending });
+  S.setTrigger('decide', { cid: S.cid, decisions: S.pending, have: [...S.imgs.keys()] });
 }
 
 function decide(S, f, action, labels) {

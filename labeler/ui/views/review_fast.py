@@ -21,7 +21,9 @@ from labeler.ui.state import SOURCE, flash, take_flash, who
 from labeler.ui.views import review as R
 
 #: cards the browser holds ahead of the one shown
-WINDOW = 10
+WINDOW = 20
+#: cards loaded in the background beyond the window
+AHEAD = 8
 #: rendered cards kept in the session (faces of the window and a few behind)
 KEEP = 64
 
@@ -90,7 +92,10 @@ def apply(payload: Any) -> int:
 
 
 def _on_decide() -> None:
-    apply((st.session_state.get("fast_card") or {}).get("decide"))
+    got = (st.session_state.get("fast_card") or {}).get("decide")
+    if isinstance(got, dict) and isinstance(got.get("have"), list):  # the cards whose images that page holds
+        st.session_state["fc_have"] = {h for h in got["have"] if isinstance(h, int)}
+    apply(got)
 
 
 def _on_open() -> None:
@@ -144,9 +149,10 @@ def window(db: S.Store, q: P.Queue, f: dict[str, Any]) -> list[dict[str, Any]]:
         return out
     audits = list(q.audit[:WINDOW])
     ids = audits + [i for i in q.ids if i not in audits][:WINDOW - len(audits)]
-    P.prefetch(db, url, [i for i in ids if i not in cache] + q.ids[len(ids):len(ids) + 3])
+    P.prefetch(db, url, [i for i in ids if i not in cache] + q.ids[len(ids):len(ids) + AHEAD])
     hide = bool(st.session_state.get("hide_mode"))
     served = st.session_state.setdefault("fc_audit", set())
+    have = st.session_state.pop("fc_have", set())  # only for the run that answers that trigger
     for i in ids:
         if i not in cache:
             card = P.card(db, url, i)
@@ -158,6 +164,8 @@ def window(db: S.Store, q: P.Queue, f: dict[str, Any]) -> list[dict[str, Any]]:
         if is_audit:
             served.add(i)
         c = dict(cache[i], audit=is_audit, hidden=is_audit or hide)
+        if i in have:  # the page has its images already
+            del c["crop"], c["photo"]
         if c["hidden"]:  # nothing of the proposal on the page before the answer
             c["evidence"], c["suggestion"] = "", None
         out.append(c)
@@ -177,6 +185,7 @@ def fast_area(f: dict[str, Any]) -> None:
     q = R._queue(db, f)
     win = window(db, q, f)
     acks = {cid: max(m) for cid, m in _applied().items() if m}
-    fast_card({"window": win, "acks": acks, "left": q.left + len(q.audit), "n_done": st.session_state.get("n_done", 0),
+    st.session_state["fc_rev"] = rev = st.session_state.get("fc_rev", 0) + 1  # new data on every run: the card hears each
+    fast_card({"window": win, "acks": acks, "rev": rev, "left": q.left + len(q.audit), "n_done": st.session_state.get("n_done", 0),
                "msg": take_flash() or "", "empty": not win, "labels": list(LABELS), "keys": dict(R.KEYS)},
               on_decide=_on_decide, on_open=_on_open)
