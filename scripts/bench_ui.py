@@ -3,6 +3,7 @@
     python scripts/bench_ui.py --faces 5000            # a generated 5,000-face database
     python scripts/bench_ui.py --faces 100000          # ... 100,000 faces
     python scripts/bench_ui.py --db big.db             # a copy of an existing SQLite database
+    python scripts/bench_ui.py --card fast             # only the browser card (server: only the old one)
 
 The generated database is written directly through the store's tables in large transactions
 (seconds, not an autolabel run): photos of 1 to 20 faces (most single, a few crowds), small generated
@@ -14,11 +15,20 @@ Then streamlit serves the app (as `labeler ui` does), headless Chromium (Debian'
 through Playwright) names an annotator and:
 
 - **card**: presses class keys; each sample is the time from the key press until the next card is
-  *fully ready*: its header shows the new face, the script (fragment) run has finished, no element
-  is stale (faded), every image on the card has loaded and the label buttons are enabled;
+  *fully ready*. ``--card both`` (default) times the server-drawn card (``?card=server``) and then
+  the browser card (the app's default) in the same run, on fresh pages of the same server:
+  - server card: its header shows the new face, the script (fragment) run has finished, no element
+    is stale (faded), every image on the card has loaded and the label buttons are enabled;
+  - browser card (``FAST_READY_JS``): its header shows the new face and its keys act, both images
+    are this face's and have loaded, the label buttons are enabled, nothing on it names another
+    face and it is not faded. The rerun that stores the decision may still run; at the end the
+    bench waits until the card has nothing in flight and fails unless the labels stored by the
+    annotator equal the keys pressed, with no face labeled twice;
 - **grid**: on the Verify page settles pages by keys as a scripted annotator would (arrows and space
   to mark two faces, Enter to confirm), and reports faces settled per minute (wall clock, page load
   included; the annotator's own looking time is not simulated).
+
+BENCH_UI_LOG=FILE keeps the app server's stderr in FILE.
 """
 
 from __future__ import annotations
@@ -60,6 +70,30 @@ READY_JS = """(old) => {
   return btns.length === 7 && btns.every(b => !b.disabled);
 }"""
 CARD_ID_JS = "() => { const m = /Face #(\\d+) ·/.exec(document.body.innerText); return m ? m[1] : null; }"
+#: the browser card (``labeler.ui.fastcard``): fully ready = the root shows the new face and its keys act,
+#: its header names that face, both images (this face's, not the last card's) have loaded, the seven
+#: label buttons are enabled, and nothing on it is stale: every element that names a face names this one
+#: and the card is not faded (the product of the opacities up the tree). The rerun that stores the
+#: decision may still run: that is the point; every decision is checked in the database at the end.
+FAST_READY_JS = """(old) => {
+  const c = document.querySelector('.lbl-card');
+  if (!c) return false;
+  const id = c.dataset.face;
+  if (!id || id === String(old) || c.dataset.live !== '1') return false;
+  const h = c.querySelector('.lbl-head');
+  if (!h || !h.textContent.startsWith(`Face #${id} ·`)) return false;
+  if (!window.__hdr) window.__hdr = performance.now();
+  if (Array.from(c.querySelectorAll('[data-face]')).some(e => e.dataset.face !== id)) return false;
+  const imgs = Array.from(c.querySelectorAll('img'));
+  if (imgs.length < 2 || !imgs.every(i => i.complete && i.naturalWidth > 0)) return false;
+  let o = 1;
+  for (let e = c; e; e = e.parentElement) o *= parseFloat(getComputedStyle(e).opacity);
+  if (o < 0.99) return false;
+  const btns = Array.from(c.querySelectorAll('button.lbl-lab'));
+  return btns.length === 7 && btns.every(b => !b.disabled);
+}"""
+FAST_ID_JS = "() => { const c = document.querySelector('.lbl-card'); return c ? c.dataset.face : null; }"
+SYNCED_JS = "() => { const c = document.querySelector('.lbl-card'); return !!c && c.dataset.inflight === '0'; }"
 GRID_JS = """(old) => {
   const g = document.querySelector('.lbl-grid');
   if (!g || g.dataset.ready !== '1' || g.dataset.page === old) return false;
@@ -162,7 +196,7 @@ def start_app(db_url: str, port: int, config_home: Path) -> subprocess.Popen:
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal", "--", "--db", db_url]
     env = dict(os.environ, LABELER_DB=db_url, XDG_CONFIG_HOME=str(config_home))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_UI_LOG", os.devnull), "w"), cwd=ROOT, env=env)
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
@@ -179,40 +213,73 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def drive(url: str, n: int, warmup: int, grid_pages: int, audits: bool = False) -> tuple[list[float], tuple[int, float]]:
+def _count(db_url: str, action: str) -> int:
+    st = S.Store(db_url)
+    with st.session() as s:
+        n = s.query(S.Annotation).filter(S.Annotation.annotator == "bench", S.Annotation.action == action).count()
+    st.engine.dispose()
+    return n
+
+
+def time_card(b, url: str, db_url: str, mode: str, n: int, warmup: int, audits: bool) -> list[float]:
+    """Press ``n + warmup`` class keys on a fresh page of the ``mode`` card ("server" or "fast");
+    returns the ``n`` timed samples. The fast card's decisions must all be in the database at the
+    end (count and distinct faces), else the run fails."""
+    ready, card_id = (FAST_READY_JS, FAST_ID_JS) if mode == "fast" else (READY_JS, CARD_ID_JS)
+    page = b.new_page(viewport={"width": 1400, "height": 1000})
+    before = _count(db_url, "label")
+    page.goto(url + "?annotator=bench" + ("" if audits else "&audits=0") + ("&card=server" if mode == "server" else ""))
+    page.wait_for_function(ready, arg=-1, timeout=300_000)
+    out, hdr, keys = [], [], "1234567"
+    for i in range(n + warmup):
+        old = page.evaluate(card_id)
+        page.evaluate("() => { window.__hdr = 0; window.__t0 = performance.now(); }")
+        t0 = time.perf_counter()
+        page.keyboard.press(keys[i % len(keys)])
+        try:
+            page.wait_for_function(ready, arg=old, timeout=60_000, polling="raf")
+        except Exception:
+            page.screenshot(path=str(Path(tempfile.gettempdir()) / "bench_ui_timeout.png"))
+            print(page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').innerText.slice(0, 800)"))
+            raise
+        dt = (time.perf_counter() - t0) * 1000
+        if i >= warmup:
+            out.append(dt)
+            hdr.append(page.evaluate("() => window.__hdr - window.__t0"))
+    if mode == "fast":  # the reruns that store the decisions may still be running: wait for them, then count
+        page.wait_for_function(SYNCED_JS, timeout=120_000)
+    else:
+        page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState !== 'running'")
+    page.close()
+    stored = _count(db_url, "label") - before
+    st = S.Store(db_url)
+    with st.session() as s:
+        rows = s.query(S.Annotation.face_id).filter(S.Annotation.annotator == "bench", S.Annotation.action == "label").all()
+    st.engine.dispose()
+    dup = len(rows) - len({r for (r,) in rows})
+    print(f"card ({mode}): fully ready median {statistics.median(out):.0f} ms, p90 {pct(out, 0.9):.0f} ms, min {min(out):.0f}, "
+          f"max {max(out):.0f} (new header first seen: median {statistics.median(hdr):.0f} ms, p90 {pct(hdr, 0.9):.0f} ms); "
+          f"{n + warmup} keys pressed, {stored} labels stored, {dup} faces labeled twice", flush=True)
+    if stored != n + warmup or dup:
+        raise SystemExit(f"card ({mode}): {n + warmup} keys pressed but {stored} labels stored ({dup} faces twice): a decision was lost")
+    return out
+
+
+def drive(url: str, db_url: str, cards: list[str], n: int, warmup: int, grid_pages: int,
+          audits: bool = False) -> tuple[dict[str, list[float]], tuple[int, float]]:
     from playwright.sync_api import sync_playwright
 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
         raise SystemExit("chromium not found (apt-get install chromium)")
-    out, hdr = [], []
+    times: dict[str, list[float]] = {}
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROME_ARGS)
-        page = b.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + ("?annotator=bench" if audits else "?annotator=bench&audits=0"))  # audits=0: the review queue itself
-        keys = "1234567"
-        if n:
-            page.wait_for_function(READY_JS, arg=-1, timeout=300_000)
-        for i in range(n + warmup if n else 0):
-            old = page.evaluate(CARD_ID_JS)
-            page.evaluate("() => { window.__hdr = 0; window.__t0 = performance.now(); }")
-            t0 = time.perf_counter()
-            page.keyboard.press(keys[i % len(keys)])
-            try:
-                page.wait_for_function(READY_JS, arg=old, timeout=60_000, polling="raf")
-            except Exception:
-                page.screenshot(path=str(Path(tempfile.gettempdir()) / "bench_ui_timeout.png"))
-                print(page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').innerText.slice(0, 800)"))
-                raise
-            dt = (time.perf_counter() - t0) * 1000
-            if i >= warmup:
-                out.append(dt)
-                hdr.append(page.evaluate("() => window.__hdr - window.__t0"))
-        if out:
-            print(f"card: fully ready median {statistics.median(out):.0f} ms, p90 {pct(out, 0.9):.0f} ms; "
-                  f"(new header first seen: median {statistics.median(hdr):.0f} ms, p90 {pct(hdr, 0.9):.0f} ms)", flush=True)
+        for mode in cards if n else []:
+            times[mode] = time_card(b, url, db_url, mode, n, warmup, audits)
         settled, minutes = 0, 0.0
         if grid_pages:
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url + "verify?annotator=bench")
             try:
                 page.wait_for_function(GRID_JS, arg="", timeout=300_000)
@@ -230,7 +297,7 @@ def drive(url: str, n: int, warmup: int, grid_pages: int, audits: bool = False) 
                 settled += shown
             minutes = (time.perf_counter() - t0) / 60
         b.close()
-    return out, (settled, minutes)
+    return times, (settled, minutes)
 
 
 def main() -> int:
@@ -239,6 +306,8 @@ def main() -> int:
     ap.add_argument("--faces", type=int, default=5000)
     ap.add_argument("--decisions", type=int, default=60, help="timed card key presses")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--card", choices=("fast", "server", "both"), default="both",
+                    help="which review card to time: the browser card (default of the app), the server-drawn one, or both")
     ap.add_argument("--grid-pages", type=int, default=8, help="grid pages the scripted annotator settles (0: none)")
     ap.add_argument("--audits", action="store_true",
                     help="leave 'Audit samples first' on: the audit samples are computed in the background meanwhile")
@@ -264,20 +333,17 @@ def main() -> int:
         port = free_port()
         proc = start_app(url, port, work / "config")
         try:
-            ms, (settled, minutes) = drive(f"http://127.0.0.1:{port}/", a.decisions, a.warmup, a.grid_pages, a.audits)
+            cards = ["server", "fast"] if a.card == "both" else [a.card]
+            times, (settled, minutes) = drive(f"http://127.0.0.1:{port}/", url, cards, a.decisions, a.warmup, a.grid_pages, a.audits)
         finally:
             proc.terminate()
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        st = S.Store(url)
-        with st.session() as s:
-            written = s.query(S.Annotation).filter(S.Annotation.annotator == "bench", S.Annotation.action == "label").count()
-            verified = s.query(S.Annotation).filter(S.Annotation.annotator == "bench", S.Annotation.action == "verify").count()
-        st.engine.dispose()
-        if ms:
-            print(f"card: {len(ms)} key presses timed (labels written: {written}); key press -> next card fully ready: "
+        verified = _count(url, "verify")
+        for mode, ms in times.items():
+            print(f"card ({mode}): {len(ms)} key presses timed; key press -> next card fully ready: "
                   f"median {statistics.median(ms):.0f} ms, p90 {pct(ms, 0.9):.0f} ms, min {min(ms):.0f} ms, max {max(ms):.0f} ms")
         if settled:
             print(f"grid: {settled} faces on {a.grid_pages} pages settled in {minutes * 60:.1f} s "
