@@ -24,6 +24,11 @@ WATCH_INFLIGHT = """() => {  // the most decisions in flight at once, from now o
     .observe(c, { attributes: true, attributeFilter: ['data-inflight'] });
 }"""
 
+RESEND = """(ds) => {  // the card's own trigger, with decisions it has sent before
+  const S = document.querySelector('.lbl-card').parentElement.__lblCard;
+  S.setTrigger('decide', { cid: S.cid, decisions: ds.map(([seq, face, lab]) => ({ seq, face, action: 'label', labels: [lab], target: null })),
+                           have: [] });
+}"""
 
 @pytest.fixture
 def fast_app(sample_db, tmp_path):
@@ -63,6 +68,10 @@ def test_keys_faster_than_reruns_all_land_in_order(browser, fast_app, sample_db)
     assert page.evaluate("() => window.__maxInflight") >= 2  # the keys did come faster than the reruns
     got, _ids = mine(sample_db, "fay")
     assert got == [(q[i], "label", [LABELS[int(k) - 1]], None) for i, k in enumerate(keys)]  # each once, in order, right face
+    rev = page.evaluate("() => document.querySelector('.lbl-card').dataset.rev")
+    page.evaluate(RESEND, [[i + 1, q[i], LABELS[int(k) - 1]] for i, k in enumerate(keys)])  # the same batch once more
+    page.wait_for_function("(r) => document.querySelector('.lbl-card').dataset.rev !== r", arg=rev, timeout=30_000)
+    assert mine(sample_db, "fay")[0] == got  # applied once per (page, sequence number, face)
     page.keyboard.press("x")  # and the card goes on
     page.wait_for_function(SHOWN_SYNCED, arg=q[9], timeout=30_000)
     assert mine(sample_db, "fay")[0][-1] == (q[8], "unusable", None, None)
@@ -86,6 +95,15 @@ def test_undo_after_fast_keys(browser, fast_app, sample_db):  # noqa: F811
     st.engine.dispose()
     assert cur == {q[0]: ["angry"], q[1]: ["sad"]}  # q[2]'s label undone, q[1]'s replaced
     assert q[2] in S.review_queue(S.Store(sample_db), "gus", limit=100)
+    page.close()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # a new page: its card has no history of its own
+    page.goto(fast_app + "?annotator=gus&audits=0")
+    page.wait_for_function("() => { const c = document.querySelector('.lbl-card'); return !!c && !!c.dataset.face; }",
+                           timeout=30_000)
+    page.keyboard.press("u")  # U still walks back the stored actions: the server says which face returns
+    page.wait_for_function(SHOWN_SYNCED, arg=q[1], timeout=30_000)
+    got, ids = mine(sample_db, "gus")
+    assert got[-1] == (q[1], "undo", None, ids[-2]) and got[-2][:3] == (q[1], "label", ["sad"])
 
 
 def test_hide_until_answered_on_the_browser_card(browser, fast_app, sample_db):  # noqa: F811
@@ -112,3 +130,46 @@ def test_hide_until_answered_on_the_browser_card(browser, fast_app, sample_db): 
     assert page.evaluate("() => document.querySelector('.lbl-card').dataset.face") == str(q[1])
     got, _ids = mine(sample_db, "hal")
     assert got == [(q[0], "label", ["fear"], None)]
+
+
+def test_audit_samples_first_on_the_browser_card(browser, tmp_path):  # noqa: F811
+    from labeler.store.audit import reroute
+
+    from .test_audit import _build
+
+    url_db = f"sqlite:///{tmp_path / 'audit.db'}"
+    st = _build(url_db)  # one bucket of 60 faces the model is sure of: audit samples are drawn from it
+    reroute(st)
+    audits = {a.face_id for a in S.next_audit_faces(st, "ida", 20)}
+    assert audits
+    st.engine.dispose()
+    for url in serve(url_db, tmp_path):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + "?annotator=ida")  # audit samples first (the default): computed in the background
+        page.wait_for_function("() => { const c = document.querySelector('.lbl-card'); return !!c && !!c.dataset.face; }",
+                               timeout=30_000)
+        for _ in range(4):  # review faces shown before the samples were ready are skipped
+            if "Audit sample" in page.evaluate("() => document.querySelector('.lbl-card').innerText"):
+                break
+            face = page.evaluate("() => document.querySelector('.lbl-card').dataset.face")
+            page.keyboard.press("s")
+            page.wait_for_function("(f) => { const c = document.querySelector('.lbl-card'); "
+                                   "return c.dataset.inflight === '0' && c.dataset.face !== f; }", arg=face, timeout=30_000)
+        text = page.evaluate("() => document.querySelector('.lbl-card').innerText")
+        assert "Audit sample" in text and "Proposal hidden until you answer" in text and "Model (" not in text
+        fid = int(page.evaluate("() => document.querySelector('.lbl-card').dataset.face"))
+        assert fid in audits
+        page.keyboard.press("4")  # happy, blind
+        page.keyboard.press("u")  # undone before the rerun came back: the sample is shown again
+        page.wait_for_function(SHOWN_SYNCED, arg=fid, timeout=30_000)
+        assert "Audit sample" in page.evaluate("() => document.querySelector('.lbl-card').innerText")
+        page.keyboard.press("5")  # sad
+        page.wait_for_function("(f) => { const c = document.querySelector('.lbl-card'); "
+                               "return c.dataset.inflight === '0' && c.dataset.face !== String(f); }", arg=fid, timeout=30_000)
+        assert "you said label sad · the proposal was happy" in page.evaluate("() => document.querySelector('.lbl-card').innerText")
+    st = S.Store(url_db)
+    with st.session() as s:
+        got = [(a.face_id, a.action, a.labels, a.source) for a in
+               s.query(S.Annotation).filter(S.Annotation.annotator == "ida", S.Annotation.action != "skip").order_by(S.Annotation.id)]
+    st.engine.dispose()
+    assert got == [(fid, "label", ["happy"], "audit"), (fid, "undo", None, "audit"), (fid, "label", ["sad"], "audit")]

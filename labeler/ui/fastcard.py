@@ -9,8 +9,8 @@ decisions still in flight played over it.
 
 Keys as on the server card: 1-7 label, Enter accept, A two labels, X unusable, S skip, U undo (walks
 back, also over decisions still in flight), Esc cancel two-label mode. The root element carries
-``data-face`` (the face shown), ``data-live`` ("1" when its keys act) and ``data-inflight`` (decisions
-not yet stored), for tests and the benchmark.
+``data-face`` (the face shown), ``data-live`` ("1" when its keys act), ``data-inflight`` (decisions
+not yet stored) and ``data-rev`` (the server run it last heard from), for tests and the benchmark.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from typing import Any, Callable
 import streamlit as st
 
 _CSS = """
+/* Streamlit fades an element whose script run is under way (after 0.5 s); this card is drawn by the
+   page, and what it shows is current while the run stores the last decisions: no fading */
+.st-key-fast_card[data-stale="true"] { opacity: 1 !important; transition: none !important; }
 .lbl-card { font: 15px/1.5 "Source Sans Pro", sans-serif; }
 .lbl-card .lbl-cap { color: #808495; font-size: 14px; margin-bottom: 4px; }
 .lbl-card .lbl-info { background: #e8f0fe; color: #1c4f9c; border-radius: 8px; padding: 8px 14px; margin: 6px 0; }
@@ -138,6 +141,7 @@ function show(S) {
     (S.last ? ` \u00b7 last: ${S.last}` : (d.msg ? ` \u00b7 last: ${d.msg}` : ''));
   S.info.textContent = S.reveal;
   S.root.dataset.inflight = String(S.pending.length);
+  S.root.dataset.rev = String(d.rev);
   if (S.shown !== (f ? f.id : null)) { S.compound = false; S.held = []; }
   S.shown = f ? f.id : null;
   if (!f) {
