@@ -104,11 +104,11 @@ def expected(fps: float = 2.0) -> dict:
             {"shot": 1, "who": "one person, expression changes", "frames": shot1, "label": "happy",
              "segments": [
                  {"label": "happy", "frames": [i for i in shot1 if i < SWITCH]},
-                 {"label": "angry", "frames": [i for i in shot1 if i >= SWITCH]},
+                 {"label": "surprise", "frames": [i for i in shot1 if i >= SWITCH]},
              ]},
         ],
-        "note": ("a track's label is the argmax of its mean probabilities, a segment's that of its frames; labels are the shipped FER model's proposals (fer_mini_xception); the edited face "
-                 "(open O mouth, wide eyes) is proposed 'angry' by it, where a person would say surprise"),
+        "note": ("a track's label is the argmax of its mean probabilities, a segment's that of its frames; labels are the shipped default FER model's proposals (fer-ferplus-cnn); the edited face "
+                 "(open O mouth, wide eyes) is proposed 'surprise' by it, as a person would say (the mini-Xception said 'angry')"),
     }
 
 

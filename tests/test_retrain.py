@@ -5,6 +5,7 @@ The default run needs no torch; the finetune test is marked slow and skipped wit
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -314,17 +315,21 @@ def test_cli_train_models_calibrate(labeled_sample, capsys):
     db = store.url
     assert main(["train", "--db", db, "--holdout", "0.3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("model fer-mini-xception-head@") and out[-1].startswith("not promoted: ")
+    assert out[0].startswith("model fer-ferplus-cnn-head@") and out[-1].startswith("not promoted: ")
     head = out[0].split()[1]
     assert main(["models", "--db", db]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert any(line.startswith("* fer-mini-xception@") for line in table)
+    assert any(line.startswith("* fer-ferplus-cnn@") for line in table)
+    # the shipped models show their own benchmark figures (sidecar "evaluation")
+    shipped_lines = [line for line in table if "[shipped]" in line]
+    assert len(shipped_lines) == 2 and all(re.search(r"PublicTest FER\+ \d+\.\d% ECE 0\.\d+; dev web_keyword \d", line)
+                                           for line in shipped_lines)
     assert any(head in line and "[user]" in line and "held-out macro-F1" in line for line in table)
     assert main(["models", "--db", db, "--default", head]) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"default model: {head}"
     assert main(["calibrate", "--db", db]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert set(res) == {"sidecar", "ident", "temperature"} and res["ident"].startswith("fer-mini-xception-head@")
+    assert set(res) == {"sidecar", "ident", "temperature"} and res["ident"].startswith("fer-ferplus-cnn-head@")
     assert store.get_setting(st.DEFAULT_MODEL_KEY) == res["sidecar"]  # the calibrated default stays the default
     assert main(["train", "--db", db, "--base", "no-such-model"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from labeler.fer.model import OnnxFERModel
 
 #: the shipped model used when nothing else is asked for
-DEFAULT_MODEL = "fer-mini-xception"
+DEFAULT_MODEL = "fer-ferplus-cnn"
 #: folders of user models (os.pathsep-separated), searched after the shipped one
 USER_MODELS_ENV = "LABELER_USER_MODELS"
 
