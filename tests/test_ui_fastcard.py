@@ -49,7 +49,8 @@ def test_the_page_gets_the_queue_as_a_window_of_whole_cards(sample_db, monkeypat
 def test_hidden_cards_carry_no_proposal_to_show(sample_db, monkeypatch):
     ensure_review(sample_db, 3)
     d = card_data(sample_db, monkeypatch, hide_mode=True)
-    assert d["window"] and all(c["hidden"] and c["evidence"] == "" and c["suggestion"] is None for c in d["window"])
+    assert d["window"] and all(c["hidden"] and c["evidence"] == "" and c["suggestion"] is None and "reveal" not in c
+                               for c in d["window"])
 
 
 def test_the_server_card_stays_selectable(sample_db, monkeypatch):

@@ -1,6 +1,7 @@
 """The review card in the browser (``st.components.v2``, no iframe): the page holds a window of the
 next cards, and a key press shows the next one at once, with no server round trip before it is on
-screen and usable. The decisions go to Python as one trigger value carrying every decision not yet
+screen and usable. A hidden proposal (audit samples, hide-until-answered) is not on
+the page before the answer: the server sends it with the acknowledgement (``reveals``). The decisions go to Python as one trigger value carrying every decision not yet
 acknowledged, in order (``{"cid": ..., "decisions": [{"seq", "face", "action", "labels", "target"}]}``):
 a trigger lost while a rerun runs is covered by the next one, and the server applies each
 (client, sequence number, face) once (``labeler.ui.views.review_fast``). The server answers with a new
@@ -139,7 +140,8 @@ function show(S) {
   const inflight = S.pending.filter((x) => x.action !== 'undo').length - S.pending.filter((x) => x.action === 'undo').length;
   S.cap.textContent = `${Math.max(0, d.left - inflight)} to review with these filters \u00b7 ${d.n_done + inflight} done this session` +
     (S.last ? ` \u00b7 last: ${S.last}` : (d.msg ? ` \u00b7 last: ${d.msg}` : ''));
-  S.info.textContent = S.reveal;
+  const was = S.revealFace != null ? (d.reveals || {})[S.revealFace] : null;  // sent once the answer is stored
+  S.info.textContent = S.reveal + (was ? ` \u00b7 the proposal was ${was}` : '');
   S.root.dataset.inflight = String(S.pending.length);
   S.root.dataset.rev = String(d.rev);
   if (S.shown !== (f ? f.id : null)) { S.compound = false; S.held = []; }
@@ -195,7 +197,8 @@ function decide(S, f, action, labels) {
   S.pending.push(d); S.history.push({ face: f.id, seq: d.seq });
   const said = action + (labels ? ' ' + labels.join(' + ') : '');
   S.last = `face #${f.id}: ${said}`;
-  S.reveal = f.hidden && action !== 'skip' ? `Face #${f.id}: you said ${said} \u00b7 the proposal was ${f.reveal}` : '';
+  S.reveal = f.hidden && action !== 'skip' ? `Face #${f.id}: you said ${said}` : '';
+  S.revealFace = S.reveal ? f.id : null;
   S.view = S.view.filter((x) => x !== f.id);
   S.compound = false; S.held = [];
   show(S); send(S);
@@ -204,7 +207,7 @@ function decide(S, f, action, labels) {
 function undo(S) {
   const h = S.history.pop();
   const d = { seq: ++S.seq, face: h ? h.face : null, action: 'undo', labels: null, target: h ? h.seq : null };
-  S.pending.push(d); S.reveal = ''; S.compound = false; S.held = [];
+  S.pending.push(d); S.reveal = ''; S.revealFace = null; S.compound = false; S.held = [];
   if (h) { S.view = [h.face].concat(S.view.filter((x) => x !== h.face)); S.last = `undid face #${h.face}`; }
   else S.blind = d.seq;  // beyond this page's history: the server says which face comes back
   show(S); send(S);

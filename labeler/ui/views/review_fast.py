@@ -24,6 +24,8 @@ from labeler.ui.views import review as R
 WINDOW = 20
 #: cards loaded in the background beyond the window
 AHEAD = 8
+#: proposals of answered faces kept for the page (shown after a hidden card's answer)
+REVEALS = 20
 #: rendered cards kept in the session (faces of the window and a few behind)
 KEEP = 64
 
@@ -80,6 +82,7 @@ def apply(payload: Any) -> int:
                     S.add_annotation(store(), face, who(), action, labels, source=SOURCE)
                 src = S.AUDIT_SOURCE if audit else SOURCE
                 mine[seq] = (face, action, src)
+                _revealed(face)
                 st.session_state["last_source"] = src
                 if q is not None:
                     P.settled(q, face, audit=was_audit)
@@ -89,6 +92,19 @@ def apply(payload: Any) -> int:
             flash(f"face #{face}: not stored: {e}")
         n += 1
     return n
+
+
+def _revealed(face: int) -> None:
+    """Keep what had been proposed for ``face``, answered now: the page shows it after the answer."""
+    card = st.session_state.setdefault("fc_cards", {}).get(face)
+    if card is None:
+        got = S.face_card(store(), face)
+        card = _render_text(got) if got is not None else None
+    if card is not None:
+        rv = st.session_state.setdefault("fc_reveals", {})
+        rv[face] = card["reveal"]
+        for k in list(rv)[:-REVEALS]:
+            rv.pop(k)
 
 
 def _on_decide() -> None:
@@ -126,17 +142,21 @@ def _evidence(card: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _render(card: dict[str, Any]) -> dict[str, Any]:
-    """The browser's record of one card (images as data: URIs), hidden-until-answered applied later."""
+def _render_text(card: dict[str, Any]) -> dict[str, Any]:
+    """The browser's record of one card without its images; hidden-until-answered is applied later."""
     fid = card["face_id"]
     sugg = card["decision_label"] or card["model_label"]
     return {"id": fid, "image_id": card["image_id"],
             "head": f"Face #{fid} · image #{card['image_id']} · face {card['idx'] + 1} of {card['n_faces']}",
-            "crop": data_uri(card["crop"]), "photo": data_uri(card.get("photo")),
             "photo_missing": "image file not found: " + (card["paths"][0] if card["paths"] else "-"),
             "suggestion": sugg, "evidence": _evidence(card),
             "reveal": f"{sugg or 'none'}" + (f" (model {card['model_label']} {card['model_prob']:.2f})"
                                              if card.get("model_prob") is not None else "")}
+
+
+def _render(card: dict[str, Any]) -> dict[str, Any]:
+    """The browser's record of one card, images as data: URIs."""
+    return dict(_render_text(card), crop=data_uri(card["crop"]), photo=data_uri(card.get("photo")))
 
 
 def window(db: S.Store, q: P.Queue, f: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,6 +188,7 @@ def window(db: S.Store, q: P.Queue, f: dict[str, Any]) -> list[dict[str, Any]]:
             del c["crop"], c["photo"]
         if c["hidden"]:  # nothing of the proposal on the page before the answer
             c["evidence"], c["suggestion"] = "", None
+            del c["reveal"]
         out.append(c)
     if len(cache) > KEEP:
         for k in list(cache)[: len(cache) - KEEP]:
@@ -186,6 +207,6 @@ def fast_area(f: dict[str, Any]) -> None:
     win = window(db, q, f)
     acks = {cid: max(m) for cid, m in _applied().items() if m}
     st.session_state["fc_rev"] = rev = st.session_state.get("fc_rev", 0) + 1  # new data on every run: the card hears each
-    fast_card({"window": win, "acks": acks, "rev": rev, "left": q.left + len(q.audit), "n_done": st.session_state.get("n_done", 0),
+    fast_card({"window": win, "acks": acks, "rev": rev, "reveals": st.session_state.get("fc_reveals", {}), "left": q.left + len(q.audit), "n_done": st.session_state.get("n_done", 0),
                "msg": take_flash() or "", "empty": not win, "labels": list(LABELS), "keys": dict(R.KEYS)},
               on_decide=_on_decide, on_open=_on_open)
