@@ -182,7 +182,7 @@ def test_label_with_keyboard_undo_and_pages(browser, app, sample_db, tmp_path):
     page.get_by_role("button", name="Open image view").click()  # the card's photo, on the Image page
     idle(page, "Image view")
     assert page.url.split("?")[0].rstrip("/").endswith("/image")
-    assert page.get_by_role("button", name="Next photo to review").count() == 1
+    assert page.get_by_role("button", name="Next to do").count() == 1
 
     page.keyboard.press("?")  # the keyboard help overlay
     page.wait_for_selector(".lbl-help.lbl-open")

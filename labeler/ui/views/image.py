@@ -109,7 +109,7 @@ def _keys(f: dict[str, Any], n: int) -> None:
     b[2].button("Face ▶", key="im_right", shortcut="Right", on_click=move, args=(1, n), width="stretch")
     b[3].button(f"Previous {PER_PAGE}", key="im_prev", shortcut="P", on_click=page_to, args=(-1, n), width="stretch")
     b[4].button(f"Next {PER_PAGE}", key="im_next", shortcut="N", on_click=page_to, args=(1, n), width="stretch")
-    b[5].button("Next photo to review", key="im_next_photo", shortcut="G", on_click=next_photo, width="stretch")
+    b[5].button("Next to do", key="im_next_photo", help="the next photo with faces to review", shortcut="G", on_click=next_photo, width="stretch")
 
 
 def render() -> None:
