@@ -28,6 +28,7 @@ class Progress:
     pending: int  # no decision yet (not routed)
     no_face_images: int
     broken_images: int
+    tracked: int = 0  # faces of video frames, labeled per track (Tracks page), no human label
 
     @property
     def labeled(self) -> int:
@@ -56,6 +57,7 @@ def progress(data: OverviewData) -> Progress:
         pending=sum(1 for f in faces if f.route == "pending"),
         no_face_images=data.image_routes.get("no_face", 0),
         broken_images=data.image_routes.get("broken", 0),
+        tracked=sum(1 for f in faces if f.route == "track" and not f.human),
     )
 
 

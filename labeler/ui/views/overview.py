@@ -26,10 +26,14 @@ def _metrics(p: P.Progress) -> None:
     m[0].metric("Faces", p.faces)
     m[1].metric("Auto-accepted", p.auto_accepted)
     m[2].metric("Reviewed", p.reviewed)
-    m[3].metric("Remaining", p.remaining)
+    m[3].metric("Remaining", p.remaining, help="routed to review, no human label yet")
     m[4].metric("No face (images)", p.no_face_images)
     m[5].metric("Broken (images)", p.broken_images)
     st.progress(p.fraction, text=f"{p.labeled} of {p.faces} faces have a label")
+    if p.tracked:  # not in "Remaining": say where they are
+        st.caption(f"{p.tracked} faces of video frames are labeled per track, on the Tracks page (not in Remaining).")
+    if p.pending:
+        st.caption(f"{p.pending} faces have no routing decision yet (an interrupted run: `labeler route` routes them).")
 
 
 def _progress_and_classes(p: P.Progress, data: S.OverviewData) -> None:
