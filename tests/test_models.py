@@ -213,3 +213,21 @@ def test_smiling_astronaut_is_happy(model):
     assert model.labels[int(p.argmax())] == "happy"
     assert p.max() > 0.5
     assert model.labels[int(model.predict([face], flip=True)[0].argmax())] == "happy"
+
+
+def test_rewritten_sidecar_keeps_its_figures_only_for_the_same_weights(tmp_path):
+    """write_card keeps the old sidecar's ``evaluation`` when the ONNX file is unchanged (a
+    converter run again), and drops it for new weights (the figures were of other weights)."""
+    from labeler.fer.cards import write_card
+
+    side = _copy_shipped(tmp_path / "m")
+    meta = json.loads(side.read_text())
+    assert "evaluation" in meta  # the shipped sidecar carries its benchmark figures
+    fresh = {k: v for k, v in meta.items() if k not in ("evaluation", "sha256")}
+    write_card(side, fresh)
+    assert json.loads(side.read_text())["evaluation"] == meta["evaluation"]
+    onnx_path = side.parent / meta["file"]
+    onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")  # other weights
+    write_card(side, fresh)
+    again = json.loads(side.read_text())
+    assert "evaluation" not in again and again["sha256"] == sha256_file(onnx_path)

@@ -137,8 +137,17 @@ def find_cards(kind_prefix: str = "", dirs: list[Path] | None = None, verify: bo
 
 
 def write_card(sidecar: Path, meta: dict[str, Any]) -> None:
-    """Write a sidecar, filling ``sha256`` from the model file it names."""
+    """Write a sidecar, filling ``sha256`` from the model file it names. An ``evaluation`` block (the
+    model's benchmark figures) of the sidecar already there is kept when the weights are the same
+    (same sha256): regenerating a sidecar does not lose its figures, new weights do."""
     sidecar = Path(sidecar)
     meta = dict(meta)
     meta["sha256"] = sha256_file(sidecar.parent / meta["file"])
+    if "evaluation" not in meta and sidecar.is_file():
+        try:
+            old = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        if isinstance(old, dict) and old.get("sha256") == meta["sha256"] and "evaluation" in old:
+            meta["evaluation"] = old["evaluation"]
     sidecar.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
