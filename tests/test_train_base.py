@@ -98,3 +98,16 @@ def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
     with torch.no_grad():
         zt = res["model"].eval()(torch.from_numpy(x))[0].numpy()
     np.testing.assert_allclose(model.logits(crops), zt, atol=1e-4)
+
+
+def test_missing_data_is_one_line_not_a_traceback(tmp_path):
+    """A wrong --data (e.g. a clone without ../shared beside it) says what was expected and how to fix it."""
+    from labeler.training.base_train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "m")])
+    msg = str(e.value)
+    assert msg.startswith("error: expected FER2013 as ") and "no train folder" in msg and "--data" in msg and "\n" not in msg
+    (tmp_path / "fer" / "train").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no votes file"):
+        main(["--data", str(tmp_path / "fer"), "--out-dir", str(tmp_path / "m")])

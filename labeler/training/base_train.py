@@ -163,6 +163,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     set_seed(args.seed)
     data = Path(args.data)
     votes_path = Path(args.votes) if args.votes else data / "ferplus_votes.csv"
+    if not (data / "train").is_dir() or not votes_path.is_file():
+        raise SystemExit(f"error: expected FER2013 as {data}/train/<class>/*.jpg with the FER+ votes in {votes_path}; "
+                         f"found {'no train folder' if not (data / 'train').is_dir() else 'no votes file'}. "
+                         "Pass --data DIR (and --votes CSV), e.g. --data ../shared/data/fer2013")
     votes = read_votes(votes_path)
 
     full = load_split(data, "train", votes, limit_per_class=args.limit_per_class)
