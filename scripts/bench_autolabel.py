@@ -128,15 +128,8 @@ def timed(cmd: list[str], env=None) -> tuple[float, int, int, str, float]:
     return wall, int(probe[1]) * 1024, peak_tree, out, float(probe[3])
 
 
-def iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / u if u > 0 else 0.0
-
-
 def parity(db: Path, peer_jsonl: Path) -> None:
+    from labeler.faces.tracks import greedy_match
     from labeler.store import Store, iter_face_records
 
     ours: dict[str, list] = {}
@@ -157,18 +150,15 @@ def parity(db: Path, peer_jsonl: Path) -> None:
         a, b = ours.get(name, []), peer.get(name, [])
         n_o += len(a)
         n_p += len(b)
-        pairs = sorted(((iou(x[0], y[0]), i, j) for i, x in enumerate(a) for j, y in enumerate(b)), reverse=True)
-        ua, ub = set(), set()
-        for v, i, j in pairs:
-            if v >= 0.5 and i not in ua and j not in ub:
-                ua.add(i), ub.add(j)
-                n_m += 1
-                ious.append(v)
-                ge90 += v >= 0.9
-                same += a[i][1] == b[j][1]
-        if len(ua) != len(a) or len(ub) != len(b):
+        pairs, only_a, only_b = greedy_match([x[0] for x in a], [y[0] for y in b], min_iou=0.5)
+        for i, j, v in pairs:
+            n_m += 1
+            ious.append(v)
+            ge90 += v >= 0.9
+            same += a[i][1] == b[j][1]
+        if only_a or only_b:
             why = " (ours: one whole-image face, a face crop)" if name in whole else ""
-            diffs.append(f"  {name[:70]}: ours {len(a)}, peer {len(b)}, matched {len(ua)}{why}")
+            diffs.append(f"  {name[:70]}: ours {len(a)}, peer {len(b)}, matched {len(pairs)}{why}")
     print(f"\nparity (faces kept, whole-image faces aside): ours {n_o}, peer {n_p}, matched (IoU >= 0.5) {n_m}, "
           f"of which IoU >= 0.9: {ge90}; median IoU {statistics.median(ious) if ious else float('nan'):.3f}; "
           f"same FER label on matched faces: {same}/{n_m}")

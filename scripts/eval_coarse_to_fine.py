@@ -21,17 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / u if u > 0 else 0.0
-
-
 def main() -> None:
     from labeler.config import Config
     from labeler.faces.detect import get_detector
+    from labeler.faces.tracks import greedy_match
     from labeler.ingest.imageio import DecodeError, decode
     from labeler.work import faces_of
 
@@ -62,15 +55,11 @@ def main() -> None:
             same += 1
             matched, ge90 = matched + len(a), ge90 + len(a)
             continue
-        pairs = sorted(((iou(x.box, y.box), i, j) for i, x in enumerate(a) for j, y in enumerate(b)), reverse=True)
-        ua, ub = set(), set()
-        for v, i, j in pairs:
-            if v >= 0.5 and i not in ua and j not in ub:
-                ua.add(i), ub.add(j)
-                matched += 1
-                ge90 += v >= 0.9
+        pairs, _, _ = greedy_match([x.box for x in a], [y.box for y in b], min_iou=0.5)
+        matched += len(pairs)
+        ge90 += sum(v >= 0.9 for _, _, v in pairs)
         print(f"  differs: {p.name[:60]} {rgb.shape[1]}x{rgb.shape[0]}: whole pyramid {len(a)} faces, coarse to fine "
-              f"{len(b)}, matched {len(ua)}; whole-image {wa} / {wb}")
+              f"{len(b)}, matched {len(pairs)}; whole-image {wa} / {wb}")
     print(f"{n} images from {args.folder}; coarse_face {two.coarse_face} against 0 (max_side {d.max_side})")
     print(f"exactly the same labeling units: {same}/{n} images; faces {faces_one} (whole pyramid) vs {faces_two}; "
           f"matched (IoU >= 0.5) {matched}, of which IoU >= 0.9: {ge90}")

@@ -23,23 +23,11 @@ from pathlib import Path
 import numpy as np
 
 
-def iou(a, b) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / u if u > 0 else 0.0
-
-
 def match(a, b):
     """Greedy best-IoU pairs (i, j, iou) with IoU > 0.3; the rest of each side unmatched."""
-    pairs = sorted(((iou(x.box, y.box), i, j) for i, x in enumerate(a) for j, y in enumerate(b)), reverse=True)
-    used_a, used_b, out = set(), set(), []
-    for v, i, j in pairs:
-        if v > 0.3 and i not in used_a and j not in used_b:
-            used_a.add(i), used_b.add(j)
-            out.append((i, j, v))
-    return out, [i for i in range(len(a)) if i not in used_a], [j for j in range(len(b)) if j not in used_b]
+    from labeler.faces.tracks import greedy_match
+
+    return greedy_match([x.box for x in a], [y.box for y in b], 0.3)
 
 
 def main() -> None:

@@ -131,6 +131,16 @@ def test_iou(prev, cur, expect):
     assert T.iou(prev, cur) == pytest.approx(expect)
 
 
+def test_greedy_match_pairs_best_overlap_first_each_box_once():
+    a = [(0, 0, 10, 10), (100, 100, 110, 110), (50, 50, 60, 60)]
+    b = [(1, 0, 11, 10), (0, 0, 10, 10), (200, 200, 210, 210)]
+    pairs, only_a, only_b = T.greedy_match(a, b, min_iou=0.5)
+    assert pairs == [(0, 1, 1.0)]  # a[0] takes its exact twin; b[0] (IoU 0.82 with a[0]) is left over
+    assert only_a == [1, 2] and only_b == [0, 2]
+    pairs, _, _ = T.greedy_match([(0, 0, 10, 10)], [(5, 0, 15, 10)], min_iou=1 / 3)  # IoU exactly 1/3 counts
+    assert [(i, j) for i, j, _ in pairs] == [(0, 0)]
+
+
 @pytest.mark.parametrize("a,b,ea,eb,links", [
     ((0, 0, 50, 50), (5, 0, 55, 50), None, None, True),  # overlap, no embedding
     ((0, 0, 50, 50), (5, 0, 55, 50), [1, 0], [0, 1], True),  # overlap 0.82 -> 0.41 >= 0.3

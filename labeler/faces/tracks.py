@@ -79,6 +79,22 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def greedy_match(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], min_iou: float = 0.3
+                 ) -> tuple[list[tuple[int, int, float]], list[int], list[int]]:
+    """Boxes of two detections of one image paired by best IoU first (each box at most once, IoU >=
+    ``min_iou``): ``([(i, j, iou), ...], unmatched of a, unmatched of b)``."""
+    pairs = sorted(((iou(x, y), i, j) for i, x in enumerate(a) for j, y in enumerate(b)), reverse=True)
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    out = []
+    for v, i, j in pairs:
+        if v >= min_iou and i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            out.append((i, j, v))
+    return out, [i for i in range(len(a)) if i not in used_a], [j for j in range(len(b)) if j not in used_b]
+
+
 def cosine(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> Optional[float]:
     if a is None or b is None:
         return None
