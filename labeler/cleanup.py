@@ -1,10 +1,12 @@
 """`labeler clean`: the cleaning measurements for images stored before they existed (the backfill).
 
-New images are measured by `labeler autolabel` itself (labeler.work.process_image); this measures
-every detected image whose ``phash`` is still NULL: it reads the image again from the first of its
-paths that still reads, runs :func:`labeler.faces.cleaning.measure` on it with the stored face
-boxes, stores the values, then recomputes the near-duplicate groups and re-routes (a face that now
-carries the text flag leaves auto-accept; decisions are appended, never changed).
+New images are measured by `labeler autolabel` itself (labeler.work.process_image), text on them
+only where a face of theirs is about to be auto-accepted (config ``[clean] text``; :func:`check_text`).
+The backfill measures every detected image whose ``phash`` is still NULL (with ``--text``, every
+image text was not looked for on too): it reads the image again from the first of its paths that
+still reads, runs :func:`labeler.faces.cleaning.measure` on it with the stored face boxes, stores
+the values, then recomputes the near-duplicate groups and re-routes (a face that now carries the
+text flag leaves auto-accept; decisions are appended, never changed).
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ class CleanReport:
             out.append(f"re-routed: {self.rerouted} faces")
         return out
 
+    def check_lines(self) -> list[str]:
+        """What :func:`check_text` did, for `labeler route` (nothing when it had nothing to do)."""
+        out = [f"text looked for before auto-accept: {self.measured} images, found on or beside {self.text_faces} faces"]
+        if self.unreadable:
+            out.append(f"not looked for, no path reads any more: {len(self.unreadable)} images (e.g. {self.unreadable[0]}); "
+                       "their faces stay in review")
+        return out if self.measured or self.unreadable else []
+
 
 def _read(paths) -> Optional[object]:
     for p in paths:
@@ -53,15 +63,11 @@ def _read(paths) -> Optional[object]:
     return None
 
 
-def backfill(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: int = 2,
-             progress: Optional[bool] = None) -> CleanReport:
-    """Measure every stored image not measured yet; regroup; re-route. Resumable: each image is
-    committed on its own, and a rerun only takes those still NULL."""
+def _measure(store: Store, jobs, rep: CleanReport, threads: int, progress: Optional[bool], what: str) -> None:
+    """Measure ``jobs`` (everything, text included) and store the values, each image committed on its own."""
     t0 = time.perf_counter()
-    rep = CleanReport()
-    jobs = db.images_to_clean(store)
     det = text_detector(threads) if jobs else None
-    for job in _progress(jobs, progress, "clean"):
+    for job in _progress(jobs, progress, what):
         rgb = _read(job.paths)
         if rgb is None:
             rep.unreadable.append(job.paths[0] if job.paths else f"image {job.image_id}")
@@ -69,7 +75,41 @@ def backfill(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: int
         c = measure(rgb, [b for _, b in job.faces], detector=det)
         rep.text_faces += db.save_clean(store, job.image_id, c, [fid for fid, _ in job.faces])
         rep.measured += 1
-    rep.seconds = time.perf_counter() - t0
+    rep.seconds += time.perf_counter() - t0
+
+
+def check_text(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: int = 2,
+               progress: Optional[bool] = None) -> CleanReport:
+    """Look for text on the images whose faces routing would auto-accept but for their text check
+    (``labeler.store.awaiting_text``: autolabel looks for text only there, by default), so that the
+    re-route after it auto-accepts those without text and sends those with text to review. Does
+    not re-route: its callers do (`labeler route`, the end of `labeler autolabel`, `labeler clean`).
+    An image none of whose paths still reads stays unmeasured, and its faces stay in review."""
+    rep = CleanReport()
+    _measure(store, db.clean_jobs(store, db.awaiting_text(store, policy)), rep, threads, progress, "text check")
+    return rep
+
+
+def reroute_checked(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: int = 2,
+                    progress: Optional[bool] = False) -> tuple[CleanReport, int]:
+    """:func:`check_text`, then re-route every face (``labeler.store.reroute``): the faces routed
+    again, and what the text check did."""
+    rep = check_text(store, policy, threads, progress)
+    return rep, db.reroute(store, policy)
+
+
+def backfill(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: int = 2,
+             progress: Optional[bool] = None, text: bool = False) -> CleanReport:
+    """Measure every stored image not measured yet (with ``text``: and every image text was not
+    looked for on yet), then the text of those a re-route would auto-accept; regroup; re-route.
+    Resumable: each image is committed on its own, and a rerun only takes those still NULL."""
+    rep = CleanReport()
+    _measure(store, db.images_to_clean(store, text=text), rep, threads, progress, "clean")
+    more = check_text(store, policy, threads, progress)
+    rep.measured += more.measured
+    rep.text_faces += more.text_faces
+    rep.unreadable += more.unreadable
+    rep.seconds += more.seconds
     rep.regrouped = db.regroup(store)
     g = db.dup_groups(store)
     rep.groups, rep.in_groups = len(g.groups), sum(len(m) for m in g.groups.values())

@@ -168,11 +168,11 @@ def cmd_autolabel(args) -> int:
 
 
 def cmd_route(args) -> int:
-    from labeler.store import reroute
+    from labeler.cleanup import reroute_checked
 
     store = _store(args)
-    n = reroute(store, _policy(args))  # from stored evidence and the buckets' estimates: no model needed
-    print(f"{n} faces re-routed")
+    checked, n = reroute_checked(store, _policy(args))  # from stored evidence and the buckets' estimates: no model
+    print("\n".join([*checked.check_lines(), f"{n} faces re-routed"]))
     _print_buckets(store, _policy(args))
     return 0
 
@@ -180,7 +180,7 @@ def cmd_route(args) -> int:
 def cmd_clean(args) -> int:
     from labeler.cleanup import backfill
 
-    print("\n".join(backfill(_store(args), _policy(args), progress=None if not args.quiet else False).lines()))
+    print("\n".join(backfill(_store(args), _policy(args), progress=None if not args.quiet else False, text=args.text).lines()))
     return 0
 
 
@@ -341,6 +341,7 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
 
     s = sub.add_parser("clean", parents=[common, cfg_opt, tgt], help="measure text, non-photo score and near-"
                        "duplicates of images stored before autolabel did; regroup; re-route")
+    s.add_argument("--text", action="store_true", help="look for text on every image too (by default only where a face is about to be auto-accepted)")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_clean)
     s = sub.add_parser("report", parents=[common], help="write the HTML data report (charts beside FER2013 train)")

@@ -63,6 +63,18 @@ class VideoConfig:
     max_gap_ms: float = 1500.0  # a face track unseen for longer ends
 
 
+#: where text is looked for (config ``[clean] text``)
+TEXT_BEFORE_AUTO, TEXT_EVERY_IMAGE = "before_auto", "every_image"
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    #: "before_auto": text is looked for on an image only before one of its faces is auto-accepted
+    #: (text only ever blocks auto-accept; the detector was half of autolabel's time); "every_image":
+    #: on every image as it is detected (every face's text flag and image text share in the export)
+    text: str = TEXT_BEFORE_AUTO
+
+
 @dataclass(frozen=True)
 class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
@@ -70,6 +82,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     routing: RoutingPolicy = field(default_factory=RoutingPolicy)
     video: VideoConfig = field(default_factory=VideoConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
 
 
 # ---------------------------------------------------------------- validation
@@ -119,6 +132,9 @@ SPECS: dict[str, dict[str, Spec]] = {
         "fps": Spec("float", 0.01, 240.0, "sampled frames per second of video"),
         "cut_threshold": Spec("float", **_PROB, what="histogram distance that is a scene cut"),
         "max_gap_ms": Spec("float", 0.0, 1e7, "time after which an unseen face track ends, ms"),
+    },
+    "clean": {
+        "text": Spec("str", what="where text is looked for", choices=(TEXT_BEFORE_AUTO, TEXT_EVERY_IMAGE)),
     },
     "routing": {
         "agree_threshold": Spec("float", **_PROB, what="probability the keyword's class needs"),
@@ -248,7 +264,7 @@ def load_config(path: Optional[str | Path] = None) -> Config:
     unknown = set(data) - set(SPECS)
     if unknown:
         raise ConfigError(
-            f"{p}: unknown section(s) {', '.join(sorted(unknown))}; expected detect, crop, model, video, routing. "
+            f"{p}: unknown section(s) {', '.join(sorted(unknown))}; expected detect, crop, model, video, clean, routing. "
             "Fix the spelling or remove the section."
         )
     out = Config(**{sec: _apply(getattr(cfg, sec), data.get(sec, {}), str(p), sec) for sec in SPECS})

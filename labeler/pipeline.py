@@ -20,7 +20,8 @@ from typing import Optional
 import numpy as np
 
 from labeler import store as db
-from labeler.config import Config
+from labeler.cleanup import reroute_checked
+from labeler.config import TEXT_EVERY_IMAGE, Config
 from labeler.faces import detect as facemod
 from labeler import work
 from labeler.ingest.imageio import Decoded, decode_crop
@@ -28,7 +29,7 @@ from labeler.ingest.rules import RuleSet
 from labeler.ingest.walk import IngestReport, ingest
 from labeler.routing import evidence, evidence_for, route
 from labeler.store import Store
-from labeler.types import Decision, DetectedImage, Detection, ImageRules, NewFace, NewProposal
+from labeler.types import Decision, DetectedImage, Detection, ImageRules, NewFace, NewProposal, text_pending
 from labeler.util import progress as _progress
 from labeler.work import ImageWork
 
@@ -42,6 +43,7 @@ class AutolabelReport:
     no_face: int = 0
     reproposed: int = 0
     rerouted: int = 0
+    text_checked: int = 0  # images text was looked for on before a face of theirs was auto-accepted
     routes: dict[str, int] = field(default_factory=dict)
     videos: list = field(default_factory=list)  # labeler.videolabel.VideoDone per video processed
     seconds: float = 0.0
@@ -61,6 +63,8 @@ class AutolabelReport:
             from labeler.videolabel import report_lines
 
             out += report_lines(self.videos)
+        if self.text_checked:
+            out.append(f"text looked for before auto-accept: {self.text_checked} images")
         if self.rerouted:
             out.append(f"re-routed on the bucket estimates: {self.rerouted} faces (see `labeler status`)")
         out.append(f"time: {self.seconds:.1f} s")
@@ -103,7 +107,11 @@ class Autolabeler:
         if card is None:
             raise ValueError(f"--workers/--ray: expected a FER model loaded from a sidecar, found {self.model!r}; use one worker.")
         return work.WorkSettings(self.cfg.detect, self.cfg.crop, str(card.sidecar), self.cfg.model.flip,
-                                 model_ident=f"{card.name}@{card.version}", clean=self.clean)
+                                 model_ident=f"{card.name}@{card.version}", clean=self.clean, text=self.text_every_image)
+
+    @property
+    def text_every_image(self) -> bool:
+        return self.cfg.clean.text == TEXT_EVERY_IMAGE
 
     # ---- per image
     def faces_of(self, rgb: np.ndarray) -> tuple[list[Detection], bool]:
@@ -112,7 +120,8 @@ class Autolabeler:
     def on_image(self, image_id: int, decoded: Decoded) -> None:
         job = work.ImageJob(image_id, decoded.rgb)
         if self._queue is None:
-            s = work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip, clean=self.clean)
+            s = work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip, clean=self.clean,
+                                  text=self.text_every_image)
             self.accept(work.process_image(job, s, self.detector, self.model))
             return
         for res in self._queue.put(job, decoded.rgb.nbytes):
@@ -149,7 +158,9 @@ class Autolabeler:
             faces = []
             fcs = p.clean.faces if p.clean is not None else (None,) * len(p.faces)
             for fw, fc in zip(p.faces, fcs):
-                props, d = self._propose(rules, len(p.faces), p.whole, fw.flags, np.asarray(fw.probs), add_rule=True)
+                pending = text_pending(fc and fc.text_near, p.clean and p.clean.nonphoto)
+                props, d = self._propose(rules, len(p.faces), p.whole, fw.flags, np.asarray(fw.probs), add_rule=True,
+                                         text_pending=pending)
                 faces.append(NewFace(box=fw.det.box, score=fw.det.score, landmarks=fw.det.landmarks, whole_image=p.whole,
                                      quality=dict(fw.quality), flags=fw.flags, crop=fw.crop, proposals=props, decision=d,
                                      phash=fc and fc.phash, text_near=fc and fc.text_near))
@@ -169,7 +180,7 @@ class Autolabeler:
         self.pending = []
 
     def _propose(self, rules: ImageRules, n_faces: int, whole: bool, flags: tuple[str, ...], pr: np.ndarray,
-                 add_rule: bool) -> tuple[tuple[NewProposal, ...], Decision]:
+                 add_rule: bool, text_pending: bool = False) -> tuple[tuple[NewProposal, ...], Decision]:
         """The proposals for one face (the rule's, when ``add_rule``, then the model's) and its route."""
         labels = list(self.model.labels)
         probs = {lab: round(float(v), 6) for lab, v in zip(labels, pr)}
@@ -181,7 +192,8 @@ class Autolabeler:
             detail = json.dumps({"words": [list(w.as_pair()) for w in rules.words], "state": rules.state, "note": note})
             props.append(NewProposal("rule", rules.source, rules.label if one else None, None, None, detail))
         props.append(NewProposal("model", self.model.ident, top, float(np.max(pr)), probs, ""))
-        ev = evidence(n_faces, rules.state, rules.label, rules.words, probs, self.model.ident, flags, whole)
+        ev = evidence(n_faces, rules.state, rules.label, rules.words, probs, self.model.ident, flags, whole,
+                      text_pending=text_pending)
         if self.estimates is None:  # the buckets' precision as measured so far (labeler.audit)
             self.estimates = db.bucket_estimates(self.store, self.cfg.routing)
         return tuple(props), route(ev, self.cfg.routing, self.estimates)
@@ -261,13 +273,17 @@ class Autolabeler:
     def _store_proposed(self, faces, probs) -> int:
         items = []
         for f, pr in zip(faces, probs):
-            props, d = self._propose(f.rules, f.n_faces, f.whole_image, f.flags, pr, add_rule=False)
+            props, d = self._propose(f.rules, f.n_faces, f.whole_image, f.flags, pr, add_rule=False,
+                                     text_pending=f.text_pending)
             items.append((f.image_id, f.face_id, props, d))
         return db.add_routed(self.store, items)
 
     def reroute(self) -> int:
         """Re-run routing (after a policy change, new audits, new faces) from the stored proposals and
-        the current bucket estimates; adds a decision only where the route, label, reason or bucket changes."""
-        n = db.reroute(self.store, self.cfg.routing)
+        the current bucket estimates, after looking for text on the images of faces it would
+        auto-accept (labeler.cleanup.check_text); adds a decision only where the route, label,
+        reason or bucket changes."""
+        checked, n = reroute_checked(self.store, self.cfg.routing)
+        self.report.text_checked += checked.measured
         self.estimates = None
         return n

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
-from labeler.types import TEXT_FLAG, BucketEstimate, Decision, FaceRecord, RuleWord
+from labeler.types import TEXT_FLAG, BucketEstimate, Decision, FaceRecord, RuleWord, text_pending
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ class FaceEvidence:
     text_near: bool = False
     #: classes a human rejected for this face (a marked face on a Verify grid): never auto-accepted as these
     rejected: tuple[str, ...] = ()
+    #: text was not looked for on this face yet (``labeler.types.text_pending``): a certified bucket
+    #: still sends it to review until the check is done (``labeler.cleanup.check_text``)
+    text_pending: bool = False
 
 
 def evidence(
@@ -91,20 +94,21 @@ def evidence(
     flags: Iterable[str],
     whole_image: bool,
     rejected: Iterable[str] = (),
+    text_pending: bool = False,
 ) -> FaceEvidence:
     """THE evidence builder: what route() sees of one face (negated rule words left out)."""
     return FaceEvidence(
         n_faces=n_faces, rule_state=rule_state, rule_label=rule_label,
         rule_words=tuple(w.word for w in rule_words if not w.negated), probs=probs, model=model,
         flags=tuple(flags), whole_image=bool(whole_image), text_near=TEXT_FLAG in tuple(flags),
-        rejected=tuple(rejected),
+        rejected=tuple(rejected), text_pending=bool(text_pending),
     )
 
 
 def evidence_for(rec: FaceRecord, n_faces: int) -> FaceEvidence:
     """The evidence of a stored face (its newest model proposal), for re-routing and evaluation."""
     return evidence(n_faces, rec.rule_state, rec.rule_label, rec.rule_words, rec.model_probs, rec.model_source,
-                    rec.flags, rec.whole_image, rec.rejected)
+                    rec.flags, rec.whole_image, rec.rejected, text_pending(rec.text_near, rec.nonphoto))
 
 
 def _top(probs: Mapping[str, float]) -> tuple[str, float, float]:
@@ -197,6 +201,9 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy(),
     if c is not None:
         est = estimates.get(c.bucket) if estimates is not None else None
         t = policy.target_precision
+        if est is not None and est.certifies(t) and ev.text_pending:
+            return review(c.review_kind, f"{c.why}; bucket {c.bucket} certified at target {t:g}, {TEXT_PENDING}", c.label, est,
+                          c.bucket)
         if est is not None and est.certifies(t):
             return Decision("auto", c.label, f"{c.why}; bucket {c.bucket} certified: {_said(est)} >= target {t:g}", 0.0, src,
                             c.auto_kind, **_est_fields(c.bucket, est))
@@ -220,6 +227,10 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy(),
             return review("agree_low", f"rule ({words}) and model agree on {top} but the model is unsure ({p:.2f})", top)
         return review("disagree", f"rule says {lab} ({words}), model says {top} ({p:.2f}; {lab} {pr:.2f})", top)
     return review("low_confidence", f"no keyword; model unsure: {top} ({p:.2f})", top)
+
+
+#: the end of a review reason of a face held back only by its text check (labeler.cleanup.check_text)
+TEXT_PENDING = "text not looked for yet: looked for before auto-accept"
 
 
 def _said(est: BucketEstimate) -> str:

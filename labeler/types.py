@@ -248,7 +248,7 @@ class FaceClean:
     """Cleaning measurements of one face (labeler.faces.cleaning)."""
 
     phash: int  # 64-bit DCT hash of the detector box (unsigned)
-    text_near: bool  # text overlaps or borders the face
+    text_near: Optional[bool]  # text overlaps or borders the face; None: text not looked for (yet)
 
 
 @dataclass(frozen=True)
@@ -256,13 +256,23 @@ class ImageClean:
     """Cleaning measurements of one image (labeler.faces.cleaning)."""
 
     phash: int  # 64-bit DCT hash of the whole image (unsigned)
-    text_share: float  # share of the image covered by text boxes, 0..1
+    #: share of the image covered by text boxes, 0..1; None: text not looked for yet (it is looked
+    #: for before any face of the image is auto-accepted: labeler.cleanup.check_text)
+    text_share: Optional[float]
     nonphoto: float  # non-photo score, 0..1 (labeler.faces.nonphoto)
     faces: tuple[FaceClean, ...]  # in face order
 
     @property
     def has_text(self) -> bool:
-        return self.text_share > 0.0
+        return bool(self.text_share)
+
+
+def text_pending(text_near: Optional[bool], image_nonphoto: Optional[float]) -> bool:
+    """THE rule for "this face's text check is still to do": its image was measured (non-photo
+    score stored) but text was not looked for on it. Such a face is auto-accepted only after the
+    check (``labeler.cleanup.check_text``). A face of an image never measured (``autolabel
+    --no-clean``, or stored before cleaning existed) is not held back: `labeler clean` measures it."""
+    return text_near is None and image_nonphoto is not None
 
 
 @dataclass(frozen=True)
@@ -276,3 +286,4 @@ class StoredFace:
     flags: tuple[str, ...]
     crop: Optional[bytes]
     rules: ImageRules
+    text_pending: bool = False  # its text check is still to do (:func:`text_pending`)

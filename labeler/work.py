@@ -38,6 +38,9 @@ class WorkSettings:
     model_ident: str = ""
     #: measure text, hashes and non-photo score beside detection (labeler.faces.cleaning)
     clean: bool = True
+    #: with ``clean``: look for text on every image too (config ``[clean] text = "every_image"``);
+    #: off, text is looked for only before a face is auto-accepted (labeler.cleanup.check_text)
+    text: bool = True
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def process_image(job: ImageJob, settings: WorkSettings, detector, model) -> Ima
         quals.append({k: float(v) for k, v in q.items()})
         flags.append(f)
     probs = model.predict(crops, flip=settings.flip) if crops else np.zeros((0, len(model.labels)))
-    clean = cleaning.measure(rgb, [d.box for d in dets], settings.threads) if settings.clean else None
+    clean = cleaning.measure(rgb, [d.box for d in dets], settings.threads, text=settings.text) if settings.clean else None
     if clean is not None:
         flags = [cleaning.with_text_flag(f, fc.text_near) for f, fc in zip(flags, clean.faces)]
     faces = tuple(FaceWork(det, encode_jpeg(cr), q, f, tuple(float(x) for x in pr))

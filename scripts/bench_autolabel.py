@@ -2,7 +2,7 @@
 with the facenet-pytorch peer pipeline, with peak memory.
 
     python scripts/bench_autolabel.py FOLDER [FOLDER ...] [--limit 300] [--workers 1,2] [--ray]
-        [--rounds 3] [--reference-python REFVENV/bin/python] [--make-reference REFVENV] [--stages]
+        [--no-clean] [--every-image-text] [--rounds 3] [--reference-python REFVENV/bin/python] [--make-reference REFVENV] [--stages]
 
 The images of the folders (recursively, sorted, the first --limit) are copied flat into a temporary
 folder so every contender reads the same files. Each round runs, alternating: `labeler autolabel
@@ -199,6 +199,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-clean", action="store_true",
                     help="also time `--no-clean` (no text/hash/non-photo measurements: the work the peer does)")
+    ap.add_argument("--every-image-text", action="store_true",
+                    help='also time `[clean] text = "every_image"` (text looked for on every image, not only before auto-accept)')
     ap.add_argument("--threads", type=int, default=2, help="the peer's torch/onnxruntime threads")
     ap.add_argument("--reference-python", default=None)
     ap.add_argument("--make-reference", default=None, metavar="DIR")
@@ -232,6 +234,11 @@ def main() -> None:
         wmax = max(int(x) for x in args.workers.split(",") if x)
         contenders[f"labeler --workers {wmax} --no-clean"] = lambda r: labeler + [
             "--db", str(tmp / f"nc_{r}.db"), "--workers", str(wmax), "--no-clean"]
+    if args.every_image_text:
+        wmax = max(int(x) for x in args.workers.split(",") if x)
+        (tmp / "every.toml").write_text('[clean]\ntext = "every_image"\n', encoding="utf-8")
+        contenders[f"labeler --workers {wmax} text every image"] = lambda r: labeler + [
+            "--db", str(tmp / f"ev_{r}.db"), "--workers", str(wmax), "--config", str(tmp / "every.toml")]
     if args.ray:
         wmax = max(int(x) for x in args.workers.split(",") if x)
         contenders["labeler --ray local"] = lambda r: labeler + ["--db", str(tmp / f"ray_{r}.db"), "--ray", "local", "--workers", str(wmax)]

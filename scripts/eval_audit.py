@@ -90,6 +90,7 @@ def link_folder(truth: dict[Path, str], folder: Path) -> dict[str, str]:
 
 
 def audit_loop(url: str, truth: dict[str, str], target: float, batch: int, max_rounds: int, seed: int) -> dict:
+    from labeler.cleanup import check_text
     from labeler.config import Config
     from labeler.store import (Store, add_audit, audit_plan, auto_precision_estimate, iter_face_records, label_accuracy,
                                reroute)
@@ -108,6 +109,7 @@ def audit_loop(url: str, truth: dict[str, str], target: float, batch: int, max_r
             lab = next((truth[p] for p in recs[fid].paths if p in truth), None)
             add_audit(store, fid, "oracle", "label" if lab else "unusable", [lab] if lab else None)
             answers += 1
+    check_text(store, pol, progress=False)  # as `labeler route`: text is looked for before auto-accept
     reroute(store, pol)
     recs = [r for r in iter_face_records(store) if r.face_id is not None]
     auto = [r for r in recs if r.route == "auto" and not r.human_label]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,7 @@ from sqlalchemy import update
 
 from labeler import store as S
 from labeler.cleanup import backfill
-from labeler.config import Config
+from labeler.config import CleanConfig, Config
 from labeler.datasets.export import export
 from labeler.ingest.imageio import decode
 from labeler.ingest.rules import load_rules
@@ -47,27 +48,41 @@ def _faces(store, name: str) -> list:
     return [r for r in S.iter_face_records(store) if r.relpath.endswith(name) and r.face_id is not None]
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """Two autolabel runs into one database: photos (two near-copies of one among them), then the
-    first photo again with a caption drawn under the face its first run found."""
-    base = tmp_path_factory.mktemp("clean")
-    first, second = base / "first", base / "second"
+#: text looked for on every image (the default looks only before a face is auto-accepted: see the end)
+EVERY = Config(clean=CleanConfig(text="every_image"))
+
+
+def _photos(first: Path) -> None:
     woman = _rgb("笑顔_laughing-woman.jpg")
     _save(_rgb("smiling_astronaut.png"), first / "plain.jpg")
     _save(_resized(woman, 0.8), first / "copy_a.jpg", 80)  # two re-encoded sizes of one photo
     _save(_resized(woman, 0.55), first / "copy_b.jpg", 65)
     for name in ("shocked_cat.jpg", "happy_team_photo.jpg", "coffee_cup.jpg"):
         shutil.copyfile(SAMPLE / name, first / name)
-    store = S.Store(f"sqlite:///{base / 'p.db'}")
-    Autolabeler(store, Config(), load_rules()).run(first, progress=False)
+
+
+def _captioned(store, first: Path, second: Path) -> None:
+    """plain.jpg again with a caption drawn under the face its first run found."""
     (face,) = _faces(store, "plain.jpg")
     img = decode((first / "plain.jpg").read_bytes()).rgb.copy()
     x1, y2 = int(face.x1), int(face.y2)
     cv2.rectangle(img, (max(0, x1 - 20), y2 + 4), (min(img.shape[1] - 1, x1 + 300), y2 + 44), (0, 0, 0), -1)
     cv2.putText(img, "STOCK PHOTO 2024", (max(0, x1 - 10), y2 + 34), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2)
     _save(img, second / "captioned.png")
-    Autolabeler(store, Config(), load_rules()).run(second, progress=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """Two autolabel runs into one database, text looked for on every image: photos (two
+    near-copies of one among them), then the first photo again with a caption drawn under the face
+    its first run found."""
+    base = tmp_path_factory.mktemp("clean")
+    first, second = base / "first", base / "second"
+    _photos(first)
+    store = S.Store(f"sqlite:///{base / 'p.db'}")
+    Autolabeler(store, EVERY, load_rules()).run(first, progress=False)
+    _captioned(store, first, second)
+    Autolabeler(store, EVERY, load_rules()).run(second, progress=False)
     return store, base
 
 
@@ -169,3 +184,46 @@ def test_clean_and_report_commands(project, tmp_path, capsys):
     assert f"written to {out}" in capsys.readouterr().out and "<svg" in out.read_text(encoding="utf-8")
     assert main(["report", "--db", str(tmp_path / "typo.db"), "--out", str(out)]) == 2  # no empty database made
     assert capsys.readouterr().err.startswith("labeler: error:") and not (tmp_path / "typo.db").exists()
+
+
+def test_by_default_text_is_looked_for_only_before_auto_accept(tmp_path, capsys):
+    """The default ([clean] text = "before_auto"): autolabel measures hashes and non-photo score on
+    every image but looks for text on none while no bucket certifies; `labeler route` at a target
+    the buckets' priors reach looks for text on exactly the images of the faces it then
+    auto-accepts: the captioned face goes to review for its caption, its plain twin is accepted."""
+    from labeler.cli import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    _photos(first)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    store = S.Store(url)
+    Autolabeler(store, Config(), load_rules()).run(first, progress=False)
+    _captioned(store, first, second)
+    rep = Autolabeler(store, Config(), load_rules()).run(second, progress=False)
+    recs = [r for r in S.iter_face_records(store) if r.status == "ingested"]
+    assert rep.text_checked == 0 and all(r.route != "auto" for r in recs)
+    assert all(r.nonphoto is not None and r.dup_group is not None and r.text_share is None for r in recs)
+    assert all(r.text_near is None for r in recs if r.face_id is not None)
+    assert S.awaiting_text(store) == []
+
+    target = 0.85
+    pol = replace(Config().routing, target_precision=target)
+    waiting = set(S.awaiting_text(store, pol))
+    cap, plain = _faces(store, "captioned.png")[0], _faces(store, "plain.jpg")[0]
+    assert {cap.image_id, plain.image_id} <= waiting and len(waiting) < len({r.image_id for r in recs})
+    assert main(["route", "--db", url, "--target-precision", str(target)]) == 0
+    assert f"text looked for before auto-accept: {len(waiting)} images, found on or beside 1 faces" in capsys.readouterr().out
+    after = {r.face_id or -r.image_id: r for r in S.iter_face_records(store) if r.status == "ingested"}
+    cap, plain = after[cap.face_id], after[plain.face_id]
+    assert cap.text_near is True and cap.route == "review" and "text on or beside the face" in cap.reason
+    assert plain.text_near is False and plain.route == "auto"
+    for r in after.values():  # text was looked for exactly on the images of the faces that were waiting
+        assert (r.text_share is not None) == (r.image_id in waiting)
+        assert r.route != "auto" or r.text_near is False
+    assert S.awaiting_text(store, pol) == []  # a second route has nothing to look for
+    assert main(["route", "--db", url, "--target-precision", str(target)]) == 0
+    assert "text looked for" not in capsys.readouterr().out
+    # `labeler clean --text`: every image the text was not looked for on
+    images = {r.image_id for r in after.values()}
+    assert backfill(store, pol, progress=False, text=True).measured == len(images - waiting)
+    assert all(r.text_share is not None for r in S.iter_face_records(store) if r.status == "ingested")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from labeler.routing import FaceEvidence, RoutingPolicy, candidate, evidence, route
-from labeler.types import LABELS, BucketEstimate
+from labeler.types import LABELS, BucketEstimate, text_pending
 
 P = RoutingPolicy(agree_threshold=0.4, model_threshold=0.9, agree_top_k=1)
 
@@ -69,6 +69,12 @@ def probs(top: str, p: float) -> dict:
         (FaceEvidence(1, "none", None, (), probs("happy", 0.99), rejected=("happy",)), "review", "angry", "rejected as happy"),
         (FaceEvidence(1, "labeled", "happy", ("happy",), probs("happy", 0.9), rejected=("happy",)), "review", "angry", "rejected as happy"),
         (FaceEvidence(1, "none", None, (), probs("sad", 0.99), rejected=("happy",)), "auto", "sad", "no keyword"),
+        # text not looked for yet: a certified candidate waits for the check (labeler.cleanup.check_text)...
+        (FaceEvidence(1, "labeled", "happy", ("happy",), probs("happy", 0.99), text_pending=True), "review", "happy",
+         "certified at target 0.95, text not looked for yet"),
+        (FaceEvidence(2, "none", None, (), probs("sad", 0.99), text_pending=True), "review", "sad", "text not looked for yet"),
+        # ...and a face that is no candidate is routed as without it
+        (FaceEvidence(1, "labeled", "happy", ("happy",), probs("sad", 0.99), text_pending=True), "review", "sad", "rule says happy"),
     ],
 )
 def test_routing_table(ev, route_, label, reason_has):
@@ -200,6 +206,21 @@ def test_a_bucket_auto_accepts_only_when_its_lower_bound_reaches_the_target():
 def test_target_precision_must_be_a_probability():
     with pytest.raises(ValueError, match="between 0 and 1"):
         RoutingPolicy(target_precision=95)
+
+
+def test_a_pending_text_check_holds_back_only_what_would_be_auto_accepted():
+    ev = FaceEvidence(1, "none", None, (), probs("happy", 0.99), text_pending=True)
+    waiting, done = route(ev, P, ALL), route(FaceEvidence(1, "none", None, (), probs("happy", 0.99)), P, ALL)
+    assert (waiting.route, waiting.kind, waiting.bucket, waiting.lower) == ("review", "low_confidence", done.bucket, 0.97)
+    assert done.route == "auto"
+    # not certified: the same review as a face whose text was looked for
+    assert route(ev, P, {}).reason == route(FaceEvidence(1, "none", None, (), probs("happy", 0.99)), P, {}).reason
+
+
+def test_the_rule_for_a_pending_text_check():
+    assert text_pending(None, 0.1) and text_pending(None, 0.0)  # measured image, text not looked for
+    assert not text_pending(False, 0.1) and not text_pending(True, 0.1)  # looked for
+    assert not text_pending(None, None)  # image never measured (--no-clean): `labeler clean` does it
 
 
 def test_the_text_flag_reaches_the_evidence_and_blocks_whatever_the_block_flags():

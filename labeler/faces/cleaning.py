@@ -53,18 +53,22 @@ def measured_copy(rgb: np.ndarray, boxes: Sequence[Box] = ()) -> tuple[np.ndarra
 
 
 def measure(rgb: np.ndarray, boxes: Sequence[Box], threads: int = 1,
-            detector: Optional[TextDetector] = None) -> ImageClean:
+            detector: Optional[TextDetector] = None, text: bool = True) -> ImageClean:
     """All cleaning measurements of an RGB uint8 image whose faces are ``boxes`` (whole-image faces
-    included: text anywhere on such an image is on the face). A large image is measured on a copy
-    whose long side is :data:`MAX_SIDE` (the text detector sees at most 736 px anyway): at full size
-    the text map and its components cost ~24 bytes a pixel, about 1 GB for a 44 MP photo."""
+    included: text anywhere on such an image is on the face); with ``text`` off, all but text (the
+    text detector is two thirds of the cost; text share and the faces' text flags are then None).
+    A large image is measured on a copy whose long side is :data:`MAX_SIDE` (the text detector sees
+    at most 736 px anyway): at full size the text map and its components cost ~24 bytes a pixel,
+    about 1 GB for a 44 MP photo."""
     rgb, boxes = measured_copy(rgb, boxes)
-    text = (detector or text_detector(threads))(rgb)
-    faces = tuple(FaceClean(neardup.face_phash(rgb, b), text_near_face(text.boxes, b)) for b in boxes)
-    return ImageClean(neardup.phash(rgb), round(float(text.share), 4), nonphoto_score(rgb).score, faces)
+    found = (detector or text_detector(threads))(rgb) if text else None
+    faces = tuple(FaceClean(neardup.face_phash(rgb, b), None if found is None else text_near_face(found.boxes, b))
+                  for b in boxes)
+    share = None if found is None else round(float(found.share), 4)
+    return ImageClean(neardup.phash(rgb), share, nonphoto_score(rgb).score, faces)
 
 
-def with_text_flag(flags: Sequence[str], text_near: bool) -> tuple[str, ...]:
+def with_text_flag(flags: Sequence[str], text_near: Optional[bool]) -> tuple[str, ...]:
     """A face's flags with :data:`TEXT_FLAG` added (once) when text is on or beside it."""
     out = tuple(f for f in flags if f != TEXT_FLAG)
     return out + (TEXT_FLAG,) if text_near else out

@@ -100,6 +100,7 @@ from labeler.store.leases import (  # noqa: F401
 from labeler.store.cleaning import (  # noqa: F401
     CleanJob,
     DupGroups,
+    clean_jobs,
     dup_groups,
     images_to_clean,
     regroup,
@@ -114,6 +115,7 @@ from labeler.store.audit import (  # noqa: F401,E402
     add_audit,
     audit_plan,
     auto_precision_estimate,
+    awaiting_text,
     bucket_estimates,
     bucket_overview,
     face_names,

@@ -174,6 +174,20 @@ def reroute(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> int:
     return add_routed(store, items)
 
 
+def awaiting_text(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list[int]:
+    """The images with a face that routing would auto-accept but for its text check
+    (``labeler.types.text_pending``): text must be looked for on them first (labeler.cleanup.check_text)."""
+    from dataclasses import replace
+
+    recs, n = _records(store)
+    pending = [(r, evidence_for(r, n[r.image_id])) for r in recs]
+    pending = [(r, ev) for r, ev in pending if ev.text_pending]
+    if not pending:
+        return []
+    ests = estimates_of(members(store, policy, (recs, n)))
+    return sorted({r.image_id for r, ev in pending if route(replace(ev, text_pending=False), policy, ests).route == "auto"})
+
+
 def label_accuracy(recs) -> dict:
     """The estimated accuracy of the accepted labels of ``recs`` (``labeler.audit.AccuracyTally``):
     what export states, from the decisions stored in the database."""

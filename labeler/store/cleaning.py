@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from labeler.faces.neardup import MAX_DISTANCE, from_signed, group_ids, to_signed
 from labeler.store.engine import Store, chunks
@@ -20,14 +20,15 @@ from labeler.store.images import decode_flags, encode_flags
 from labeler.store.schema import Face, Image, ImagePath
 from labeler.types import TEXT_FLAG, Box, ImageClean
 
-__all__ = ["to_signed", "from_signed", "clean_values", "CleanJob", "images_to_clean", "save_clean", "regroup",
+__all__ = ["to_signed", "from_signed", "clean_values", "CleanJob", "images_to_clean", "clean_jobs", "save_clean", "regroup",
            "DupGroups", "dup_groups"]
 
 def clean_values(clean: Optional[ImageClean]) -> dict:
     """The Image column values of ``clean`` (nothing when not measured)."""
     if clean is None:
         return {}
-    return {"phash": to_signed(clean.phash), "text_share": float(clean.text_share), "nonphoto": float(clean.nonphoto)}
+    return {"phash": to_signed(clean.phash), "text_share": None if clean.text_share is None else float(clean.text_share),
+            "nonphoto": float(clean.nonphoto)}
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,22 @@ class CleanJob:
     faces: tuple[tuple[int, Box], ...]
 
 
-def images_to_clean(store: Store) -> list[CleanJob]:
-    """Detected images without cleaning measurements, in id order (those with a path: a sampled
-    video frame has none, and is not measured)."""
+def images_to_clean(store: Store, text: bool = False) -> list[CleanJob]:
+    """Detected images without cleaning measurements (with ``text``: or without text looked for),
+    in id order (those with a path: a sampled video frame has none, and is not measured)."""
     with store.session() as s:
-        ids = list(s.scalars(select(Image.id).where(Image.status == "ingested", Image.detected.is_(True),
-                                                    Image.phash.is_(None)).order_by(Image.id)))
-        out = []
+        q = select(Image.id).where(Image.status == "ingested", Image.detected.is_(True))
+        q = q.where(or_(Image.phash.is_(None), Image.text_share.is_(None)) if text else Image.phash.is_(None))
+        ids = list(s.scalars(q.order_by(Image.id)))
+    return clean_jobs(store, ids)
+
+
+def clean_jobs(store: Store, image_ids: Iterable[int]) -> list[CleanJob]:
+    """What measuring these images needs: their paths and face boxes (in id order; an image without
+    a path, a sampled video frame, is left out)."""
+    ids = sorted(set(image_ids))
+    out = []
+    with store.session() as s:
         for part in chunks(ids):
             paths: dict[int, list[str]] = {}
             for iid, p in s.execute(select(ImagePath.image_id, ImagePath.path).where(ImagePath.image_id.in_(part))
@@ -71,7 +81,8 @@ def save_clean(store: Store, image_id: int, clean: ImageClean, face_ids: Iterabl
             if face is None:
                 continue
             flags = tuple(f for f in decode_flags(face.flags) if f != TEXT_FLAG) + ((TEXT_FLAG,) if fc.text_near else ())
-            face.flags, face.phash, face.text_near = encode_flags(flags), to_signed(fc.phash), bool(fc.text_near)
+            near = None if fc.text_near is None else bool(fc.text_near)
+            face.flags, face.phash, face.text_near = encode_flags(flags), to_signed(fc.phash), near
             n += int(fc.text_near)
     return n
 

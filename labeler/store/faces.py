@@ -14,7 +14,7 @@ from labeler.store.cleaning import clean_values, to_signed
 from labeler.store.locks import lock
 from labeler.store.records import current_annotations
 from labeler.store.schema import DecisionRow, Face, Image, Proposal
-from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace
+from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace, text_pending
 
 NO_FACE = Decision(route="no_face", label=None, reason="no face detected", kind="no_face")
 
@@ -120,7 +120,7 @@ def stored_faces(store: Store, face_ids: Iterable[int]) -> list[StoredFace]:
                 nfaces[iid] = nfaces.get(iid, 0) + 1
             for f in faces:
                 out.append(StoredFace(f.id, f.image_id, nfaces[f.image_id], f.whole_image, decode_flags(f.flags), f.crop,
-                                      image_rules(f.image)))
+                                      image_rules(f.image), text_pending(f.text_near, f.image.nonphoto)))
     return sorted(out, key=lambda f: f.face_id)
 
 
