@@ -384,8 +384,8 @@ def _dataset_commands(sub, common) -> None:
     s.add_argument("--epochs", type=int, default=10, help="finetune epochs")
     s.add_argument("--force", action="store_true", help="make it the default even if it does not pass the promotion gate")
     s.add_argument("--base-data", default=None, metavar="DIR",
-                   help="a <class>/*.jpg folder of the base model's own data (e.g. FER2013 public_test) for the promotion "
-                        "gate's base-domain check (default: agreement with the base on unlabeled faces it is sure of)")
+                   help="a <class>/*.jpg folder of the base model's own data (e.g. FER2013 public_test): the promotion gate's "
+                        "base-domain check, and other images of it the head is distilled on (default: agreement with the base on unlabeled faces it is sure of, no replay)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("models", parents=[common], help="list FER model versions; --default NAME makes one the default")

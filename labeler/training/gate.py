@@ -109,6 +109,20 @@ def base_data_sample(folder: str | Path, labels: Sequence[str], per_class: int =
     return paths, np.array(ys, dtype=np.int64)
 
 
+def replay_sample(folder: str | Path, labels: Sequence[str], per_class: int = 200, seed: int = 0) -> list[Path]:
+    """Up to ``per_class`` images per class of a ``--base-data`` folder that the gate's sample
+    (:func:`base_data_sample`, same seed) leaves out: the base-domain images a head is distilled on
+    (replay), kept apart from those it is judged on."""
+    judged = set(base_data_sample(folder, labels, seed=seed)[0])
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for lab in labels:
+        d = Path(folder) / lab
+        files = sorted(p for p in d.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p not in judged) if d.is_dir() else []
+        out += [files[i] for i in sorted(rng.permutation(len(files))[:per_class])]
+    return out
+
+
 def sure_set(base_probs: np.ndarray, sure: float = SURE) -> tuple[np.ndarray, np.ndarray]:
     """(mask, the base's top-1) of the faces where the base's top probability is >= ``sure``."""
     if not len(base_probs):

@@ -23,11 +23,47 @@ from labeler.fer.model import FERModel, softmax
 from labeler.fer.resolver import load_model
 from labeler.store import Store
 from labeler.training.data import embedding_key, features, training_set, unlabeled_sample
+from labeler.training.gate import replay_sample
 from labeler.training.metrics import fit_temperature_pair
 from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, trained_name, user_models_dir, write_model
 
 #: a head is named after the shipped model it descends from: ``fer-ferplus-cnn-head``
 HEAD_SUFFIX = "-head"
+#: distillation weights toward the base: on the project's unlabeled faces, and on replayed images of
+#: the base's own domain (``--base-data``); images per class replayed; how much more a face far from
+#: the labeled faces is distilled (:func:`far_weights`). Chosen on issue 11's experiment
+#: (scripts/eval_retrain_domains.py, README "Retraining"), which is the dev set: a tuned choice
+KD, KD_REPLAY, REPLAY_PER_CLASS, FAR_POWER = 3.0, 5.0, 200, 2.0
+
+
+def far_weights(X: np.ndarray, labeled: np.ndarray, power: float, ref: Optional[float] = None, k: int = 5) -> tuple[np.ndarray, float]:
+    """Per-row distillation weights of ``X``: its mean distance to its ``k`` nearest ``labeled``
+    rows over ``ref`` (default: the median of those distances), to ``power``, clipped to 0.1..10;
+    and the ``ref`` used. Where the labels say nothing (faces unlike any labeled face: another
+    domain, a class nobody labeled) the base's answers weigh more; near the labeled faces the labels
+    may move them."""
+    d2 = (X ** 2).sum(1)[:, None] + (labeled ** 2).sum(1)[None, :] - 2 * X @ labeled.T
+    d = np.sqrt(np.maximum(np.sort(d2, axis=1)[:, : min(k, labeled.shape[0])], 0.0)).mean(1)
+    ref = float(np.median(d)) if ref is None else ref
+    return np.clip((d / max(ref, 1e-9)) ** power, 0.1, 10.0), ref
+
+
+def image_features(model: FERModel, paths: Sequence[Path], flip: bool = True, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, raw logits) of image files with ``model``, each image and, with ``flip``, its
+    mirror image (2N rows then); (None, None) for no paths."""
+    if not paths:
+        return None, None
+    import cv2
+
+    imgs = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    if flip:
+        imgs += [np.ascontiguousarray(im[:, ::-1]) for im in imgs]
+    es, zs = [], []
+    for i in range(0, len(imgs), batch):
+        e, z = model._run(imgs[i : i + batch], [model.embedding_name, model.logits_name])
+        es.append(e)
+        zs.append(z)
+    return np.concatenate(es).astype(np.float64), np.concatenate(zs).astype(np.float64)
 
 
 
@@ -180,33 +216,48 @@ def write_head_onnx(base_onnx: Path, out_onnx: Path, W: np.ndarray, b: np.ndarra
 def fit_residual_head(
     E: np.ndarray, Z: np.ndarray, y: np.ndarray, k: int, *, t0: float = 1.0, Eu: Optional[np.ndarray] = None,
     Zu: Optional[np.ndarray] = None, kd: float = 1.0, l2: float = 1e-2, min_class: int = 3, epochs: int = 300,
-    lr: float = 0.05,
+    lr: float = 0.05, Er: Optional[np.ndarray] = None, Zr: Optional[np.ndarray] = None, kd_replay: float = 1.0,
+    covered_softmax: bool = False, far_power: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A correction (dW (K,C), db (K,)) so that ``softmax((Z + T0 (E dW^T + db)) / T0)`` fits the labels.
 
     ``E``/``Z``: embeddings and the base model's raw logits of the human-labeled faces, ``y`` their
     classes; ``t0``: the base's temperature (the base's probabilities are softmax(Z / t0)).
-    Loss: class-balanced cross-entropy on the labels, the softmax taken over the classes the labels
-    cover + ``kd`` * KL(base || new) on the unlabeled faces ``Eu``/``Zu`` (distillation: where nobody
-    labeled, the new model answers as the base did) + ``l2`` * ||dW||^2 on standardised embeddings.
-    Guard: classes with fewer than ``min_class`` labels keep the base's logit (their rows of the
-    correction stay zero) and are left out of the cross-entropy's softmax. Starts at zero: the
-    untrained head IS the base model. Returns (dW, db, guarded classes mask)."""
+    Loss: class-balanced cross-entropy on the labels over all classes (with ``covered_softmax``:
+    over the classes the labels cover only) + ``kd`` * KL(base || new) on the unlabeled faces
+    ``Eu``/``Zu`` (distillation: where nobody labeled, the new model answers as the base did) +
+    ``kd_replay`` * KL(base || new) on ``Er``/``Zr``, images of the base's own domain (replay: a
+    one-domain label set cannot move the answers on the others) + ``l2`` * ||dW||^2 on standardised
+    embeddings. With ``far_power`` each distilled face weighs more the further it is from the labeled
+    faces (:func:`far_weights`). Guard: classes with fewer than ``min_class`` labels keep the base's logit (their
+    rows of the correction stay zero): a label of another class still counts against them for
+    that face (a face labeled sad is no neutral face), but only the covered classes can move.
+    Starts at zero: the untrained head IS the base model. Returns (dW, db, guarded classes mask)."""
     n, c = E.shape
     counts = np.bincount(y, minlength=k).astype(np.float64)
     guarded = counts < min_class  # min_class 0: no guard (tests: a deliberately harmful head)
     free = ~guarded
-    mu = E.mean(axis=0) if Eu is None or not len(Eu) else np.concatenate([E, Eu]).mean(axis=0)
-    sd = (E.std(axis=0) if Eu is None or not len(Eu) else np.concatenate([E, Eu]).std(axis=0)) + 1e-6
+    allE = np.concatenate([E, *(a for a in (Eu, Er) if a is not None and len(a))])
+    mu, sd = allE.mean(axis=0), allE.std(axis=0) + 1e-6
     Xs = (E - mu) / sd
     U = Zu / t0 if Zu is not None and len(Zu) else None
     Xu = (Eu - mu) / sd if U is not None else None
     Pu = softmax(U) if U is not None else None
+    R = Zr / t0 if Zr is not None and len(Zr) else None
+    Xr = (Er - mu) / sd if R is not None else None
+    Pr = softmax(R) if R is not None else None
+    wu = np.ones(len(U)) if U is not None else None
+    wr = np.ones(len(R)) if R is not None else None
+    if far_power and U is not None:
+        wu, ref = far_weights(Xu, Xs, far_power)
+        wr = far_weights(Xr, Xs, far_power, ref)[0] if R is not None else None
+    elif far_power and R is not None:
+        wr = far_weights(Xr, Xs, far_power)[0]
     cw = np.where(counts > 0, n / (max(1, (counts > 0).sum()) * np.maximum(counts, 1)), 0.0)
     sw = cw[y] / cw[y].sum()
     Y = np.eye(k)[y]
     Zs = Z / t0
-    mask = np.where(guarded, -np.inf, 0.0)
+    mask = np.where(guarded, -np.inf, 0.0) if covered_softmax else np.zeros(k)
     W = np.zeros((k, c))
     b = np.zeros(k)
     mW, vW, mb, vb = np.zeros_like(W), np.zeros_like(W), np.zeros_like(b), np.zeros_like(b)
@@ -217,9 +268,13 @@ def fit_residual_head(
         gW = G.T @ Xs + 2 * l2 * W
         gb = G.sum(axis=0)
         if U is not None and kd > 0:
-            Gu = (softmax(U + Xu @ W.T + b) - Pu) * (kd / len(U))
+            Gu = (softmax(U + Xu @ W.T + b) - Pu) * (kd * wu / len(U))[:, None]
             gW += Gu.T @ Xu
             gb += Gu.sum(axis=0)
+        if R is not None and kd_replay > 0:
+            Gr = (softmax(R + Xr @ W.T + b) - Pr) * (kd_replay * wr / len(R))[:, None]
+            gW += Gr.T @ Xr
+            gb += Gr.sum(axis=0)
         gW[guarded] = 0.0
         gb[guarded] = 0.0
         mW, vW = _adam_step(W, gW, mW, vW, t, lr)
@@ -270,8 +325,9 @@ def root_model(store: Store, model: FERModel) -> FERModel:
 
 def train_head(
     store: Store, *, base: Optional[str] = None, out_dir: Optional[str | Path] = None, holdout: float = 0.2,
-    seed: int = 0, force: bool = False, l2: float = 1e-2, kd: float = 25.0, min_class: int = 3, epochs: int = 300,
+    seed: int = 0, force: bool = False, l2: float = 1e-2, kd: float = KD, min_class: int = 3, epochs: int = 300,
     lr: float = 0.05, flip: bool = True, unlabeled: int = 3000, base_data: Optional[str | Path] = None,
+    kd_replay: float = KD_REPLAY, replay_per_class: int = REPLAY_PER_CLASS, far_power: float = FAR_POWER,
     labels_override: Optional[np.ndarray] = None, log: Optional[Callable[[str], None]] = None,
 ) -> TrainResult:
     """Train a residual head on the human labels; write, register, judge by the gate, maybe promote.
@@ -279,7 +335,9 @@ def train_head(
     ``base``: model name/path (default: the project's default; a residual head means its base).
     ``kd``: the weight of distillation toward the base on up to ``unlabeled`` faces without a human
     label; ``min_class``: classes with fewer labels keep the base's logit; ``base_data``: a folder
-    of the base's domain (``<class>/*.jpg``) for the gate; ``labels_override``: tests."""
+    of the base's domain (``<class>/*.jpg``): the gate's base-domain check, and other images of it
+    (up to ``replay_per_class`` per class) the head is distilled on with weight ``kd_replay``;
+    ``labels_override``: tests."""
     t0 = time.perf_counter()
     current = load(store, base)
     model = root_model(store, current)
@@ -300,8 +358,13 @@ def train_head(
     Eun = np.concatenate([v[2] for v in views]) if len(ufaces) else None
     Zun = np.concatenate([v[3] for v in views]) if len(ufaces) else None
     t_base = float(model.temperature or 1.0)
+    rpaths = replay_sample(base_data, labels, replay_per_class, seed) if base_data and replay_per_class > 0 else []
+    Er, Zr = image_features(model, rpaths, flip)
+    if log and rpaths:
+        log(f"replay: {len(rpaths)} images of {base_data} (the gate judges on others)")
     dW, db, guarded = fit_residual_head(Etr, Ztr, ytr, len(labels), t0=t_base, Eu=Eun, Zu=Zun, kd=kd, l2=l2,
-                                        min_class=min_class, epochs=epochs, lr=lr)
+                                        min_class=min_class, epochs=epochs, lr=lr, Er=Er, Zr=Zr, kd_replay=kd_replay,
+                                        far_power=far_power)
 
     def heldout_logits(v):
         return v[1][held] + v[0][held] @ dW.T + db
@@ -315,6 +378,8 @@ def train_head(
     training = {"mode": "head", "kind": "residual (base logits + linear correction on the embedding)", "holdout": holdout,
                 "seed": seed, "l2": l2, "kd": kd, "distilled_on": f"{len(ufaces)} faces without a human label",
                 "min_class": min_class, "guarded_classes": [labels[c] for c in np.flatnonzero(guarded)], "epochs": epochs,
+                "replay": f"{len(rpaths)} images of {base_data}, weight {kd_replay}" if rpaths else "none (no --base-data)",
+                "label_softmax": "all classes", "far_power": far_power,
                 "lr": lr, "flip_augment": flip, "class_balanced": True, "split": "grouped by source image, stratified by class",
                 "shuffled_labels": labels_override is not None}
     sidecar = write_model(out, stem, model.card, {
