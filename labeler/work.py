@@ -207,7 +207,7 @@ def steady_heap() -> None:
     By default the threshold moves up to 32 MB with the largest block freed so far, and the blocks
     under it come from a heap that fragments (one process grew to 1.8 GB over the 307 dev images
     once). A fixed threshold keeps the very large temporaries (a large photo's pyramid level, a full
-    resolution decode) out of the heap. It was 1 MB until 3 Dec: every R-/O-Net batch and pyramid
+    resolution decode) out of the heap. It was 1 MB until 2 Dec: every R-/O-Net batch and pyramid
     level was then mapped and unmapped again, and the kernel's page zeroing took 40% of autolabel's
     CPU (dev + web_pool, 922 photos, --workers 2 --no-clean: 93 s wall, 74 s system CPU; with 32 MB
     55 s and 10 s, largest process 0.56 GB against 0.49 GB, flat over the run). No effect where
