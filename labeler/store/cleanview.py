@@ -10,6 +10,7 @@ from typing import Optional
 from sqlalchemy import select
 
 from labeler.faces.nonphoto import THRESHOLD as NONPHOTO_THRESHOLD
+from labeler.faces.tracks import iou
 from labeler.store.cleaning import dup_groups
 from labeler.store.engine import Store, chunks
 from labeler.store.review import accepted_labels
@@ -90,15 +91,6 @@ class FaceGroup:
     image_ids: tuple[int, ...]
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def face_groups(store: Store, min_iou: float = 0.5) -> list[FaceGroup]:
     """Within each near-duplicate group of images, the faces at the same place (boxes in image-relative
     coordinates overlapping by ``min_iou``), one per copy, as groups of two or more; largest first.
@@ -117,7 +109,7 @@ def face_groups(store: Store, min_iou: float = 0.5) -> list[FaceGroup]:
     for fid, iid, g, x1, y1, x2, y2, w, h in rows:
         box = (x1 / max(w, 1), y1 / max(h, 1), x2 / max(w, 1), y2 / max(h, 1))
         for c in by.setdefault(g, []):
-            if iid not in {m[1] for m in c} and _iou(c[0][2], box) >= min_iou:
+            if iid not in {m[1] for m in c} and iou(c[0][2], box) >= min_iou:
                 c.append((fid, iid, box))
                 break
         else:
