@@ -109,6 +109,13 @@ def base_data_sample(folder: str | Path, labels: Sequence[str], per_class: int =
     return paths, np.array(ys, dtype=np.int64)
 
 
+def read_rgb(paths: Sequence[Path]) -> list[np.ndarray]:
+    """The RGB arrays of ``--base-data`` image files (the gate's sample, the replayed images)."""
+    import cv2
+
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+
+
 def replay_sample(folder: str | Path, labels: Sequence[str], per_class: int = 200, seed: int = 0) -> list[Path]:
     """Up to ``per_class`` images per class of a ``--base-data`` folder that the gate's sample
     (:func:`base_data_sample`, same seed) leaves out: the base-domain images a head is distilled on

@@ -23,7 +23,7 @@ from labeler.fer.model import FERModel, softmax
 from labeler.fer.resolver import load_model
 from labeler.store import Store
 from labeler.training.data import embedding_key, features, training_set, unlabeled_sample
-from labeler.training.gate import replay_sample
+from labeler.training.gate import read_rgb, replay_sample
 from labeler.training.metrics import fit_temperature_pair
 from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, trained_name, user_models_dir, write_model
 
@@ -53,9 +53,7 @@ def image_features(model: FERModel, paths: Sequence[Path], flip: bool = True, ba
     mirror image (2N rows then); (None, None) for no paths."""
     if not paths:
         return None, None
-    import cv2
-
-    imgs = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    imgs = read_rgb(paths)
     if flip:
         imgs += [np.ascontiguousarray(im[:, ::-1]) for im in imgs]
     es, zs = [], []
@@ -248,11 +246,12 @@ def fit_residual_head(
     Pr = softmax(R) if R is not None else None
     wu = np.ones(len(U)) if U is not None else None
     wr = np.ones(len(R)) if R is not None else None
-    if far_power and U is not None:
-        wu, ref = far_weights(Xu, Xs, far_power)
-        wr = far_weights(Xr, Xs, far_power, ref)[0] if R is not None else None
-    elif far_power and R is not None:
-        wr = far_weights(Xr, Xs, far_power)[0]
+    if far_power:  # one reference distance for both sets: the project's unlabeled faces' median
+        ref = None
+        if U is not None:
+            wu, ref = far_weights(Xu, Xs, far_power)
+        if R is not None:
+            wr = far_weights(Xr, Xs, far_power, ref)[0]
     cw = np.where(counts > 0, n / (max(1, (counts > 0).sum()) * np.maximum(counts, 1)), 0.0)
     sw = cw[y] / cw[y].sum()
     Y = np.eye(k)[y]

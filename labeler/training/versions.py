@@ -23,7 +23,7 @@ from labeler.fer.resolver import USER_MODELS_ENV, load_model, shipped_model
 from labeler.store import Store, model_registry, model_version_rows, record_model_version
 from labeler.fer.model import softmax
 from labeler.training.data import LabeledSet, features, model_probs
-from labeler.training.gate import PER_CLASS, SURE, base_data_sample, gate, sure_set
+from labeler.training.gate import PER_CLASS, SURE, base_data_sample, gate, read_rgb, sure_set
 from labeler.training.metrics import evaluate, format_metrics
 from labeler.types import LABELS
 
@@ -183,10 +183,8 @@ def base_domain(store: Store, cand: Candidate, new: FERModel) -> tuple[Optional[
     root = cand.root or cand.base
     labels = list(root.labels)
     if cand.base_data:
-        import cv2
-
         paths, y = base_data_sample(cand.base_data, labels)
-        imgs = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+        imgs = read_rgb(paths)
         how = f"{len(paths)} images of --base-data {cand.base_data} (up to {PER_CLASS} per class, seeded)"
         return (evaluate(np.asarray(root.predict(imgs, flip=True), dtype=np.float64), y, labels),
                 evaluate(np.asarray(new.predict(imgs, flip=True), dtype=np.float64), y, labels), how)
