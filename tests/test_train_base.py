@@ -74,7 +74,7 @@ def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
     _fake_fer(data)
     out = tmp_path / "models"
     res = main(["--data", str(data), "--out-dir", str(out), "--epochs", "1", "--batch-size", "16",
-                "--widths", "4,8,8,8,16", "--val-frac", "0.2", "--seed", "1", "--version", "test"])
+                "--widths", "4,8,8,8,16", "--depths", "1,2,1", "--val-frac", "0.2", "--seed", "1", "--version", "test"])
     assert res["epochs_run"] == 1 and len(res["curve"]) == 1
     assert res["counts"]["train_dropped_no_votes_or_nf_unknown_majority"] >= 1
     side = out / "fer_ferplus_cnn.json"
@@ -84,6 +84,10 @@ def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
     assert meta["calibration"]["temperature"] > 0
     assert set(meta["training"]["metrics"]) >= {"val", "public_test"}
     assert meta["training"]["seed"] == 1
+    arch = meta["training"]["architecture"]
+    assert arch["widths"] == [4, 8, 8, 8, 16] and arch["depths"] == [1, 2, 1]
+    convs = [m for m in res["model"].modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 2 + 1 + (1 + 2) + (1 + 1) + 1  # stem, 24 px, 12 px, 6 px, embedding conv
 
     model = load_model(str(side))
     assert model.ident == "fer-ferplus-cnn@test"

@@ -9,8 +9,8 @@ export by the exporter's constant folding):
 
     stem   conv 1->w0  @48, conv w0->w1 stride 2        -> 24x24
     stage1 conv w1->w1 @24 (x n24), maxpool             -> 12x12
-    stage2 conv w1->w2 @12, conv w2->w2, maxpool        ->  6x6
-    stage3 conv w2->w3 @6,  conv w3->w3, maxpool        ->  3x3
+    stage2 conv w1->w2 @12, conv w2->w2 (x n12), maxpool ->  6x6
+    stage3 conv w2->w3 @6,  conv w3->w3 (x n6), maxpool  ->  3x3
     head   conv w3->w4 @3 (embedding width), global average pool, dropout, linear w4->7
 """
 
@@ -23,6 +23,8 @@ from torch import nn
 
 INPUT_SIZE = 48
 DEFAULT_WIDTHS = (16, 32, 80, 160, 256)
+#: extra 3x3 convs at 24, 12 and 6 px (after the first conv of each stage)
+DEFAULT_DEPTHS = (1, 1, 1)
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -32,17 +34,26 @@ def _cbr(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
 class BaseFERNet(nn.Module):
     """Compact VGG-style CNN; ``forward`` returns ``(logits, embedding)``."""
 
-    def __init__(self, num_classes: int = 7, widths: Sequence[int] = DEFAULT_WIDTHS, dropout: float = 0.3, n24: int = 1):
+    def __init__(self, num_classes: int = 7, widths: Sequence[int] = DEFAULT_WIDTHS, dropout: float = 0.3,
+                 depths: Sequence[int] = DEFAULT_DEPTHS):
         super().__init__()
         w0, w1, w2, w3, w4 = (int(w) for w in widths)
+        n24, n12, n6 = (int(d) for d in depths)
         self.widths = (w0, w1, w2, w3, w4)
+        self.depths = (n24, n12, n6)
         layers: list[nn.Module] = []
         layers += _cbr(1, w0) + _cbr(w0, w1, stride=2)  # 48 -> 24
-        for _ in range(int(n24)):
+        for _ in range(n24):
             layers += _cbr(w1, w1)
         layers += [nn.MaxPool2d(2)]  # 24 -> 12
-        layers += _cbr(w1, w2) + _cbr(w2, w2) + [nn.MaxPool2d(2)]  # 12 -> 6
-        layers += _cbr(w2, w3) + _cbr(w3, w3) + [nn.MaxPool2d(2)]  # 6 -> 3
+        layers += _cbr(w1, w2)
+        for _ in range(n12):
+            layers += _cbr(w2, w2)
+        layers += [nn.MaxPool2d(2)]  # 12 -> 6
+        layers += _cbr(w2, w3)
+        for _ in range(n6):
+            layers += _cbr(w3, w3)
+        layers += [nn.MaxPool2d(2)]  # 6 -> 3
         layers += _cbr(w3, w4)
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -141,6 +141,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=20261128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--widths", default=None, help="comma-separated 5 widths (default: base_net.DEFAULT_WIDTHS)")
+    ap.add_argument("--depths", default=None, help="comma-separated extra convs at 24, 12 and 6 px (default: base_net.DEFAULT_DEPTHS)")
     ap.add_argument("--limit-per-class", type=int, default=None, help="at most N train images per class (smoke runs)")
     ap.add_argument("--no-export", action="store_true", help="train and report only (comparisons)")
     ap.add_argument("--no-test", action="store_true", help="skip the public_test report")
@@ -191,9 +192,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         raise SystemExit("error: no training or validation images left; check --data and --votes")
 
     widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else None
-    model = BaseFERNet(len(LABELS), **({"widths": widths} if widths else {}))
+    depths = tuple(int(d) for d in args.depths.split(",")) if args.depths else None
+    model = BaseFERNet(len(LABELS), **({"widths": widths} if widths else {}), **({"depths": depths} if depths else {}))
     n_params, macs = count_params(model), count_macs(model)
-    log(f"model BaseFERNet widths={model.widths} params={n_params} MMACs={macs / 1e6:.1f} (MFLOPs={2 * macs / 1e6:.1f})")
+    log(f"model BaseFERNet widths={model.widths} depths={model.depths} params={n_params} MMACs={macs / 1e6:.1f} (MFLOPs={2 * macs / 1e6:.1f})")
     model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
     for n_, p in model.named_parameters():
@@ -277,7 +279,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                 f"{(t_train + budget_s - t_warm) / 60:.1f} min (about {(t_train + budget_s - t_warm) / dt_ep:.0f} epochs at this speed)")
     train_s = time.time() - t_train
     log(f"training done: {epoch} epochs in {train_s / 60:.1f} min; best val_acc_ferplus {best['acc']:.4f} at epoch {best['epoch']}")
-    final = BaseFERNet(len(LABELS), widths=model.widths)
+    final = BaseFERNet(len(LABELS), widths=model.widths, depths=model.depths)
     final.load_state_dict(best["state"])
     final.eval()
 
@@ -377,7 +379,7 @@ def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], vot
         "training": {
             "command": cmd,
             "code": "labeler/training/base_train.py, labeler/training/base_net.py",
-            "architecture": {"class": "BaseFERNet", "widths": list(model.widths), "params": res["params"],
+            "architecture": {"class": "BaseFERNet", "widths": list(model.widths), "depths": list(model.depths), "params": res["params"],
                              "mmacs": round(res["macs"] / 1e6, 2), "mflops": round(2 * res["macs"] / 1e6, 2),
                              "onnx_mb": round(size_mb, 3)},
             "data": {
