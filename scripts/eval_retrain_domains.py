@@ -1,7 +1,7 @@
 """Does retraining on one domain's labels harm the others? (issue 11's experiment)
 
     python scripts/eval_retrain_domains.py --work /tmp/retrain_domains            # builds the database
-    python scripts/eval_retrain_domains.py --work /tmp/rd2 --from-db /tmp/rd/base.db  # reuse an autolabeled one
+    python scripts/eval_retrain_domains.py --work /tmp/rd2 --from-db /tmp/rd/base.db  # reuse the autolabeled one
 
 As a user would, with the CLI (a new process per command; PYTHONPATH is passed on, so it also runs
 against an older checkout): ``labeler autolabel`` ../shared/data/dev/images and
@@ -72,6 +72,13 @@ def measure(db: Path, t: dict[str, tuple[str, str]]) -> dict[str, tuple[int, int
     return {s: (c, n, ",".join(sorted(m))) for s, (c, n, m) in acc.items()}
 
 
+def _copy_db(src_path: Path, dst_path: Path) -> None:
+    src, dst = sqlite3.connect(src_path), sqlite3.connect(dst_path)
+    src.backup(dst)
+    src.close()
+    dst.close()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True, help="a new folder for the database and models")
@@ -90,21 +97,20 @@ def main(argv=None) -> int:
     os.environ["LABELER_USER_MODELS"] = str(work / "models")
     dev, pool = Path(a.dev), Path(a.pool)
     if a.from_db:
-        src = sqlite3.connect(a.from_db)
-        dst = sqlite3.connect(db)
-        src.backup(dst)
-        src.close()
-        dst.close()
+        _copy_db(Path(a.from_db), db)
     else:
         labeler(db, "autolabel", str(dev / "images"), "-q")
         labeler(db, "autolabel", str(pool / "images"), "-q")
+        _copy_db(db, work / "base.db")  # for later runs: --from-db WORK/base.db
     t = truth(dev / "labels.csv")
     # like with like: `after` is proposed from the stored (JPEG) crops by --repropose, so `before` is too
     # (autolabel proposes on the in-memory crop; a few near-ties differ between the two)
     labeler(db, "autolabel", str(dev / "images"), "-q", "--repropose")
     before = measure(db, t)
     print(labeler(db, "import", "--format", "csv", str(pool / "labels.csv"), "--annotator", "web_pool").strip())
-    print(labeler(db, "train", "--mode", "head", *a.train_args.split()).strip())
+    # the commands run in the work folder: paths given relative to here are made absolute
+    targs = [str(Path(x).resolve()) if not x.startswith("-") and Path(x).exists() else x for x in a.train_args.split()]
+    print(labeler(db, "train", "--mode", "head", *targs).strip())
     labeler(db, "autolabel", str(dev / "images"), "-q", "--repropose")
     after = measure(db, t)
     import labeler as pkg

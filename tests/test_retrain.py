@@ -386,7 +386,7 @@ def test_guards_keep_the_base_where_the_labels_say_nothing():
     k, draw = _two_domain_toy(seed=2)
     E, Z, y = draw(300, [0, 1], "B")  # labels: two classes, one domain
     Eu, Zu, yu = draw(600, [0, 1, 2, 3], "A")  # unlabeled: every class, the other domain
-    dW, db, guarded = fit_residual_head(E, Z, y, k, t0=1.0, Eu=Eu, Zu=Zu, kd=25.0)
+    dW, db, guarded, _ = fit_residual_head(E, Z, y, k, t0=1.0, Eu=Eu, Zu=Zu, kd=25.0)
     assert list(guarded) == [False, False, True, True]
     assert np.all(dW[2:] == 0) and np.all(db[2:] == 0)  # classes without labels keep the base's logit
     base_top, new_top = Zu.argmax(1), (Zu + Eu @ dW.T + db).argmax(1)
@@ -394,7 +394,7 @@ def test_guards_keep_the_base_where_the_labels_say_nothing():
     assert uncovered.sum() > 100
     assert (new_top[uncovered] == base_top[uncovered]).mean() >= 0.98  # the base's prediction of an uncovered class stays
     # without the guards (no class guard, no distillation) a one-domain label set erases classes 2 and 3
-    dW0, db0, _ = fit_residual_head(E, Z, y, k, t0=1.0, Eu=Eu, Zu=Zu, kd=0.0, min_class=0)
+    dW0, db0, _, _ = fit_residual_head(E, Z, y, k, t0=1.0, Eu=Eu, Zu=Zu, kd=0.0, min_class=0)
     assert ((Zu + Eu @ dW0.T + db0).argmax(1)[uncovered] == base_top[uncovered]).mean() < 0.9
 
 
@@ -425,11 +425,70 @@ def test_replay_keeps_the_base_on_its_own_domain():
     assert (Z.argmax(1) == y).mean() < 0.8 and (Za.argmax(1) == ya).mean() > 0.95
     kept, learned = {}, {}
     for name, extra in (("no replay", {}), ("replay", dict(Er=Er, Zr=Zr, kd_replay=25.0))):
-        dW, db, _ = fit_residual_head(E, Z, y, k, t0=1.0, Eu=Eu, Zu=Zu, kd=1.0, **extra)
+        dW, db, _, _ = fit_residual_head(E, Z, y, k, t0=1.0, Eu=Eu, Zu=Zu, kd=1.0, **extra)
         learned[name] = ((Z + E @ dW.T + db).argmax(1) == y).mean()
         kept[name] = ((Za + Ea @ dW.T + db).argmax(1) == Za.argmax(1)).mean()
     assert min(learned.values()) > (Z.argmax(1) == y).mean() + 0.08, learned  # both learn domain B
     assert kept["replay"] >= 0.985 and kept["replay"] > kept["no replay"] + 0.015, kept
+
+
+def test_reach_keeps_the_base_away_from_the_labeled_faces():
+    """Labels from domain B only (far from domain A in the embedding): with its reach the head still
+    learns B, and A's answers stay the base's; the same head applied to every face alike moves them."""
+    from labeler.training.head import fit_residual_head
+
+    rng = np.random.default_rng(4)
+    k, c = 4, 8
+    centers = rng.normal(0, 3, (k, c))
+    off = np.zeros(c)
+    off[-1] = 12.0  # domain B sits apart in one direction of the embedding
+
+    def draw(n, classes, dom):
+        y = rng.choice(classes, n)
+        m = centers[y].copy()
+        if dom == "B":  # in domain B class 0 looks much like class 2 (the base calls most of them 2)
+            m[y == 0] = 0.2 * centers[0] + 0.8 * centers[2]
+        E = m + rng.normal(0, 1, (n, c)) + (off if dom == "B" else 0)
+        return E, (E - (off if dom == "B" else 0)) @ centers.T / 8, y
+
+    E, Z, y = draw(300, [0, 1, 2, 3], "B")
+    Eb, Zb, yb = draw(400, [0, 1, 2, 3], "B")  # other faces of B
+    assert (Zb.argmax(1) == yb).mean() < 0.85
+    Ea, Za, _ = draw(600, [0, 1, 2, 3], "A")
+    res = {}
+    for name, q in (("everywhere", None), ("reach", 0.9)):
+        dW, db, _, reach = fit_residual_head(E, Z, y, k, t0=1.0, kd=0.0, reach_q=q, groups=np.arange(len(y)))
+        wa = reach.weights(Ea)[:, None] if reach else 1.0
+        wb = reach.weights(Eb)[:, None] if reach else 1.0
+        res[name] = {"A kept": ((Za + wa * (Ea @ dW.T + db)).argmax(1) == Za.argmax(1)).mean(),
+                     "B right": ((Zb + wb * (Eb @ dW.T + db)).argmax(1) == yb).mean()}
+        if reach:
+            assert np.median(reach.weights(Eb)) > 0.5 and reach.weights(Ea).max() < 0.05
+    assert res["reach"]["A kept"] >= 0.995 and res["everywhere"]["A kept"] < 0.97, res
+    assert res["reach"]["B right"] > (Zb.argmax(1) == yb).mean() + 0.05, res  # it still learns domain B
+
+
+def test_residual_onnx_with_reach_matches_numpy(tmp_path):
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from labeler.training.head import write_residual_onnx
+    from labeler.training.reach import make_reach
+
+    base, new = tmp_path / "toy.onnx", tmp_path / "toy_reach.onnx"
+    _toy_onnx(base)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 1, 8, 8)).astype(np.float32)
+    l0, e0 = ort.InferenceSession(str(base), providers=["CPUExecutionProvider"]).run(["logits", "embedding"], {"input": x})
+    e0 = e0.astype(np.float64)
+    mu, sd = e0.mean(0), e0.std(0) + 1e-3
+    reach = make_reach((e0[:4] - mu) / sd, mu, sd, np.arange(4), k=2)
+    dW, db = rng.normal(size=(7, 4)), rng.normal(size=7)
+    write_residual_onnx(base, new, dW, db, reach)
+    l1 = ort.InferenceSession(str(new), providers=["CPUExecutionProvider"]).run(["logits"], {"input": x})[0]
+    w = reach.weights(e0)
+    assert w.min() < 0.99 and w.max() > 0.3  # the faces are weighted differently
+    np.testing.assert_allclose(l1, l0 + w[:, None] * (e0 @ dW.T + db), atol=1e-3)
 
 
 def test_replay_images_are_not_the_ones_the_gate_judges(tmp_path):

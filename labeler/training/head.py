@@ -5,7 +5,8 @@ plus a learned linear correction of the embedding (``Gemm`` + ``Add``, same inpu
 The correction starts at zero (the untrained head is exactly the base: a linear head fitted to the
 base's last layer agreed only ~71-83 % top-1 with the base for mini-Xception, whose last layer is a
 3x3 conv), is pulled toward zero, is distilled toward the base's probabilities on the project's
-unlabeled faces, and stays zero for classes with too few labels. Judged by the promotion gate
+unlabeled faces, stays zero for classes with too few labels, and fades with a face's distance
+from the labeled faces (:mod:`labeler.training.reach`). Judged by the promotion gate
 (:func:`labeler.training.versions.finish`). ``fit_softmax_head``/``write_head_onnx`` (a plain
 replacement head) remain for other uses.
 """
@@ -25,6 +26,7 @@ from labeler.store import Store
 from labeler.training.data import embedding_key, features, training_set, unlabeled_sample
 from labeler.training.gate import read_rgb, replay_sample
 from labeler.training.metrics import fit_temperature_pair
+from labeler.training.reach import REACH_Q, Reach, make_reach, reach_initializers, reach_nodes
 from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, trained_name, user_models_dir, write_model
 
 #: a head is named after the shipped model it descends from: ``fer-ferplus-cnn-head``
@@ -34,8 +36,6 @@ HEAD_SUFFIX = "-head"
 #: the labeled faces is distilled (:func:`far_weights`). Chosen on issue 11's experiment
 #: (scripts/eval_retrain_domains.py, README "Retraining"), which is the dev set: a tuned choice
 KD, KD_REPLAY, REPLAY_PER_CLASS, FAR_POWER = 3.0, 5.0, 200, 2.0
-
-
 def far_weights(X: np.ndarray, labeled: np.ndarray, power: float, ref: Optional[float] = None, k: int = 5) -> tuple[np.ndarray, float]:
     """Per-row distillation weights of ``X``: its mean distance to its ``k`` nearest ``labeled``
     rows over ``ref`` (default: the median of those distances), to ``power``, clipped to 0.1..10;
@@ -215,8 +215,9 @@ def fit_residual_head(
     E: np.ndarray, Z: np.ndarray, y: np.ndarray, k: int, *, t0: float = 1.0, Eu: Optional[np.ndarray] = None,
     Zu: Optional[np.ndarray] = None, kd: float = 1.0, l2: float = 1e-2, min_class: int = 3, epochs: int = 300,
     lr: float = 0.05, Er: Optional[np.ndarray] = None, Zr: Optional[np.ndarray] = None, kd_replay: float = 1.0,
-    covered_softmax: bool = False, far_power: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    covered_softmax: bool = False, far_power: float = 0.0, reach_q: Optional[float] = None,
+    groups: Optional[np.ndarray] = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[Reach]]:
     """A correction (dW (K,C), db (K,)) so that ``softmax((Z + T0 (E dW^T + db)) / T0)`` fits the labels.
 
     ``E``/``Z``: embeddings and the base model's raw logits of the human-labeled faces, ``y`` their
@@ -227,10 +228,13 @@ def fit_residual_head(
     ``kd_replay`` * KL(base || new) on ``Er``/``Zr``, images of the base's own domain (replay: a
     one-domain label set cannot move the answers on the others) + ``l2`` * ||dW||^2 on standardised
     embeddings. With ``far_power`` each distilled face weighs more the further it is from the labeled
-    faces (:func:`far_weights`). Guard: classes with fewer than ``min_class`` labels keep the base's logit (their
+    faces (:func:`far_weights`). With ``reach_q`` the correction is fitted as it will be applied: times
+    each face's :class:`Reach` weight (``groups``: the face of each labeled row, for the radius).
+    Guard: classes with fewer than ``min_class`` labels keep the base's logit (their
     rows of the correction stay zero): a label of another class still counts against them for
     that face (a face labeled sad is no neutral face), but only the covered classes can move.
-    Starts at zero: the untrained head IS the base model. Returns (dW, db, guarded classes mask)."""
+    Starts at zero: the untrained head IS the base model. Returns (dW, db, guarded classes mask, reach
+    or None)."""
     n, c = E.shape
     counts = np.bincount(y, minlength=k).astype(np.float64)
     guarded = counts < min_class  # min_class 0: no guard (tests: a deliberately harmful head)
@@ -252,6 +256,10 @@ def fit_residual_head(
             wu, ref = far_weights(Xu, Xs, far_power)
         if R is not None:
             wr = far_weights(Xr, Xs, far_power, ref)[0]
+    reach = make_reach(Xs, mu, sd, groups, q=reach_q) if reach_q else None
+    gl = reach.of_standardised(Xs)[:, None] if reach else np.ones((n, 1))
+    gu = reach.of_standardised(Xu)[:, None] if reach and U is not None else (np.ones((len(U), 1)) if U is not None else None)
+    gr = reach.of_standardised(Xr)[:, None] if reach and R is not None else (np.ones((len(R), 1)) if R is not None else None)
     cw = np.where(counts > 0, n / (max(1, (counts > 0).sum()) * np.maximum(counts, 1)), 0.0)
     sw = cw[y] / cw[y].sum()
     Y = np.eye(k)[y]
@@ -263,15 +271,15 @@ def fit_residual_head(
     for t in range(1, epochs + 1):
         # the labels compare only the classes they cover: a label set without class c is no evidence
         # against c (a one-domain set often lacks whole classes), so c's probability is left to the KD term
-        G = (softmax(Zs + Xs @ W.T + b + mask) - Y) * sw[:, None]
+        G = (softmax(Zs + gl * (Xs @ W.T + b) + mask) - Y) * sw[:, None] * gl
         gW = G.T @ Xs + 2 * l2 * W
         gb = G.sum(axis=0)
         if U is not None and kd > 0:
-            Gu = (softmax(U + Xu @ W.T + b) - Pu) * (kd * wu / len(U))[:, None]
+            Gu = (softmax(U + gu * (Xu @ W.T + b)) - Pu) * (kd * wu / len(U))[:, None] * gu
             gW += Gu.T @ Xu
             gb += Gu.sum(axis=0)
         if R is not None and kd_replay > 0:
-            Gr = (softmax(R + Xr @ W.T + b) - Pr) * (kd_replay * wr / len(R))[:, None]
+            Gr = (softmax(R + gr * (Xr @ W.T + b)) - Pr) * (kd_replay * wr / len(R))[:, None] * gr
             gW += Gr.T @ Xr
             gb += Gr.sum(axis=0)
         gW[guarded] = 0.0
@@ -281,12 +289,13 @@ def fit_residual_head(
     W[~free], b[~free] = 0.0, 0.0
     # back to raw embeddings and the raw-logit scale: logits = Z + E (t0 W / sd)^T + t0 (b - (W / sd) mu)
     Wr = W / sd
-    return t0 * Wr, t0 * (b - Wr @ mu), guarded
+    return t0 * Wr, t0 * (b - Wr @ mu), guarded, reach
 
 
-def write_residual_onnx(base_onnx: Path, out_onnx: Path, dW: np.ndarray, db: np.ndarray) -> None:
-    """The base graph with ``logits = base logits + Gemm(embedding, dW^T) + db``: every node of the
-    base kept (its logits renamed ``head_residual/base_logits``); input/output names unchanged."""
+def write_residual_onnx(base_onnx: Path, out_onnx: Path, dW: np.ndarray, db: np.ndarray, reach: Optional[Reach] = None) -> None:
+    """The base graph with ``logits = base logits + Gemm(embedding, dW^T) + db`` (times the face's
+    :class:`Reach` weight where ``reach`` is given): every node of the base kept (its logits renamed
+    ``head_residual/base_logits``); input/output names unchanged."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -304,10 +313,13 @@ def write_residual_onnx(base_onnx: Path, out_onnx: Path, dW: np.ndarray, db: np.
             v.name = base_name
     wn, bn = "head_residual/dW", "head_residual/db"
     g.initializer.extend([numpy_helper.from_array(dW.astype(np.float32), wn), numpy_helper.from_array(db.astype(np.float32), bn)])
-    g.node.extend([
-        helper.make_node("Gemm", ["embedding", wn, bn], ["head_residual/delta"], name="head_residual/Gemm", transB=1),
-        helper.make_node("Add", [base_name, "head_residual/delta"], ["logits"], name="head_residual/Add"),
-    ])
+    delta = "head_residual/delta"
+    g.node.append(helper.make_node("Gemm", ["embedding", wn, bn], [delta], name="head_residual/Gemm", transB=1))
+    if reach is not None:
+        g.initializer.extend(reach_initializers(reach))
+        g.node.extend(reach_nodes(reach, "embedding", delta, "head_residual/reached"))
+        delta = "head_residual/reached"
+    g.node.append(helper.make_node("Add", [base_name, delta], ["logits"], name="head_residual/Add"))
     onnx.checker.check_model(m)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(m, str(out_onnx))
@@ -327,7 +339,7 @@ def train_head(
     seed: int = 0, force: bool = False, l2: float = 1e-2, kd: float = KD, min_class: int = 3, epochs: int = 300,
     lr: float = 0.05, flip: bool = True, unlabeled: int = 3000, base_data: Optional[str | Path] = None,
     kd_replay: float = KD_REPLAY, replay_per_class: int = REPLAY_PER_CLASS, far_power: float = FAR_POWER,
-    labels_override: Optional[np.ndarray] = None, log: Optional[Callable[[str], None]] = None,
+    reach_q: Optional[float] = REACH_Q, labels_override: Optional[np.ndarray] = None, log: Optional[Callable[[str], None]] = None,
 ) -> TrainResult:
     """Train a residual head on the human labels; write, register, judge by the gate, maybe promote.
 
@@ -336,6 +348,7 @@ def train_head(
     label; ``min_class``: classes with fewer labels keep the base's logit; ``base_data``: a folder
     of the base's domain (``<class>/*.jpg``): the gate's base-domain check, and other images of it
     (up to ``replay_per_class`` per class) the head is distilled on with weight ``kd_replay``;
+    ``reach_q``: the head's :class:`Reach` (None: the correction applies to every face alike);
     ``labels_override``: tests."""
     t0 = time.perf_counter()
     current = load(store, base)
@@ -354,6 +367,7 @@ def train_head(
     Etr = np.concatenate([v[0][tr] for v in views])
     Ztr = np.concatenate([v[1][tr] for v in views])
     ytr = np.concatenate([ytrain[tr]] * len(views))
+    gtr = np.concatenate([np.arange(len(y))[tr]] * len(views))  # the face of each row (its views share it)
     Eun = np.concatenate([v[2] for v in views]) if len(ufaces) else None
     Zun = np.concatenate([v[3] for v in views]) if len(ufaces) else None
     t_base = float(model.temperature or 1.0)
@@ -361,24 +375,26 @@ def train_head(
     Er, Zr = image_features(model, rpaths, flip)
     if log and rpaths:
         log(f"replay: {len(rpaths)} images of {base_data} (the gate judges on others)")
-    dW, db, guarded = fit_residual_head(Etr, Ztr, ytr, len(labels), t0=t_base, Eu=Eun, Zu=Zun, kd=kd, l2=l2,
-                                        min_class=min_class, epochs=epochs, lr=lr, Er=Er, Zr=Zr, kd_replay=kd_replay,
-                                        far_power=far_power)
+    dW, db, guarded, reach = fit_residual_head(Etr, Ztr, ytr, len(labels), t0=t_base, Eu=Eun, Zu=Zun, kd=kd, l2=l2,
+                                               min_class=min_class, epochs=epochs, lr=lr, Er=Er, Zr=Zr,
+                                               kd_replay=kd_replay, far_power=far_power, reach_q=reach_q, groups=gtr)
 
     def heldout_logits(v):
-        return v[1][held] + v[0][held] @ dW.T + db
+        w = reach.weights(v[0][held])[:, None] if reach is not None else 1.0
+        return v[1][held] + w * (v[0][held] @ dW.T + db)
 
     temp = fit_temperature_pair(heldout_logits(views[0]), heldout_logits(views[1]) if flip else None, y[held])
     out = Path(out_dir) if out_dir else user_models_dir(store)
     version = new_version()
     name = trained_name(model.name, HEAD_SUFFIX)
     stem = f"{name}-{version}"
-    write_residual_onnx(model.card.file, out / f"{stem}.onnx", dW, db)
+    write_residual_onnx(model.card.file, out / f"{stem}.onnx", dW, db, reach)
     training = {"mode": "head", "kind": "residual (base logits + linear correction on the embedding)", "holdout": holdout,
                 "seed": seed, "l2": l2, "kd": kd, "distilled_on": f"{len(ufaces)} faces without a human label",
                 "min_class": min_class, "guarded_classes": [labels[c] for c in np.flatnonzero(guarded)], "epochs": epochs,
                 "replay": f"{len(rpaths)} images of {base_data}, weight {kd_replay}" if rpaths else "none (no --base-data)",
                 "label_softmax": "all classes", "far_power": far_power,
+                "reach": {"quantile": reach_q, **reach.describe()} if reach is not None else "none (every face alike)",
                 "lr": lr, "flip_augment": flip, "class_balanced": True, "split": "grouped by source image, stratified by class",
                 "shuffled_labels": labels_override is not None}
     sidecar = write_model(out, stem, model.card, {
