@@ -4,7 +4,7 @@ Needs a venv with torch (not the runtime venv)::
 
     python3 -m venv /work/venv-train && /work/venv-train/bin/pip install torch==2.13.0 onnx onnxruntime numpy \
         opencv-python-headless Pillow && /work/venv-train/bin/pip install -e .
-    nohup nice -n 5 /work/venv-train/bin/python scripts/train_base.py --time-budget-min 65 > /tmp/train_base.log 2>&1 &
+    nohup /work/venv-train/bin/python scripts/train_base.py --time-budget-min 84 --epochs 120 > /tmp/train_base.log 2>&1 &
 
 Writes models/fer_ferplus_cnn.onnx and models/fer_ferplus_cnn.json (see labeler/training/base_train.py
 for the data rules, the augmentation and the schedule; ``--help`` for the options).

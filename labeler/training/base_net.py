@@ -24,7 +24,7 @@ from torch import nn
 INPUT_SIZE = 48
 DEFAULT_WIDTHS = (16, 32, 80, 160, 256)
 #: extra 3x3 convs at 24, 12 and 6 px (after the first conv of each stage)
-DEFAULT_DEPTHS = (1, 1, 1)
+DEFAULT_DEPTHS = (1, 2, 2)
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
