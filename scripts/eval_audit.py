@@ -102,14 +102,18 @@ def audit_loop(url: str, truth: dict[str, str], target: float, batch: int, max_r
     while rounds < max_rounds:
         todo = [f for p in audit_plan(store, pol, seed=seed, batch=batch) for f in p.sample]
         if not todo:
-            break
+            # as `labeler route` does before auto-accepting: look for text on the faces a certified bucket
+            # would take; a face with text leaves its bucket (its audit with it), which may reopen the
+            # bucket, so plan again until a text check finds nothing new to look at
+            if check_text(store, pol, progress=False).measured == 0:
+                break
+            continue
         rounds += 1
         recs = {r.face_id: r for r in iter_face_records(store) if r.face_id in set(todo)}
         for fid in todo:
             lab = next((truth[p] for p in recs[fid].paths if p in truth), None)
             add_audit(store, fid, "oracle", "label" if lab else "unusable", [lab] if lab else None)
             answers += 1
-    check_text(store, pol, progress=False)  # as `labeler route`: text is looked for before auto-accept
     reroute(store, pol)
     recs = [r for r in iter_face_records(store) if r.face_id is not None]
     auto = [r for r in recs if r.route == "auto" and not r.human_label]
