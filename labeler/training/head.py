@@ -36,6 +36,8 @@ HEAD_SUFFIX = "-head"
 #: the labeled faces is distilled (:func:`far_weights`). Chosen on issue 11's experiment
 #: (scripts/eval_retrain_domains.py, README "Retraining"), which is the dev set: a tuned choice
 KD, KD_REPLAY, REPLAY_PER_CLASS, FAR_POWER = 3.0, 5.0, 200, 2.0
+
+
 def far_weights(X: np.ndarray, labeled: np.ndarray, power: float, ref: Optional[float] = None, k: int = 5) -> tuple[np.ndarray, float]:
     """Per-row distillation weights of ``X``: its mean distance to its ``k`` nearest ``labeled``
     rows over ``ref`` (default: the median of those distances), to ``power``, clipped to 0.1..10;
@@ -317,7 +319,7 @@ def write_residual_onnx(base_onnx: Path, out_onnx: Path, dW: np.ndarray, db: np.
     g.node.append(helper.make_node("Gemm", ["embedding", wn, bn], [delta], name="head_residual/Gemm", transB=1))
     if reach is not None:
         g.initializer.extend(reach_initializers(reach))
-        g.node.extend(reach_nodes(reach, "embedding", delta, "head_residual/reached"))
+        g.node.extend(reach_nodes("embedding", delta, "head_residual/reached"))
         delta = "head_residual/reached"
     g.node.append(helper.make_node("Add", [base_name, delta], ["logits"], name="head_residual/Add"))
     onnx.checker.check_model(m)

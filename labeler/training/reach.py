@@ -39,7 +39,7 @@ class Reach:
     power)``, ``d`` the mean distance of its standardised embedding ((e - mu) / sd) to the ``k``
     nearest ``anchors`` (labeled faces): faces like the labeled ones get the correction, faces unlike
     any of them (another domain, another kind of crop) keep the base model's answer. The same formula
-    runs in the ONNX graph (:func:`write_residual_onnx`)."""
+    runs in the ONNX graph (:func:`reach_nodes`, written by ``head.write_residual_onnx``)."""
 
     mu: np.ndarray
     sd: np.ndarray
@@ -79,6 +79,7 @@ def make_reach(Xs: np.ndarray, mu: np.ndarray, sd: np.ndarray, groups: Optional[
 
 
 def reach_initializers(reach: Reach) -> list:
+    """The constants of :func:`reach_nodes` as ONNX initializers (float32; ``head_reach/*``)."""
     from onnx import numpy_helper
 
     c, k = reach.anchors.shape[1], reach.k
@@ -93,9 +94,10 @@ def reach_initializers(reach: Reach) -> list:
     return out
 
 
-def reach_nodes(reach: Reach, emb: str, delta: str, out: str) -> list:
-    """``out = delta * 1 / (1 + (d / radius)^power)``, d as in :meth:`Reach.of_standardised`, with
-    operators of every opset >= 11 (no attribute-vs-input reductions)."""
+def reach_nodes(emb: str, delta: str, out: str) -> list:
+    """``out = delta * 1 / (1 + (d / radius)^power)``, d as in :meth:`Reach.of_standardised`, on the
+    constants of :func:`reach_initializers`, with operators of every opset >= 11 (no reductions,
+    whose axes moved from attribute to input between opsets)."""
     from onnx import helper
 
     def c(n):
