@@ -26,7 +26,7 @@ from labeler.store import Store
 from labeler.training.data import embedding_key, features, training_set, unlabeled_sample
 from labeler.training.gate import read_rgb, replay_sample
 from labeler.training.metrics import fit_temperature_pair
-from labeler.training.reach import REACH_Q, Reach, make_reach, reach_initializers, reach_nodes
+from labeler.training.reach import REACH_Q, Reach, knn_distance, make_reach, reach_initializers, reach_nodes
 from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, trained_name, user_models_dir, write_model
 
 #: a head is named after the shipped model it descends from: ``fer-ferplus-cnn-head``
@@ -44,8 +44,7 @@ def far_weights(X: np.ndarray, labeled: np.ndarray, power: float, ref: Optional[
     and the ``ref`` used. Where the labels say nothing (faces unlike any labeled face: another
     domain, a class nobody labeled) the base's answers weigh more; near the labeled faces the labels
     may move them."""
-    d2 = (X ** 2).sum(1)[:, None] + (labeled ** 2).sum(1)[None, :] - 2 * X @ labeled.T
-    d = np.sqrt(np.maximum(np.sort(d2, axis=1)[:, : min(k, labeled.shape[0])], 0.0)).mean(1)
+    d = knn_distance(X, labeled, k)
     ref = float(np.median(d)) if ref is None else ref
     return np.clip((d / max(ref, 1e-9)) ** power, 0.1, 10.0), ref
 
