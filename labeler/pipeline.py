@@ -235,7 +235,8 @@ class Autolabeler:
 
     def repropose(self, only_stale: bool = True, progress: Optional[bool] = None, batch: int = 256,
                   runner: Optional[work.Runner] = None) -> int:
-        """Run the current model on faces without a human label and re-route them. With
+        """Run the current model on faces without a human label (and on faces whose labels are all blind:
+        audits and imports measure the current model's precision) and re-route them. With
         ``only_stale`` only faces whose newest model proposal is from another model (or missing).
         Batches run on ``runner`` (or, with ``workers`` > 1, a pool started here), stored in order."""
         todo = db.faces_to_repropose(self.store, self.model.ident, only_stale)

@@ -15,7 +15,8 @@ from labeler.audit import BucketState, beta_ppf, betainc, clopper_pearson, estim
 from labeler.routing import RoutingPolicy
 from labeler.store import (
     AUDIT_SOURCE, Annotation, DecisionRow, Face, Image, ImagePath, Proposal, Store, add_annotation, add_audit,
-    audit_plan, auto_precision_estimate, bucket_estimates, iter_face_records, next_audit_faces, pending_audits, reroute,
+    audit_plan, auto_precision_estimate, bucket_estimates, faces_to_repropose, iter_face_records, next_audit_faces, pending_audits,
+    record_model_version, reroute,
 )
 from labeler.types import LABELS
 
@@ -171,6 +172,32 @@ def test_a_bucket_flips_to_auto_once_enough_audits_agree_and_back_when_they_disa
     fid = next(r.face_id for r in recs.values() if not r.human_label)
     add_annotation(store, fid, "ann2", "label", ["happy"], source="ui")
     assert bucket_estimates(store, pol)[big].audited == answered + 3
+
+
+def test_audits_of_faces_a_model_learned_do_not_count_for_its_buckets(tmp_path):
+    store = _build(f"sqlite:///{tmp_path / 'a.db'}")
+    pol = RoutingPolicy(target_precision=0.90)
+    big = "model>=0.95:happy"
+    fids = sorted(r.face_id for r in _recs(store).values() if r.bucket in (None, big) and r.model_label == "happy")
+    for fid in fids[:29]:
+        add_audit(store, fid, "ann", "label", ["happy"])
+    assert bucket_estimates(store, pol)[big].certifies(0.90)
+    # an imported label and an audit are blind: the current model's proposal must be stored for them
+    # too (re-proposal), a review label saw the proposal and is left alone
+    add_annotation(store, fids[29], "ann", "label", ["happy"], source="ui")
+    todo = faces_to_repropose(store, "toy@2", only_stale=False)
+    assert set(fids[:29]) <= set(todo) and fids[29] not in todo and fids[30] in todo
+    # the faces' proposals come from toy@1; once toy@1 is recorded as trained on 20 of those labels,
+    # only the other 9 audits measure it
+    record_model_version(store, "toy", "1", str(tmp_path / "toy.json"), {"trained_on": fids[:20]})
+    est = bucket_estimates(store, pol)[big]
+    assert (est.audited, est.agreeing) == (9, 9) and not est.certifies(0.90)
+    # a model trained on other faces leaves them counted
+    record_model_version(store, "toy", "1", str(tmp_path / "toy.json"), {"trained_on": fids[40:45]})
+    assert bucket_estimates(store, pol)[big].audited == 29
+    # and the faces it learned stay human-labeled: they are never drawn for an audit again
+    record_model_version(store, "toy", "1", str(tmp_path / "toy.json"), {"trained_on": fids[:20]})
+    assert not set(pending_audits(store, pol)) & set(fids[:30])
 
 
 def test_export_states_the_accuracy_the_database_holds(tmp_path):

@@ -194,6 +194,9 @@ def test_train_head_end_to_end(labeled_sample, tmp_path):
     assert p.shape == (len(crops), len(m.labels)) and np.allclose(p.sum(1), 1, atol=1e-4)
     rows = st.model_version_rows(store)
     assert rows[-1]["version"] == res.version and "before" in rows[-1]["metrics"] and "after" in rows[-1]["metrics"]
+    # the faces it learned from are recorded: their audits do not measure it (labeler.store.audit)
+    assert len(rows[-1]["metrics"]["trained_on"]) == rows[-1]["metrics"]["data"]["train_faces"] > 0
+    assert set(rows[-1]["metrics"]["trained_on"]) <= set(labels)
     for side_ in ("before", "after"):
         assert {"accuracy", "macro_f1", "ece", "confusion"} <= set(res.metrics[side_])
     # the shipped model is right on every label here: a head can at best tie, so it is not promoted

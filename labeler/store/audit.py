@@ -8,7 +8,10 @@ label counts (accepted label, export, training). Labels brought in by ``labeler 
 review label made in the UI is not blind (the proposal was shown) and does not count.
 
 Buckets are computed from each face's current evidence (``labeler.routing.candidate``), so after
-a re-proposal the audits count for the buckets the faces are in now.
+a re-proposal the audits count for the buckets the faces are in now, except where the face's
+proposal comes from a model trained on that very label (``trained_on`` of its model_versions row): a
+model agrees with the labels it learned more often than with new ones, so those answers would flatter
+its buckets. Such a face is human-labeled (it is never drawn again); its bucket needs new audits.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Optional
 from labeler.audit import AccuracyTally, BucketState, audit_order, estimate, settle
 from labeler.routing import RoutingPolicy, candidate, evidence_for, route
 from labeler.store.engine import Store
+from labeler.store.models import model_version_rows
 from labeler.store.records import iter_face_records
 from labeler.store.review import add_annotation
 from labeler.types import BucketEstimate, FaceRecord
@@ -86,16 +90,29 @@ def _records(store: Store) -> tuple[list[FaceRecord], dict[int, int]]:
     return recs, n
 
 
+def trained_on(store: Store) -> dict[str, frozenset[int]]:
+    """Model ident (``name@version``) -> the faces whose human labels it was trained on."""
+    out = {}
+    for row in model_version_rows(store):
+        ids = (row.get("metrics") or {}).get("trained_on") if isinstance(row.get("metrics"), dict) else None
+        if ids:
+            out[f"{row['name']}@{row['version']}"] = frozenset(int(f) for f in ids)
+    return out
+
+
 def members(store: Store, policy: RoutingPolicy = RoutingPolicy(), records=None) -> list[Member]:
-    """Every candidate face with its bucket and audit label."""
+    """Every candidate face with its bucket and audit label (None where the face's model learned
+    that label: :func:`trained_on`)."""
     recs, n = records or _records(store)
+    seen = trained_on(store)
     out = []
     for r in recs:
         c = candidate(evidence_for(r, n[r.image_id]), policy)
         if c is None:
             continue
+        blind = None if r.face_id in seen.get(r.model_source, ()) else _blind_label(r)
         out.append(Member(r.face_id, r.image_id, c.bucket, c.label, float((r.model_probs or {}).get(c.label, 0.0)),
-                          _blind_label(r), bool(r.human_label)))
+                          blind, bool(r.human_label)))
     return out
 
 

@@ -95,10 +95,14 @@ def route_broken(store: Store) -> int:
 
 
 def faces_to_repropose(store: Store, model: str, only_stale: bool = True) -> list[int]:
-    """Face ids without a human label, in id order; with ``only_stale`` only those whose newest model
-    proposal is from another model than ``model`` (or missing)."""
+    """Face ids without a human label, or whose labels are all blind (audits, imports: they measure
+    the model's precision, so the current model's proposal must be stored for them too), in id order;
+    with ``only_stale`` only those whose newest model proposal is from another model than ``model``
+    (or missing)."""
+    from labeler.store.audit import is_blind
+
     with store.session() as s:
-        labeled = set(current_annotations(s, None).keys())
+        labeled = {f for f, by in current_annotations(s, None).items() if not all(is_blind(a.source or "") for a in by.values())}
         todo = [f for f in s.scalars(select(Face.id).order_by(Face.id)) if f not in labeled]
         if only_stale and todo:
             newest = latest_ids(s, Proposal, None, where=Proposal.source_kind == "model")

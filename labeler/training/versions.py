@@ -224,7 +224,9 @@ def finish(store: Store, cand: Candidate, force: bool = False) -> TrainResult:
     metrics = {"before": before, "after": after, "base": cand.base.ident, "temperature": cand.temperature,
                "promoted": promoted, "reason": why, "gate": g.as_dict(),
                "base_domain": {"model": (cand.root or cand.base).ident, "set": how, "base": base_before, "after": base_after},
-               "training": cand.training, "data": d.counts(), "seconds": round(time.perf_counter() - cand.started, 2)}
+               "training": cand.training, "data": d.counts(), "seconds": round(time.perf_counter() - cand.started, 2),
+               # the faces whose labels it learned from: their audits say nothing about its buckets
+               "trained_on": sorted(int(f) for f in d.face_ids[d.train])}
     record_model_version(store, cand.name, cand.version, sidecar, metrics)
     return TrainResult(cand.name, cand.version, sidecar, str(cand.onnx.resolve()), promoted, why, metrics)
 
