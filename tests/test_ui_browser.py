@@ -358,3 +358,16 @@ def test_annotator_survives_a_new_browser_context(browser, app):
     wait_card(page)
     assert "Annotator: zoe" in page.evaluate("() => document.body.innerText")
     ctx.close()
+
+
+def test_a_page_link_opens_that_page_after_sign_in(browser, app):
+    # a link to a page shared with a new annotator: the sign-in form first, then the page itself
+    ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = ctx.new_page()
+    page.goto(app.rstrip("/") + "/overview")
+    page.get_by_label("Your name").fill("kim")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url("**/overview**", timeout=20_000)
+    page.get_by_text("Page not found").wait_for(state="detached", timeout=5_000)
+    page.get_by_role("heading", name="Overview").first.wait_for(timeout=20_000)
+    ctx.close()

@@ -41,6 +41,21 @@ def sign_in() -> None:
     st.button("Start", key="start", on_click=set_annotator, type="primary")
 
 
+def sign_in_pages() -> list[StreamlitPage]:
+    """Before a name is known every page's address shows the sign-in form (a link to ``/overview``
+    shared with a new annotator is no "page not found"); after Start, that page opens."""
+
+    def at(url_path: str):
+        def page() -> None:
+            sign_in()
+
+        page.__name__ = f"sign_in_{url_path.replace('-', '_')}"
+        return page
+
+    return [st.Page(at("sign-in"), title="Sign in", url_path="sign-in", default=True),
+            *(st.Page(at(m.TITLE.lower()), title=m.TITLE, url_path=m.TITLE.lower()) for m in PAGES)]
+
+
 def navigation() -> StreamlitPage:
     """The sidebar's page links. ``st.session_state["page"]`` holds the title of the page shown; a
     callback that sets it to another title (``labeler.ui.state.goto``) switches there."""
@@ -64,7 +79,7 @@ def main() -> None:
         if name and len(name) <= S.MAX_ANNOTATOR and name.isprintable():  # what S.clean_annotator takes
             st.session_state["annotator"] = name
     if not who():
-        st.navigation([st.Page(sign_in, title="Sign in", url_path="sign-in")], position="hidden").run()
+        st.navigation(sign_in_pages(), position="hidden").run()
         return
     if st.query_params.get("annotator") != who():
         st.query_params["annotator"] = who()
