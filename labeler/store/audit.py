@@ -94,7 +94,8 @@ def trained_on(store: Store) -> dict[str, frozenset[int]]:
     """Model ident (``name@version``) -> the faces whose human labels it was trained on."""
     out = {}
     for row in model_version_rows(store):
-        ids = (row.get("metrics") or {}).get("trained_on") if isinstance(row.get("metrics"), dict) else None
+        m = row["metrics"]
+        ids = m.get("trained_on") if isinstance(m, dict) else None
         if ids:
             out[f"{row['name']}@{row['version']}"] = frozenset(int(f) for f in ids)
     return out
