@@ -104,6 +104,39 @@ def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
     np.testing.assert_allclose(model.logits(crops), zt, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_bf16_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch):
+    """``--bf16``: the training passes run under bfloat16 autocast, evaluation does not, and what is
+    kept and exported is float32 (onnxruntime agrees with the torch model)."""
+    from labeler.fer.model import load_model
+    from labeler.training import base_net
+    from labeler.training.base_train import main
+
+    seen = {"train": set(), "eval": set()}
+    forward = base_net.BaseFERNet.forward
+
+    def spy(self, x):
+        z, e = forward(self, x)
+        seen["train" if self.training else "eval"].add(z.dtype)
+        return z, e
+
+    monkeypatch.setattr(base_net.BaseFERNet, "forward", spy)
+    data = tmp_path / "fer"
+    _fake_fer(data)
+    out = tmp_path / "models"
+    res = main(["--data", str(data), "--out-dir", str(out), "--epochs", "1", "--batch-size", "16", "--bf16",
+                "--widths", "4,8,8,8,16", "--depths", "1,1,1", "--val-frac", "0.2", "--seed", "1", "--version", "test"])
+    assert seen["train"] == {torch.bfloat16} and seen["eval"] == {torch.float32}
+    assert {p.dtype for p in res["model"].parameters()} == {torch.float32}
+    meta = json.loads((out / "fer_ferplus_cnn.json").read_text())
+    assert "bfloat16" in meta["training"]["optimiser"]
+    model = load_model(str(out / "fer_ferplus_cnn.json"))
+    crops = [np.random.default_rng(1).integers(0, 256, size=(60, 60, 3), dtype=np.uint8)]
+    with torch.no_grad():
+        zt = res["model"].eval()(torch.from_numpy(model.preprocess(crops)))[0].numpy()
+    np.testing.assert_allclose(model.logits(crops), zt, atol=1e-4)
+
+
 def test_missing_data_is_one_line_not_a_traceback(tmp_path):
     """A wrong --data (e.g. a clone without ../shared beside it) says what was expected and how to fix it."""
     from labeler.training.base_train import main

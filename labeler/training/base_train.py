@@ -137,6 +137,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--ema", type=float, default=0.998, help="EMA decay of the weights evaluated and kept (0: off)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bfloat16 autocast for the training passes (weights, EMA, evaluation and export stay float32); "
+                         "about 1.5x the steps a minute on CPUs with AMX or AVX512-BF16, slower on others")
     ap.add_argument("--val-frac", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=20261128)
     ap.add_argument("--threads", type=int, default=2)
@@ -244,8 +247,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             yt = target[idx]
             for gr in opt.param_groups:
                 gr["lr"] = lr
-            logits, _ = model(x)
-            loss = soft_ce(logits, yt)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16)):
+                logits, _ = model(x)
+            loss = soft_ce(logits.float(), yt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -398,7 +402,7 @@ def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], vot
             },
             "seed": args.seed,
             "optimiser": f"AdamW lr {args.lr} wd {args.weight_decay}, batch {args.batch_size}, warm-up 1 epoch + cosine, "
-                         f"EMA {args.ema}",
+                         f"EMA {args.ema}" + (", bfloat16 autocast for the training passes" if args.bf16 else ""),
             "epochs": res["epochs_run"],
             "best_epoch": res["best_epoch"],
             "time_budget_min": args.time_budget_min,
