@@ -107,8 +107,7 @@ def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_bf16_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch):
     """``--bf16``: the training passes run under bfloat16 autocast, evaluation does not, and what is
-    kept and exported is float32 (onnxruntime agrees with the torch model)."""
-    from labeler.fer.model import load_model
+    kept is float32 (the export is the float32 path of test_train_one_epoch_export_and_load)."""
     from labeler.training import base_net
     from labeler.training.base_train import main
 
@@ -130,11 +129,6 @@ def test_bf16_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch
     assert {p.dtype for p in res["model"].parameters()} == {torch.float32}
     meta = json.loads((out / "fer_ferplus_cnn.json").read_text())
     assert "bfloat16" in meta["training"]["optimiser"]
-    model = load_model(str(out / "fer_ferplus_cnn.json"))
-    crops = [np.random.default_rng(1).integers(0, 256, size=(60, 60, 3), dtype=np.uint8)]
-    with torch.no_grad():
-        zt = res["model"].eval()(torch.from_numpy(model.preprocess(crops)))[0].numpy()
-    np.testing.assert_allclose(model.logits(crops), zt, atol=1e-4)
 
 
 def test_missing_data_is_one_line_not_a_traceback(tmp_path):
