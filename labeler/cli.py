@@ -160,9 +160,8 @@ def cmd_autolabel(args) -> int:
     if workers < 1:
         raise ValueError(f"--workers: expected 1 or more worker processes, found {workers}")
     al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray, clean=not args.no_clean)
-    rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False)
-    if args.repropose:  # counted in the run's report (al.report is rep)
-        al.repropose(only_stale=False, progress=None if not args.quiet else False)
+    rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False,
+                 repropose_all=args.repropose)
     print("\n".join(rep.lines()))
     return 0
 

@@ -206,7 +206,10 @@ class Autolabeler:
         """Images ingested earlier whose detection never finished (a killed run): redone on rerun."""
         return db.undetected_ids(self.store)
 
-    def run(self, root: str | Path, include_folders: bool = False, progress: Optional[bool] = None) -> AutolabelReport:
+    def run(self, root: str | Path, include_folders: bool = False, progress: Optional[bool] = None,
+            repropose_all: bool = False) -> AutolabelReport:
+        """Ingest, detect and propose what is new, then re-propose the faces whose newest proposal is from
+        another model (``repropose_all``: every face without a human label, once), then re-route."""
         t0 = time.perf_counter()
         todo = self.undetected_ids()  # one query, not one per known file
         runner = work.make_runner(self.settings(), self.workers, self.ray) if self.workers > 1 or self.ray else None
@@ -221,7 +224,7 @@ class Autolabeler:
             for res in self._queue.drain() if self._queue else ():
                 self.accept(res)
             self.flush()
-            self.repropose(only_stale=True, progress=progress, runner=runner)
+            self.repropose(only_stale=not repropose_all, progress=progress, runner=runner)
         finally:
             self._queue = None
             if runner is not None:

@@ -59,6 +59,23 @@ def test_repropose_reports_each_face_once(capsys, sample_db):
     assert added > 5 and f"faces re-proposed: {added}\n" in out
 
 
+def test_repropose_with_another_model_runs_it_once_per_face(capsys, sample_db):
+    """`--repropose --model OTHER` runs OTHER once on each face (it ran twice: the stale pass of the run,
+    then the explicit pass)."""
+    from sqlalchemy import func, select
+
+    from labeler.store import Store
+    from labeler.store.schema import Proposal
+
+    out = run(capsys, "autolabel", str(SAMPLE), "--db", sample_db, "--repropose", "--model", "fer-mini-xception",
+              "--workers", "1", "-q")
+    with Store(sample_db).session() as x:
+        per_face = x.execute(select(Proposal.face_id, func.count()).where(Proposal.source.like("fer-mini-xception@%"))
+                             .group_by(Proposal.face_id)).all()
+    assert len(per_face) > 5 and {n for _, n in per_face} == {1}
+    assert f"faces re-proposed: {len(per_face)}\n" in out
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     bad = tmp_path / "rules.txt"
     bad.write_text("happy: glad\nhapi: joy\n", encoding="utf-8")
