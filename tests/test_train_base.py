@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,9 @@ def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
     assert meta["calibration"]["temperature"] > 0
     assert set(meta["training"]["metrics"]) >= {"val", "public_test"}
     assert meta["training"]["seed"] == 1
+    adj = meta["training"]["prior_adjustment"]  # the FER+ prior divided out to the power validation chose
+    assert adj["alpha"] in [round(0.1 * i, 1) for i in range(11)] and len(adj["validation"]) == 11
+    assert set(adj["prior"]) == set(LABELS) and abs(sum(adj["prior"].values()) - 1) < 1e-3
     arch = meta["training"]["architecture"]
     assert arch["widths"] == [4, 8, 8, 8, 16] and arch["depths"] == [1, 2, 1]
     convs = [m for m in res["model"].modules() if isinstance(m, torch.nn.Conv2d)]
@@ -142,3 +146,42 @@ def test_missing_data_is_one_line_not_a_traceback(tmp_path):
     (tmp_path / "fer" / "train").mkdir(parents=True)
     with pytest.raises(SystemExit, match="no votes file"):
         main(["--data", str(tmp_path / "fer"), "--out-dir", str(tmp_path / "m")])
+
+
+@pytest.mark.slow
+def test_adjust_prior_script_on_a_model_trained_without_it(tmp_path):
+    """scripts/adjust_prior.py: rebuilds the model's validation split, folds the chosen shift into the
+    bias (logits move by exactly the shift), writes a new version whose sidecar verifies; refuses a
+    model that is already adjusted."""
+    import importlib.util
+
+    from labeler.fer.model import load_model
+    from labeler.training.base_train import main
+
+    data = tmp_path / "fer"
+    _fake_fer(data)
+    out = tmp_path / "models"
+    main(["--data", str(data), "--out-dir", str(out), "--epochs", "1", "--batch-size", "16", "--no-prior-adjust",
+          "--widths", "4,8,8,8,16", "--depths", "1,1,1", "--val-frac", "0.2", "--seed", "1", "--version", "test"])
+    assert json.loads((out / "fer_ferplus_cnn.json").read_text())["training"]["prior_adjustment"].startswith("none")
+    spec = importlib.util.spec_from_file_location("adjust_prior", Path(__file__).resolve().parents[1] / "scripts" / "adjust_prior.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    adj_dir = tmp_path / "adjusted"
+    with pytest.raises(SystemExit, match="rebuilt split differs"):
+        mod.main(["--model", str(out / "fer_ferplus_cnn.json"), "--data", str(data), "--version", "t2",
+                  "--out-dir", str(adj_dir), "--val-frac", "0.5"])
+    assert mod.main(["--model", str(out / "fer_ferplus_cnn.json"), "--data", str(data), "--version", "t2",
+                     "--val-frac", "0.2", "--out-dir", str(adj_dir)]) == 0
+    meta = json.loads((adj_dir / "fer_ferplus_cnn.json").read_text())
+    adj = meta["training"]["prior_adjustment"]
+    assert meta["version"] == "t2" and adj["adjusted_from"].startswith("fer-ferplus-cnn@test")
+    old, new = load_model(str(out / "fer_ferplus_cnn.json")), load_model(str(adj_dir / "fer_ferplus_cnn.json"))  # verifies sha256
+    assert new.ident == "fer-ferplus-cnn@t2" and new.temperature == pytest.approx(meta["calibration"]["temperature"])
+    crops = [np.random.default_rng(1).integers(0, 256, size=(48, 48, 3), dtype=np.uint8) for _ in range(4)]
+    shift = np.array([adj["shift"][lab] for lab in LABELS])
+    np.testing.assert_allclose(new.logits(crops) - old.logits(crops), np.tile(shift, (4, 1)), atol=2e-4)
+    np.testing.assert_allclose(new.embed(crops), old.embed(crops), atol=1e-6)
+    assert "dev" not in meta.get("evaluation", {}) and meta["evaluation"]["public_test"]["n"] == 14
+    with pytest.raises(SystemExit, match="already prior-adjusted"):
+        mod.main(["--model", str(adj_dir / "fer_ferplus_cnn.json"), "--data", str(data), "--version", "t3", "--val-frac", "0.2"])

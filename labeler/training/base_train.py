@@ -13,6 +13,9 @@ file: ``file,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unkn
   duplicates never straddle train and validation.
 - Evaluation label ("FER+ majority"): the unique largest count among all 10 vote columns, kept only
   when it is one of the 7 classes (ties, contempt, unknown and NF majorities excluded).
+- After training: the temperature is fitted on validation, then FER+'s class prior is divided out of
+  the probabilities to the power that gives the best validation macro-F1 (:mod:`labeler.training.prior`,
+  folded into the last bias; ``--no-prior-adjust`` keeps it) and the temperature is fitted again.
 
 Everything is preloaded into one uint8 array; augmentation runs per batch with torch ops
 (affine_grid/grid_sample for scale/shift/rotation, flip, brightness/contrast/gamma, Gaussian blur,
@@ -42,11 +45,15 @@ from labeler.fer.calibration import class_scores, coverage_at_precision, fit_tem
 from labeler.fer.calibration import expected_calibration_error as ece
 from labeler.fer.cards import write_card as _write_card
 from labeler.fer.model import softmax as softmax_np
+from labeler.training import prior
 
 from .base_data import (  # noqa: F401 - re-exported for scripts and tests
     ALL_VOTE_COLS, LABELS, MEAN, STD, VOTE_COLS, Augmenter, Split, grouped_split, load_split, read_votes,
     to_input, vote_targets,
 )
+
+#: where the prior adjustment's alpha is chosen (the sidecar says so)
+VALIDATION_SET = "validation (train content-hash groups held out, FER+ majority labels), flip-averaged logits"
 
 
 def log(msg: str) -> None:
@@ -148,6 +155,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--limit-per-class", type=int, default=None, help="at most N train images per class (smoke runs)")
     ap.add_argument("--no-export", action="store_true", help="train and report only (comparisons)")
     ap.add_argument("--no-test", action="store_true", help="skip the public_test report")
+    ap.add_argument("--no-prior-adjust", action="store_true",
+                    help="keep FER+'s class prior (default: divide it out to the power chosen on validation, labeler.training.prior)")
     return ap.parse_args(argv)
 
 
@@ -292,9 +301,19 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     mval = va.maj >= 0
     temp = float(fit_temperature(zv_f[mval], va.maj[mval]))
     log(f"temperature fitted on {int(mval.sum())} validation images (flip-averaged): T = {temp:.3f}")
+    adjustment = None
+    if not args.no_prior_adjust:  # the FER+ class prior divided out to the power chosen on validation (labeler.training.prior)
+        adjustment = prior.choose(zv_f, va.maj, prior.class_prior(tr.dist), temp)
+        with torch.no_grad():
+            final.fc.bias += torch.from_numpy(adjustment.shift.astype(np.float32))
+        zv_f = zv_f + adjustment.shift.astype(zv_f.dtype)
+        log(f"prior adjustment: alpha {adjustment.alpha} (validation macro-F1 "
+            f"{dict((a, f) for a, f, _ in adjustment.table)[adjustment.alpha]:.4f}, alpha 0: {adjustment.table[0][1]:.4f}); "
+            f"T {temp:.3f} -> {adjustment.temperature:.3f}")
+        temp = adjustment.temperature
     res: dict[str, Any] = {"counts": counts, "curve": curve, "best_epoch": best["epoch"], "epochs_run": epoch,
                            "train_minutes": round(train_s / 60, 2), "temperature": temp, "params": n_params, "macs": macs,
-                           "model": final}
+                           "model": final, "prior_adjustment": adjustment}
     met: dict[str, Any] = {"flip_averaged": True, "calibration_labels": "FER+ majority"}
     met["val"] = metrics(softmax_np(zv_f, temp), va.folder, va.maj)
     met["val"]["ece_ferplus_before_temperature"] = round(ece(softmax_np(zv_f[mval]), va.maj[mval]), 4)
@@ -411,6 +430,8 @@ def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], vot
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                         f"{os.cpu_count()} CPUs, no GPU; torch {torch.__version__}",
             "curve": res["curve"],
+            "prior_adjustment": (res["prior_adjustment"].describe(LABELS, VALIDATION_SET) if res.get("prior_adjustment")
+                                 else "none (--no-prior-adjust)"),
             "metrics": m,
         },
     }
