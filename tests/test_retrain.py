@@ -508,6 +508,9 @@ def test_replay_images_are_not_the_ones_the_gate_judges(tmp_path):
     replay = replay_sample(tmp_path, ["happy", "sad"], per_class=200)
     assert len(judged) == 100 + 40 and len(replay) == 30 and not set(judged) & set(replay)
     assert replay == replay_sample(tmp_path, ["happy", "sad"], per_class=200)  # seeded
+    for seed in (1, 2):  # another training seed draws other replay images, never the ones the gate judges
+        other = replay_sample(tmp_path, ["happy", "sad"], per_class=20, seed=seed)
+        assert len(other) == 20 and not set(judged) & set(other)
 
 
 def _ev(acc, per_class):

@@ -92,9 +92,11 @@ def gate(before: dict, after: dict, base_before: Optional[dict], base_after: Opt
                             f"({checks[2][2]})", tuple(checks))
 
 
-def base_data_sample(folder: str | Path, labels: Sequence[str], per_class: int = PER_CLASS, seed: int = 0) -> tuple[list[Path], np.ndarray]:
+def base_data_sample(folder: str | Path, labels: Sequence[str], per_class: Optional[int] = None, seed: int = 0) -> tuple[list[Path], np.ndarray]:
     """A seeded class-balanced sample of a ``<class>/*`` image folder (classes as the model names
-    them): (paths, class indices). Raises FileNotFoundError when it holds none of the classes."""
+    them; ``per_class`` default :data:`PER_CLASS`): (paths, class indices). The gate always judges on
+    seed 0's sample, whatever the training seed. Raises FileNotFoundError when it holds none of the classes."""
+    per_class = PER_CLASS if per_class is None else per_class
     root = Path(folder)
     rng = np.random.default_rng(seed)
     paths, ys = [], []
@@ -118,9 +120,9 @@ def read_rgb(paths: Sequence[Path]) -> list[np.ndarray]:
 
 def replay_sample(folder: str | Path, labels: Sequence[str], per_class: int = 200, seed: int = 0) -> list[Path]:
     """Up to ``per_class`` images per class of a ``--base-data`` folder that the gate's sample
-    (:func:`base_data_sample`, same seed) leaves out: the base-domain images a head is distilled on
-    (replay), kept apart from those it is judged on."""
-    judged = set(base_data_sample(folder, labels, seed=seed)[0])
+    (:func:`base_data_sample`, the gate's own seed) leaves out: the base-domain images a head is
+    distilled on (replay), kept apart from those it is judged on whatever the training ``seed``."""
+    judged = set(base_data_sample(folder, labels)[0])
     rng = np.random.default_rng(seed + 1)
     out = []
     for lab in labels:
