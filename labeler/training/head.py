@@ -217,7 +217,7 @@ def fit_residual_head(
     Zu: Optional[np.ndarray] = None, kd: float = 1.0, l2: float = 1e-2, min_class: int = 3, epochs: int = 300,
     lr: float = 0.05, Er: Optional[np.ndarray] = None, Zr: Optional[np.ndarray] = None, kd_replay: float = 1.0,
     covered_softmax: bool = False, far_power: float = 0.0, reach_q: Optional[float] = None,
-    groups: Optional[np.ndarray] = None,
+    groups: Optional[np.ndarray] = None, guarded_bias_kd: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[Reach]]:
     """A correction (dW (K,C), db (K,)) so that ``softmax((Z + T0 (E dW^T + db)) / T0)`` fits the labels.
 
@@ -231,9 +231,13 @@ def fit_residual_head(
     embeddings. With ``far_power`` each distilled face weighs more the further it is from the labeled
     faces (:func:`far_weights`). With ``reach_q`` the correction is fitted as it will be applied: times
     each face's :class:`Reach` weight (``groups``: the face of each labeled row, for the radius).
-    Guard: classes with fewer than ``min_class`` labels keep the base's logit (their
-    rows of the correction stay zero): a label of another class still counts against them for
-    that face (a face labeled sad is no neutral face), but only the covered classes can move.
+    Guard: classes with fewer than ``min_class`` labels keep the base's weights (their rows of
+    ``dW`` stay zero): a label of another class still counts against them for that face (a face
+    labeled sad is no neutral face), but only the covered classes learn from the labels. With
+    ``guarded_bias_kd`` their bias follows the distillation terms alone (never the labels): where
+    the covered classes' corrections raise them on every face a little, an unlabeled class keeps its
+    share of the base's answers (web_pool has no neutral folder: without it FER2013's neutral faces
+    drifted to sad); without it their bias stays zero too.
     Starts at zero: the untrained head IS the base model. Returns (dW, db, guarded classes mask, reach
     or None)."""
     n, c = E.shape
@@ -275,6 +279,8 @@ def fit_residual_head(
         G = (softmax(Zs + gl * (Xs @ W.T + b) + mask) - Y) * sw[:, None] * gl
         gW = G.T @ Xs + 2 * l2 * W
         gb = G.sum(axis=0)
+        if guarded_bias_kd:
+            gb[guarded] = 0.0
         if U is not None and kd > 0:
             Gu = (softmax(U + gu * (Xu @ W.T + b)) - Pu) * (kd * wu / len(U))[:, None] * gu
             gW += Gu.T @ Xu
@@ -284,10 +290,13 @@ def fit_residual_head(
             gW += Gr.T @ Xr
             gb += Gr.sum(axis=0)
         gW[guarded] = 0.0
-        gb[guarded] = 0.0
+        if not guarded_bias_kd:
+            gb[guarded] = 0.0
         mW, vW = _adam_step(W, gW, mW, vW, t, lr)
         mb, vb = _adam_step(b, gb, mb, vb, t, lr)
-    W[~free], b[~free] = 0.0, 0.0
+    W[~free] = 0.0
+    if not guarded_bias_kd:
+        b[~free] = 0.0
     # back to raw embeddings and the raw-logit scale: logits = Z + E (t0 W / sd)^T + t0 (b - (W / sd) mu)
     Wr = W / sd
     return t0 * Wr, t0 * (b - Wr @ mu), guarded, reach
@@ -392,7 +401,8 @@ def train_head(
     write_residual_onnx(model.card.file, out / f"{stem}.onnx", dW, db, reach)
     training = {"mode": "head", "kind": "residual (base logits + linear correction on the embedding)", "holdout": holdout,
                 "seed": seed, "l2": l2, "kd": kd, "distilled_on": f"{len(ufaces)} faces without a human label",
-                "min_class": min_class, "guarded_classes": [labels[c] for c in np.flatnonzero(guarded)], "epochs": epochs,
+                "min_class": min_class, "guarded_classes": [labels[c] for c in np.flatnonzero(guarded)],
+                "guarded_rule": "weights of the base; bias from the distillation terms only", "epochs": epochs,
                 "replay": f"{len(rpaths)} images of {base_data}, weight {kd_replay}" if rpaths else "none (no --base-data)",
                 "label_softmax": "all classes", "far_power": far_power,
                 "reach": {"quantile": reach_q, **reach.describe()} if reach is not None else "none (every face alike)",
