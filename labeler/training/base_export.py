@@ -21,6 +21,7 @@ from .base_data import LABELS, MEAN, STD
 from .base_net import INPUT_SIZE, BaseFERNet
 from .base_train import VALIDATION_SET, log
 
+
 def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], votes_path: Path, data: Path, t_start: float) -> Path:
     import onnx
     import onnxruntime as ort
@@ -70,7 +71,7 @@ def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], vot
         "calibration": {
             "temperature": round(res["temperature"], 4),
             "fitted_on": f"{m['val']['n_ferplus_majority']} FER2013 train images held out by content hash (validation), "
-                         "FER+ majority labels, flip-averaged logits",
+                         "FER+ majority labels, flip-averaged logits" + (", after the prior adjustment" if res.get("prior_adjustment") else ""),
             "ece_before": m.get("public_test", m["val"]).get("ece_ferplus_before_temperature"),
             "ece_after": m.get("public_test", m["val"]).get("ece_ferplus"),
             "ece_measured_on": "FER2013 PublicTest vs FER+ majority" if "public_test" in m else "validation",
