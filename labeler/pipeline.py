@@ -212,6 +212,7 @@ class Autolabeler:
         another model (``repropose_all``: every face without a human label, once), then re-route."""
         t0 = time.perf_counter()
         todo = self.undetected_ids()  # one query, not one per known file
+        known = db.last_face_id(self.store)  # faces after it are found, and proposed, by this run
         runner = work.make_runner(self.settings(), self.workers, self.ray) if self.workers > 1 or self.ray else None
         try:
             if runner is not None:
@@ -224,7 +225,7 @@ class Autolabeler:
             for res in self._queue.drain() if self._queue else ():
                 self.accept(res)
             self.flush()
-            self.repropose(only_stale=not repropose_all, progress=progress, runner=runner)
+            self.repropose(only_stale=not repropose_all, progress=progress, runner=runner, upto=known)
         finally:
             self._queue = None
             if runner is not None:
@@ -237,12 +238,13 @@ class Autolabeler:
         return self.report
 
     def repropose(self, only_stale: bool = True, progress: Optional[bool] = None, batch: int = 256,
-                  runner: Optional[work.Runner] = None) -> int:
+                  runner: Optional[work.Runner] = None, upto: Optional[int] = None) -> int:
         """Run the current model on faces without a human label (and on faces whose labels are all blind:
         audits and imports measure the current model's precision) and re-route them. With
-        ``only_stale`` only faces whose newest model proposal is from another model (or missing).
+        ``only_stale`` only faces whose newest model proposal is from another model (or missing); with
+        ``upto`` only face ids up to it (a run leaves out the faces it found and proposed itself).
         Batches run on ``runner`` (or, with ``workers`` > 1, a pool started here), stored in order."""
-        todo = db.faces_to_repropose(self.store, self.model.ident, only_stale)
+        todo = db.faces_to_repropose(self.store, self.model.ident, only_stale, upto)
         if todo:  # faces of video frames keep the proposals their tracks were built on
             on_frames = db.video_face_ids(self.store)
             todo = [f for f in todo if f not in on_frames]

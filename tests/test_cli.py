@@ -76,6 +76,37 @@ def test_repropose_with_another_model_runs_it_once_per_face(capsys, sample_db):
     assert f"faces re-proposed: {len(per_face)}\n" in out
 
 
+def test_repropose_with_new_images_proposes_each_new_face_once(tmp_path, capsys):
+    """`autolabel --repropose` on a folder with new images: the faces it finds are proposed when found,
+    not again in the re-propose pass (they were proposed twice); the earlier faces are re-proposed once."""
+    import shutil
+
+    from sqlalchemy import func, select
+
+    from labeler.store import Store
+    from labeler.store.schema import Proposal
+
+    names = ["smiling_astronaut.png", "amazed_astronaut.jpg", "happy_team_photo.jpg", "shocked_cat.jpg"]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for n in names[:2]:
+        shutil.copy(SAMPLE / n, folder / n)
+    db = str(tmp_path / "p.db")
+    run(capsys, "autolabel", str(folder), "--db", db, "--workers", "1", "-q")
+    with Store(db).session() as x:
+        old = set(x.scalars(select(Proposal.face_id)))
+    for n in names[2:]:
+        shutil.copy(SAMPLE / n, folder / n)
+    out = run(capsys, "autolabel", str(folder), "--db", db, "--repropose", "--workers", "1", "-q")
+    with Store(db).session() as x:
+        per_face = dict(x.execute(select(Proposal.face_id, func.count()).where(Proposal.source_kind == "model")
+                                  .group_by(Proposal.face_id)).all())
+    new = set(per_face) - old
+    assert old and new
+    assert {per_face[f] for f in new} == {1} and {per_face[f] for f in old} == {2}
+    assert f"faces re-proposed: {len(old)}\n" in out
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     bad = tmp_path / "rules.txt"
     bad.write_text("happy: glad\nhapi: joy\n", encoding="utf-8")

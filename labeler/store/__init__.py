@@ -51,6 +51,7 @@ from labeler.store.images import (  # noqa: F401
 from labeler.store.faces import (  # noqa: F401
     add_routed,
     faces_to_repropose,
+    last_face_id,
     pending_rules,
     route_broken,
     save_detections,

@@ -94,16 +94,25 @@ def route_broken(store: Store) -> int:
     return n
 
 
-def faces_to_repropose(store: Store, model: str, only_stale: bool = True) -> list[int]:
+def last_face_id(store: Store) -> int:
+    """The largest face id so far (0 for none): faces stored later have larger ids."""
+    from sqlalchemy import func
+
+    with store.session() as s:
+        return int(s.scalar(select(func.max(Face.id))) or 0)
+
+
+def faces_to_repropose(store: Store, model: str, only_stale: bool = True, upto: Optional[int] = None) -> list[int]:
     """Face ids without a human label, or whose labels are all blind (audits, imports: they measure
     the model's precision, so the current model's proposal must be stored for them too), in id order;
     with ``only_stale`` only those whose newest model proposal is from another model than ``model``
-    (or missing)."""
+    (or missing); with ``upto`` only ids up to it (the faces a run found itself are proposed already)."""
     from labeler.store.audit import is_blind
 
     with store.session() as s:
         labeled = {f for f, by in current_annotations(s, None).items() if not all(is_blind(a.source or "") for a in by.values())}
-        todo = [f for f in s.scalars(select(Face.id).order_by(Face.id)) if f not in labeled]
+        ids = select(Face.id).order_by(Face.id) if upto is None else select(Face.id).where(Face.id <= upto).order_by(Face.id)
+        todo = [f for f in s.scalars(ids) if f not in labeled]
         if only_stale and todo:
             newest = latest_ids(s, Proposal, None, where=Proposal.source_kind == "model")
             src: dict[int, str] = {}
