@@ -167,7 +167,7 @@ def run_set(name: str, truth_paths: dict[Path, str], models: list[Optional[str]]
             first = base
             from labeler.fer.resolver import load_model
             ident = load_model(model).ident if model else "default"
-            say(f"[{name}] reusing {base} ({ident})")
+            say(f"[{name}] reusing {base} ({ident}); {face_shares(base, truth)}")
             for t in targets:
                 res = audit_loop(_copy(base, work / f"{name}_m{k}_{t:g}.db"), truth, t, batch, max_rounds, seed)
                 res.update(set=name, model=ident)
@@ -186,13 +186,31 @@ def run_set(name: str, truth_paths: dict[Path, str], models: list[Optional[str]]
             al.reroute()
         store.engine.dispose()
         say(f"[{name}] {len(truth)} labeled images, model {al.model.ident}: {'autolabel' if k == 0 else 're-propose'} "
-            f"{time.perf_counter() - t0:.0f} s")
+            f"{time.perf_counter() - t0:.0f} s; {face_shares(base, truth)}")
         for t in targets:
             res = audit_loop(_copy(base, work / f"{name}_m{k}_{t:g}.db"), truth, t, batch, max_rounds, seed)
             res.update(set=name, model=al.model.ident)
             out.append(res)
             say(line(res))
     return out
+
+
+def face_shares(db: Path, truth: dict[str, str]) -> str:
+    """How the oracle's faces sit in their images: every face of an image gets the image's label, so
+    only faces alone in their image are labeled one by one (a bound on what can be auto-accepted at a
+    precision near the labels' own)."""
+    from collections import Counter
+
+    from labeler.store import Store, iter_face_records
+
+    store = Store(f"sqlite:///{db}")
+    per_image = Counter(r.image_id for r in iter_face_records(store) if r.face_id is not None and any(p in truth for p in r.paths))
+    store.engine.dispose()
+    n = sum(per_image.values())
+    alone = sum(c for c in per_image.values() if c == 1)
+    crowd = sum(c for c in per_image.values() if c >= 5)
+    return (f"{n} faces in {len(per_image)} images: {alone} ({100 * alone / max(n, 1):.1f}%) alone in their image, "
+            f"{crowd} ({100 * crowd / max(n, 1):.1f}%) in images of 5 or more faces")
 
 
 def pct(x) -> str:
