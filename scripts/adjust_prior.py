@@ -30,8 +30,8 @@ from labeler.fer.calibration import expected_calibration_error as ece  # noqa: E
 from labeler.fer.cards import write_card  # noqa: E402
 from labeler.fer.model import load_model, softmax  # noqa: E402
 from labeler.training import prior  # noqa: E402
-from labeler.training.base_data import LABELS, grouped_split, load_split, read_votes  # noqa: E402
-from labeler.training.base_train import VALIDATION_SET, metrics  # noqa: E402
+from labeler.training.base_data import LABELS, load_split, read_votes  # noqa: E402
+from labeler.training.base_train import VALIDATION_SET, metrics, train_val_split  # noqa: E402
 
 
 def flip_logits(model, x: np.ndarray) -> np.ndarray:
@@ -60,11 +60,7 @@ def main(argv=None) -> int:
     votes = read_votes(data / "ferplus_votes.csv")
     full = load_split(data, "train", votes)
     test = load_split(data, "public_test", votes)
-    leak = np.asarray([h in set(test.hashes) for h in full.hashes])
-    tr_idx, va_idx = grouped_split(full.hashes, a.val_frac, int(tr_meta["seed"]))
-    va = full.subset(va_idx)
-    tr = full.subset(np.asarray([i for i in tr_idx if not leak[i]], np.int64))
-    tr = tr.subset(np.flatnonzero(tr.keep))
+    tr, va, _ = train_val_split(full, test, a.val_frac, int(tr_meta["seed"]))  # as the model was trained
     want = tr_meta.get("data", {}).get("counts", {})
     if want and (want.get("val_files") != len(va) or want.get("train_used") != len(tr)):
         raise SystemExit(f"error: the rebuilt split differs from the sidecar's (validation {len(va)} vs {want.get('val_files')}, "

@@ -164,6 +164,26 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def train_val_split(full: Split, test: Optional[Split], val_frac: float, seed: int) -> tuple[Split, Split, dict[str, int]]:
+    """(train, validation, counts): validation = ``val_frac`` of train's content-hash groups; train
+    without images whose bytes also occur in ``test`` and without images the vote rules leave out."""
+    test_hashes = set(test.hashes) if test is not None else set()
+    leak = np.asarray([h in test_hashes for h in full.hashes])
+    tr_idx, va_idx = grouped_split(full.hashes, val_frac, seed)
+    tr = full.subset(np.asarray([i for i in tr_idx if not leak[i]], np.int64))
+    va = full.subset(va_idx)
+    n_tr_all = len(tr)
+    tr = tr.subset(np.flatnonzero(tr.keep))
+    counts = {
+        "train_files": len(full), "public_test_files": len(test) if test else 0,
+        "train_dropped_as_public_test_duplicates": int(leak[tr_idx].sum()),
+        "train_groups_by_sha256": len(set(full.hashes)),
+        "train_used": len(tr), "train_dropped_no_votes_or_nf_unknown_majority": n_tr_all - len(tr),
+        "val_files": len(va), "val_with_ferplus_majority": int((va.maj >= 0).sum()),
+    }
+    return tr, va, counts
+
+
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     args = parse_args(argv)
     t_start = time.time()
@@ -181,20 +201,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     full = load_split(data, "train", votes, limit_per_class=args.limit_per_class)
     test = load_split(data, "public_test", votes) if (data / "public_test").is_dir() else None
     log(f"loaded train {len(full)} images, public_test {len(test) if test else 0} ({time.time() - t_start:.1f}s)")
-    test_hashes = set(test.hashes) if test is not None else set()
-    leak = np.asarray([h in test_hashes for h in full.hashes])
-    tr_idx, va_idx = grouped_split(full.hashes, args.val_frac, args.seed)
-    tr = full.subset(np.asarray([i for i in tr_idx if not leak[i]], np.int64))
-    va = full.subset(va_idx)
-    n_tr_all = len(tr)
-    tr = tr.subset(np.flatnonzero(tr.keep))
-    counts = {
-        "train_files": len(full), "public_test_files": len(test) if test else 0,
-        "train_dropped_as_public_test_duplicates": int(leak[tr_idx].sum()),
-        "train_groups_by_sha256": len(set(full.hashes)),
-        "train_used": len(tr), "train_dropped_no_votes_or_nf_unknown_majority": n_tr_all - len(tr),
-        "val_files": len(va), "val_with_ferplus_majority": int((va.maj >= 0).sum()),
-    }
+    tr, va, counts = train_val_split(full, test, args.val_frac, args.seed)
     log("counts " + json.dumps(counts))
     if len(tr) == 0 or len(va) == 0:
         raise SystemExit("error: no training or validation images left; check --data and --votes")

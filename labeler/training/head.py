@@ -279,8 +279,7 @@ def fit_residual_head(
         G = (softmax(Zs + gl * (Xs @ W.T + b) + mask) - Y) * sw[:, None] * gl
         gW = G.T @ Xs + 2 * l2 * W
         gb = G.sum(axis=0)
-        if guarded_bias_kd:
-            gb[guarded] = 0.0
+        gb[guarded] = 0.0  # the labels never move a guarded class
         if U is not None and kd > 0:
             Gu = (softmax(U + gu * (Xu @ W.T + b)) - Pu) * (kd * wu / len(U))[:, None] * gu
             gW += Gu.T @ Xu
