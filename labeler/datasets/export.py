@@ -89,6 +89,18 @@ def _prepare(target: Target, writer: Writer, out: Path, overwrite: bool) -> None
             shutil.rmtree(p)
 
 
+def assessment(store: Store):
+    """The project's label issues, consensus and agreement (``labeler.quality``), or None without
+    the quality extra (the export then says so in its metadata instead of failing)."""
+    from labeler.quality import missing
+
+    if missing():
+        return None
+    from labeler.store import assess_project
+
+    return assess_project(store)
+
+
 def export(
     store: Store,
     fmt: str,
@@ -135,7 +147,7 @@ def export(
     groups = videos.video_groups(store)  # video frame -> its video: one video, one split
     first = plan(videos.grouped(iter_face_records(store), groups), selection, split, seed)  # pass 1
     videos.spread(first.splits, groups)
-    run = ExportRun(store, target.folder, target.data_file, selection, first.splits, options)
+    run = ExportRun(store, target.folder, target.data_file, selection, first.splits, options, assessment=assessment(store))
     writer.write(run)  # pass 2
     tracks = videos.write_tracks_csv(store, target.folder, target.data_file, first.splits)
     if tracks is not None:

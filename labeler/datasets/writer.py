@@ -46,6 +46,8 @@ class ExportRun:
     class_folders: ClassFolders = field(default_factory=ClassFolders)  # label -> folder name
     #: the estimated accuracy of the selected labels (human, or auto at their bucket's precision)
     accuracy: AccuracyTally = field(default_factory=AccuracyTally)
+    #: label issues, consensus and agreement (``labeler.quality.Assessment``); None without the quality extra
+    assessment: Optional[Any] = None
 
     def pick(self, rec) -> tuple[Optional[str], str]:
         """(class, split) of a selected face, else (None, "")."""

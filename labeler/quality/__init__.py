@@ -3,13 +3,13 @@ and their consensus. Pure: typed inputs in, typed results out (``records``); the
 are ``labeler.store.quality``.
 
 issues (label-issue scores: confident learning, cleanlab) · agreement (Krippendorff's alpha,
-Cohen's kappa) · consensus (Dawid-Skene, crowd-kit) · assess (all three from one input).
+Cohen's kappa) · consensus (Dawid-Skene, crowd-kit) · assessment (all three from one input: ``assess``).
 
 cleanlab, crowd-kit and scikit-learn are the ``quality`` extra (``pip install 'labeler[quality]'``),
 imported only when a computation runs: importing this package costs nothing.
 """
 
-from labeler.quality.assess import INSTALL, assess, measure_agreement, missing, require  # noqa: F401
+from labeler.quality.assessment import INSTALL, assess, measure_agreement, missing, require  # noqa: F401
 from labeler.quality.issues import DEFAULT_METHOD, METHODS  # noqa: F401
 from labeler.quality.records import (  # noqa: F401
     LABEL_KINDS,
