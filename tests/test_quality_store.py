@@ -268,3 +268,22 @@ def test_quality_inputs_on_both_backends(store, tmp_path):
     assert not any(r.label == "../evil" for r in inp.ratings)  # not a class: no rating
     a = S.assess_project(store, reps=100)
     assert a.agreement is not None and a.agreement.faces == 2 and len(a.issues) == len(inp.given)
+
+
+def test_image_formats_get_label_quality_csv(sample_db, tmp_path):
+    """imagefolder (and fer2013, labelstudio) have no room for the per-face columns: label_quality.csv
+    beside the crops names each exported crop with its score and consensus."""
+    st = S.Store(sample_db)
+    faces = _image_faces(st)
+    bad = faces[2][2]
+    import_csv(st, _labels_csv(tmp_path, faces, lambda fid: "sad" if fid == bad else "happy"))
+    summ = export(st, "imagefolder", tmp_path / "if", include="human")
+    rows = list(csv.DictReader(open(tmp_path / "if" / "label_quality.csv", encoding="utf-8")))
+    assert summ["files"]["label_quality"].endswith("label_quality.csv")
+    assert {int(r["face_id"]) for r in rows} == {fid for *_x, fid, _m in faces}
+    for r in rows:
+        assert (tmp_path / "if" / r["split"] / r["label"] / r["file"]).is_file()
+    top = max(rows, key=lambda r: float(r["label_issue_score"]))
+    assert int(top["face_id"]) == bad and top["label_issue_suggested"] == "happy" and top["consensus_label"] == "sad"
+    export(st, "csv", tmp_path / "c.csv")
+    assert not (tmp_path / "label_quality.csv").exists()  # csv carries the columns itself

@@ -120,6 +120,8 @@ def quality_lines(q) -> list[str]:
         out.append("- agreement: no face was rated by two annotators")
     c = q["consensus"]
     out.append(f"- consensus ({c['method'] or 'none'}): {c['faces']} faces, {c['differs_from_majority']} differ from their majority label")
+    out.append("- per face: the `label_issue_*`, `consensus_*` and `vote_distribution` columns (csv, jsonl, hf "
+               "metadata.csv), else `label_quality.csv` beside the export")
     return out
 
 
