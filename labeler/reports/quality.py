@@ -33,8 +33,8 @@ def issue_lines(a: Assessment, rows: Sequence[FaceIssue], names: dict[int, str])
         out.append(f"{x.score:6.3f} {flag:3s} {x.face_id:7d}  {given:24s} {pref:18s} {names.get(x.face_id, '')}")
     if any(x.fallback for x in rows):
         out.append("* the newest model learned this label: an earlier model's probabilities are used")
-    if not rows:
-        out.append("(no labeled face with model probabilities)")
+    if not a.issues:
+        out.append("(no labeled face with out-of-sample model probabilities)")
     return out
 
 
