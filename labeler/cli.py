@@ -42,21 +42,11 @@ def cmd_status(args) -> int:
     store = _store(args)
     c = store.counts()
     order = [
-        ("images", "distinct images"),
-        ("paths", "paths"),
-        ("ingested", "ingested (decodable)"),
-        ("broken", "broken"),
-        ("rule_labeled", "rule-labeled (one class)"),
-        ("rule_ambiguous", "ambiguous name (two classes)"),
-        ("rule_none", "no keyword"),
-        ("detected_images", "face detection done"),
-        ("faces", "faces (labeling units)"),
-        ("route_auto", "auto-accepted"),
-        ("route_review", "routed to review"),
-        ("review_remaining", "  of which still unlabeled"),
-        ("route_no_face", "no face"),
-        ("route_broken", "broken (routed)"),
-        ("human_labeled_faces", "faces with a human label"),
+        ("images", "distinct images"), ("paths", "paths"), ("ingested", "ingested (decodable)"), ("broken", "broken"),
+        ("rule_labeled", "rule-labeled (one class)"), ("rule_ambiguous", "ambiguous name (two classes)"),
+        ("rule_none", "no keyword"), ("detected_images", "face detection done"), ("faces", "faces (labeling units)"),
+        ("route_auto", "auto-accepted"), ("route_review", "routed to review"), ("review_remaining", "  of which still unlabeled"),
+        ("route_no_face", "no face"), ("route_broken", "broken (routed)"), ("human_labeled_faces", "faces with a human label"),
     ]
     from labeler.store import mask_url
 
@@ -65,7 +55,9 @@ def cmd_status(args) -> int:
         print(f"{text:32s} {c.get(key, 0):7d}")
     from labeler.videolabel import status_lines
 
-    print(*status_lines(store, c), sep="\n")
+    from labeler.reports.quality import status_lines as quality_lines
+
+    print(*status_lines(store, c), *quality_lines(store), sep="\n")
     _print_buckets(store, _policy(args))
     return 0
 
@@ -134,22 +126,18 @@ def cmd_rules_check(args) -> int:
 
 
 def cmd_autolabel(args) -> int:
+    from dataclasses import replace
+
     from labeler.config import load_config
     from labeler.pipeline import Autolabeler
     from labeler.ingest.rules import load_rules
 
     cfg = load_config(args.config)
     if args.target_precision is not None:
-        from dataclasses import replace
-
         cfg = replace(cfg, routing=_policy(args))
     if args.model:
-        from dataclasses import replace
-
         cfg = replace(cfg, model=replace(cfg.model, name=args.model))
     if args.no_flip:
-        from dataclasses import replace
-
         cfg = replace(cfg, model=replace(cfg.model, flip=False))
     _source(args.path)
     rules = load_rules(args.rules)  # a bad rules file is refused before a database is created
@@ -197,6 +185,13 @@ def cmd_eval(args) -> int:
 
     cfg, labels = load_config(args.config), _input_file(args.labels, "labels file")
     print(report(_store(args), labels, cfg.routing))
+    return 0
+
+
+def cmd_issues(args) -> int:
+    from labeler.reports.quality import issues_report
+
+    print("\n".join(issues_report(_store(args), args.method, args.kind, args.flagged, args.limit)))
     return 0
 
 
@@ -301,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*")
     s.set_defaults(func=cmd_rules_check)
 
+    s = sub.add_parser("issues", parents=[common], help="the labels most likely wrong (confident learning), agreement, consensus")
+    s.add_argument("--limit", type=int, default=20, help="faces listed, most suspicious first (default 20)")
+    s.add_argument("--kind", default=None, help="only labels from these, comma-separated: human,import,auto,keyword")
+    s.add_argument("--flagged", action="store_true", help="only the labels confident learning counts as errors")
+    s.add_argument("--method", default="self_confidence", help="score: self_confidence (1 - p(label)), normalized_margin, "
+                   "adjusted_margin (confident learning's class thresholds), confidence_weighted_entropy")
+    s.set_defaults(func=cmd_issues)
+
     _pipeline_commands(sub, common, rules_opt)
     _dataset_commands(sub, common)
     return p
@@ -319,10 +322,7 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
     cfg_opt = argparse.ArgumentParser(add_help=False)
     cfg_opt.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
 
-    tgt = argparse.ArgumentParser(add_help=False)
-    tgt.add_argument("--target-precision", type=float, default=None,
-                     help="auto-accept a bucket only when its lower 95%% precision bound reaches this (default 0.95)")
-    s = sub.add_parser("autolabel", parents=[common, rules_opt, cfg_opt, tgt],
+    s = sub.add_parser("autolabel", parents=[common, rules_opt, _target_opt()],
                        help="ingest, detect faces, propose labels, route (resumable)")
     s.add_argument("path")
     s.add_argument("--model", default=None, help="FER model name, name@version or sidecar path (default: the project's default)")
@@ -334,11 +334,11 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_autolabel)
 
-    s = sub.add_parser("route", parents=[common, cfg_opt, tgt],
+    s = sub.add_parser("route", parents=[common, _target_opt()],
                        help="re-route every face from its stored proposals and the buckets' measured precision")
     s.set_defaults(func=cmd_route)
 
-    s = sub.add_parser("clean", parents=[common, cfg_opt, tgt], help="measure text, non-photo score and near-"
+    s = sub.add_parser("clean", parents=[common, _target_opt()], help="measure text, non-photo score and near-"
                        "duplicates of images stored before autolabel did; regroup; re-route")
     s.add_argument("--text", action="store_true", help="look for text on every image too (by default only where a face is about to be auto-accepted)")
     s.add_argument("-q", "--quiet", action="store_true")

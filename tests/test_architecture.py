@@ -12,10 +12,10 @@ PKG = Path(__file__).resolve().parent.parent / "labeler"
 
 #: third-party packages that only one folder may import
 OWNED = {"sqlalchemy": "store", "alembic": "store", "streamlit": "ui", "torch": "training", "onnx": None,
-         "ray": "distributed"}
+         "ray": "distributed", "cleanlab": "quality", "crowdkit": "quality", "sklearn": "quality"}
 #: lower layers must not import these upper ones
 UPPER = ("pipeline", "work", "distributed", "datasets", "training", "reports", "ui", "cli")
-LOWER = ("types", "errors", "util", "resources", "routing", "config", "ingest", "faces", "fer", "store")
+LOWER = ("types", "errors", "util", "resources", "routing", "config", "ingest", "faces", "fer", "store", "quality")
 
 
 def _modules():
@@ -67,6 +67,8 @@ def test_import_rules(mod, path):
             problems.append(f"{imp}: routing is pure (types only)")
         if here == "fer" and target == "store":
             problems.append(f"{imp}: fer/ knows models, not the database (pass what it needs in)")
+        if here == "quality" and target not in ("quality", "types", "errors"):
+            problems.append(f"{imp}: quality/ is pure (typed inputs in, results out; the reads are store.quality)")
     assert not problems, f"{path.relative_to(PKG.parent)}:\n  " + "\n  ".join(problems)
 
 

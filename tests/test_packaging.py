@@ -52,3 +52,7 @@ def test_wheel_install_runs_autolabel(tmp_path):
     assert r.returncode == 0 and "auto-accepted" in r.stdout, r.stderr
     faces = int(next(line for line in r.stdout.splitlines() if line.startswith("faces")).split()[-1])
     assert faces >= 3
+    # the weighted alpha's label distance ships as package data
+    r = _run([str(py), "-c", "from labeler.quality.agreement import label_distance as d; print(d(('sad', 'neutral'))[0, 1])"],
+             cwd=work, env=env)
+    assert r.returncode == 0 and 0 < float(r.stdout) < 1, r.stderr

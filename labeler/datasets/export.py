@@ -16,19 +16,21 @@ for the split), crops are fetched and written in small batches. Every export wri
 
 from __future__ import annotations
 
+import csv
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from labeler.datasets import metadata, videos
-from labeler.datasets.common import ExportError
+from labeler.datasets.common import ExportError, face_file_name, image_name
 from labeler.datasets.fer2013 import Fer2013Writer
 from labeler.datasets.hf import HfWriter
 from labeler.datasets.imagefolder import ImageFolderWriter
 from labeler.datasets.labelstudio import LabelStudioWriter
-from labeler.datasets.rows import CsvWriter, JsonlWriter
+from labeler.datasets.rows import QUALITY_COLUMNS, CsvWriter, JsonlWriter, cells, csv_safe, quality_values
 from labeler.datasets.select import Selection
 from labeler.datasets.splits import plan, shares
 from labeler.datasets.writer import ExportOptions, ExportRun, Writer
@@ -40,6 +42,10 @@ FORMATS = tuple(WRITERS)
 DATASET_FORMATS = ("imagefolder", "fer2013", "hf", "labelstudio")
 #: what a killed export leaves behind (removed when the export finishes)
 INCOMPLETE = "INCOMPLETE_EXPORT.txt"
+#: per selected face, its label issue, consensus and votes, for the formats whose own files have no
+#: room for them (csv, jsonl and hf carry them as columns)
+QUALITY_FILE = "label_quality.csv"
+QUALITY_FILE_COLUMNS = ["file", "face_id", "image", "face", "split", "label", *QUALITY_COLUMNS]
 _OVERWRITE = "pass --overwrite (overwrite=True from Python)"
 
 
@@ -89,6 +95,37 @@ def _prepare(target: Target, writer: Writer, out: Path, overwrite: bool) -> None
             shutil.rmtree(p)
 
 
+@contextmanager
+def _quality_file(run: ExportRun, fmt: str):
+    """``label_quality.csv`` beside an imagefolder / fer2013 / labelstudio export, one row per
+    selected face as the run picks it (streamed)."""
+    if run.assessment is None or fmt in ("csv", "jsonl", "hf"):
+        yield
+        return
+    path = run.folder / QUALITY_FILE
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=QUALITY_FILE_COLUMNS)
+        w.writeheader()
+        run.on_pick = lambda rec, lab, sp: w.writerow({k: csv_safe(v) for k, v in {
+            "file": face_file_name(rec), "face_id": rec.face_id, "image": image_name(rec), "face": rec.face, "split": sp,
+            "label": lab, **cells(quality_values(run.assessment, rec))}.items()})
+        yield
+    run.on_pick = None
+    run.files["label_quality"] = str(path)
+
+
+def assessment(store: Store):
+    """The project's label issues, consensus and agreement (``labeler.quality``), or None without
+    the quality extra (the export then says so in its metadata instead of failing)."""
+    from labeler.quality import missing
+
+    if missing():
+        return None
+    from labeler.store import assess_project
+
+    return assess_project(store)
+
+
 def export(
     store: Store,
     fmt: str,
@@ -135,8 +172,9 @@ def export(
     groups = videos.video_groups(store)  # video frame -> its video: one video, one split
     first = plan(videos.grouped(iter_face_records(store), groups), selection, split, seed)  # pass 1
     videos.spread(first.splits, groups)
-    run = ExportRun(store, target.folder, target.data_file, selection, first.splits, options)
-    writer.write(run)  # pass 2
+    run = ExportRun(store, target.folder, target.data_file, selection, first.splits, options, assessment=assessment(store))
+    with _quality_file(run, fmt):
+        writer.write(run)  # pass 2
     tracks = videos.write_tracks_csv(store, target.folder, target.data_file, first.splits)
     if tracks is not None:
         run.files["tracks"] = str(tracks)

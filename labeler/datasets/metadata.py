@@ -37,11 +37,23 @@ def summary(writer: Writer, run: ExportRun, plan: SplitPlan, out: Path, seed: in
         "class_folders": extra["class_folders"],
         "class_index": extra["class_index"],
         "label_accuracy": run.accuracy.result(),
+        "label_quality": quality_summary(run.assessment),
         "model_sources": dict(plan.models.most_common()),
         "model_versions": model_version_rows(run.store),
         "files": run.files,
         "seconds": round(seconds, 2),
     }
+
+
+def quality_summary(assessment) -> dict[str, Any]:
+    """Label issues, agreement and consensus of the whole project (``labeler.quality.summary``)."""
+    if assessment is None:
+        from labeler.quality import INSTALL
+
+        return {"computed": False, "why": f"the quality extra is not installed ({INSTALL})"}
+    from labeler.quality.assessment import summary as qsummary
+
+    return {"computed": True, **qsummary(assessment)}
 
 
 def write(summ: dict[str, Any], note: str, metadata_path: Path, readme_path: Path) -> None:
@@ -78,7 +90,8 @@ def readme(summ: dict[str, Any], note: str, metadata_name: str = "metadata.json"
     ]
     for c in sorted({c for s in SPLITS for c in summ["class_counts"][s]}):
         lines.append(f"| {c} | " + " | ".join(str(summ["class_counts"][s].get(c, 0)) for s in SPLITS) + " |")
-    lines += ["", *accuracy_lines(summ.get("label_accuracy")), "", "## Models", ""]
+    lines += ["", *accuracy_lines(summ.get("label_accuracy")), "", *quality_lines(summ.get("label_quality")),
+              "", "## Models", ""]
     for src, n in summ["model_sources"].items():
         lines.append(f"- `{src}`: newest proposal of {n} faces")
     for m in summ["model_versions"]:
@@ -87,6 +100,29 @@ def readme(summ: dict[str, Any], note: str, metadata_name: str = "metadata.json"
         lines.append("- none")
     lines += ["", f"Everything above is also in `{metadata_name}`.", ""]
     return "\n".join(lines)
+
+
+def quality_lines(q) -> list[str]:
+    """The README's label-issue and agreement section (``label_quality`` of metadata.json)."""
+    out = ["## Label issues and agreement", ""]
+    if not q or not q.get("computed"):
+        return out + [f"- not computed: {(q or {}).get('why', 'no assessment')}"]
+    li = q["label_issues"]
+    out.append(f"- {li['scored']} labels scored ({li['method']}; `label_issue_score` per face), {li['flagged_by_confident_learning']} "
+               f"flagged by confident learning; {li['unscored']} without out-of-sample model probabilities")
+    g = q["agreement"]
+    if g:
+        for key, name in (("alpha_nominal", "nominal"), ("alpha_weighted", "weighted by label distance")):
+            a = g[key]
+            out.append(f"- Krippendorff's alpha ({name}): {a['alpha']} (95% interval {a['lower']} to {a['upper']}), "
+                       f"{a['faces']} faces rated by two or more of {g['annotators']} annotators")
+    else:
+        out.append("- agreement: no face was rated by two annotators")
+    c = q["consensus"]
+    out.append(f"- consensus ({c['method'] or 'none'}): {c['faces']} faces, {c['differs_from_majority']} differ from their majority label")
+    out.append("- per face: the `label_issue_*`, `consensus_*` and `vote_distribution` columns (csv, jsonl, hf "
+               "metadata.csv), else `label_quality.csv` beside the export")
+    return out
 
 
 def accuracy_lines(acc) -> list[str]:

@@ -13,11 +13,16 @@ from labeler.datasets.common import image_name, json_cell, num
 from labeler.datasets.select import agreement
 from labeler.datasets.writer import ExportRun, Writer
 
+#: per face: the label-issue score of its label (``labeler.quality``), confident learning's verdict,
+#: the class the model prefers, which label was scored; the crowd model's consensus and posterior;
+#: an imported vote distribution (FER+ style vote columns)
+QUALITY_COLUMNS = ["label_issue_score", "label_issue_flag", "label_issue_suggested", "label_issue_of",
+                   "consensus_label", "consensus_posterior", "consensus_method", "vote_distribution"]
 CSV_COLUMNS = [
     "image", "face", "x1", "y1", "x2", "y2", "det_score", "rule_label", "rule_state", "rule_words",
     "model_label", "model_prob", "model_probs", "model_source", "route", "reason", "decision_label",
     "label", "label_source", "label_bucket", "label_precision", "label_precision_lower", "label_precision_upper", "human_label", "agreement", "votes", "annotators", "annotator_labels",
-    "n_annotators", "included", "split", "whole_image", "flags", "quality", "text_share", "nonphoto", "dup_group",
+    "n_annotators", *QUALITY_COLUMNS, "included", "split", "whole_image", "flags", "quality", "text_share", "nonphoto", "dup_group",
     "status", "error",
     "width", "height", "sha256", "image_id", "face_id", "path", "root", "paths",
 ]
@@ -51,7 +56,33 @@ def label_estimate(rec) -> dict[str, Any]:
             "label_precision_upper": rec.est_upper}
 
 
-def flat_row(rec, included: bool, split: str) -> dict[str, Any]:
+def quality_values(assessment, rec) -> dict[str, Any]:
+    """The :data:`QUALITY_COLUMNS` of a record (None where there is nothing to say)."""
+    fid = rec.face_id
+    i = assessment.issues.get(fid) if assessment is not None and fid is not None else None
+    c = assessment.consensus.get(fid) if assessment is not None and fid is not None else None
+    v = assessment.votes.get(fid) if assessment is not None and fid is not None else None
+    return {"label_issue_score": i.score if i else None, "label_issue_flag": i.flagged if i else None,
+            "label_issue_suggested": i.suggested if i else None, "label_issue_of": f"{i.kind}:{i.label}" if i else None,
+            "consensus_label": c.label if c else None, "consensus_posterior": c.posterior if c else None,
+            "consensus_method": c.method if c else None, "vote_distribution": dict(v) if v else None}
+
+
+def cells(values: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, bool):
+            out[k] = int(v)
+        elif isinstance(v, float):
+            out[k] = num(v)
+        elif isinstance(v, dict):
+            out[k] = json_cell(v)
+        else:
+            out[k] = "" if v is None else v
+    return out
+
+
+def flat_row(rec, included: bool, split: str, assessment=None) -> dict[str, Any]:
     """The CSV row of a record (values as written; JSON columns as text)."""
     anns = rec.annotations
     return {
@@ -70,6 +101,7 @@ def flat_row(rec, included: bool, split: str) -> dict[str, Any]:
         "annotator_labels": json_cell({a.annotator: ("unusable" if a.action == "unusable" else a.as_dict()["labels"])
                                        for a in anns}),
         "n_annotators": len(anns),
+        **cells(quality_values(assessment, rec)),
         "included": int(included), "split": split,
         "whole_image": int(bool(rec.whole_image)), "flags": ",".join(rec.flags),
         "quality": json_cell(rec.quality), "text_share": num(rec.text_share), "nonphoto": num(rec.nonphoto),
@@ -81,7 +113,7 @@ def flat_row(rec, included: bool, split: str) -> dict[str, Any]:
     }
 
 
-def json_row(rec, included: bool, split: str) -> dict[str, Any]:
+def json_row(rec, included: bool, split: str, assessment=None) -> dict[str, Any]:
     """The JSONL object of a record: every field of the record, then image, agreement, included, split."""
     out = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
     out.update(paths=list(rec.paths), rule_words=_rule_words(rec), flags=",".join(rec.flags),
@@ -89,6 +121,7 @@ def json_row(rec, included: bool, split: str) -> dict[str, Any]:
     out["image"] = image_name(rec)
     out.update(label_estimate(rec))
     out["agreement"] = agreement(rec)
+    out.update(quality_values(assessment, rec))
     out["included"] = included
     out["split"] = split
     return out
@@ -103,14 +136,14 @@ class _RowsWriter(Writer):
         path = run.data_file or run.folder / f"labels{self.file_suffix}"
         run.files["data"] = str(path)
         with open(path, "w", newline="", encoding="utf-8") as fh:
-            put = self.start(fh)
+            put = self.start(fh, run.assessment)
             for rec, lab, sp in run.rows():
                 if lab is None and not run.options.all_rows:
                     continue
                 put(rec, lab is not None, sp)
                 run.count(sp, lab)
 
-    def start(self, fh) -> Callable[[Any, bool, str], None]:
+    def start(self, fh, assessment=None) -> Callable[[Any, bool, str], None]:
         """Write the header (if any); returns the function that writes one row."""
         raise NotImplementedError
 
@@ -125,13 +158,19 @@ class CsvWriter(_RowsWriter):
             "the smallest image id of the group; splits keep a group together); the flag `text` marks text on "
             "or beside the face. "
             "`included`/`split` tell whether the face is in the data set "
-            "these filters select. JSON columns: model_probs, votes, annotator_labels, quality, rule_words, paths. "
+            "these filters select. `label_issue_score` (0-1: how likely the label named in `label_issue_of` is wrong, "
+            "from out-of-sample model probabilities; `label_issue_flag` 1 where confident learning counts it a label "
+            "error; `label_issue_suggested` the class the model prefers), `consensus_label`/`consensus_posterior` "
+            "(the Dawid-Skene crowd model over the annotators; `consensus_method` majority: one rating, no posterior), "
+            "`vote_distribution` (imported vote shares, e.g. FER+'s ten votes): empty where not known or without the "
+            "quality extra. JSON columns: model_probs, votes, annotator_labels, quality, rule_words, paths, vote_distribution. "
             "Text cells starting with = + - @ (or tab, CR) have a leading ' so spreadsheets do not run them.")
 
-    def start(self, fh) -> Callable[[Any, bool, str], None]:
+    def start(self, fh, assessment=None) -> Callable[[Any, bool, str], None]:
         w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
-        return lambda rec, included, split: w.writerow({k: csv_safe(v) for k, v in flat_row(rec, included, split).items()})
+        return lambda rec, included, split: w.writerow(
+            {k: csv_safe(v) for k, v in flat_row(rec, included, split, assessment).items()})
 
 
 class JsonlWriter(_RowsWriter):
@@ -139,6 +178,6 @@ class JsonlWriter(_RowsWriter):
     file_suffix = ".jsonl"
     note = "`labels.jsonl`: the same content as the CSV export, one JSON object per line."
 
-    def start(self, fh) -> Callable[[Any, bool, str], None]:
+    def start(self, fh, assessment=None) -> Callable[[Any, bool, str], None]:
         return lambda rec, included, split: fh.write(
-            json.dumps(json_row(rec, included, split), ensure_ascii=False, default=str) + "\n")
+            json.dumps(json_row(rec, included, split, assessment), ensure_ascii=False, default=str) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from labeler.audit import AccuracyTally
 from labeler.datasets.common import ClassFolders
@@ -46,6 +46,10 @@ class ExportRun:
     class_folders: ClassFolders = field(default_factory=ClassFolders)  # label -> folder name
     #: the estimated accuracy of the selected labels (human, or auto at their bucket's precision)
     accuracy: AccuracyTally = field(default_factory=AccuracyTally)
+    #: label issues, consensus and agreement (``labeler.quality.Assessment``); None without the quality extra
+    assessment: Optional[Any] = None
+    #: called with (record, class, split) for every selected face (export's label_quality.csv)
+    on_pick: Optional[Callable[[Any, str, str], None]] = None
 
     def pick(self, rec) -> tuple[Optional[str], str]:
         """(class, split) of a selected face, else (None, "")."""
@@ -58,6 +62,8 @@ class ExportRun:
             return None, ""
         human = bool(rec.label_source.startswith("human"))
         self.accuracy.add(human, rec.bucket, rec.est_precision, rec.est_lower, rec.est_upper)
+        if self.on_pick is not None:
+            self.on_pick(rec, lab, sp)
         return lab, sp
 
     def rows(self) -> Iterator[tuple[Any, Optional[str], str]]:

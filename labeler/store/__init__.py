@@ -2,7 +2,8 @@
 
 schema (tables) · engine (URL, engine, migrations, Store) · images (ingest, rules, counts) ·
 faces (autolabel writes) · records (face records, vote, the accepted label) · imports (`import`) ·
-review (the UI) · models (model versions, embeddings) · stats (the overview).
+review (the UI) · models (model versions, embeddings) · stats (the overview) · quality (what label
+issues, agreement and consensus read; the second-opinion queue).
 """
 
 from labeler.store.schema import (  # noqa: F401
@@ -68,6 +69,7 @@ from labeler.store.records import (  # noqa: F401
 )
 from labeler.store.imports import (  # noqa: F401
     add_import_annotations,
+    add_vote_proposals,
     faces_by_key,
     image_faces,
     images_by_path,
@@ -162,4 +164,16 @@ from labeler.store.video import (  # noqa: F401,E402
     undo_track_label,
     video_counts,
     video_face_ids,
+)
+from labeler.store.quality import (  # noqa: F401,E402
+    ANNOTATORS_ENV,
+    VOTES_SOURCE,
+    annotators_per_face,
+    assess_project,
+    doubt,
+    issue_map,
+    learned,
+    quality_inputs,
+    second_opinion_queue,
+    suspicious_order,
 )

@@ -5,7 +5,7 @@ applied to a whole group: an annotation appended per face, :func:`labeler.store.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 from sqlalchemy import select
 
@@ -19,7 +19,8 @@ from labeler.store.schema import Face, Image
 #: gallery filters: every face, faces with text on or beside them, faces of non-photo images
 #: (score >= the non-photo threshold), faces of images with a near copy
 FLAGS = ("none", "text", "nonphoto", "near_dup")
-SORTS = ("face", "nonphoto")
+#: orders: face id, non-photo score, the label most likely wrong first (``labeler.quality`` scores)
+SORTS = ("face", "nonphoto", "suspicious")
 ANY = "any"  # the gallery's "class" that takes every face, with or without an accepted label
 
 
@@ -33,6 +34,9 @@ class GalleryFace:
     text_near: Optional[bool] = None
     nonphoto: Optional[float] = None
     dup_group: Optional[int] = None
+    #: the label-issue score of the face's label and the class the model prefers (``suspicious`` order)
+    issue: Optional[float] = None
+    suggested: Optional[str] = None
 
 
 def _facts(store: Store) -> dict[int, tuple[int, Optional[bool], Optional[float], Optional[int]]]:
@@ -44,10 +48,13 @@ def _facts(store: Store) -> dict[int, tuple[int, Optional[bool], Optional[float]
 
 
 def gallery_page(store: Store, label: str, kind: str = "all", flag: str = "none", sort: str = "face",
-                 limit: int = 48, offset: int = 0) -> tuple[int, list[GalleryFace]]:
+                 limit: int = 48, offset: int = 0, issues: Optional[Mapping[int, tuple[float, str]]] = None
+                 ) -> tuple[int, list[GalleryFace]]:
     """One page of faces accepted as ``label`` (or every face: :data:`ANY`) by ``kind`` (all | auto |
-    human), kept by ``flag`` (:data:`FLAGS`), ordered by face id or by non-photo score (highest
-    first, unmeasured last): (total, faces)."""
+    human), kept by ``flag`` (:data:`FLAGS`), ordered by face id, by non-photo score (highest
+    first, unmeasured last) or ``suspicious``: the label most likely wrong first (``issues``: face ->
+    (label-issue score, class the model prefers), computed here when not given; unscored faces
+    last): (total, faces)."""
     if flag not in FLAGS or sort not in SORTS:
         raise ValueError(f"gallery: flag must be one of {FLAGS} and sort one of {SORTS}, found {flag!r}, {sort!r}")
     acc = accepted_labels(store)
@@ -64,14 +71,21 @@ def gallery_page(store: Store, label: str, kind: str = "all", flag: str = "none"
                 or (flag == "near_dup" and grp in multi))
 
     ids = [fid for fid in sorted(facts) if keep(fid)]
-    if sort == "nonphoto":
+    if sort == "suspicious" and issues is None:
+        from labeler.store.quality import issue_map
+
+        issues = {f: (x.score, x.suggested) for f, x in issue_map(store).items()}
+    issues = issues or {}
+    if sort == "suspicious":
+        ids.sort(key=lambda f: (f not in issues, -issues.get(f, (0.0, ""))[0], f))
+    elif sort == "nonphoto":
         ids.sort(key=lambda f: (facts[f][2] is None, -(facts[f][2] or 0.0), f))
     elif flag == "near_dup":
         ids.sort(key=lambda f: (facts[f][3], f))  # copies side by side
     page = ids[offset: offset + limit]
     crops = _crops(store, page)
     return len(ids), [GalleryFace(f, facts[f][0], acc.get(f, (None, ""))[0], acc.get(f, (None, ""))[1], crops.get(f),
-                                  *facts[f][1:]) for f in page]
+                                  *facts[f][1:], *issues.get(f, (None, None))) for f in page]
 
 
 def _crops(store: Store, face_ids) -> dict[int, Optional[bytes]]:

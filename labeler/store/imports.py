@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy import select
 from labeler.store.engine import Store, chunks
 from labeler.store.locks import lock
 from labeler.store.records import current_annotations
-from labeler.store.schema import Annotation, Face, Image, ImagePath, path_key
+from labeler.store.schema import Annotation, Face, Image, ImagePath, Proposal, path_key
 
 
 def images_by_path(store: Store, abs_paths=(), relpaths=()) -> tuple[dict[str, int], dict[str, set[int]]]:
@@ -80,5 +81,32 @@ def add_import_annotations(store: Store, items, source: str) -> tuple[int, int]:
             s.add(Annotation(face_id=fid, annotator=annotator, action=action,
                              labels=list(labels) if action == "label" else None, source=source))
             state[(fid, annotator)] = want
+            added += 1
+    return added, unchanged
+
+
+def add_vote_proposals(store: Store, items, source: str) -> tuple[int, int]:
+    """Append imported vote distributions ``(face_id, label or None, shares {class: share}, counts
+    {column: votes})`` as proposals of kind ``import`` named ``source`` (``votes:<file>``); a face
+    whose newest proposal of that source already has these counts gets nothing (re-import is
+    idempotent, under the ``import`` lock). Returns (added, unchanged)."""
+    items = list(items)
+    added = unchanged = 0
+    with store.session() as s:
+        lock(s, "import")
+        newest: dict[int, Proposal] = {}
+        for ids in chunks({it[0] for it in items}):
+            q = (select(Proposal).where(Proposal.face_id.in_(ids), Proposal.source_kind == "import", Proposal.source == source)
+                 .order_by(Proposal.id))
+            newest.update({p.face_id: p for p in s.scalars(q)})
+        for fid, label, shares, votes in items:
+            detail = json.dumps(votes, sort_keys=True)
+            if fid in newest and newest[fid].detail == detail:
+                unchanged += 1
+                continue
+            p = Proposal(face_id=fid, source_kind="import", source=source, label=label,
+                         prob=shares.get(label) if label else None, probs=dict(shares), detail=detail)
+            s.add(p)
+            newest[fid] = p
             added += 1
     return added, unchanged

@@ -46,6 +46,35 @@ def folders(url: str) -> list[tuple[str, int]]:
     return S.source_folders(get_store(url))
 
 
+@st.cache_data(ttl=60, show_spinner="scoring the labels...")
+def issue_scores(url: str) -> Optional[dict[int, tuple[float, str]]]:
+    """face -> (label-issue score, the class the model prefers); None without the quality extra.
+    Cleared when a page appends labels (:func:`labels_changed`)."""
+    from labeler.quality import missing
+
+    if missing():
+        return None
+    return {f: (x.score, x.suggested) for f, x in S.issue_map(get_store(url)).items()}
+
+
+@st.cache_data(ttl=60, show_spinner="measuring agreement...")
+def label_quality(url: str):
+    """The project's agreement and consensus (``labeler.quality.Assessment`` without the label
+    issues); None without the quality extra."""
+    from labeler.quality import missing
+    from labeler.quality.assessment import assess
+
+    if missing():
+        return None
+    return assess(S.quality_inputs(get_store(url)), issues=False)
+
+
+def labels_changed() -> None:
+    """Labels were appended: the cached scores and agreement are stale."""
+    issue_scores.clear()
+    label_quality.clear()
+
+
 def _oriented_size(im: PILImage.Image) -> tuple[int, int]:
     w, h = im.size
     try:

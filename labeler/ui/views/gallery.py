@@ -1,5 +1,6 @@
 """Gallery: the faces accepted as one class (auto, human or both; or every face), a page of crops at
-a time, filtered by cleaning flag (text, non-photo, near copy) and sortable by non-photo score, and
+a time, filtered by cleaning flag (text, non-photo, near copy) and sortable by non-photo score or
+"suspicious labels first" (label-issue score, ``labeler.quality``; the class the model prefers shown), and
 a bulk relabel of the ticked ones (one annotation per face, by the annotator). With the near-copy
 filter, the near-duplicate face groups are listed too, each with one decision for the whole group."""
 
@@ -10,7 +11,7 @@ import streamlit as st
 from labeler import store as S
 from labeler.store.cleanview import ANY, FLAGS, SORTS
 from labeler.types import LABELS
-from labeler.ui.resources import store
+from labeler.ui.resources import db_url, issue_scores, labels_changed, store
 from labeler.ui.state import SOURCE, flash, take_flash, who
 
 TITLE = "Gallery"
@@ -29,22 +30,29 @@ def relabel_selected(ids_key: str, action: str) -> None:
     if action == "label" and not labs:
         return
     S.add_annotations(store(), [(fid, action, labs) for fid in ids], who(), source=SOURCE)
+    labels_changed()
     for fid in ids:
         st.session_state[f"g_{fid}"] = False
     flash(f"{len(ids)} faces: {action} {' + '.join(labs or [])}")
 
 
 FLAG_NAMES = {"none": "no filter", "text": "text on/by the face", "nonphoto": "non-photo", "near_dup": "has a near copy"}
-SORT_NAMES = {"face": "face id", "nonphoto": "non-photo score"}
+SORT_NAMES = {"face": "face id", "nonphoto": "non-photo score", "suspicious": "suspicious labels first"}
 
 
 def _page_of(db: S.Store, cls: str, kind: str, flag: str, sort: str, page_box) -> tuple[int, list]:
     pg = int(st.session_state.get("g_page", 1) or 1)
-    total, items = S.gallery_page(db, cls, kind, flag, sort, limit=PER_PAGE, offset=(pg - 1) * PER_PAGE)
+    issues = None
+    if sort == "suspicious":
+        issues = issue_scores(db_url())
+        if issues is None:
+            st.warning("Scoring labels needs the quality extra: pip install 'labeler[quality]'. Sorted by face id.")
+            sort = "face"
+    total, items = S.gallery_page(db, cls, kind, flag, sort, limit=PER_PAGE, offset=(pg - 1) * PER_PAGE, issues=issues)
     pages = max(1, (total + PER_PAGE - 1) // PER_PAGE)
     if pg > pages:  # the class shrank (or changed) under the page number
         st.session_state["g_page"] = pg = pages
-        total, items = S.gallery_page(db, cls, kind, flag, sort, limit=PER_PAGE, offset=(pg - 1) * PER_PAGE)
+        total, items = S.gallery_page(db, cls, kind, flag, sort, limit=PER_PAGE, offset=(pg - 1) * PER_PAGE, issues=issues)
     page_box.number_input(f"Page (of {pages})", min_value=1, max_value=pages, key="g_page")
     return total, items
 
@@ -56,6 +64,8 @@ def _grid(items: list) -> None:
                 col.image(it.crop, width=96)
             col.checkbox(f"#{it.face_id} {it.kind or it.label or ''}", key=f"g_{it.face_id}")
             marks = (["text"] if it.text_near else []) + ([f"np {it.nonphoto:.2f}"] if it.nonphoto is not None else [])
+            if it.issue is not None:
+                marks.append(f"issue {it.issue:.2f} → {it.suggested}")
             if marks:
                 col.caption(" · ".join(marks))
 
@@ -96,6 +106,7 @@ def label_group(face_ids: tuple[int, ...], key: str) -> None:
         return
     action, labs = ("unusable", None) if lab == "unusable" else ("label", [lab])
     S.add_annotations(store(), [(fid, action, labs) for fid in face_ids], who(), source=SOURCE)
+    labels_changed()
     flash(f"near-duplicate group of {len(face_ids)} faces: {lab}")
 
 

@@ -1,5 +1,6 @@
 """Overview: progress, the class distribution of the accepted labels, rule/model/human agreement,
-what each annotator did, and the button that retrains the classification head. The numbers come
+what each annotator did, how much annotators agree with each other (Krippendorff's alpha, Cohen's
+kappa) and their Dawid-Skene consensus, and the button that retrains the classification head. The numbers come
 from ``labeler.reports.progress``; this page only lays them out."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import streamlit as st
 from labeler import store as S
 from labeler.reports import progress as P
 from labeler.ui import report_panel
-from labeler.ui.resources import store
+from labeler.ui.resources import db_url, label_quality, store
 
 TITLE = "Overview"
 ICON = ":material/monitoring:"
@@ -86,6 +87,40 @@ def _annotators(data: S.OverviewData) -> None:
     b2.dataframe(df, width="stretch")
 
 
+def _alpha(e) -> str:
+    return "-" if e.alpha is None else f"{e.alpha:.3f} [{e.lower or 0:.3f}, {e.upper or 0:.3f}]"
+
+
+def _inter_annotator() -> None:
+    """Agreement between annotators and their consensus (``labeler.quality``)."""
+    st.markdown("**Agreement between annotators and consensus**")
+    a = label_quality(db_url())
+    if a is None:
+        st.caption("needs the quality extra: pip install 'labeler[quality]'")
+        return
+    g = a.agreement
+    if g is None:
+        st.caption("no face rated by two annotators yet (LABELER_ANNOTATORS_PER_FACE=2 asks for second opinions)")
+        return
+    m = st.columns(4)
+    m[0].metric("Faces rated twice or more", g.faces)
+    m[1].metric("Alpha (nominal)", "-" if g.nominal.alpha is None else f"{g.nominal.alpha:.3f}",
+                help=f"Krippendorff's alpha, 95% bootstrap interval {_alpha(g.nominal)}")
+    m[2].metric("Alpha (label distance)", "-" if g.weighted.alpha is None else f"{g.weighted.alpha:.3f}",
+                help=f"weighted by how often the FER+ crowd confuses two classes; interval {_alpha(g.weighted)}")
+    m[3].metric("Consensus differs from majority", a.consensus_changes, help="Dawid-Skene consensus vs the majority vote")
+    k1, k2 = st.columns(2)
+    with k1:
+        st.caption("Cohen's kappa per class (one class against the rest)")
+        st.bar_chart(pd.DataFrame({"kappa": {c.label: c.kappa for c in g.per_class if c.kappa is not None}}))
+    with k2:
+        st.caption("Cohen's kappa per annotator pair, and each annotator's estimated accuracy (Dawid-Skene)")
+        st.dataframe(pd.DataFrame([{"pair": f"{p.a} ~ {p.b}", "kappa": p.kappa, "faces": p.faces} for p in g.pairs]),
+                     width="stretch", hide_index=True)
+        st.dataframe(pd.DataFrame([{"annotator": s.annotator, "accuracy": s.accuracy, "faces": s.faces} for s in a.skills]),
+                     width="stretch", hide_index=True)
+
+
 def _as_json(res: Any) -> Any:
     data = dataclasses.asdict(res) if dataclasses.is_dataclass(res) and not isinstance(res, type) else res
     return json.loads(json.dumps(data, default=str))
@@ -119,5 +154,6 @@ def render() -> None:
     _progress_and_classes(p, data)
     _agreement(data)
     _annotators(data)
+    _inter_annotator()
     report_panel.render(data.n_faces)
     training_panel(db)
