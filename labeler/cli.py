@@ -66,7 +66,7 @@ def cmd_status(args) -> int:
     from labeler.videolabel import status_lines
 
     print(*status_lines(store, c), sep="\n")
-    _print_buckets(store, _policy(args))
+    _print_auto(store, _policy(args), c.get("review_remaining", 0))
     return 0
 
 
@@ -77,32 +77,20 @@ def _policy(args):
     from labeler.config import load_config
 
     pol = load_config(getattr(args, "config", None)).routing
-    t = getattr(args, "target_precision", None)
-    return pol if t is None else replace(pol, target_precision=t)
+    over = {k: getattr(args, k, None) for k in ("target_precision", "method", "audit_size", "audit_seed")}
+    return replace(pol, **{k: v for k, v in over.items() if v is not None})
 
 
-def _print_buckets(store, policy) -> None:
-    from labeler.audit import table
-    from labeler.store import audit_plan
+def _print_auto(store, policy, remaining: int) -> None:
+    from labeler.reports.autoaccept import status_lines
 
-    print("\n".join(table([p.state for p in audit_plan(store, policy)], policy.target_precision)))
+    print("", *status_lines(store, policy, remaining), sep="\n")
 
 
 def cmd_audit(args) -> int:
-    from labeler.audit import table
-    from labeler.store import audit_plan, face_names
+    from labeler.reports.autoaccept import audit_lines
 
-    store, pol = _store(args), _policy(args)
-    plans = audit_plan(store, pol, seed=args.seed, batch=args.batch)
-    print("\n".join(table([p.state for p in plans], pol.target_precision)))
-    todo = [p for p in plans if p.sample]
-    names = face_names(store, [f for p in todo for f in p.sample])
-    for p in todo:
-        print(f"\n{p.estimate.bucket}: {p.state.why}; show these {len(p.sample)} faces, proposal hidden (audit cards in `labeler ui`):")
-        for f in p.sample:
-            print(f"  face {f}  {names.get(f, '')}")
-    if not todo:
-        print("\nevery bucket is settled: nothing to audit")
+    print("\n".join(audit_lines(_store(args), _policy(args), batch=args.batch, seed=args.seed)))
     return 0
 
 
@@ -139,7 +127,7 @@ def cmd_autolabel(args) -> int:
     from labeler.ingest.rules import load_rules
 
     cfg = load_config(args.config)
-    if args.target_precision is not None:
+    if any(getattr(args, k) is not None for k in ("target_precision", "method", "audit_size", "audit_seed")):
         from dataclasses import replace
 
         cfg = replace(cfg, routing=_policy(args))
@@ -172,7 +160,7 @@ def cmd_route(args) -> int:
     store = _store(args)
     checked, n = reroute_checked(store, _policy(args))  # from stored evidence and the buckets' estimates: no model
     print("\n".join([*checked.check_lines(), f"{n} faces re-routed"]))
-    _print_buckets(store, _policy(args))
+    _print_auto(store, _policy(args), store.counts().get("review_remaining", 0))
     return 0
 
 
@@ -287,9 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", parents=[common, _target_opt()], help="counts by state, and the auto-accept buckets")
     s.set_defaults(func=cmd_status)
     s = sub.add_parser("audit", parents=[common, _target_opt()],
-                       help="per auto-accept bucket: precision, what is still needed, the faces to audit")
-    s.add_argument("--seed", type=int, default=0, help="seed of the random audit samples")
-    s.add_argument("--batch", type=int, default=10, help="faces drawn per open bucket")
+                       help="the audit sample auto-accept is calibrated on: answered, to go, the selection and its estimate")
+    s.add_argument("--seed", type=int, default=0, help="--method bucket: seed of the random audit samples")
+    s.add_argument("--batch", type=int, default=10, help="--method bucket: faces drawn per open bucket")
     s.set_defaults(func=cmd_audit)
 
     r = sub.add_parser("rules", help="filename keyword rules").add_subparsers(dest="rules_cmd", required=True)
@@ -306,12 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _target_opt() -> argparse.ArgumentParser:
+def _target_opt(config: bool = True) -> argparse.ArgumentParser:
     t = argparse.ArgumentParser(add_help=False)
     t.add_argument("--target-precision", type=float, default=None,
-                   help="auto-accept a bucket only when its lower 95%% precision bound reaches this "
-                        "(default: [routing] target_precision of --config, else 0.95)")
-    t.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
+                   help="conformal: the auto-accepted set's expected share of right labels is at least this; bucket: a "
+                        "bucket's lower 95%% bound must reach it (default: [routing] target_precision of --config, else 0.95)")
+    t.add_argument("--method", default=None, choices=["conformal", "conformal-class", "bucket"],
+                   help="how auto-accept decides (default conformal: one audit sample, a guarantee on the whole set)")
+    t.add_argument("--audit-size", type=int, default=None, help="conformal: blind audits asked for (default 100)")
+    t.add_argument("--audit-seed", type=int, default=None, help="conformal: seed of the audit order (default 0)")
+    if config:
+        t.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
     return t
 
 
@@ -319,9 +312,7 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
     cfg_opt = argparse.ArgumentParser(add_help=False)
     cfg_opt.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
 
-    tgt = argparse.ArgumentParser(add_help=False)
-    tgt.add_argument("--target-precision", type=float, default=None,
-                     help="auto-accept a bucket only when its lower 95%% precision bound reaches this (default 0.95)")
+    tgt = _target_opt(config=False)
     s = sub.add_parser("autolabel", parents=[common, rules_opt, cfg_opt, tgt],
                        help="ingest, detect faces, propose labels, route (resumable)")
     s.add_argument("path")

@@ -124,7 +124,7 @@ def _recs(store):
 
 def test_a_bucket_flips_to_auto_once_enough_audits_agree_and_back_when_they_disagree(tmp_path):
     store = _build(f"sqlite:///{tmp_path / 'a.db'}")
-    pol = RoutingPolicy(target_precision=0.90)  # 29 agreeing audits certify it (0.95 would take 59: slower)
+    pol = RoutingPolicy(target_precision=0.90, method="bucket")  # 29 agreeing audits certify it (0.95 would take 59: slower)
     big, small = "model>=0.95:happy", "model>=0.95:sad"
     assert reroute(store, pol) == N_FACES + 6
     assert all(r.route == "review" and r.bucket in (big, small) for r in _recs(store).values())
@@ -176,7 +176,7 @@ def test_a_bucket_flips_to_auto_once_enough_audits_agree_and_back_when_they_disa
 
 def test_audits_of_faces_a_model_learned_do_not_count_for_its_buckets(tmp_path):
     store = _build(f"sqlite:///{tmp_path / 'a.db'}")
-    pol = RoutingPolicy(target_precision=0.90)
+    pol = RoutingPolicy(target_precision=0.90, method="bucket")
     big = "model>=0.95:happy"
     fids = sorted(r.face_id for r in _recs(store).values() if r.bucket in (None, big) and r.model_label == "happy")
     for fid in fids[:29]:
@@ -204,7 +204,7 @@ def test_export_states_the_accuracy_the_database_holds(tmp_path):
     from labeler.datasets.export import export
 
     store = _build(f"sqlite:///{tmp_path / 'e.db'}")
-    pol = RoutingPolicy(target_precision=0.90)  # above what a prior can certify (0.88)
+    pol = RoutingPolicy(target_precision=0.90, method="bucket")  # above what a prior can certify (0.88)
     reroute(store, pol)
     while (todo := pending_audits(store, pol)):
         for fid in todo:  # one face in 40 is not happy
@@ -253,11 +253,11 @@ def test_target_precision_from_the_config_and_the_command_line(tmp_path, capsys)
     from labeler.config import load_config
 
     toml = tmp_path / "c.toml"
-    toml.write_text("[routing]\ntarget_precision = 0.9\n")
+    toml.write_text('[routing]\ntarget_precision = 0.9\nmethod = "bucket"\n')
     assert load_config(toml).routing.target_precision == 0.9
     url = f"sqlite:///{tmp_path / 'c.db'}"
     _build(url).engine.dispose()
-    assert main(["route", "--db", url, "--target-precision", "0.9"]) == 0
+    assert main(["route", "--db", url, "--target-precision", "0.9", "--method", "bucket"]) == 0
     out = capsys.readouterr().out
     assert f"{N_FACES + 6} faces re-routed" in out and "buckets at target precision 0.9 " in out
     assert main(["audit", "--db", url, "--config", str(toml)]) == 0
@@ -265,7 +265,7 @@ def test_target_precision_from_the_config_and_the_command_line(tmp_path, capsys)
     # 0.9 from nothing takes 29 agreeing audits (Clopper-Pearson); the first 10 faces are listed
     assert "model>=0.95:happy" in out and "open: 29 more agreeing audits" in out and out.count("  face ") == 10
     assert sum(1 for ln in out.splitlines() if ln.startswith("  face ") and ".png #0" in ln) == 10  # where each face is
-    assert main(["status", "--db", url]) == 0
+    assert main(["status", "--db", url, "--method", "bucket"]) == 0
     assert "model>=0.95:sad" in capsys.readouterr().out
     assert main(["route", "--db", url, "--target-precision", "95"]) == 2
     err = capsys.readouterr().err

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 from labeler.audit import AccuracyTally, BucketState, audit_order, estimate, settle
-from labeler.routing import RoutingPolicy, candidate, evidence_for, route
+from labeler.routing import RoutingPolicy, candidate, evidence_for, route, trust_score
+from labeler.selection import Calibrated, not_ready, select
 from labeler.store.engine import Store
 from labeler.store.models import model_version_rows
 from labeler.store.records import iter_face_records
 from labeler.store.review import add_annotation
-from labeler.types import BucketEstimate, FaceRecord
+from labeler.types import BucketEstimate, FaceRecord, Selection
 
 #: the annotation source of an audit answer (a blind label: the proposal hidden until answered)
 AUDIT_SOURCE = "audit"
@@ -51,6 +52,12 @@ class Member:
     prob: float
     audit_label: Optional[str]
     human: bool
+    score: float = 0.0  # the trust score conformal selection orders by (labeler.routing.trust_score)
+
+    @property
+    def blind(self) -> bool:
+        """Has a blind label that measures its current model (an audit or an import it was not trained on)."""
+        return self.audit_label is not None
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,73 @@ def members(store: Store, policy: RoutingPolicy = RoutingPolicy(), records=None)
         if c is None:
             continue
         blind = None if r.face_id in seen.get(r.model_source, ()) else _blind_label(r)
+        ev = evidence_for(r, n[r.image_id])
         out.append(Member(r.face_id, r.image_id, c.bucket, c.label, float((r.model_probs or {}).get(c.label, 0.0)),
-                          blind, bool(r.human_label)))
+                          blind, bool(r.human_label), trust_score(ev, c)))
     return out
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """Conformal auto-accept's audit sample: the candidates in their seeded random order, people's
+    non-blind labels left out (a face reviewed with its proposal shown measures nothing). The
+    *calibration* faces are the longest run from the start of that order whose faces all have a blind
+    label; the selection runs once it holds ``audit_size`` faces (the policy's, at most half the
+    candidates: a small project is not asked to audit most of itself). ``asked``: the faces to audit now
+    (the unanswered ones among the first ``audit_size`` places). ``test``: the candidates nobody
+    labeled, which the selection may accept."""
+
+    calibration: tuple[Member, ...]
+    asked: tuple[int, ...]
+    test: tuple[Member, ...]
+    audit_size: int
+
+    @property
+    def ready(self) -> bool:
+        return len(self.calibration) >= self.audit_size
+
+
+def calibration_plan(ms: list[Member], audit_size: int, seed: int = 0) -> CalibrationPlan:
+    """Split the candidates ``ms`` into calibration, faces to audit and test faces (see :class:`CalibrationPlan`).
+
+    Why a run from the start of one seeded order: the order is random and fixed by each face's id (a
+    face's place does not depend on the others'), so the calibration faces are a uniform random sample
+    of the candidates without a non-blind label, whatever the answers, and a face added later that
+    falls inside the run is asked for before the run counts again."""
+    by = {m.face_id: m for m in ms}
+    order = audit_order([m.face_id for m in ms if m.blind or not m.human], seed)
+    audit_size = min(audit_size, max(1, len(order) // 2))  # a small project audits at most half its candidates
+    cal: list[Member] = []
+    i = 0
+    while i < len(order) and by[order[i]].blind:
+        cal.append(by[order[i]])
+        i += 1
+    asked: list[int] = []
+    if len(cal) < audit_size:
+        count = len(cal)
+        for f in order[i:]:
+            if count >= audit_size:
+                break
+            count += 1
+            if not by[f].blind:
+                asked.append(f)
+    test = tuple(m for m in ms if not m.human)
+    return CalibrationPlan(tuple(cal), tuple(asked), test, audit_size)
+
+
+def selection_of(store: Store, policy: RoutingPolicy = RoutingPolicy(), ms: Optional[list[Member]] = None) -> Selection:
+    """The current conformal selection (``policy.method`` conformal or conformal-class): who auto-accepts."""
+    plan = calibration_plan(members(store, policy) if ms is None else ms, policy.audit_size, policy.audit_seed)
+    return select_plan(plan, policy)
+
+
+def select_plan(plan: CalibrationPlan, policy: RoutingPolicy) -> Selection:
+    method = policy.method if policy.method != "bucket" else "conformal"
+    if not plan.ready:
+        return not_ready(method, policy.target_precision, plan.audit_size, len(plan.calibration), len(plan.test),
+                         len(plan.asked))
+    cal = [Calibrated(m.label, m.score, m.audit_label == m.label) for m in plan.calibration]
+    return select(cal, [(m.label, m.score) for m in plan.test], policy.target_precision, method, plan.audit_size)
 
 
 def estimates_of(ms: list[Member], method: str = "clopper-pearson") -> dict[str, BucketEstimate]:
@@ -154,14 +225,23 @@ def audit_plan(store: Store, policy: RoutingPolicy = RoutingPolicy(), seed: int 
 
 
 def pending_audits(store: Store, policy: RoutingPolicy = RoutingPolicy(), seed: int = 0) -> list[int]:
-    """Face ids the tool asks a human to audit now (every open bucket's next sample)."""
+    """Face ids the tool asks a human to audit now: the calibration faces still to answer (conformal),
+    or every open bucket's next sample (bucket)."""
+    if policy.method != "bucket":
+        return list(calibration_plan(members(store, policy), policy.audit_size, policy.audit_seed).asked)
     return [f for p in audit_plan(store, policy, seed) for f in p.sample]
 
 
 def next_audit_faces(store: Store, annotator: str, n: int = 10, policy: RoutingPolicy = RoutingPolicy(),
                      seed: int = 0) -> list[AuditItem]:
     """The next ``n`` audit cards for ``annotator`` (faces nobody labeled yet, so never one they
-    answered), buckets interleaved so that every open bucket moves forward."""
+    answered), in the seeded order (conformal) or buckets interleaved so that every open bucket moves
+    forward (bucket)."""
+    if policy.method != "bucket":
+        ms = members(store, policy)
+        by = {m.face_id: m for m in ms}
+        asked = calibration_plan(ms, policy.audit_size, policy.audit_seed).asked[:n]
+        return [AuditItem(f, f"selection:{by[f].label}", by[f].label) for f in asked]
     plans = [p for p in audit_plan(store, policy, seed) if p.sample]
     out: list[AuditItem] = []
     for i in range(max((len(p.sample) for p in plans), default=0)):
@@ -177,16 +257,29 @@ def add_audit(store: Store, face_id: int, annotator: str, action: str, labels=No
     return add_annotation(store, face_id, annotator, action, labels, source=AUDIT_SOURCE)
 
 
+def routing_inputs(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> tuple[Optional[dict], Optional[Selection]]:
+    """What route() takes besides a face's evidence: the bucket estimates (method bucket) or the
+    conformal selection (the other methods)."""
+    return _routing_inputs(store, policy, None)
+
+
+def _routing_inputs(store: Store, policy: RoutingPolicy, records) -> tuple[Optional[dict], Optional[Selection]]:
+    ms = members(store, policy, records)
+    if policy.method == "bucket":
+        return estimates_of(ms), None
+    return None, selection_of(store, policy, ms)
+
+
 def reroute(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> int:
     """Route every face again from its stored evidence and the current bucket estimates (`labeler
     route`); appends a decision only where the route, label, reason or bucket changes."""
     from labeler.store.faces import add_routed
 
     recs, n = _records(store)
-    ests = estimates_of(members(store, policy, (recs, n)))
+    ests, sel = _routing_inputs(store, policy, (recs, n))
     items = []
     for r in recs:
-        d = route(evidence_for(r, n[r.image_id]), policy, ests)
+        d = route(evidence_for(r, n[r.image_id]), policy, ests, sel)
         if r.route == "pending" or (r.route, r.decision_label, r.reason, r.bucket) != (d.route, d.label, d.reason, d.bucket):
             items.append((r.image_id, r.face_id, (), d))
     return add_routed(store, items)
@@ -202,8 +295,14 @@ def awaiting_text(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list
     pending = [(r, ev) for r, ev in pending if ev.text_pending]
     if not pending:
         return []
-    ests = estimates_of(members(store, policy, (recs, n)))
-    return sorted({r.image_id for r, ev in pending if route(replace(ev, text_pending=False), policy, ests).route == "auto"})
+    ms = members(store, policy, (recs, n))
+    ests, sel = (estimates_of(ms), None) if policy.method == "bucket" else (None, selection_of(store, policy, ms))
+    out = {r.image_id for r, ev in pending if route(replace(ev, text_pending=False), policy, ests, sel).route == "auto"}
+    if policy.method != "bucket":
+        # and the faces about to be audited: an audited face found with text later leaves the sample
+        asked = set(calibration_plan(ms, policy.audit_size, policy.audit_seed).asked)
+        out |= {r.image_id for r, _ in pending if r.face_id in asked}
+    return sorted(out)
 
 
 def label_accuracy(recs) -> dict:
