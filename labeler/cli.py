@@ -191,14 +191,13 @@ def cmd_eval(args) -> int:
 def cmd_export(args) -> int:
     from labeler.datasets.export import export
 
-    summary = export(
-        _store(args), args.format, args.out, include=args.include, min_agreement=args.min_agreement,
-        classes=args.classes, size=args.size, seed=args.seed, overwrite=args.overwrite,
-    )
-    counts = summary.get("class_counts", {})
+    include = "human+auto+proposals" if args.include_proposals else args.include
+    summary = export(_store(args), args.format, args.out, include=include, min_agreement=args.min_agreement,
+                     classes=args.classes, size=args.size, seed=args.seed, overwrite=args.overwrite)
     print(f"exported {summary.get('written', summary.get('records'))} rows/files as {args.format} to {args.out}")
-    if counts:
-        print("class counts: " + json.dumps(counts, sort_keys=True))
+    from labeler.datasets.metadata import export_lines
+
+    print(*export_lines(summary), sep="\n")
     return 0
 
 
@@ -347,7 +346,10 @@ def _dataset_commands(sub, common) -> None:
     s = sub.add_parser("export", parents=[common], help="write a labeled data set")
     s.add_argument("--format", required=True, choices=["csv", "jsonl", "imagefolder", "fer2013", "hf", "labelstudio"])
     s.add_argument("--out", required=True)
-    s.add_argument("--include", default="human+auto", choices=["human", "human+auto"], help="which labels count (data-set formats)")
+    s.add_argument("--include", default="human+auto", choices=["human", "human+auto", "human+auto+proposals"],
+                   help="which labels count (data-set formats)")
+    s.add_argument("--include-proposals", action="store_true",
+                   help="also faces still in review, with the model's proposal, marked unverified (= --include human+auto+proposals)")
     s.add_argument("--min-agreement", type=float, default=0.0, help="minimum share of annotators agreeing on a human label")
     s.add_argument("--classes", default=None, help="comma-separated classes to export")
     s.add_argument("--size", type=int, default=112, help="crop size for image formats")

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import pytest
 
-from labeler.audit import BucketState, beta_ppf, betainc, clopper_pearson, estimate, needed, settle, wilson
+from labeler.audit import BucketState, clopper_pearson, estimate, needed, settle, wilson
 from labeler.routing import RoutingPolicy
 from labeler.store import (
     AUDIT_SOURCE, Annotation, DecisionRow, Face, Image, ImagePath, Proposal, Store, add_annotation, add_audit,
@@ -59,12 +59,6 @@ def test_clopper_pearson_lower_bound_is_where_the_binomial_tail_is_2_5_percent(x
     assert _binom_tail_ge(x, n, lo) == pytest.approx(0.025, abs=1e-6)
     assert 1 - _binom_tail_ge(x + 1, n, hi) == pytest.approx(0.025, abs=1e-6)
     assert lo < x / n < hi
-
-
-def test_beta_quantile_inverts_the_incomplete_beta():
-    for a, b, q in [(2, 3, 0.3), (50, 2, 0.025), (0.5, 0.5, 0.9), (900, 100, 0.975)]:
-        assert betainc(a, b, beta_ppf(q, a, b)) == pytest.approx(q, abs=1e-9)
-    assert betainc(1, 1, 0.37) == pytest.approx(0.37)  # Beta(1, 1) is uniform
 
 
 def test_needed_agreeing_audits():

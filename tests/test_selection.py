@@ -204,3 +204,103 @@ def test_sequential_use_keeps_the_guarantee():
     for fd in looks:
         assert np.mean(fd) <= Q + 2 * np.std(fd, ddof=1) / np.sqrt(len(fd))
     assert audit_order([1, 2, 3], 0) == audit_order([3, 2, 1], 0)
+
+
+# ---------------------------------------------------------------------------- end to end, real crops
+def _route_sample(url: str, answer, target: float = 0.5):
+    """Audit what the tool asks on the sample database (``answer(record) -> label``), re-route."""
+    from dataclasses import replace
+
+    from labeler.cleanup import reroute_checked
+    from labeler.config import Config
+    from labeler.store import Store, add_audit, iter_face_records, pending_audits, reroute, selection_of
+
+    store = Store(url)
+    pol = replace(Config().routing, target_precision=target)
+    reroute(store, pol)
+    recs = {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
+    asked = pending_audits(store, pol)
+    assert asked and not selection_of(store, pol).ready
+    for fid in asked:
+        add_audit(store, fid, "auditor", "label", [answer(recs[fid])])
+    reroute_checked(store, pol)  # as `labeler route` does: text looked for before anything auto-accepts
+    return store, pol, asked, {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
+
+
+def test_audits_that_confirm_the_proposals_let_the_other_candidates_auto_accept_on_real_crops(sample_db):
+    from labeler.store import members, selection_of
+
+    store, pol, asked, recs = _route_sample(sample_db, lambda r: r.model_label)
+    sel = selection_of(store, pol)
+    cands = {m.face_id for m in members(store, pol)}
+    assert sel.ready and sel.calibration == len(asked) == len(cands) // 2 and sel.wrong == 0
+    auto = [r for r in recs.values() if r.route == "auto" and not r.human_label]
+    # every candidate nobody audited is accepted (all audits agreed), with its reason and the set's estimate
+    assert {r.face_id for r in auto} == cands - set(asked)
+    for r in auto:
+        assert r.bucket == f"selection:{r.label}" and "selected: trust" in r.reason and r.est_lower is not None
+    # the audited faces keep their human label; faces that are no candidates stay in review
+    assert all(recs[f].human_label == recs[f].model_label for f in asked)
+    assert all(r.route in ("review", "track") for r in recs.values() if r.face_id not in cands and not r.human_label)
+
+
+def test_audits_that_reject_the_proposals_accept_nothing_on_real_crops(sample_db):
+    other = {"happy": "sad"}
+    store, pol, asked, recs = _route_sample(sample_db, lambda r: other.get(r.model_label, "happy"))
+    assert not [r for r in recs.values() if r.route == "auto" and not r.human_label]
+    assert all(r.route in ("review", "track") for r in recs.values() if not r.human_label)
+
+
+def test_audit_answers_are_never_training_labels(sample_db):
+    from labeler.store import Store, add_annotation, add_audit, iter_face_records
+    from labeler.training.data import labeled_data
+    from labeler.types import LABELS
+
+    store = Store(sample_db)
+    fids = sorted(r.face_id for r in iter_face_records(store) if r.face_id is not None)
+    add_audit(store, fids[0], "a", "label", ["happy"])
+    add_annotation(store, fids[1], "b", "label", ["sad"])
+    add_audit(store, fids[2], "a", "label", ["fear"])
+    add_annotation(store, fids[2], "b", "label", ["fear"])  # reviewed too: a training label
+    got, _, y, _ = labeled_data(store, LABELS)
+    assert sorted(got.tolist()) == [fids[1], fids[2]]
+
+
+def test_the_commands_say_where_auto_accept_stands_and_what_to_do_next(sample_db, capsys):
+    from labeler.cli import main
+
+    assert main(["status", "--db", sample_db]) == 0
+    out = capsys.readouterr().out
+    assert "auto-accept: conformal selection at target precision 0.95" in out and "next: answer" in out
+    assert main(["audit", "--db", sample_db]) == 0
+    out = capsys.readouterr().out
+    listed = [ln for ln in out.splitlines() if ln.startswith("  face ")]
+    assert listed and "faces to audit blind" in out and "why" in out
+    assert main(["audit", "--db", sample_db, "--method", "bucket"]) == 0
+    assert "buckets at target precision 0.95" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["route", "--db", sample_db, "--method", "nonsense"])
+    assert e.value.code == 2
+
+
+def test_an_export_before_any_audit_says_why_it_is_empty_and_can_write_the_proposals_marked(sample_db, tmp_path, capsys):
+    import csv
+    import json
+
+    from labeler.cli import main
+    from labeler.store import Store, iter_face_records
+
+    assert main(["export", "--db", sample_db, "--format", "csv", "--out", str(tmp_path / "a.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "the data set is empty" in out and "--include-proposals" in out
+    assert main(["export", "--db", sample_db, "--format", "csv", "--out", str(tmp_path / "b.csv"), "--include-proposals"]) == 0
+    review = {r.face_id: r for r in iter_face_records(Store(sample_db)) if r.route == "review" and r.model_label}
+    with open(tmp_path / "b.csv", newline="") as fh:
+        rows = {int(r["face_id"]): r for r in csv.DictReader(fh) if r["face_id"]}
+    assert review and all(rows[f]["label"] == r.model_label and rows[f]["label_source"] == "proposal (unverified)"
+                          and rows[f]["included"] == "1" for f, r in review.items())
+    meta = json.loads((tmp_path / "b.csv.metadata.json").read_text())
+    acc = meta["label_accuracy"]
+    assert acc["unverified_proposals"] == len(review) and acc["human_labels"] == acc["auto_accepted"] == 0
+    assert "not measured" in acc["how"] and 0 < acc["precision"] < 1
+    assert "UNVERIFIED" in (tmp_path / "b.csv.README.md").read_text()

@@ -22,12 +22,12 @@ from typing import Optional
 
 from labeler.audit import AccuracyTally, BucketState, audit_order, estimate, settle
 from labeler.routing import RoutingPolicy, candidate, evidence_for, route, trust_score
-from labeler.selection import Calibrated, not_ready, select
+from labeler.selection import Calibrated, not_ready, ppi_accuracy, select
 from labeler.store.engine import Store
 from labeler.store.models import model_version_rows
 from labeler.store.records import iter_face_records
 from labeler.store.review import add_annotation
-from labeler.types import BucketEstimate, FaceRecord, Selection
+from labeler.types import BucketEstimate, Estimate, FaceRecord, Selection
 
 #: the annotation source of an audit answer (a blind label: the proposal hidden until answered)
 AUDIT_SOURCE = "audit"
@@ -303,6 +303,34 @@ def awaiting_text(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list
         asked = set(calibration_plan(ms, policy.audit_size, policy.audit_seed).asked)
         out |= {r.image_id for r, _ in pending if r.face_id in asked}
     return sorted(out)
+
+
+def proposal_estimate(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> Estimate:
+    """How right the model's proposals of the faces nobody labeled are (what ``export
+    --include-proposals`` writes, unverified): the candidates' part by prediction-powered inference
+    on the audit sample (a random sample of the candidates) once it is complete, the rest (faces
+    that are no candidates: never audited) at the model's mean calibrated probability, said so."""
+    recs, n = _records(store)
+    ms = members(store, policy, (recs, n))
+    cand = {m.face_id for m in ms}
+    rest = [max((r.model_probs or {}).values(), default=0.0) for r in recs
+            if not r.human_label and r.route in ("review", "pending") and r.model_label and r.face_id not in cand]
+    plan = calibration_plan(ms, policy.audit_size, policy.audit_seed)
+    open_ = [m.score for m in plan.test]
+    parts: list[tuple[int, Estimate]] = []
+    if open_ and plan.ready:
+        parts.append((len(open_), ppi_accuracy(open_, [m.score for m in plan.calibration],
+                                                [m.audit_label == m.label for m in plan.calibration])))
+    elif open_:
+        rest += open_
+    if rest:
+        mp = sum(rest) / len(rest)
+        parts.append((len(rest), Estimate(mp, 0.0, 1.0, f"the model's mean calibrated probability {mp:.3f} (not measured)")))
+    tot = sum(k for k, _ in parts)
+    if not tot:
+        return Estimate(None, 0.0, 1.0, "no unverified proposals")
+    return Estimate(sum(k * (e.precision or 0.0) for k, e in parts) / tot, sum(k * e.lower for k, e in parts) / tot,
+                    sum(k * e.upper for k, e in parts) / tot, "; ".join(f"{k} faces: {e.how}" for k, e in parts))
 
 
 def label_accuracy(recs) -> dict:
