@@ -150,7 +150,9 @@ def cmd_autolabel(args) -> int:
     al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray, clean=not args.no_clean)
     rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False,
                  repropose_all=args.repropose)
-    print("\n".join(rep.lines()))
+    from labeler.reports.autoaccept import next_step_for
+
+    print(*rep.lines(), *next_step_for(store, cfg.routing), sep="\n")
     return 0
 
 

@@ -66,7 +66,7 @@ class AutolabelReport:
         if self.text_checked:
             out.append(f"text looked for before auto-accept: {self.text_checked} images")
         if self.rerouted:
-            out.append(f"re-routed on the bucket estimates: {self.rerouted} faces (see `labeler status`)")
+            out.append(f"re-routed: {self.rerouted} faces (see `labeler status`)")
         out.append(f"time: {self.seconds:.1f} s")
         return out
 

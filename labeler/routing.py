@@ -199,8 +199,13 @@ def trust_score(ev: FaceEvidence, c: Candidate) -> float:
     """THE trust score of a candidate, what conformal selection orders faces by: the calibrated
     probability of the proposed class, its odds times ``KEYWORD_ODDS`` where the filename keyword
     names that class. Only the order matters: the audits measure how right each part of it is."""
-    p = min(max(float((ev.probs or {}).get(c.label, 0.0)), 0.0), 1.0)
-    if ev.rule_state == "labeled" and ev.rule_label == c.label and p < 1.0:
+    return label_trust(ev, c.label)
+
+
+def label_trust(ev: FaceEvidence, label: str) -> float:
+    """The trust score of ``label`` for a face (see :func:`trust_score`), candidate or not."""
+    p = min(max(float((ev.probs or {}).get(label, 0.0)), 0.0), 1.0)
+    if ev.rule_state == "labeled" and ev.rule_label == label and p < 1.0:
         odds = KEYWORD_ODDS * p / (1.0 - p)
         p = odds / (1.0 + odds)
     return round(p, 6)

@@ -136,3 +136,17 @@ def status_lines(store: Store, policy: RoutingPolicy, remaining: int) -> list[st
         return bucket_lines(store, policy) + ["", next_step(None, policy, remaining)]
     st = state(store, policy)
     return selection_lines(st, policy) + ["", next_step(st, policy, remaining)]
+
+
+def next_step_for(store: Store, policy: RoutingPolicy) -> list[str]:
+    """What the end of `labeler autolabel` prints: auto-accept's state in one line, then what to do next."""
+    remaining = store.counts().get("review_remaining", 0)
+    if policy.method == "bucket":
+        return [next_step(None, policy, remaining)]
+    st = state(store, policy)
+    sel = st.selection
+    if not sel.ready:
+        head = f"auto-accept: waits for {len(st.asked)} blind audits ({sel.calibration} of {sel.audit_size} answered)"
+    else:
+        head = f"auto-accept: {sel.accepted} faces selected ({sel.why}); estimated precision {_pct(sel.estimate)}"
+    return [head, next_step(st, policy, remaining)]

@@ -133,6 +133,7 @@ from labeler.store.audit import (  # noqa: F401,E402
     routing_inputs,
     select_plan,
     selection_of,
+    waiting_faces,
 )
 from labeler.store.models import (  # noqa: F401,E402
     DEFAULT_MODEL_KEY,

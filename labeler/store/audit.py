@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from labeler.audit import AccuracyTally, BucketState, audit_order, estimate, settle
-from labeler.routing import RoutingPolicy, candidate, evidence_for, route, trust_score
+from labeler.routing import RoutingPolicy, candidate, evidence_for, label_trust, route, trust_score
 from labeler.selection import Calibrated, not_ready, ppi_accuracy, select
 from labeler.store.engine import Store
 from labeler.store.models import model_version_rows
@@ -303,6 +303,22 @@ def awaiting_text(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list
         asked = set(calibration_plan(ms, policy.audit_size, policy.audit_seed).asked)
         out |= {r.image_id for r, _ in pending if r.face_id in asked}
     return sorted(out)
+
+
+def waiting_faces(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list:
+    """The faces waiting for a person (route review, no human label) as the review flow sees them
+    (``labeler.flow.Waiting``): the class their decision proposes and its trust score."""
+    from labeler.flow import Waiting
+
+    recs, n = _records(store)
+    out = []
+    for r in recs:
+        if r.route != "review" or r.human_label:
+            continue
+        lab = r.decision_label
+        p = label_trust(evidence_for(r, n[r.image_id]), lab) if lab else 0.0
+        out.append(Waiting(r.face_id, lab, p))
+    return out
 
 
 def proposal_estimate(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> Estimate:
