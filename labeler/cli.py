@@ -14,6 +14,10 @@ from labeler.util import input_file as _input_file
 from labeler.util import source_path as _source
 
 
+#: the routing-policy options a command line may override (labeler.routing.RoutingPolicy fields)
+POLICY_OPTS = ("target_precision", "method", "audit_size", "audit_seed", "audit_always")
+
+
 def _store(args, new: bool = False):
     """The project's database; only ``ingest``/``autolabel`` (``new``) may create a SQLite file."""
     from labeler.store import Store
@@ -77,7 +81,7 @@ def _policy(args):
     from labeler.config import load_config
 
     pol = load_config(getattr(args, "config", None)).routing
-    over = {k: getattr(args, k, None) for k in ("target_precision", "method", "audit_size", "audit_seed")}
+    over = {k: getattr(args, k, None) for k in POLICY_OPTS}
     return replace(pol, **{k: v for k, v in over.items() if v is not None})
 
 
@@ -127,7 +131,7 @@ def cmd_autolabel(args) -> int:
     from labeler.ingest.rules import load_rules
 
     cfg = load_config(args.config)
-    if any(getattr(args, k) is not None for k in ("target_precision", "method", "audit_size", "audit_seed")):
+    if any(getattr(args, k) is not None for k in POLICY_OPTS):
         from dataclasses import replace
 
         cfg = replace(cfg, routing=_policy(args))
@@ -304,6 +308,8 @@ def _target_opt(config: bool = True) -> argparse.ArgumentParser:
                    help="how auto-accept decides (default conformal: one audit sample, a guarantee on the whole set)")
     t.add_argument("--audit-size", type=int, default=None, help="conformal: blind audits asked for (default 100)")
     t.add_argument("--audit-seed", type=int, default=None, help="conformal: seed of the audit order (default 0)")
+    t.add_argument("--audit-always", action="store_const", const=True, default=None,
+                   help="conformal: ask for the audits even where they would not pay for themselves in review time")
     if config:
         t.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
     return t

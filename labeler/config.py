@@ -145,6 +145,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "method": Spec("str", what="how auto-accept decides", choices=METHODS),
         "audit_size": Spec("int", 1, 1_000_000, "blind audits conformal auto-accept asks for"),
         "audit_seed": Spec("int", 0, 2**31 - 1, "seed of the audit order", zero_ok=True),
+        "audit_always": Spec("bool", what="ask for audits even where they would not pay for themselves"),
         "block_flags": Spec("strs", what="quality flags that block auto-accept",
                             choices=("small", "blurry", "profile", "low_score")),
         "weights": Spec("weights", 0.0, 1e6, "review-order weight per review kind"),

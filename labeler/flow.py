@@ -72,6 +72,23 @@ class TimeModel:
         return replace(base, **known)
 
 
+def audit_pays(scores: Sequence[float], n: int, q: float, tm: TimeModel = TimeModel()) -> bool:
+    """Whether ``n`` blind audits are worth their seconds: each costs an audit card where a review
+    card (or a grid glance) would have done, and pays back the review of every face the selection is
+    then expected to accept (``labeler.selection.expected_selected``, from the scores alone)."""
+    from labeler.selection import expected_selected
+
+    if not scores or n < 1:
+        return False
+    mean = sum(scores) / len(scores)
+    review = min(tm.card_seconds(mean), tm.grid_seconds(mean))
+    extra = n * max(tm.audit - review, 0.0)
+    top = sorted(scores, reverse=True)
+    k = int(round(expected_selected(scores, n, q)))
+    saved = sum(min(tm.card_seconds(p), tm.grid_seconds(p)) for p in top[:k])
+    return saved > extra
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of the flow: ``kind`` audit | grid | cards | second_opinion; for a grid its class and

@@ -51,6 +51,9 @@ class RoutingPolicy:
     audit_size: int = 100
     #: conformal: the seed of the audit order (a different seed draws another random sample)
     audit_seed: int = 0
+    #: conformal: ask for the audits even where they are not expected to pay for themselves in
+    #: review time (``labeler.flow.audit_pays``; a small project is better reviewed on grids)
+    audit_always: bool = False
     #: faces with any of these quality flags are never auto-accepted
     block_flags: tuple[str, ...] = ("small", "blurry", "profile", "low_score")
     #: review-order weights per review kind (labeler.types.REVIEW_KINDS)

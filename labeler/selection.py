@@ -141,6 +141,20 @@ def ppi_accuracy(scores: Sequence[float], cal_scores: Sequence[float], cal_right
     return Estimate(min(max(point, 0.0), 1.0), min(max(point - half, 0.0), 1.0), min(max(point + half, 0.0), 1.0), how)
 
 
+def expected_selected(scores: Sequence[float], n: int, q: float) -> float:
+    """How many of the candidates that are not audited a selection from ``n`` audits would accept if
+    every trust score were the chance that its proposal is right (a plug-in: the expected counts in
+    place of the audits). Reads scores only, never labels, so deciding by it keeps the guarantee."""
+    s = np.sort(np.asarray(scores, dtype=float))[::-1]
+    N = len(s)
+    if N == 0 or n < 1 or n >= N:
+        return 0.0
+    wrong = np.cumsum(1.0 - s) / N  # share of candidates wrong and at or above each score
+    p = (n * wrong + 1.0) / (n + 1.0)
+    ok = np.nonzero(p <= q * np.arange(1, N + 1) / N)[0]
+    return 0.0 if len(ok) == 0 else float((ok[-1] + 1) * (N - n) / N)
+
+
 @dataclass(frozen=True)
 class Calibrated:
     """One audited candidate: its proposed class, trust score and whether the proposal was right."""

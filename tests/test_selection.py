@@ -216,7 +216,7 @@ def _route_sample(url: str, answer, target: float = 0.5):
     from labeler.store import Store, add_audit, iter_face_records, pending_audits, reroute, selection_of
 
     store = Store(url)
-    pol = replace(Config().routing, target_precision=target)
+    pol = replace(Config().routing, target_precision=target, audit_always=True)
     reroute(store, pol)
     recs = {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
     asked = pending_audits(store, pol)
@@ -271,8 +271,13 @@ def test_the_commands_say_where_auto_accept_stands_and_what_to_do_next(sample_db
 
     assert main(["status", "--db", sample_db]) == 0
     out = capsys.readouterr().out
-    assert "auto-accept: conformal selection at target precision 0.95" in out and "next: answer" in out
-    assert main(["audit", "--db", sample_db]) == 0
+    # 8 candidate faces: audits would cost more than they could save, so none is asked for
+    assert "auto-accept: conformal selection at target precision 0.95" in out and "auto-accept is off here" in out
+    assert "next: review the" in out and "Verify grids" in out
+    assert main(["status", "--db", sample_db, "--audit-always"]) == 0
+    out = capsys.readouterr().out
+    assert "next: answer 4 audit cards" in out and "0 of 4 answered" in out
+    assert main(["audit", "--db", sample_db, "--audit-always"]) == 0
     out = capsys.readouterr().out
     listed = [ln for ln in out.splitlines() if ln.startswith("  face ")]
     assert listed and "faces to audit blind" in out and "why" in out
@@ -304,3 +309,21 @@ def test_an_export_before_any_audit_says_why_it_is_empty_and_can_write_the_propo
     assert acc["unverified_proposals"] == len(review) and acc["human_labels"] == acc["auto_accepted"] == 0
     assert "not measured" in acc["how"] and 0 < acc["precision"] < 1
     assert "UNVERIFIED" in (tmp_path / "b.csv.README.md").read_text()
+
+
+def test_audits_are_asked_for_only_where_they_pay_for_themselves():
+    from labeler.flow import audit_pays
+    from labeler.selection import expected_selected
+
+    rng = np.random.default_rng(0)
+    sure = rng.beta(30, 1, 3000)  # a large project the model is sure of: most would be accepted
+    assert expected_selected(sure, 100, Q) > 2000 and audit_pays(list(sure), 100, Q)
+    unsure = rng.beta(3, 2, 3000)  # a model right 60% of the time: nothing would be accepted
+    assert expected_selected(unsure, 100, Q) == 0 and not audit_pays(list(unsure), 100, Q)
+    small = list(rng.beta(30, 1, 60))  # a small project: 30 audits for at best 30 faces
+    assert not audit_pays(small, 30, Q)
+    # the plan then asks nothing and accepts nothing, whatever the answers could have been
+    ms = [member(i, score=float(s)) for i, s in enumerate(small, 1)]
+    plan = calibration_plan(ms, 100, 0, Q)
+    assert plan.asked == () and not plan.ready and plan.audit_size == 0 and len(plan.test) == 60
+    assert calibration_plan(ms, 100, 0).asked  # without the check (--audit-always) it asks

@@ -15,7 +15,7 @@ from typing import Optional
 from labeler.audit import estimate, table
 from labeler.routing import RoutingPolicy
 from labeler.selection import dataset_accuracy, smallest_share
-from labeler.store import Store, audit_plan, calibration_plan, face_names, members, select_plan
+from labeler.store import Store, audit_plan, face_names, members, plan_of, select_plan
 from labeler.types import Estimate, Selection
 
 
@@ -35,7 +35,7 @@ class AutoAcceptState:
 
 def state(store: Store, policy: RoutingPolicy) -> AutoAcceptState:
     ms = members(store, policy)
-    plan = calibration_plan(ms, policy.audit_size, policy.audit_seed)
+    plan = plan_of(ms, policy)
     sel = select_plan(plan, policy)
     human = store.counts().get("human_labeled_faces", 0)
     return AutoAcceptState(sel, plan.asked, len(ms), human, sel.accepted)
@@ -54,6 +54,8 @@ def selection_lines(st: AutoAcceptState, policy: RoutingPolicy) -> list[str]:
     small = f" (--audit-size {policy.audit_size}, at most half the candidates)" if n < policy.audit_size else ""
     out = [f"auto-accept: {sel.method} selection at target precision {policy.target_precision:g} "
            f"(audit sample {n}{small}, seed {policy.audit_seed}); {st.candidates} candidate faces"]
+    if n == 0:
+        return out + [f"  {sel.why}"]
     if not sel.ready:
         out.append(f"  audits: {sel.calibration} of {n} answered; {len(st.asked)} to go")
         out.append(f"  why {n}: with n blind audits the smallest set it can accept is 1/(q(n+1)) of the other "
@@ -96,7 +98,7 @@ def bucket_lines(store: Store, policy: RoutingPolicy) -> list[str]:
 
 def next_step(st: Optional[AutoAcceptState], policy: RoutingPolicy, remaining: int) -> str:
     """One line: what a person should do next, and why."""
-    if st is not None and not st.selection.ready:
+    if st is not None and not st.selection.ready and st.asked:
         return (f"next: answer {len(st.asked)} audit cards (`labeler ui`, Review page: they come first, proposal hidden; "
                 f"or `labeler audit` lists them): auto-accept starts after {st.selection.audit_size} blind audits")
     if remaining:
@@ -145,7 +147,9 @@ def next_step_for(store: Store, policy: RoutingPolicy) -> list[str]:
         return [next_step(None, policy, remaining)]
     st = state(store, policy)
     sel = st.selection
-    if not sel.ready:
+    if sel.audit_size == 0:
+        head = f"auto-accept: {sel.why}"
+    elif not sel.ready:
         head = f"auto-accept: waits for {len(st.asked)} blind audits ({sel.calibration} of {sel.audit_size} answered)"
     else:
         head = f"auto-accept: {sel.accepted} faces selected ({sel.why}); estimated precision {_pct(sel.estimate)}"

@@ -128,6 +128,7 @@ from labeler.store.audit import (  # noqa: F401,E402
     next_audit_faces,
     members,
     pending_audits,
+    plan_of,
     proposal_estimate,
     reroute,
     routing_inputs,

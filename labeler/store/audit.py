@@ -17,11 +17,12 @@ its buckets. Such a face is human-labeled (it is never drawn again); its bucket 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from labeler.audit import AccuracyTally, BucketState, audit_order, estimate, settle
 from labeler.routing import RoutingPolicy, candidate, evidence_for, label_trust, route, trust_score
+from labeler.flow import audit_pays
 from labeler.selection import Calibrated, not_ready, ppi_accuracy, select
 from labeler.store.engine import Store
 from labeler.store.models import model_version_rows
@@ -138,23 +139,34 @@ class CalibrationPlan:
     calibration: tuple[Member, ...]
     asked: tuple[int, ...]
     test: tuple[Member, ...]
-    audit_size: int
+    audit_size: int  # 0: audits would not pay for themselves here (``labeler.flow.audit_pays``)
 
     @property
     def ready(self) -> bool:
-        return len(self.calibration) >= self.audit_size
+        return self.audit_size > 0 and len(self.calibration) >= self.audit_size
 
 
-def calibration_plan(ms: list[Member], audit_size: int, seed: int = 0) -> CalibrationPlan:
+def plan_of(ms: list[Member], policy: RoutingPolicy) -> CalibrationPlan:
+    """The calibration plan under ``policy`` (its audit size and seed; audits only where they pay)."""
+    return calibration_plan(ms, policy.audit_size, policy.audit_seed,
+                            None if policy.audit_always else 1.0 - policy.target_precision)
+
+
+def calibration_plan(ms: list[Member], audit_size: int, seed: int = 0, q: Optional[float] = None) -> CalibrationPlan:
     """Split the candidates ``ms`` into calibration, faces to audit and test faces (see :class:`CalibrationPlan`).
 
     Why a run from the start of one seeded order: the order is random and fixed by each face's id (a
     face's place does not depend on the others'), so the calibration faces are a uniform random sample
     of the candidates without a non-blind label, whatever the answers, and a face added later that
-    falls inside the run is asked for before the run counts again."""
+    falls inside the run is asked for before the run counts again. With ``q`` (the selection's level),
+    no audit is asked where the audits are not expected to pay for themselves (a decision on the
+    scores alone, never on answers; once one audit is answered the sample goes on)."""
     by = {m.face_id: m for m in ms}
     order = audit_order([m.face_id for m in ms if m.blind or not m.human], seed)
     audit_size = min(audit_size, max(1, len(order) // 2))  # a small project audits at most half its candidates
+    test = tuple(m for m in ms if not m.human)
+    if q is not None and not any(by[f].blind for f in order) and not audit_pays([by[f].score for f in order], audit_size, q):
+        return CalibrationPlan((), (), test, 0)  # not worth it: review them (grids first)
     cal: list[Member] = []
     i = 0
     while i < len(order) and by[order[i]].blind:
@@ -169,18 +181,22 @@ def calibration_plan(ms: list[Member], audit_size: int, seed: int = 0) -> Calibr
             count += 1
             if not by[f].blind:
                 asked.append(f)
-    test = tuple(m for m in ms if not m.human)
     return CalibrationPlan(tuple(cal), tuple(asked), test, audit_size)
 
 
 def selection_of(store: Store, policy: RoutingPolicy = RoutingPolicy(), ms: Optional[list[Member]] = None) -> Selection:
     """The current conformal selection (``policy.method`` conformal or conformal-class): who auto-accepts."""
-    plan = calibration_plan(members(store, policy) if ms is None else ms, policy.audit_size, policy.audit_seed)
+    plan = plan_of(members(store, policy) if ms is None else ms, policy)
     return select_plan(plan, policy)
 
 
 def select_plan(plan: CalibrationPlan, policy: RoutingPolicy) -> Selection:
     method = policy.method if policy.method != "bucket" else "conformal"
+    if plan.audit_size == 0:
+        why = (f"auto-accept is off here: {len(plan.test)} candidate faces are too few for blind audits to pay for "
+               f"themselves in review time; review them (grids first), or ask for audits anyway (--audit-always)")
+        return replace(not_ready(method, policy.target_precision, 0, 0, len(plan.test), 0), why=why,
+                       estimate=Estimate(None, 0.0, 1.0, why))
     if not plan.ready:
         return not_ready(method, policy.target_precision, plan.audit_size, len(plan.calibration), len(plan.test),
                          len(plan.asked))
@@ -228,7 +244,7 @@ def pending_audits(store: Store, policy: RoutingPolicy = RoutingPolicy(), seed: 
     """Face ids the tool asks a human to audit now: the calibration faces still to answer (conformal),
     or every open bucket's next sample (bucket)."""
     if policy.method != "bucket":
-        return list(calibration_plan(members(store, policy), policy.audit_size, policy.audit_seed).asked)
+        return list(plan_of(members(store, policy), policy).asked)
     return [f for p in audit_plan(store, policy, seed) for f in p.sample]
 
 
@@ -240,7 +256,7 @@ def next_audit_faces(store: Store, annotator: str, n: int = 10, policy: RoutingP
     if policy.method != "bucket":
         ms = members(store, policy)
         by = {m.face_id: m for m in ms}
-        asked = calibration_plan(ms, policy.audit_size, policy.audit_seed).asked[:n]
+        asked = plan_of(ms, policy).asked[:n]
         return [AuditItem(f, f"selection:{by[f].label}", by[f].label) for f in asked]
     plans = [p for p in audit_plan(store, policy, seed) if p.sample]
     out: list[AuditItem] = []
@@ -300,7 +316,7 @@ def awaiting_text(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list
     out = {r.image_id for r, ev in pending if route(replace(ev, text_pending=False), policy, ests, sel).route == "auto"}
     if policy.method != "bucket":
         # and the faces about to be audited: an audited face found with text later leaves the sample
-        asked = set(calibration_plan(ms, policy.audit_size, policy.audit_seed).asked)
+        asked = set(plan_of(ms, policy).asked)
         out |= {r.image_id for r, _ in pending if r.face_id in asked}
     return sorted(out)
 
@@ -331,7 +347,7 @@ def proposal_estimate(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> 
     cand = {m.face_id for m in ms}
     rest = [max((r.model_probs or {}).values(), default=0.0) for r in recs
             if not r.human_label and r.route in ("review", "pending") and r.model_label and r.face_id not in cand]
-    plan = calibration_plan(ms, policy.audit_size, policy.audit_seed)
+    plan = plan_of(ms, policy)
     open_ = [m.score for m in plan.test]
     parts: list[tuple[int, Estimate]] = []
     if open_ and plan.ready:
