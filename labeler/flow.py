@@ -30,6 +30,20 @@ from typing import Mapping, Optional, Sequence
 
 #: faces on a grid page (the Verify page's default)
 PAGE = 48
+#: a decision's wall time is capped here: a longer gap is a person away, not a person working
+IDLE_CAP_S = 60.0
+#: the kinds of human decision whose time is recorded (``annotations.effort``)
+EFFORTS = ("card", "card_accept", "audit", "grid_face", "grid_mark")
+
+
+def capped(seconds) -> "float | None":
+    """THE time bookkeeping rule: a decision's seconds, at least 0, at most IDLE_CAP_S (None stays None)."""
+    if seconds is None:
+        return None
+    s = float(seconds)
+    if s != s:  # NaN
+        return None
+    return min(max(s, 0.0), IDLE_CAP_S)
 
 
 @dataclass(frozen=True)

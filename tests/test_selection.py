@@ -273,7 +273,7 @@ def test_the_commands_say_where_auto_accept_stands_and_what_to_do_next(sample_db
     out = capsys.readouterr().out
     # 8 candidate faces: audits would cost more than they could save, so none is asked for
     assert "auto-accept: conformal selection at target precision 0.95" in out and "auto-accept is off here" in out
-    assert "next: review the" in out and "Verify grids" in out
+    assert "next: 1 grid page of happy" in out and "grid pages of likely-right faces first" in out
     assert main(["status", "--db", sample_db, "--audit-always"]) == 0
     out = capsys.readouterr().out
     assert "next: answer 4 audit cards" in out and "0 of 4 answered" in out

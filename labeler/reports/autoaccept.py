@@ -51,9 +51,9 @@ def selection_lines(st: AutoAcceptState, policy: RoutingPolicy) -> list[str]:
     sel = st.selection
     q = 1.0 - policy.target_precision
     n = sel.audit_size
-    small = f" (--audit-size {policy.audit_size}, at most half the candidates)" if n < policy.audit_size else ""
+    small = f" (--audit-size {policy.audit_size}, at most half the candidates)" if 0 < n < policy.audit_size else ""
     out = [f"auto-accept: {sel.method} selection at target precision {policy.target_precision:g} "
-           f"(audit sample {n}{small}, seed {policy.audit_seed}); {st.candidates} candidate faces"]
+           f"(audit sample {n or 'none'}{small}, seed {policy.audit_seed}); {st.candidates} candidate faces"]
     if n == 0:
         return out + [f"  {sel.why}"]
     if not sel.ready:
@@ -96,14 +96,15 @@ def bucket_lines(store: Store, policy: RoutingPolicy) -> list[str]:
     return out
 
 
-def next_step(st: Optional[AutoAcceptState], policy: RoutingPolicy, remaining: int) -> str:
-    """One line: what a person should do next, and why."""
+def next_step(st: Optional[AutoAcceptState], policy: RoutingPolicy, remaining: int, flow: str = "") -> str:
+    """One line: what a person should do next, and why (``flow``: the review flow's plan in words)."""
     if st is not None and not st.selection.ready and st.asked:
         return (f"next: answer {len(st.asked)} audit cards (`labeler ui`, Review page: they come first, proposal hidden; "
-                f"or `labeler audit` lists them): auto-accept starts after {st.selection.audit_size} blind audits")
+                f"or `labeler audit` lists them): auto-accept starts after {st.selection.audit_size} blind audits"
+                + (f"; then {flow[len('next: '):]}" if flow.startswith("next: ") else ""))
     if remaining:
-        return (f"next: review the {remaining} faces left (`labeler ui`: Verify grids of likely-right faces first, "
-                f"then cards), then `labeler export`")
+        return (f"{flow or f'next: review the {remaining} faces left'} in `labeler ui` (Review leads: grid pages of "
+                f"likely-right faces first, then cards), then `labeler export`")
     return "next: `labeler export --format imagefolder --out DIR` (every face has a label)"
 
 
@@ -133,18 +134,24 @@ def audit_lines(store: Store, policy: RoutingPolicy, batch: int = 10, seed: int 
 
 
 def status_lines(store: Store, policy: RoutingPolicy, remaining: int) -> list[str]:
-    """The end of `labeler status`: the auto-accept state and what to do next."""
+    """The end of `labeler status`: the auto-accept state, human time, and what to do next."""
+    from labeler.reports.effort import effort, effort_lines
+
+    e = effort(store, policy)
     if policy.method == "bucket":
-        return bucket_lines(store, policy) + ["", next_step(None, policy, remaining)]
+        return bucket_lines(store, policy) + ["", *effort_lines(e), "", next_step(None, policy, remaining, e.next_steps)]
     st = state(store, policy)
-    return selection_lines(st, policy) + ["", next_step(st, policy, remaining)]
+    return selection_lines(st, policy) + ["", *effort_lines(e), "", next_step(st, policy, remaining, e.next_steps)]
 
 
 def next_step_for(store: Store, policy: RoutingPolicy) -> list[str]:
     """What the end of `labeler autolabel` prints: auto-accept's state in one line, then what to do next."""
+    from labeler.reports.effort import effort
+
     remaining = store.counts().get("review_remaining", 0)
+    flow = effort(store, policy).next_steps
     if policy.method == "bucket":
-        return [next_step(None, policy, remaining)]
+        return [next_step(None, policy, remaining, flow)]
     st = state(store, policy)
     sel = st.selection
     if sel.audit_size == 0:
@@ -153,4 +160,4 @@ def next_step_for(store: Store, policy: RoutingPolicy) -> list[str]:
         head = f"auto-accept: waits for {len(st.asked)} blind audits ({sel.calibration} of {sel.audit_size} answered)"
     else:
         head = f"auto-accept: {sel.accepted} faces selected ({sel.why}); estimated precision {_pct(sel.estimate)}"
-    return [head, next_step(st, policy, remaining)]
+    return [head, next_step(st, policy, remaining, flow)]

@@ -108,7 +108,7 @@ from labeler.store.cleaning import (  # noqa: F401
     save_clean,
 )
 from labeler.store.cleanview import FaceGroup, GalleryFace, face_groups, gallery_page  # noqa: F401
-from labeler.store.stats import ActionCount, FaceStatus, OverviewData, overview_stats  # noqa: F401
+from labeler.store.stats import ActionCount, EffortRow, FaceStatus, OverviewData, effort_rows, overview_stats  # noqa: F401
 from labeler.store.audit import (  # noqa: F401,E402
     AUDIT_SOURCE,
     AuditItem,

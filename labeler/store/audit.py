@@ -267,10 +267,10 @@ def next_audit_faces(store: Store, annotator: str, n: int = 10, policy: RoutingP
     return out
 
 
-def add_audit(store: Store, face_id: int, annotator: str, action: str, labels=None) -> int:
+def add_audit(store: Store, face_id: int, annotator: str, action: str, labels=None, seconds: Optional[float] = None) -> int:
     """Record a blind audit answer (``label`` with 1-2 classes, or ``unusable``): a human label with
-    source ``audit``."""
-    return add_annotation(store, face_id, annotator, action, labels, source=AUDIT_SOURCE)
+    source ``audit`` (effort ``audit``, ``seconds`` as it took)."""
+    return add_annotation(store, face_id, annotator, action, labels, source=AUDIT_SOURCE, seconds=seconds, effort="audit")
 
 
 def routing_inputs(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> tuple[Optional[dict], Optional[Selection]]:
