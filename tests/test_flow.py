@@ -35,3 +35,28 @@ def test_the_plan_orders_audits_then_grids_by_class_size_then_cards():
     assert [w.p_right for w in grids["happy"]] == sorted((w.p_right for w in grids["happy"]), reverse=True)
     assert {w.face_id for w in cards} == {200, 201, 202, 203, 204, 205, 206, 300}
     assert say([]) == "nothing left to review"
+
+
+def test_decision_times_are_capped_and_a_grid_page_shares_its_time(sample_db):
+    from labeler.flow import IDLE_CAP_S, capped
+    from labeler.store import Store, add_annotation, add_audit, effort_rows, iter_face_records
+    from labeler.store.grid import settle_grid
+
+    assert capped(None) is None and capped(-3) == 0.0 and capped(2.5) == 2.5 and capped(3600) == IDLE_CAP_S
+    assert capped(float("nan")) is None
+    store = Store(sample_db)
+    fids = sorted(r.face_id for r in iter_face_records(store) if r.face_id is not None)
+    add_annotation(store, fids[0], "ann", "label", ["happy"], seconds=1.1, effort="card_accept")
+    add_annotation(store, fids[1], "ann", "label", ["sad"], seconds=900.0, effort="card")  # went for coffee
+    add_audit(store, fids[2], "ann", "label", ["fear"], seconds=3.0)
+    settle_grid(store, "ann", "happy", fids[3:7], [fids[4]], seconds=6.0)
+    add_annotation(store, fids[7], "other", "label", ["happy"])  # not timed: not counted
+    rows = {(r.annotator, r.effort): r for r in effort_rows(store)}
+    assert set(rows) == {("ann", "card_accept"), ("ann", "card"), ("ann", "audit"), ("ann", "grid_face"), ("ann", "grid_mark")}
+    assert rows[("ann", "card")].seconds == IDLE_CAP_S and rows[("ann", "audit")].median == 3.0
+    assert rows[("ann", "grid_face")].decisions == 3 and rows[("ann", "grid_face")].seconds == pytest.approx(4.5)
+    assert rows[("ann", "grid_mark")].decisions == 1 and rows[("ann", "grid_mark")].median == pytest.approx(1.5)
+    from labeler.store.review import AnnotationError
+
+    with pytest.raises(AnnotationError, match="effort: expected one of card"):
+        add_annotation(store, fids[8], "ann", "label", ["happy"], effort="coffee")
