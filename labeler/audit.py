@@ -1,5 +1,6 @@
 """Measured precision of auto-accepted labels: confidence bounds, per-bucket estimates, priors and
-what an audit still needs. Pure: no I/O, standard library only (no scipy at run time).
+what an audit still needs (``--method bucket``; the default, conformal selection, is
+``labeler.selection``). Pure: no I/O; scipy's beta distribution for the exact bounds.
 
 A bucket (``labeler.routing.candidate``: evidence kind x model-probability band x class) is
 certified when the lower end of the 95% interval of its audited precision reaches the target
@@ -8,8 +9,7 @@ sample of the bucket's faces (``labeler.store.audit``); imported labels count to
 
 Bounds are one-sided 95% confidence bounds (the ends of the two-sided 90% interval): a bucket is
 certified when P(precision >= lower) >= 95%, the usual meaning of a "95% lower confidence bound".
-Clopper-Pearson (exact: the beta quantile, by bisection on the regularized incomplete beta function,
-itself a Lentz continued fraction) decides by default; Wilson is there for comparison and for
+Clopper-Pearson (exact: the beta quantile, ``scipy.stats.beta.ppf``) decides by default; Wilson is there for comparison and for
 priors, whose pseudo-counts need not be whole numbers. ``wilson``/``clopper_pearson`` themselves
 take any confidence (two-sided; 0.95 by default).
 
@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Iterable, Optional
+
+from scipy.stats import beta
 
 from labeler.types import BucketEstimate
 
@@ -52,59 +54,6 @@ def wilson(x: float, n: float, confidence: float = CONFIDENCE) -> tuple[float, f
     return max(0.0, mid - half), min(1.0, mid + half)
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, eps = 1e-300, 1e-15
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 20000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        de = d * c
-        h *= de
-        if abs(de - 1.0) < eps:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), a, b > 0."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    lbt = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(lbt) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(lbt) * _betacf(b, a, 1.0 - x) / b
-
-
-def beta_ppf(q: float, a: float, b: float) -> float:
-    """The q-quantile of Beta(a, b), by bisection (I_x is increasing in x)."""
-    lo, hi = 0.0, 1.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if betainc(a, b, mid) < q:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12:
-            break
-    return (lo + hi) / 2
-
-
 def clopper_pearson(x: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval for ``x`` successes of ``n``; (0, 1) for n = 0."""
     if n <= 0:
@@ -112,8 +61,8 @@ def clopper_pearson(x: int, n: int, confidence: float = CONFIDENCE) -> tuple[flo
     if not 0 <= x <= n:
         raise ValueError(f"successes must be between 0 and n={n}, not {x}")
     alpha = 1.0 - confidence
-    lo = 0.0 if x == 0 else beta_ppf(alpha / 2, x, n - x + 1)
-    hi = 1.0 if x == n else beta_ppf(1 - alpha / 2, x + 1, n - x)
+    lo = 0.0 if x == 0 else float(beta.ppf(alpha / 2, x, n - x + 1))
+    hi = 1.0 if x == n else float(beta.ppf(1 - alpha / 2, x + 1, n - x))
     return lo, hi
 
 
@@ -218,12 +167,16 @@ def table(states: Iterable[BucketState], target: float) -> list[str]:
 @dataclass
 class AccuracyTally:
     """The estimated accuracy of a set of accepted labels, added one face at a time: a human label
-    counts as right (annotators' agreement is reported apart); an auto-accepted label counts at its
-    bucket's estimate (point, lower, upper), one routed before buckets existed at (0, 0, 1)."""
+    counts as right (annotators' agreement is reported apart); an auto-accepted label counts at the
+    estimate it was routed on (its bucket's, or the conformal selection's: point, lower, upper), one
+    routed before estimates existed at (0, 0, 1); an unverified proposal (``export
+    --include-proposals``) at ``proposal_estimate`` (else 0..1)."""
 
     human: int = 0
     auto: int = 0
     unmeasured: int = 0
+    proposals: int = 0
+    proposal_estimate: Optional[tuple[float, float, float, str]] = None  # point, lower, upper, how
     _p: float = 0.0
     _lo: float = 0.0
     _hi: float = 0.0
@@ -232,10 +185,15 @@ class AccuracyTally:
         self.buckets: dict[str, list] = {}  # bucket -> [faces, precision, lower, upper] (newest seen)
 
     def add(self, human: bool, bucket: Optional[str] = None, p: Optional[float] = None, lo: Optional[float] = None,
-            hi: Optional[float] = None) -> None:
+            hi: Optional[float] = None, proposal: bool = False) -> None:
         if human:
             self.human += 1
             self._p, self._lo, self._hi = self._p + 1, self._lo + 1, self._hi + 1
+            return
+        if proposal:
+            self.proposals += 1
+            pp, plo, phi, _ = self.proposal_estimate or (0.0, 0.0, 1.0, "")
+            self._p, self._lo, self._hi = self._p + pp, self._lo + plo, self._hi + phi
             return
         self.auto += 1
         if p is None or lo is None or hi is None:
@@ -248,15 +206,23 @@ class AccuracyTally:
         b[1:] = [p, lo, hi]
 
     def result(self) -> dict:
-        n = self.human + self.auto
+        n = self.human + self.auto + self.proposals
         val = (lambda x: round(x / n, 4)) if n else (lambda x: None)
+        selected = any(b.startswith("selection:") for b in self.buckets)
+        how = ("human labels counted as right; each auto-accepted label counted at the estimate it was routed on: "
+               + ("the conformal selection's (the share of wrong labels among the audited faces that score at or above "
+                  "its threshold, simultaneous one-sided 95% bounds)" if selected else
+                  "the precision of its bucket (evidence x model-probability band x class) as measured by blind audits of "
+                  "seeded random samples (and imported labels), Clopper-Pearson 95% interval per bucket")
+               + "; the data set's interval is the face-weighted mean of the bounds"
+               + (f"; {self.unmeasured} auto labels were routed before estimates existed and count as 0..1" if self.unmeasured else ""))
+        if self.proposals:
+            how += f"; {self.proposals} unverified model proposals counted at " + (
+                self.proposal_estimate[3] if self.proposal_estimate else "0..1 (not measured)")
         return {
             "faces": n, "human_labels": self.human, "auto_accepted": self.auto, "auto_unmeasured": self.unmeasured,
+            "unverified_proposals": self.proposals,
             "precision": val(self._p), "lower": val(self._lo), "upper": val(self._hi),
             "buckets": {b: {"faces": v[0], "precision": v[1], "lower": v[2], "upper": v[3]} for b, v in sorted(self.buckets.items())},
-            "how": ("human labels counted as right; each auto-accepted label counted at the precision of its bucket "
-                    "(evidence x model-probability band x class) as measured by blind audits of seeded random samples "
-                    "(and imported labels) when it was routed, Clopper-Pearson 95% interval per bucket; the data set's "
-                    "interval is the face-weighted mean of the per-bucket bounds"
-                    + (f"; {self.unmeasured} auto labels were routed before buckets existed and count as 0..1" if self.unmeasured else "")),
+            "how": how,
         }

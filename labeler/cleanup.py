@@ -86,7 +86,13 @@ def check_text(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: i
     not re-route: its callers do (`labeler route`, the end of `labeler autolabel`, `labeler clean`).
     An image none of whose paths still reads stays unmeasured, and its faces stay in review."""
     rep = CleanReport()
-    _measure(store, db.clean_jobs(store, db.awaiting_text(store, policy)), rep, threads, progress, "text check")
+    # a face found with text leaves the candidates, which can move the conformal threshold and bring
+    # other faces up to it: look again until a pass finds nothing new to look at (bounded)
+    for _ in range(5):
+        before = rep.measured
+        _measure(store, db.clean_jobs(store, db.awaiting_text(store, policy)), rep, threads, progress, "text check")
+        if rep.measured == before or policy.method == "bucket":
+            break
     return rep
 
 

@@ -14,6 +14,10 @@ from labeler.util import input_file as _input_file
 from labeler.util import source_path as _source
 
 
+#: the routing-policy options a command line may override (labeler.routing.RoutingPolicy fields)
+POLICY_OPTS = ("target_precision", "method", "audit_size", "audit_seed", "audit_always")
+
+
 def _store(args, new: bool = False):
     """The project's database; only ``ingest``/``autolabel`` (``new``) may create a SQLite file."""
     from labeler.store import Store
@@ -58,7 +62,7 @@ def cmd_status(args) -> int:
     from labeler.reports.quality import status_lines as quality_lines
 
     print(*status_lines(store, c), *quality_lines(store), sep="\n")
-    _print_buckets(store, _policy(args))
+    _print_auto(store, _policy(args), c.get("review_remaining", 0))
     return 0
 
 
@@ -69,32 +73,20 @@ def _policy(args):
     from labeler.config import load_config
 
     pol = load_config(getattr(args, "config", None)).routing
-    t = getattr(args, "target_precision", None)
-    return pol if t is None else replace(pol, target_precision=t)
+    over = {k: getattr(args, k, None) for k in POLICY_OPTS}
+    return replace(pol, **{k: v for k, v in over.items() if v is not None})
 
 
-def _print_buckets(store, policy) -> None:
-    from labeler.audit import table
-    from labeler.store import audit_plan
+def _print_auto(store, policy, remaining: int) -> None:
+    from labeler.reports.autoaccept import status_lines
 
-    print("\n".join(table([p.state for p in audit_plan(store, policy)], policy.target_precision)))
+    print("", *status_lines(store, policy, remaining), sep="\n")
 
 
 def cmd_audit(args) -> int:
-    from labeler.audit import table
-    from labeler.store import audit_plan, face_names
+    from labeler.reports.autoaccept import audit_lines
 
-    store, pol = _store(args), _policy(args)
-    plans = audit_plan(store, pol, seed=args.seed, batch=args.batch)
-    print("\n".join(table([p.state for p in plans], pol.target_precision)))
-    todo = [p for p in plans if p.sample]
-    names = face_names(store, [f for p in todo for f in p.sample])
-    for p in todo:
-        print(f"\n{p.estimate.bucket}: {p.state.why}; show these {len(p.sample)} faces, proposal hidden (audit cards in `labeler ui`):")
-        for f in p.sample:
-            print(f"  face {f}  {names.get(f, '')}")
-    if not todo:
-        print("\nevery bucket is settled: nothing to audit")
+    print("\n".join(audit_lines(_store(args), _policy(args), batch=args.batch, seed=args.seed)))
     return 0
 
 
@@ -133,7 +125,7 @@ def cmd_autolabel(args) -> int:
     from labeler.ingest.rules import load_rules
 
     cfg = load_config(args.config)
-    if args.target_precision is not None:
+    if any(getattr(args, k) is not None for k in POLICY_OPTS):
         cfg = replace(cfg, routing=_policy(args))
     if args.model:
         cfg = replace(cfg, model=replace(cfg.model, name=args.model))
@@ -150,7 +142,9 @@ def cmd_autolabel(args) -> int:
     al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray, clean=not args.no_clean)
     rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False,
                  repropose_all=args.repropose)
-    print("\n".join(rep.lines()))
+    from labeler.reports.autoaccept import next_step_for
+
+    print(*rep.lines(), *next_step_for(store, cfg.routing), sep="\n")
     return 0
 
 
@@ -160,7 +154,7 @@ def cmd_route(args) -> int:
     store = _store(args)
     checked, n = reroute_checked(store, _policy(args))  # from stored evidence and the buckets' estimates: no model
     print("\n".join([*checked.check_lines(), f"{n} faces re-routed"]))
-    _print_buckets(store, _policy(args))
+    _print_auto(store, _policy(args), store.counts().get("review_remaining", 0))
     return 0
 
 
@@ -198,14 +192,13 @@ def cmd_issues(args) -> int:
 def cmd_export(args) -> int:
     from labeler.datasets.export import export
 
-    summary = export(
-        _store(args), args.format, args.out, include=args.include, min_agreement=args.min_agreement,
-        classes=args.classes, size=args.size, seed=args.seed, overwrite=args.overwrite,
-    )
-    counts = summary.get("class_counts", {})
+    include = "human+auto+proposals" if args.include_proposals else args.include
+    summary = export(_store(args), args.format, args.out, include=include, min_agreement=args.min_agreement,
+                     classes=args.classes, size=args.size, seed=args.seed, overwrite=args.overwrite)
     print(f"exported {summary.get('written', summary.get('records'))} rows/files as {args.format} to {args.out}")
-    if counts:
-        print("class counts: " + json.dumps(counts, sort_keys=True))
+    from labeler.datasets.metadata import export_lines
+
+    print(*export_lines(summary), sep="\n")
     return 0
 
 
@@ -282,9 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", parents=[common, _target_opt()], help="counts by state, and the auto-accept buckets")
     s.set_defaults(func=cmd_status)
     s = sub.add_parser("audit", parents=[common, _target_opt()],
-                       help="per auto-accept bucket: precision, what is still needed, the faces to audit")
-    s.add_argument("--seed", type=int, default=0, help="seed of the random audit samples")
-    s.add_argument("--batch", type=int, default=10, help="faces drawn per open bucket")
+                       help="the audit sample auto-accept is calibrated on: answered, to go, the selection and its estimate")
+    s.add_argument("--seed", type=int, default=0, help="--method bucket: seed of the random audit samples")
+    s.add_argument("--batch", type=int, default=10, help="--method bucket: faces drawn per open bucket")
     s.set_defaults(func=cmd_audit)
 
     r = sub.add_parser("rules", help="filename keyword rules").add_subparsers(dest="rules_cmd", required=True)
@@ -312,8 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _target_opt() -> argparse.ArgumentParser:
     t = argparse.ArgumentParser(add_help=False)
     t.add_argument("--target-precision", type=float, default=None,
-                   help="auto-accept a bucket only when its lower 95%% precision bound reaches this "
-                        "(default: [routing] target_precision of --config, else 0.95)")
+                   help="conformal: the auto-accepted set's expected share of right labels is at least this; bucket: a "
+                        "bucket's lower 95%% bound must reach it (default: [routing] target_precision of --config, else 0.95)")
+    t.add_argument("--method", default=None, choices=["conformal", "conformal-class", "bucket"],
+                   help="how auto-accept decides (default conformal: one audit sample, a guarantee on the whole set)")
+    t.add_argument("--audit-size", type=int, default=None, help="conformal: blind audits asked for (default 100)")
+    t.add_argument("--audit-seed", type=int, default=None, help="conformal: seed of the audit order (default 0)")
+    t.add_argument("--audit-always", action="store_const", const=True, default=None,
+                   help="conformal: ask for the audits even where they would not pay for themselves in review time")
     t.add_argument("--config", default=None, help="TOML file overriding detection/crop/model/routing settings")
     return t
 
@@ -356,7 +355,10 @@ def _dataset_commands(sub, common) -> None:
     s = sub.add_parser("export", parents=[common], help="write a labeled data set")
     s.add_argument("--format", required=True, choices=["csv", "jsonl", "imagefolder", "fer2013", "hf", "labelstudio"])
     s.add_argument("--out", required=True)
-    s.add_argument("--include", default="human+auto", choices=["human", "human+auto"], help="which labels count (data-set formats)")
+    s.add_argument("--include", default="human+auto", choices=["human", "human+auto", "human+auto+proposals"],
+                   help="which labels count (data-set formats)")
+    s.add_argument("--include-proposals", action="store_true",
+                   help="also faces still in review, with the model's proposal, marked unverified (= --include human+auto+proposals)")
     s.add_argument("--min-agreement", type=float, default=0.0, help="minimum share of annotators agreeing on a human label")
     s.add_argument("--classes", default=None, help="comma-separated classes to export")
     s.add_argument("--size", type=int, default=112, help="crop size for image formats")

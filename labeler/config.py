@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from labeler.errors import ConfigError
 from labeler.faces.detect import COARSE_FACE, MAX_SIDE, WHOLE_MIN_SIDE, WHOLE_SMALL_SIDE
-from labeler.routing import RoutingPolicy
+from labeler.routing import METHODS, RoutingPolicy
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,11 @@ SPECS: dict[str, dict[str, Spec]] = {
         "agree_top_k": Spec("int", 1, 7, "how many of the model's top classes the keyword may be among"),
         "model_threshold": Spec("float", **_PROB, what="model top-1 probability for a candidate"),
         "model_bands": Spec("floats", **_PROB, what="model-probability band edges"),
-        "target_precision": Spec("float", **_PROB, what="precision a bucket must certify to auto-accept"),
+        "target_precision": Spec("float", **_PROB, what="precision the auto-accepted labels must reach"),
+        "method": Spec("str", what="how auto-accept decides", choices=METHODS),
+        "audit_size": Spec("int", 1, 1_000_000, "blind audits conformal auto-accept asks for"),
+        "audit_seed": Spec("int", 0, 2**31 - 1, "seed of the audit order", zero_ok=True),
+        "audit_always": Spec("bool", what="ask for audits even where they would not pay for themselves"),
         "block_flags": Spec("strs", what="quality flags that block auto-accept",
                             choices=("small", "blurry", "profile", "low_score")),
         "weights": Spec("weights", 0.0, 1e6, "review-order weight per review kind"),

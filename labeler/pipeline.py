@@ -66,7 +66,7 @@ class AutolabelReport:
         if self.text_checked:
             out.append(f"text looked for before auto-accept: {self.text_checked} images")
         if self.rerouted:
-            out.append(f"re-routed on the bucket estimates: {self.rerouted} faces (see `labeler status`)")
+            out.append(f"re-routed: {self.rerouted} faces (see `labeler status`)")
         out.append(f"time: {self.seconds:.1f} s")
         return out
 
@@ -97,7 +97,7 @@ class Autolabeler:
         self.clean = bool(clean)  # cleaning measurements per image (off: `labeler clean` measures later)
         self.pending: list[ImageWork] = []
         self.report = AutolabelReport()
-        self.estimates = None  # bucket -> BucketEstimate, read on first use
+        self.estimates = None  # (bucket -> BucketEstimate, Selection), read on first use
         self._queue: Optional[work.Ordered] = None
         self._videos = None  # labeler.videolabel.VideoLabeler, made for the first video
 
@@ -194,9 +194,9 @@ class Autolabeler:
         props.append(NewProposal("model", self.model.ident, top, float(np.max(pr)), probs, ""))
         ev = evidence(n_faces, rules.state, rules.label, rules.words, probs, self.model.ident, flags, whole,
                       text_pending=text_pending)
-        if self.estimates is None:  # the buckets' precision as measured so far (labeler.audit)
-            self.estimates = db.bucket_estimates(self.store, self.cfg.routing)
-        return tuple(props), route(ev, self.cfg.routing, self.estimates)
+        if self.estimates is None:  # the buckets' precision or the selection as measured so far (labeler.audit)
+            self.estimates = db.routing_inputs(self.store, self.cfg.routing)
+        return tuple(props), route(ev, self.cfg.routing, *self.estimates)
 
     def _count(self, r: str) -> None:
         self.report.routes[r] = self.report.routes.get(r, 0) + 1

@@ -18,7 +18,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
-from labeler.types import TEXT_FLAG, BucketEstimate, Decision, FaceRecord, RuleWord, text_pending
+from labeler.types import TEXT_FLAG, BucketEstimate, Decision, FaceRecord, RuleWord, Selection, text_pending
+
+#: how auto-accept is decided (``--method``): conformal selection from one audit sample (the
+#: default; ``labeler.selection``), its per-class (Mondrian) version, or a certificate per bucket
+METHODS = ("conformal", "conformal-class", "bucket")
+#: the trust score counts a filename keyword that agrees with the proposal as this factor on the odds
+#: (a stated prior, not fitted: the score only orders faces, the audits measure the order)
+KEYWORD_ODDS = 4.0
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,19 @@ class RoutingPolicy:
     #: (0.98, 0.9) auto-accepted 12.7%, (0.9) 8.8%, (0.97) 14.2%, (0.95) 18.6% (true precision >= 0.99):
     #: fewer, larger buckets cost fewer audits each, and 0.95 still keeps the very reliable faces apart
     model_bands: tuple[float, ...] = (0.95,)
-    #: a bucket auto-accepts only when its lower 95% precision bound reaches this (``--target-precision``)
+    #: conformal: the accepted set's false discovery rate is at most 1 - this; bucket: a bucket
+    #: auto-accepts only when its lower 95% precision bound reaches this (``--target-precision``)
     target_precision: float = 0.95
+    #: how auto-accept is decided (METHODS)
+    method: str = "conformal"
+    #: conformal: the blind audits asked for before anything is auto-accepted (one seeded random sample
+    #: of the candidates; ``labeler.selection.smallest_share`` says what a size allows)
+    audit_size: int = 100
+    #: conformal: the seed of the audit order (a different seed draws another random sample)
+    audit_seed: int = 0
+    #: conformal: ask for the audits even where they are not expected to pay for themselves in
+    #: review time (``labeler.flow.audit_pays``; a small project is better reviewed on grids)
+    audit_always: bool = False
     #: faces with any of these quality flags are never auto-accepted
     block_flags: tuple[str, ...] = ("small", "blurry", "profile", "low_score")
     #: review-order weights per review kind (labeler.types.REVIEW_KINDS)
@@ -53,11 +71,16 @@ class RoutingPolicy:
     def __post_init__(self) -> None:
         if not 0.0 < float(self.target_precision) < 1.0:
             raise ValueError(f"target precision must be between 0 and 1 (e.g. 0.95), not {self.target_precision}")
+        if self.method not in METHODS:
+            raise ValueError(f"routing method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if int(self.audit_size) < 1:
+            raise ValueError(f"audit size must be at least 1 (e.g. 100), not {self.audit_size}")
 
     @property
     def source(self) -> str:
         k = f",top{self.agree_top_k}" if self.agree_top_k != 1 else ""
-        return f"policy(agree>={self.agree_threshold:g}{k},model>={self.model_threshold:g},target={self.target_precision:g})"
+        m = "" if self.method == "bucket" else f",{self.method}:{self.audit_size}"
+        return f"policy(agree>={self.agree_threshold:g}{k},model>={self.model_threshold:g},target={self.target_precision:g}{m})"
 
     def band(self, p: float) -> Optional[float]:
         """The model-probability band of ``p`` (its lower edge), None below ``model_threshold``."""
@@ -175,10 +198,27 @@ def _candidate(ev: FaceEvidence, policy: RoutingPolicy) -> Optional[Candidate]:
                      f"multi-face image ({ev.n_faces} faces): model {top} ({p:.2f}), no keyword")
 
 
+def trust_score(ev: FaceEvidence, c: Candidate) -> float:
+    """THE trust score of a candidate, what conformal selection orders faces by: the calibrated
+    probability of the proposed class, its odds times ``KEYWORD_ODDS`` where the filename keyword
+    names that class. Only the order matters: the audits measure how right each part of it is."""
+    return label_trust(ev, c.label)
+
+
+def label_trust(ev: FaceEvidence, label: str) -> float:
+    """The trust score of ``label`` for a face (see :func:`trust_score`), candidate or not."""
+    p = min(max(float((ev.probs or {}).get(label, 0.0)), 0.0), 1.0)
+    if ev.rule_state == "labeled" and ev.rule_label == label and p < 1.0:
+        odds = KEYWORD_ODDS * p / (1.0 - p)
+        p = odds / (1.0 + odds)
+    return round(p, 6)
+
+
 def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy(),
-          estimates: Optional[Mapping[str, BucketEstimate]] = None) -> Decision:
-    """The decision for one face, given the current estimate of every bucket (``estimates``; a
-    bucket missing from it is not estimated yet and never auto-accepts)."""
+          estimates: Optional[Mapping[str, BucketEstimate]] = None, selection: Optional[Selection] = None) -> Decision:
+    """The decision for one face, given the current estimate of every bucket (``estimates``, method
+    ``bucket``: a bucket missing from it is not estimated yet and never auto-accepts) or the current
+    conformal selection (``selection``, the other methods: None or not ready accepts nothing)."""
     w = policy.weights
     src = f"{policy.source};model={ev.model or '-'}"
     unc = _uncertainty(ev.probs)
@@ -198,6 +238,8 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy(),
     if ev.rule_state == "ambiguous":
         return review("ambiguous", f"ambiguous name: words of two classes ({words}); model says {top} ({p:.2f})", top)
     c = candidate(ev, policy)
+    if c is not None and policy.method != "bucket":
+        return _selected(ev, c, policy, selection, review, src)
     if c is not None:
         est = estimates.get(c.bucket) if estimates is not None else None
         t = policy.target_precision
@@ -227,6 +269,24 @@ def route(ev: FaceEvidence, policy: RoutingPolicy = RoutingPolicy(),
             return review("agree_low", f"rule ({words}) and model agree on {top} but the model is unsure ({p:.2f})", top)
         return review("disagree", f"rule says {lab} ({words}), model says {top} ({p:.2f}; {lab} {pr:.2f})", top)
     return review("low_confidence", f"no keyword; model unsure: {top} ({p:.2f})", top)
+
+
+def _selected(ev: FaceEvidence, c: Candidate, policy: RoutingPolicy, sel: Optional[Selection], review, src: str) -> Decision:
+    """A candidate under conformal selection: auto-accepted when its trust score reaches the
+    selection's threshold for its class; its bucket is ``selection:<class>``."""
+    bucket = f"selection:{c.label}"
+    score = trust_score(ev, c)
+    if sel is None or not sel.accepts(c.label, score):
+        # no figures in a review reason: a new audit changes the threshold, not why the face waits
+        why = "auto-accept not started (audits to answer)" if sel is None or not sel.ready else "below the selection's threshold"
+        return review(c.review_kind, f"{c.why}; {why}", c.label, None, bucket)
+    est = BucketEstimate(bucket, sel.accepted, sel.calibration, sel.calibration - sel.wrong, sel.estimate.precision,
+                         sel.estimate.lower, sel.estimate.upper, "selection", sel.method)
+    said = (f"selected: trust {score:.3f} >= {sel.threshold_for(c.label):.3f} ({sel.method}, {sel.calibration} audits, "
+            f"false discovery rate <= {sel.q:.3g})")
+    if ev.text_pending:
+        return review(c.review_kind, f"{c.why}; {said}, {TEXT_PENDING}", c.label, est, bucket)
+    return Decision("auto", c.label, f"{c.why}; {said}", 0.0, src, c.auto_kind, **_est_fields(bucket, est))
 
 
 #: the end of a review reason of a face held back only by its text check (labeler.cleanup.check_text)

@@ -287,3 +287,59 @@ class StoredFace:
     crop: Optional[bytes]
     rules: ImageRules
     text_pending: bool = False  # its text check is still to do (:func:`text_pending`)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimated precision of a set of accepted labels: point and one-sided 95% bounds, and how."""
+
+    precision: Optional[float]
+    lower: float
+    upper: float
+    how: str
+
+
+#: the pooled conformal method's key in ``Selection.thresholds``
+ALL_CLASSES = "*"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The result of conformal selection (``labeler.selection.select``): which candidate faces
+    auto-accept (:meth:`accepts`), under what guarantee, with what estimate. ``thresholds``: class ->
+    lowest accepted trust score (``ALL_CLASSES`` for the pooled method); a class missing accepts
+    nothing. ``ready`` is False until the planned audits are in (nothing is accepted then)."""
+
+    method: str  # conformal | conformal-class
+    target: float
+    audit_size: int  # audits planned
+    calibration: int  # audited faces used
+    wrong: int  # of those, how many proposals were wrong
+    test: int  # candidate faces neither audited nor labeled by a person
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    accepted: int = 0
+    estimate: Estimate = Estimate(None, 0.0, 1.0, "nothing accepted")
+    ready: bool = True
+    why: str = ""
+    #: class -> (audited, wrong) among the calibration faces
+    per_class: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    #: audits still to answer before the selection can run (the next faces of the seeded order)
+    asked: int = 0
+
+    @property
+    def q(self) -> float:
+        return 1.0 - self.target
+
+    def threshold_for(self, label: str) -> Optional[float]:
+        return self.thresholds.get(ALL_CLASSES if ALL_CLASSES in self.thresholds else label)
+
+    def accepts(self, label: str, score: float) -> bool:
+        """THE conformal auto-accept rule for one face that is neither audited nor labeled."""
+        t = self.threshold_for(label)
+        return self.ready and t is not None and score >= t
+
+    def guarantee(self) -> str:
+        scope = "each class's auto-accepted set" if self.method == "conformal-class" else "the auto-accepted set"
+        return (f"false discovery rate of {scope} <= {self.q:.3g} (the expected share of wrong labels in it), "
+                f"assuming only that the {self.calibration} audited faces are a random sample of the candidates "
+                f"(the seeded audit order) and that the model never trained on them")

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import pytest
 
-from labeler.audit import BucketState, beta_ppf, betainc, clopper_pearson, estimate, needed, settle, wilson
+from labeler.audit import BucketState, clopper_pearson, estimate, needed, settle, wilson
 from labeler.routing import RoutingPolicy
 from labeler.store import (
     AUDIT_SOURCE, Annotation, DecisionRow, Face, Image, ImagePath, Proposal, Store, add_annotation, add_audit,
@@ -59,12 +59,6 @@ def test_clopper_pearson_lower_bound_is_where_the_binomial_tail_is_2_5_percent(x
     assert _binom_tail_ge(x, n, lo) == pytest.approx(0.025, abs=1e-6)
     assert 1 - _binom_tail_ge(x + 1, n, hi) == pytest.approx(0.025, abs=1e-6)
     assert lo < x / n < hi
-
-
-def test_beta_quantile_inverts_the_incomplete_beta():
-    for a, b, q in [(2, 3, 0.3), (50, 2, 0.025), (0.5, 0.5, 0.9), (900, 100, 0.975)]:
-        assert betainc(a, b, beta_ppf(q, a, b)) == pytest.approx(q, abs=1e-9)
-    assert betainc(1, 1, 0.37) == pytest.approx(0.37)  # Beta(1, 1) is uniform
 
 
 def test_needed_agreeing_audits():
@@ -124,7 +118,7 @@ def _recs(store):
 
 def test_a_bucket_flips_to_auto_once_enough_audits_agree_and_back_when_they_disagree(tmp_path):
     store = _build(f"sqlite:///{tmp_path / 'a.db'}")
-    pol = RoutingPolicy(target_precision=0.90)  # 29 agreeing audits certify it (0.95 would take 59: slower)
+    pol = RoutingPolicy(target_precision=0.90, method="bucket")  # 29 agreeing audits certify it (0.95 would take 59: slower)
     big, small = "model>=0.95:happy", "model>=0.95:sad"
     assert reroute(store, pol) == N_FACES + 6
     assert all(r.route == "review" and r.bucket in (big, small) for r in _recs(store).values())
@@ -176,7 +170,7 @@ def test_a_bucket_flips_to_auto_once_enough_audits_agree_and_back_when_they_disa
 
 def test_audits_of_faces_a_model_learned_do_not_count_for_its_buckets(tmp_path):
     store = _build(f"sqlite:///{tmp_path / 'a.db'}")
-    pol = RoutingPolicy(target_precision=0.90)
+    pol = RoutingPolicy(target_precision=0.90, method="bucket")
     big = "model>=0.95:happy"
     fids = sorted(r.face_id for r in _recs(store).values() if r.bucket in (None, big) and r.model_label == "happy")
     for fid in fids[:29]:
@@ -204,7 +198,7 @@ def test_export_states_the_accuracy_the_database_holds(tmp_path):
     from labeler.datasets.export import export
 
     store = _build(f"sqlite:///{tmp_path / 'e.db'}")
-    pol = RoutingPolicy(target_precision=0.90)  # above what a prior can certify (0.88)
+    pol = RoutingPolicy(target_precision=0.90, method="bucket")  # above what a prior can certify (0.88)
     reroute(store, pol)
     while (todo := pending_audits(store, pol)):
         for fid in todo:  # one face in 40 is not happy
@@ -253,11 +247,11 @@ def test_target_precision_from_the_config_and_the_command_line(tmp_path, capsys)
     from labeler.config import load_config
 
     toml = tmp_path / "c.toml"
-    toml.write_text("[routing]\ntarget_precision = 0.9\n")
+    toml.write_text('[routing]\ntarget_precision = 0.9\nmethod = "bucket"\n')
     assert load_config(toml).routing.target_precision == 0.9
     url = f"sqlite:///{tmp_path / 'c.db'}"
     _build(url).engine.dispose()
-    assert main(["route", "--db", url, "--target-precision", "0.9"]) == 0
+    assert main(["route", "--db", url, "--target-precision", "0.9", "--method", "bucket"]) == 0
     out = capsys.readouterr().out
     assert f"{N_FACES + 6} faces re-routed" in out and "buckets at target precision 0.9 " in out
     assert main(["audit", "--db", url, "--config", str(toml)]) == 0
@@ -265,7 +259,7 @@ def test_target_precision_from_the_config_and_the_command_line(tmp_path, capsys)
     # 0.9 from nothing takes 29 agreeing audits (Clopper-Pearson); the first 10 faces are listed
     assert "model>=0.95:happy" in out and "open: 29 more agreeing audits" in out and out.count("  face ") == 10
     assert sum(1 for ln in out.splitlines() if ln.startswith("  face ") and ".png #0" in ln) == 10  # where each face is
-    assert main(["status", "--db", url]) == 0
+    assert main(["status", "--db", url, "--method", "bucket"]) == 0
     assert "model>=0.95:sad" in capsys.readouterr().out
     assert main(["route", "--db", url, "--target-precision", "95"]) == 2
     err = capsys.readouterr().err

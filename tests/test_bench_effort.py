@@ -1,4 +1,4 @@
-"""The simulated annotator's bookkeeping (scripts/bench_effort.py) on tiny generated states."""
+"""The simulated annotator's bookkeeping (scripts/bench_effort.py): its time ledger, its errors, its headline."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from labeler.flow import TimeModel
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
+    sys.path.insert(0, str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location("bench_effort", ROOT / "scripts" / "bench_effort.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["bench_effort"] = mod  # dataclasses look their module up
@@ -20,44 +23,37 @@ def bench():
     return mod
 
 
-def _faces(b):
-    F = b.FaceState
-    return [
-        F(1, "happy", "happy", "review", None, "happy"),  # human, right
-        F(2, "sad", None, "auto", "sad", "sad"),  # auto, right
-        F(3, "angry", None, "auto", "fear", "fear"),  # auto, wrong
-        F(4, None, None, "auto", "happy", "happy"),  # auto, truth not a class: not scored
-        F(5, "fear", None, "review", None, "fear"),  # waiting, model right
-        F(6, "neutral", None, "review", None, "sad"),  # waiting, model wrong
-        F(7, None, "unusable", "review", None, "sad"),  # human said unusable
-    ]
+def test_the_ledger_prices_each_action_with_the_time_model(bench):
+    tm = TimeModel()
+    led = bench.Ledger()
+    for _ in range(4):
+        led.audit(tm)
+    led.card(tm, accepted=True)
+    led.card(tm, accepted=False)
+    led.grid(tm, seen=48, marked=5)
+    assert led.seconds["audit"] == pytest.approx(4 * 2.5)
+    assert led.seconds["card"] == pytest.approx(1.2 + 2.5)
+    assert led.seconds["grid"] == pytest.approx(1.0 + 48 * 0.4 + 5 * 1.5)
+    assert led.total == pytest.approx(10 + 3.7 + 27.7) and led.answers == 4 + 2 + 48
+    custom = TimeModel.measured({"card": 3.0, "grid_seen": 0.2, "nonsense": 9, "audit": 0})
+    assert (custom.card, custom.grid_seen, custom.audit) == (3.0, 0.2, 2.5)
 
 
-def test_figures_count_what_the_issue_asks(bench):
-    r = bench.figures(3, _faces(bench), answers=9, estimate=0.9)
-    assert (r.faces, r.auto, r.auto_scored, r.auto_correct) == (7, 3, 2, 1)
-    assert r.auto_share == pytest.approx(3 / 7) and r.auto_precision == pytest.approx(0.5)
-    assert r.unlabeled_scored == 4 and r.top1_unlabeled == pytest.approx(2 / 4)  # faces 2, 3, 5, 6
-    assert r.finished == 5 and r.agreement == pytest.approx(2 / 3)  # scored finished: 1 (ok), 2 (ok), 3 (wrong)
-    assert not r.done and "answers    9" in r.line() and "tool estimate  90.0%" in r.line()
+def test_the_annotator_errs_at_the_stated_rates(bench):
+    p = bench.Annotator(card_error=0.03, grid_miss=0.10, seed=1)
+    answers = [p.card("happy") for _ in range(20000)]
+    wrong = sum(1 for a, labs in answers if labs != ["happy"])
+    assert 0.025 < wrong / 20000 < 0.035 and all(a == "label" for a, _ in answers)
+    assert p.card(None) == ("unusable", None)
+    marks = p.grid_marks("happy", ["sad"] * 10000 + ["happy"] * 1000)
+    assert 0.88 < sum(marks[:10000]) / 10000 < 0.92 and not any(marks[10000:])
 
 
-def test_oracle_and_headline(bench):
-    assert bench.oracle_answer("sad") == ("label", ["sad"])
-    assert bench.oracle_answer(None) == ("unusable", None) and bench.oracle_answer("contempt") == ("unusable", None)
-    F = bench.FaceState
-    done = [F(i, "happy", "happy", "review", None, "happy") for i in range(19)] + [F(19, "sad", None, "auto", "happy", "happy")]
-    r1 = bench.figures(1, done[:10] + [F(i, "happy", None, "review", None, "sad") for i in range(10, 20)], answers=10)
-    r2 = bench.figures(2, done, answers=19)
-    assert r2.done and r2.agreement == pytest.approx(0.95)
-    assert bench.headline([r1, r2]).startswith("finished at round 2 with 19 human answers for 20 faces = 95.0 answers per 100")
-    assert bench.headline([r1]).startswith("not finished after 1 rounds") and "best agreement 100.0%" in bench.headline([r1])
-    assert "< 98%" in bench.headline([r1, r2], target=0.98)
-
-
-def test_read_truth_selects_subsets(bench, tmp_path):
-    csv = tmp_path / "labels.csv"
-    csv.write_text("file,subset,label\nimages/a.jpg,web,happy\nimages/b.jpg,lab,contempt\nimages/c.jpg,multi,\n")
-    t = bench.read_truth(csv, {"web", "lab"})
-    assert t == {str((tmp_path / "images/a.jpg").resolve()): "happy", str((tmp_path / "images/b.jpg").resolve()): None}
-    assert len(bench.read_truth(csv)) == 3
+def test_headline_says_seconds_per_face_answers_and_accuracy(bench):
+    led = bench.Ledger()
+    tm = TimeModel()
+    for _ in range(10):
+        led.card(tm, accepted=False)
+    h = bench.headline(50, led, 0.96, True)
+    assert h.startswith("finished: 0.50 human seconds per face") and "20 answers per 100 faces" in h and "96.0%" in h
+    assert "below the 95% asked" in bench.headline(50, led, 0.90, False) and "NOT finished" in bench.headline(50, led, 0.9, False)

@@ -7,7 +7,7 @@ import pytest
 from labeler.routing import FaceEvidence, RoutingPolicy, candidate, evidence, route
 from labeler.types import LABELS, BucketEstimate, text_pending
 
-P = RoutingPolicy(agree_threshold=0.4, model_threshold=0.9, agree_top_k=1)
+P = RoutingPolicy(agree_threshold=0.4, model_threshold=0.9, agree_top_k=1, method="bucket")
 
 
 def est(bucket: str, lower: float, audited: int = 100, agreeing: int = 99) -> BucketEstimate:
@@ -100,12 +100,12 @@ def test_review_order_most_useful_first():
 
 def test_thresholds_come_from_the_policy():
     ev = FaceEvidence(1, "none", None, (), probs("happy", 0.85))
-    assert route(ev, RoutingPolicy(model_threshold=0.9), ALL).route == "review"
-    assert route(ev, RoutingPolicy(model_threshold=0.8), ALL).route == "auto"
+    assert route(ev, RoutingPolicy(model_threshold=0.9, method="bucket"), ALL).route == "review"
+    assert route(ev, RoutingPolicy(model_threshold=0.8, method="bucket"), ALL).route == "auto"
 
 
 def test_top_k_agreement_lets_the_model_veto_rather_than_confirm():
-    pol = RoutingPolicy(agree_threshold=0.1, model_threshold=0.99, agree_top_k=2)
+    pol = RoutingPolicy(agree_threshold=0.1, model_threshold=0.99, agree_top_k=2, method="bucket")
     p = {"angry": 0.05, "disgust": 0.05, "fear": 0.05, "happy": 0.45, "sad": 0.3, "surprise": 0.05, "neutral": 0.05}
     # keyword says sad, the model's #2 at 0.30: accepted as sad (the rule's label, not the model's top-1)
     d = route(FaceEvidence(1, "labeled", "sad", ("sad",), p), pol, ALL)
@@ -185,7 +185,7 @@ BUCKETS = [  # evidence -> its bucket (None: never auto-accepted), under the def
 def test_bucket_names_evidence_band_and_class(ev, bucket):
     c = candidate(ev)
     assert (c.bucket if c else None) == bucket
-    d = route(ev)  # no estimates: nothing is certified, every candidate waits in review with its bucket
+    d = route(ev, RoutingPolicy(method="bucket"))  # no estimates: nothing is certified, every candidate waits in review with its bucket
     assert d.route == "review" and d.bucket == bucket
 
 
@@ -193,14 +193,14 @@ def test_a_bucket_auto_accepts_only_when_its_lower_bound_reaches_the_target():
     ev = FaceEvidence(1, "none", None, (), probs("happy", 0.95))
     b = "model>=0.95:happy"
     at = {b: est(b, 0.93, 100, 97)}
-    d = route(ev, RoutingPolicy(target_precision=0.95), at)
+    d = route(ev, RoutingPolicy(target_precision=0.95, method="bucket"), at)
     assert (d.route, d.kind, d.label, d.bucket) == ("review", "low_confidence", "happy", b)
     assert (d.precision, d.lower) == (0.97, 0.93) and "not certified at target 0.95" in d.reason
-    d = route(ev, RoutingPolicy(target_precision=0.90), at)
+    d = route(ev, RoutingPolicy(target_precision=0.90, method="bucket"), at)
     assert (d.route, d.kind, d.label, d.bucket, d.lower) == ("auto", "model_confident", "happy", b, 0.93)
     assert "97/100 audits agree" in d.reason and "certified" in d.reason
     # another bucket's estimate does not help
-    assert route(ev, RoutingPolicy(target_precision=0.5), {"model>=0.95:sad": est("model>=0.95:sad", 0.99)}).route == "review"
+    assert route(ev, RoutingPolicy(target_precision=0.5, method="bucket"), {"model>=0.95:sad": est("model>=0.95:sad", 0.99)}).route == "review"
 
 
 def test_target_precision_must_be_a_probability():
@@ -226,6 +226,6 @@ def test_the_rule_for_a_pending_text_check():
 def test_the_text_flag_reaches_the_evidence_and_blocks_whatever_the_block_flags():
     ev = evidence(1, "none", None, (), probs("happy", 0.99), "m@1", ("text",), False)
     assert ev.text_near and candidate(ev, P) is None
-    assert route(ev, RoutingPolicy(block_flags=()), ALL).route == "review"
+    assert route(ev, RoutingPolicy(block_flags=(), method="bucket"), ALL).route == "review"
     plain = evidence(1, "none", None, (), probs("happy", 0.99), "m@1", ("blurry_not",), False)
     assert not plain.text_near and route(plain, P, ALL).route == "auto"

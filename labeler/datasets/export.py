@@ -34,7 +34,7 @@ from labeler.datasets.rows import QUALITY_COLUMNS, CsvWriter, JsonlWriter, cells
 from labeler.datasets.select import Selection
 from labeler.datasets.splits import plan, shares
 from labeler.datasets.writer import ExportOptions, ExportRun, Writer
-from labeler.store import Store, iter_face_records
+from labeler.store import Store, iter_face_records, proposal_estimate
 
 WRITERS: dict[str, type[Writer]] = {w.name: w for w in (
     CsvWriter, JsonlWriter, ImageFolderWriter, Fer2013Writer, HfWriter, LabelStudioWriter)}
@@ -173,6 +173,9 @@ def export(
     first = plan(videos.grouped(iter_face_records(store), groups), selection, split, seed)  # pass 1
     videos.spread(first.splits, groups)
     run = ExportRun(store, target.folder, target.data_file, selection, first.splits, options, assessment=assessment(store))
+    if selection.include == "human+auto+proposals":
+        e = proposal_estimate(store)
+        run.accuracy.proposal_estimate = (e.precision or 0.0, e.lower, e.upper, e.how) if e.precision is not None else None
     with _quality_file(run, fmt):
         writer.write(run)  # pass 2
     tracks = videos.write_tracks_csv(store, target.folder, target.data_file, first.splits)

@@ -14,6 +14,12 @@ from labeler.datasets.writer import ExportRun, Writer
 from labeler.store import mask_url, model_version_rows
 
 
+#: what each --include writes, for the README
+INCLUDED = {"human": "human labels only", "human+auto": "human labels, else auto-accepted labels",
+            "human+auto+proposals": "human labels, else auto-accepted labels, else the model's proposal (UNVERIFIED: "
+                                    "`label_source` says `proposal (unverified)` in csv/jsonl)"}
+
+
 def summary(writer: Writer, run: ExportRun, plan: SplitPlan, out: Path, seed: int,
             fractions: Sequence[float], seconds: float) -> dict[str, Any]:
     """The export's facts, in the order metadata.json lists them."""
@@ -73,8 +79,7 @@ def readme(summ: dict[str, Any], note: str, metadata_name: str = "metadata.json"
         "",
         "## Selection",
         "",
-        f"- labels: {'human labels only' if f['include'] == 'human' else 'human labels, else auto-accepted labels'}"
-        f" (include={f['include']}); `unusable` is never a class",
+        f"- labels: {INCLUDED[f['include']]} (include={f['include']}); `unusable` is never a class",
         f"- minimum annotator agreement (human labels): {f['min_agreement']}",
         f"- classes: {', '.join(f['classes']) if f['classes'] is not None else 'all'}",
         f"- splits (train/val/test): {summ['split_fractions']}, seed {summ['seed']}; stratified by class and grouped "
@@ -130,12 +135,33 @@ def accuracy_lines(acc) -> list[str]:
     out = ["## Estimated label accuracy", ""]
     if not acc or not acc["faces"]:
         return out + ["- no labeled faces selected"]
+    props = f", {acc['unverified_proposals']} unverified proposals" if acc.get("unverified_proposals") else ""
     out.append(f"- {100 * acc['precision']:.1f}% of the {acc['faces']} labels are estimated right "
                f"(95% interval {100 * acc['lower']:.1f}% to {100 * acc['upper']:.1f}%): "
-               f"{acc['human_labels']} human labels, {acc['auto_accepted']} auto-accepted")
+               f"{acc['human_labels']} human labels, {acc['auto_accepted']} auto-accepted{props}")
     out.append(f"- how: {acc['how']}")
     if acc["buckets"]:
-        out += ["", "| auto-accept bucket | faces | precision | 95% interval |", "|---|---|---|---|"]
+        out += ["", "| auto-accepted by | faces | precision | 95% interval |", "|---|---|---|---|"]
         for b, v in acc["buckets"].items():
             out.append(f"| {b} | {v['faces']} | {v['precision']:.3f} | {v['lower']:.3f} to {v['upper']:.3f} |")
+    return out
+
+
+def export_lines(summ: dict[str, Any]) -> list[str]:
+    """What `labeler export` prints after the export: class counts, the estimated accuracy, and why a
+    data set is empty (with the option that writes the proposals)."""
+    out = []
+    counts = summ.get("class_counts", {})
+    if any(counts.get(s) for s in SPLITS):
+        out.append("class counts: " + json.dumps(counts, sort_keys=True))
+    acc = summ.get("label_accuracy") or {}
+    if acc.get("faces"):
+        out.append(f"estimated label accuracy: {100 * acc['precision']:.1f}% (95% interval {100 * acc['lower']:.1f}% "
+                   f"to {100 * acc['upper']:.1f}%): {acc['human_labels']} human, {acc['auto_accepted']} auto-accepted"
+                   + (f", {acc['unverified_proposals']} unverified proposals" if acc.get("unverified_proposals") else ""))
+    elif summ.get("filters", {}).get("include") != "human+auto+proposals":
+        left = summ.get("excluded", {}).get("unlabeled", 0)
+        out.append(f"the data set is empty: no face has a human or auto-accepted label yet ({left} faces wait for "
+                   f"review or for the audits that start auto-accept). Next: `labeler ui` to audit and review, or "
+                   f"`labeler export ... --include-proposals` to write the model's proposals now, marked unverified.")
     return out

@@ -10,7 +10,7 @@ import json
 from typing import Any, Callable
 
 from labeler.datasets.common import image_name, json_cell, num
-from labeler.datasets.select import agreement
+from labeler.datasets.select import PROPOSAL, agreement, is_proposal
 from labeler.datasets.writer import ExportRun, Writer
 
 #: per face: the label-issue score of its label (``labeler.quality``), confident learning's verdict,
@@ -93,7 +93,8 @@ def flat_row(rec, included: bool, split: str, assessment=None) -> dict[str, Any]
         "model_label": rec.model_label or "", "model_prob": num(rec.model_prob),
         "model_probs": json_cell(rec.model_probs), "model_source": rec.model_source or "",
         "route": rec.route or "", "reason": rec.reason or "", "decision_label": rec.decision_label or "",
-        "label": rec.label or "", "label_source": rec.label_source or "",
+        "label": rec.label or (rec.model_label if is_proposal(rec, included) else "") or "",
+        "label_source": PROPOSAL if is_proposal(rec, included) else rec.label_source or "",
         **{k: ("" if v is None else num(v)) for k, v in label_estimate(rec).items()},
         "human_label": rec.human_label or "",
         "agreement": num(agreement(rec)), "votes": json_cell(dict(rec.votes or {})),
@@ -119,6 +120,8 @@ def json_row(rec, included: bool, split: str, assessment=None) -> dict[str, Any]
     out.update(paths=list(rec.paths), rule_words=_rule_words(rec), flags=",".join(rec.flags),
                annotations=_annotations(rec))
     out["image"] = image_name(rec)
+    if is_proposal(rec, included):
+        out.update(label=rec.model_label, label_source=PROPOSAL)
     out.update(label_estimate(rec))
     out["agreement"] = agreement(rec)
     out.update(quality_values(assessment, rec))

@@ -8,8 +8,11 @@ from typing import Optional, Sequence
 from labeler.datasets.common import ExportError
 from labeler.types import LABELS
 
-#: "human": only faces people labeled; "human+auto": also labels the routing auto-accepted
-INCLUDE = ("human+auto", "human")
+#: "human": only faces people labeled; "human+auto": also labels the routing auto-accepted;
+#: "human+auto+proposals": also the model's proposal of every face still in review (unverified)
+INCLUDE = ("human+auto", "human", "human+auto+proposals")
+#: the label source of a face exported with the model's proposal (nobody checked it)
+PROPOSAL = "proposal (unverified)"
 #: accepted labels that are never a class of an exported data set
 NOT_A_CLASS = {"unusable", "", None}
 
@@ -33,7 +36,9 @@ def selected_label(rec, include: str = "human+auto", min_agreement: float = 0.0,
     if rec.face_id is None:
         return None, rec.route or "no_face"
     label = rec.label
-    if label is None:
+    if label is None and include == "human+auto+proposals" and rec.route in ("review", "pending") and rec.model_label:
+        label = rec.model_label  # the proposal: marked unverified where it is written (is_proposal)
+    elif label is None:
         return None, "unlabeled"
     if label in NOT_A_CLASS:
         return None, "unusable"
@@ -46,6 +51,11 @@ def selected_label(rec, include: str = "human+auto", min_agreement: float = 0.0,
     if classes is not None and label not in classes:
         return None, "class_filtered"
     return label, ""
+
+
+def is_proposal(rec, included: bool) -> bool:
+    """A face in the export with the model's proposal as its class (nobody accepted a label for it)."""
+    return bool(included and rec.face_id is not None and rec.label is None and rec.model_label)
 
 
 @dataclass(frozen=True)

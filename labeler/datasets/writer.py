@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Optional
 from labeler.audit import AccuracyTally
 from labeler.datasets.common import ClassFolders
 from labeler.datasets.crops import with_crops
-from labeler.datasets.select import Selection
+from labeler.datasets.select import Selection, is_proposal
 from labeler.datasets.splits import SPLITS
 from labeler.store import Store, iter_face_records
 
@@ -61,7 +61,7 @@ class ExportRun:
             self.skipped["changed_during_export"] += 1
             return None, ""
         human = bool(rec.label_source.startswith("human"))
-        self.accuracy.add(human, rec.bucket, rec.est_precision, rec.est_lower, rec.est_upper)
+        self.accuracy.add(human, rec.bucket, rec.est_precision, rec.est_lower, rec.est_upper, is_proposal(rec, True))
         if self.on_pick is not None:
             self.on_pick(rec, lab, sp)
         return lab, sp

@@ -110,23 +110,33 @@ from labeler.store.cleaning import (  # noqa: F401
     save_clean,
 )
 from labeler.store.cleanview import FaceGroup, GalleryFace, face_groups, gallery_page  # noqa: F401
-from labeler.store.stats import ActionCount, FaceStatus, OverviewData, overview_stats  # noqa: F401
+from labeler.store.stats import ActionCount, EffortRow, FaceStatus, OverviewData, effort_rows, overview_stats  # noqa: F401
 from labeler.store.audit import (  # noqa: F401,E402
     AUDIT_SOURCE,
     AuditItem,
     BucketPlan,
+    CalibrationPlan,
+    Member,
     add_audit,
     audit_plan,
     auto_precision_estimate,
     awaiting_text,
     bucket_estimates,
     bucket_overview,
+    calibration_plan,
     face_names,
     is_blind,
     label_accuracy,
     next_audit_faces,
+    members,
     pending_audits,
+    plan_of,
+    proposal_estimate,
     reroute,
+    routing_inputs,
+    select_plan,
+    selection_of,
+    waiting_faces,
 )
 from labeler.store.models import (  # noqa: F401,E402
     DEFAULT_MODEL_KEY,

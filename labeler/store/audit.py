@@ -17,16 +17,18 @@ its buckets. Such a face is human-labeled (it is never drawn again); its bucket 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from labeler.audit import AccuracyTally, BucketState, audit_order, estimate, settle
-from labeler.routing import RoutingPolicy, candidate, evidence_for, route
+from labeler.routing import RoutingPolicy, candidate, evidence_for, label_trust, route, trust_score
+from labeler.flow import audit_pays
+from labeler.selection import Calibrated, not_ready, ppi_accuracy, select
 from labeler.store.engine import Store
 from labeler.store.models import model_version_rows
 from labeler.store.records import iter_face_records
 from labeler.store.review import add_annotation
-from labeler.types import BucketEstimate, FaceRecord
+from labeler.types import BucketEstimate, Estimate, FaceRecord, Selection
 
 #: the annotation source of an audit answer (a blind label: the proposal hidden until answered)
 AUDIT_SOURCE = "audit"
@@ -51,6 +53,12 @@ class Member:
     prob: float
     audit_label: Optional[str]
     human: bool
+    score: float = 0.0  # the trust score conformal selection orders by (labeler.routing.trust_score)
+
+    @property
+    def blind(self) -> bool:
+        """Has a blind label that measures its current model (an audit or an import it was not trained on)."""
+        return self.audit_label is not None
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,88 @@ def members(store: Store, policy: RoutingPolicy = RoutingPolicy(), records=None)
         if c is None:
             continue
         blind = None if r.face_id in seen.get(r.model_source, ()) else _blind_label(r)
+        ev = evidence_for(r, n[r.image_id])
         out.append(Member(r.face_id, r.image_id, c.bucket, c.label, float((r.model_probs or {}).get(c.label, 0.0)),
-                          blind, bool(r.human_label)))
+                          blind, bool(r.human_label), trust_score(ev, c)))
     return out
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """Conformal auto-accept's audit sample: the candidates in their seeded random order, people's
+    non-blind labels left out (a face reviewed with its proposal shown measures nothing). The
+    *calibration* faces are the longest run from the start of that order whose faces all have a blind
+    label; the selection runs once it holds ``audit_size`` faces (the policy's, at most half the
+    candidates: a small project is not asked to audit most of itself). ``asked``: the faces to audit now
+    (the unanswered ones among the first ``audit_size`` places). ``test``: the candidates nobody
+    labeled, which the selection may accept."""
+
+    calibration: tuple[Member, ...]
+    asked: tuple[int, ...]
+    test: tuple[Member, ...]
+    audit_size: int  # 0: audits would not pay for themselves here (``labeler.flow.audit_pays``)
+
+    @property
+    def ready(self) -> bool:
+        return self.audit_size > 0 and len(self.calibration) >= self.audit_size
+
+
+def plan_of(ms: list[Member], policy: RoutingPolicy) -> CalibrationPlan:
+    """The calibration plan under ``policy`` (its audit size and seed; audits only where they pay)."""
+    return calibration_plan(ms, policy.audit_size, policy.audit_seed,
+                            None if policy.audit_always else 1.0 - policy.target_precision)
+
+
+def calibration_plan(ms: list[Member], audit_size: int, seed: int = 0, q: Optional[float] = None) -> CalibrationPlan:
+    """Split the candidates ``ms`` into calibration, faces to audit and test faces (see :class:`CalibrationPlan`).
+
+    Why a run from the start of one seeded order: the order is random and fixed by each face's id (a
+    face's place does not depend on the others'), so the calibration faces are a uniform random sample
+    of the candidates without a non-blind label, whatever the answers, and a face added later that
+    falls inside the run is asked for before the run counts again. With ``q`` (the selection's level),
+    no audit is asked where the audits are not expected to pay for themselves (a decision on the
+    scores alone, never on answers; once one audit is answered the sample goes on)."""
+    by = {m.face_id: m for m in ms}
+    order = audit_order([m.face_id for m in ms if m.blind or not m.human], seed)
+    audit_size = min(audit_size, max(1, len(order) // 2))  # a small project audits at most half its candidates
+    test = tuple(m for m in ms if not m.human)
+    if q is not None and not any(by[f].blind for f in order) and not audit_pays([by[f].score for f in order], audit_size, q):
+        return CalibrationPlan((), (), test, 0)  # not worth it: review them (grids first)
+    cal: list[Member] = []
+    i = 0
+    while i < len(order) and by[order[i]].blind:
+        cal.append(by[order[i]])
+        i += 1
+    asked: list[int] = []
+    if len(cal) < audit_size:
+        count = len(cal)
+        for f in order[i:]:
+            if count >= audit_size:
+                break
+            count += 1
+            if not by[f].blind:
+                asked.append(f)
+    return CalibrationPlan(tuple(cal), tuple(asked), test, audit_size)
+
+
+def selection_of(store: Store, policy: RoutingPolicy = RoutingPolicy(), ms: Optional[list[Member]] = None) -> Selection:
+    """The current conformal selection (``policy.method`` conformal or conformal-class): who auto-accepts."""
+    plan = plan_of(members(store, policy) if ms is None else ms, policy)
+    return select_plan(plan, policy)
+
+
+def select_plan(plan: CalibrationPlan, policy: RoutingPolicy) -> Selection:
+    method = policy.method if policy.method != "bucket" else "conformal"
+    if plan.audit_size == 0:
+        why = (f"auto-accept is off here: {len(plan.test)} candidate faces are too few for blind audits to pay for "
+               f"themselves in review time; review them (grids first), or ask for audits anyway (--audit-always)")
+        return replace(not_ready(method, policy.target_precision, 0, 0, len(plan.test), 0), why=why,
+                       estimate=Estimate(None, 0.0, 1.0, why))
+    if not plan.ready:
+        return not_ready(method, policy.target_precision, plan.audit_size, len(plan.calibration), len(plan.test),
+                         len(plan.asked))
+    cal = [Calibrated(m.label, m.score, m.audit_label == m.label) for m in plan.calibration]
+    return select(cal, [(m.label, m.score) for m in plan.test], policy.target_precision, method, plan.audit_size)
 
 
 def estimates_of(ms: list[Member], method: str = "clopper-pearson") -> dict[str, BucketEstimate]:
@@ -154,14 +241,23 @@ def audit_plan(store: Store, policy: RoutingPolicy = RoutingPolicy(), seed: int 
 
 
 def pending_audits(store: Store, policy: RoutingPolicy = RoutingPolicy(), seed: int = 0) -> list[int]:
-    """Face ids the tool asks a human to audit now (every open bucket's next sample)."""
+    """Face ids the tool asks a human to audit now: the calibration faces still to answer (conformal),
+    or every open bucket's next sample (bucket)."""
+    if policy.method != "bucket":
+        return list(plan_of(members(store, policy), policy).asked)
     return [f for p in audit_plan(store, policy, seed) for f in p.sample]
 
 
 def next_audit_faces(store: Store, annotator: str, n: int = 10, policy: RoutingPolicy = RoutingPolicy(),
                      seed: int = 0) -> list[AuditItem]:
     """The next ``n`` audit cards for ``annotator`` (faces nobody labeled yet, so never one they
-    answered), buckets interleaved so that every open bucket moves forward."""
+    answered), in the seeded order (conformal) or buckets interleaved so that every open bucket moves
+    forward (bucket)."""
+    if policy.method != "bucket":
+        ms = members(store, policy)
+        by = {m.face_id: m for m in ms}
+        asked = plan_of(ms, policy).asked[:n]
+        return [AuditItem(f, f"selection:{by[f].label}", by[f].label) for f in asked]
     plans = [p for p in audit_plan(store, policy, seed) if p.sample]
     out: list[AuditItem] = []
     for i in range(max((len(p.sample) for p in plans), default=0)):
@@ -171,10 +267,23 @@ def next_audit_faces(store: Store, annotator: str, n: int = 10, policy: RoutingP
     return out
 
 
-def add_audit(store: Store, face_id: int, annotator: str, action: str, labels=None) -> int:
+def add_audit(store: Store, face_id: int, annotator: str, action: str, labels=None, seconds: Optional[float] = None) -> int:
     """Record a blind audit answer (``label`` with 1-2 classes, or ``unusable``): a human label with
-    source ``audit``."""
-    return add_annotation(store, face_id, annotator, action, labels, source=AUDIT_SOURCE)
+    source ``audit`` (effort ``audit``, ``seconds`` as it took)."""
+    return add_annotation(store, face_id, annotator, action, labels, source=AUDIT_SOURCE, seconds=seconds, effort="audit")
+
+
+def routing_inputs(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> tuple[Optional[dict], Optional[Selection]]:
+    """What route() takes besides a face's evidence: the bucket estimates (method bucket) or the
+    conformal selection (the other methods)."""
+    return _routing_inputs(store, policy, None)
+
+
+def _routing_inputs(store: Store, policy: RoutingPolicy, records) -> tuple[Optional[dict], Optional[Selection]]:
+    ms = members(store, policy, records)
+    if policy.method == "bucket":
+        return estimates_of(ms), None
+    return None, selection_of(store, policy, ms)
 
 
 def reroute(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> int:
@@ -183,10 +292,10 @@ def reroute(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> int:
     from labeler.store.faces import add_routed
 
     recs, n = _records(store)
-    ests = estimates_of(members(store, policy, (recs, n)))
+    ests, sel = _routing_inputs(store, policy, (recs, n))
     items = []
     for r in recs:
-        d = route(evidence_for(r, n[r.image_id]), policy, ests)
+        d = route(evidence_for(r, n[r.image_id]), policy, ests, sel)
         if r.route == "pending" or (r.route, r.decision_label, r.reason, r.bucket) != (d.route, d.label, d.reason, d.bucket):
             items.append((r.image_id, r.face_id, (), d))
     return add_routed(store, items)
@@ -202,8 +311,58 @@ def awaiting_text(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list
     pending = [(r, ev) for r, ev in pending if ev.text_pending]
     if not pending:
         return []
-    ests = estimates_of(members(store, policy, (recs, n)))
-    return sorted({r.image_id for r, ev in pending if route(replace(ev, text_pending=False), policy, ests).route == "auto"})
+    ms = members(store, policy, (recs, n))
+    ests, sel = (estimates_of(ms), None) if policy.method == "bucket" else (None, selection_of(store, policy, ms))
+    out = {r.image_id for r, ev in pending if route(replace(ev, text_pending=False), policy, ests, sel).route == "auto"}
+    if policy.method != "bucket":
+        # and the faces about to be audited: an audited face found with text later leaves the sample
+        asked = set(plan_of(ms, policy).asked)
+        out |= {r.image_id for r, _ in pending if r.face_id in asked}
+    return sorted(out)
+
+
+def waiting_faces(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list:
+    """The faces waiting for a person (route review, no human label) as the review flow sees them
+    (``labeler.flow.Waiting``): the class their decision proposes and its trust score."""
+    from labeler.flow import Waiting
+
+    recs, n = _records(store)
+    out = []
+    for r in recs:
+        if r.route != "review" or r.human_label:
+            continue
+        lab = r.decision_label
+        p = label_trust(evidence_for(r, n[r.image_id]), lab) if lab else 0.0
+        out.append(Waiting(r.face_id, lab, p))
+    return out
+
+
+def proposal_estimate(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> Estimate:
+    """How right the model's proposals of the faces nobody labeled are (what ``export
+    --include-proposals`` writes, unverified): the candidates' part by prediction-powered inference
+    on the audit sample (a random sample of the candidates) once it is complete, the rest (faces
+    that are no candidates: never audited) at the model's mean calibrated probability, said so."""
+    recs, n = _records(store)
+    ms = members(store, policy, (recs, n))
+    cand = {m.face_id for m in ms}
+    rest = [max((r.model_probs or {}).values(), default=0.0) for r in recs
+            if not r.human_label and r.route in ("review", "pending") and r.model_label and r.face_id not in cand]
+    plan = plan_of(ms, policy)
+    open_ = [m.score for m in plan.test]
+    parts: list[tuple[int, Estimate]] = []
+    if open_ and plan.ready:
+        parts.append((len(open_), ppi_accuracy(open_, [m.score for m in plan.calibration],
+                                                [m.audit_label == m.label for m in plan.calibration])))
+    elif open_:
+        rest += open_
+    if rest:
+        mp = sum(rest) / len(rest)
+        parts.append((len(rest), Estimate(mp, 0.0, 1.0, f"the model's mean calibrated probability {mp:.3f} (not measured)")))
+    tot = sum(k for k, _ in parts)
+    if not tot:
+        return Estimate(None, 0.0, 1.0, "no unverified proposals")
+    return Estimate(sum(k * (e.precision or 0.0) for k, e in parts) / tot, sum(k * e.lower for k, e in parts) / tot,
+                    sum(k * e.upper for k, e in parts) / tot, "; ".join(f"{k} faces: {e.how}" for k, e in parts))
 
 
 def label_accuracy(recs) -> dict:

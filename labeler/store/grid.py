@@ -19,6 +19,7 @@ from typing import Iterable, Optional, Sequence
 
 from sqlalchemy import func, select
 
+from labeler.flow import capped
 from labeler.store.engine import Store, chunks
 from labeler.store.schema import Annotation, DecisionRow, Face, Proposal
 from labeler.types import LABELS
@@ -137,10 +138,12 @@ def _next_class(probs: dict[str, float], rejected: str) -> Optional[str]:
     return max(rest)[1] if rest else None
 
 
-def settle_grid(store: Store, annotator: str, label: str, face_ids: Sequence[int], marked: Iterable[int]) -> GridResult:
+def settle_grid(store: Store, annotator: str, label: str, face_ids: Sequence[int], marked: Iterable[int],
+                seconds: Optional[float] = None) -> GridResult:
     """Settle one grid page: every face of ``face_ids`` not in ``marked`` is verified as ``label``
     (a human label by ``annotator``); every marked face goes back to single review, "rejected as
-    <label>". One transaction."""
+    <label>". One transaction. ``seconds``: the page's wall time (shown to Enter), shared by its faces
+    (effort ``grid_face``, ``grid_mark`` for a marked one), each share capped (``labeler.flow.capped``)."""
     name = (annotator or "").strip() if isinstance(annotator, str) else ""
     if not name:
         raise GridError(f"annotator: expected a non-blank name, found {annotator!r}; every human action is recorded with who did it.")
@@ -151,9 +154,10 @@ def settle_grid(store: Store, annotator: str, label: str, face_ids: Sequence[int
         raise GridError(f"marked faces {sorted(bad - set(ids))} are not on the page {ids[:5]}...; mark only faces shown.")
     key = uuid.uuid4().hex[:12]
     src = f"grid:{key}"
+    share = capped(seconds / len(ids)) if seconds is not None and ids else None
     with store.session() as s:
-        s.add_all([Annotation(face_id=f, annotator=name, action="reject" if f in bad else "verify", labels=[label], source=src)
-                   for f in ids])
+        s.add_all([Annotation(face_id=f, annotator=name, action="reject" if f in bad else "verify", labels=[label], source=src,
+                              seconds=share, effort="grid_mark" if f in bad else "grid_face") for f in ids])
         if bad:
             probs = _model_probs(s, sorted(bad))
             prev = _decisions(s, sorted(bad))

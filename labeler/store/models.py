@@ -78,11 +78,15 @@ def model_registry(store: Store) -> ModelRegistry:
     return ModelRegistry(store)
 
 
-def human_labeled_faces(store: Store) -> list[tuple[int, int, str]]:
+def human_labeled_faces(store: Store, audits: bool = True) -> list[tuple[int, int, str]]:
     """(face_id, image_id, majority human label) for every face people labeled (``unusable`` too:
-    the caller decides what to skip), in face order."""
+    the caller decides what to skip), in face order. ``audits=False`` leaves out the faces labeled by
+    audit answers only (source ``audit``): the sample auto-accept is calibrated on, which a model must
+    never train on (``labeler.store.audit.calibration_plan``)."""
     with store.session() as s:
         cur = current_annotations(s, None)
+        if not audits:
+            cur = {f: a for f, a in cur.items() if any(x.source != "audit" for x in a.values())}
         if not cur:
             return []
         img_of: dict[int, int] = {}

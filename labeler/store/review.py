@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from labeler.errors import LabelerError
 from labeler.active import Coverage, QueueFace, queue_order
+from labeler.flow import EFFORTS, capped
 from labeler.store.engine import Store, chunks
 from labeler.store.images import decode_flags, decode_rule_words
 from labeler.store.records import accepted_label, current_annotations, vote
@@ -236,12 +237,20 @@ def _check_undo(s: Session, annotator: str, undoes_id: Optional[int]) -> None:
         )
 
 
+def _effort(effort: Optional[str]) -> Optional[str]:
+    if effort is not None and effort not in EFFORTS:
+        raise AnnotationError(f"effort: expected one of {', '.join(EFFORTS)}, found {effort!r}.")
+    return effort
+
+
 def add_annotation(store: "Store", face_id: int, annotator: str, action: str, labels=None, source: str = "ui",
-                   undoes_id: Optional[int] = None) -> int:
+                   undoes_id: Optional[int] = None, seconds: Optional[float] = None, effort: Optional[str] = None) -> int:
     """Append one human action (label | unusable | skip | undo) and return its id. Two annotators
     acting on the same face both keep their rows (the vote settles the label). The annotator must
     be named (:func:`clean_annotator`), labels must be classes of LABELS, and an ``undo`` must point
-    at one of the annotator's own actions; anything else is an :class:`AnnotationError`."""
+    at one of the annotator's own actions; anything else is an :class:`AnnotationError`.
+    ``seconds``: how long the decision took (capped, ``labeler.flow.capped``); ``effort``: its kind
+    (``labeler.flow.EFFORTS``)."""
     name = clean_annotator(annotator)
     labs = _checked(action, labels)
     if action != "undo" and undoes_id is not None:
@@ -249,7 +258,8 @@ def add_annotation(store: "Store", face_id: int, annotator: str, action: str, la
     with store.session() as s:
         if action == "undo":
             _check_undo(s, name, undoes_id)
-        a = Annotation(face_id=face_id, annotator=name, action=action, labels=labs, undoes_id=undoes_id, source=source)
+        a = Annotation(face_id=face_id, annotator=name, action=action, labels=labs, undoes_id=undoes_id, source=source,
+                       seconds=capped(seconds), effort=_effort(effort))
         s.add(a)
         s.flush()
         return a.id

@@ -168,6 +168,9 @@ class Annotation(Base):
     undoes_id: Mapped[Optional[int]] = mapped_column(ForeignKey("annotations.id"), nullable=True)
     source: Mapped[str] = mapped_column(Text, default="ui")  # ui | import:csv | import:labelstudio
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    #: wall seconds of the decision (capped: labeler.flow.IDLE_CAP_S) and its kind (labeler.flow.EFFORTS)
+    seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    effort: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
 
 
 class Embedding(Base):

@@ -3,6 +3,7 @@ face stands. The arithmetic on it (progress, distributions, agreement) is ``labe
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -102,3 +103,24 @@ def overview_stats(store: Store) -> OverviewData:
         acc, by = accepted_label(human.get(fid), route, dl)
         faces.append(FaceStatus(fid, rule.get(fid), model.get(fid), human.get(fid), route, dl, acc, by))
     return OverviewData(len(face_ids), n_images, tuple(faces), img_routes, actions, current)
+
+
+@dataclass(frozen=True)
+class EffortRow:
+    """One annotator's timed decisions of one kind (``annotations.effort``): how many, how long."""
+
+    annotator: str
+    effort: str
+    decisions: int
+    seconds: float  # total
+    median: float
+
+
+def effort_rows(store: Store) -> list[EffortRow]:
+    """Per annotator and kind of decision, the timed decisions (undone ones too: the time was spent)."""
+    by: dict[tuple[str, str], list[float]] = {}
+    with store.session() as s:
+        for who, kind, sec in s.execute(select(Annotation.annotator, Annotation.effort, Annotation.seconds)
+                                        .where(Annotation.seconds.is_not(None), Annotation.effort.is_not(None))):
+            by.setdefault((who, kind), []).append(float(sec))
+    return [EffortRow(who, kind, len(v), float(sum(v)), float(statistics.median(v))) for (who, kind), v in sorted(by.items())]

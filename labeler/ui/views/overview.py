@@ -53,6 +53,26 @@ def _progress_and_classes(p: P.Progress, data: S.OverviewData) -> None:
             st.caption("no accepted labels yet")
 
 
+def _auto_accept(db: S.Store) -> None:
+    """Where auto-accept stands: the audit sample, the selection, its guarantee and estimates, and the
+    next step (the same lines as `labeler status`, ``labeler.reports.autoaccept``)."""
+    from labeler.config import Config
+    from labeler.reports.autoaccept import selection_lines, state
+
+    pol = Config().routing
+    st_ = state(db, pol)
+    st.markdown("**Auto-accept**")
+    c = st.columns(4)
+    c[0].metric("Audits answered", f"{st_.selection.calibration} / {st_.selection.audit_size}")
+    c[1].metric("Auto-accepted", st_.selection.accepted)
+    e, d = st_.selection.estimate, st_.data_set()
+    c[2].metric("Est. precision (auto)", "-" if e.precision is None else f"{e.precision:.1%}",
+                help=None if e.precision is None else f"one-sided 95% bounds {e.lower:.1%} .. {e.upper:.1%}; {e.how}")
+    c[3].metric("Est. accuracy (data set)", "-" if d.precision is None else f"{d.precision:.1%}",
+                help=None if d.precision is None else f"bounds {d.lower:.1%} .. {d.upper:.1%}; {d.how}")
+    st.caption("\n\n".join(ln.strip() for ln in selection_lines(st_, pol)[1:]))
+
+
 def _agreement(data: S.OverviewData) -> None:
     st.markdown("**Agreement** (per face; rule = filename keyword given to the face)")
     rates = P.agreement(data.faces)
@@ -151,6 +171,7 @@ def render() -> None:
     p = P.progress(data)
     st.subheader("Overview")
     _metrics(p)
+    _auto_accept(db)
     _progress_and_classes(p, data)
     _agreement(data)
     _annotators(data)
