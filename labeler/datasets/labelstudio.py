@@ -68,6 +68,7 @@ def labelstudio_task(rec, crop_rel: str, split: str, url_prefix: str) -> dict[st
 class LabelStudioWriter(Writer):
     name = "labelstudio"
     folders = ("crops",)
+    files = ("tasks.json", "label_config.xml")
     all_rows_default = True
     note = ("`tasks.json`: Label Studio tasks (import it in a project using `label_config.xml`). "
             "`data.image` points at `crops/<file>.jpg` through a local-files URL: start Label Studio with "
