@@ -138,18 +138,14 @@ def cmd_autolabel(args) -> int:
     from labeler.pipeline import Autolabeler
     from labeler.ingest.rules import load_rules
 
+    from dataclasses import replace
+
     cfg = load_config(args.config)
     if args.target_precision is not None:
-        from dataclasses import replace
-
         cfg = replace(cfg, routing=_policy(args))
     if args.model:
-        from dataclasses import replace
-
         cfg = replace(cfg, model=replace(cfg.model, name=args.model))
     if args.no_flip:
-        from dataclasses import replace
-
         cfg = replace(cfg, model=replace(cfg.model, flip=False))
     _source(args.path)
     rules = load_rules(args.rules)  # a bad rules file is refused before a database is created
@@ -221,7 +217,8 @@ def cmd_import(args) -> int:
     _input_file(args.file, "labels file")
     store = _store(args)
     if args.format == "csv":
-        rep = import_csv(store, args.file, annotator=args.annotator or "import")
+        rep = import_csv(store, args.file, annotator=args.annotator or "import", path_column=args.path_column,
+                         label_column=args.label_column)
     else:
         rep = import_labelstudio(store, args.file, annotator=args.annotator)
     print("\n".join(rep.lines()))
@@ -368,6 +365,8 @@ def _dataset_commands(sub, common) -> None:
     s.add_argument("--format", required=True, choices=["csv", "labelstudio"])
     s.add_argument("file")
     s.add_argument("--annotator", default=None)
+    s.add_argument("--path-column", default=None, help="csv: the column of image paths (default: path, file, image, filename...)")
+    s.add_argument("--label-column", default="label", help="csv: the column of labels (default: label)")
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("ui", parents=[common], help="start the review app (Streamlit)")
