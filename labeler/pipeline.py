@@ -118,7 +118,7 @@ class Autolabeler:
         return work.faces_of(self.detector, rgb, self.cfg.detect)
 
     def on_image(self, image_id: int, decoded: Decoded) -> None:
-        job = work.ImageJob(image_id, decoded.rgb)
+        job = work.ImageJob(image_id, decoded.rgb, decoded.scale)
         if self._queue is None:
             s = work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip, clean=self.clean,
                                   text=self.text_every_image)

@@ -153,3 +153,29 @@ def test_reroute_adds_decisions_only_where_the_policy_changes_them(sample_db):
             continue
         d = route(evidence_for(r, nfaces[r.image_id]), strict.routing)
         assert (r.route, r.kind, r.reason) == (d.route, d.kind, d.reason)
+
+
+@pytest.mark.slow  # a 48 MP JPEG is made, then autolabeled: ~10 s on a shared machine
+def test_a_48_mp_phone_photo_is_autolabeled_with_its_face_in_full_size_pixels(tmp_path, sample_db):
+    """Issue 35: an 8000x6000 photo was stored as a broken decompression bomb. It is decoded at a
+    reduced size now; its face is found where the portrait was pasted, the box in the photo's own
+    pixels (the sample portrait's box, scaled and moved), the image stored at its full size."""
+    from PIL import Image as PILImage
+
+    (astro,) = records_by_relpath(sample_db)["smiling_astronaut.png"]
+    canvas = PILImage.new("RGB", (8000, 6000), (70, 90, 110))
+    side, x0, y0 = 2000, 5200, 700
+    canvas.paste(PILImage.open(SAMPLE / "smiling_astronaut.png").convert("RGB").resize((side, side)), (x0, y0))
+    (tmp_path / "in").mkdir()
+    canvas.save(tmp_path / "in" / "IMG_20240501_phone.jpg", "JPEG", quality=85)
+    del canvas
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    rep = Autolabeler(Store(url), Config(), load_rules()).run(tmp_path / "in", progress=False)
+    assert rep.ingest.broken == 0 and rep.images_detected == 1 and rep.faces == 1
+    (rec,) = records_by_relpath(url)["IMG_20240501_phone.jpg"]
+    assert (rec.width, rec.height) == (8000, 6000)
+    s = side / 512
+    want = (x0 + astro.x1 * s, y0 + astro.y1 * s, x0 + astro.x2 * s, y0 + astro.y2 * s)
+    got = (rec.x1, rec.y1, rec.x2, rec.y2)
+    assert max(abs(a - b) for a, b in zip(got, want)) < 0.1 * (want[2] - want[0]), (got, want)
+    assert "small" not in rec.flags and rec.quality["size"] == pytest.approx(min(got[2] - got[0], got[3] - got[1]), rel=0.01)
