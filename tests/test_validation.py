@@ -173,6 +173,37 @@ def test_missing_path_no_database(tmp_path, monkeypatch, capsys, cmd):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("cmd", ["autolabel", "ingest"])
+def test_a_file_that_is_not_an_image_or_an_empty_folder_is_said(tmp_path, monkeypatch, capsys, cmd):
+    """Issue 35: `autolabel notes.txt` and `autolabel empty/` exited 0 with "files seen: 0" and made
+    an empty database. A file that is neither an image nor a video is an error (exit 2); an empty
+    folder (or one of hidden files only) a warning; neither makes a database. With a database
+    there already, the run goes on (re-proposing, re-routing) after the warning."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / ".photo.jpg").write_bytes((SAMPLE / "coffee_cup.jpg").read_bytes())
+    assert main([cmd, "notes.txt", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("labeler: error: notes.txt: not an image or a video (neither its name nor its first bytes); expected a "
+                   "folder of images, or one image or video file: pass the folder that holds your images\n")
+    for folder in ("empty", "hidden"):
+        assert main([cmd, folder, "-q"]) == 0
+        cap = capsys.readouterr()
+        assert cap.err == (f"labeler: warning: {folder}: no file found in this folder (hidden files and links to folders are "
+                           "not walked); nothing to ingest: pass the folder that holds your images; no database was made.\n")
+        assert cap.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "hidden", "notes.txt"]
+    # an image named .txt is still an image (by its bytes), and an existing database: the run goes on
+    (tmp_path / "photo.txt").write_bytes((SAMPLE / "coffee_cup.jpg").read_bytes())
+    assert main(["ingest", "photo.txt", "-q"]) == 0 and "new images:        1" in capsys.readouterr().out
+    assert main([cmd, "empty", "-q"]) == 0
+    cap = capsys.readouterr()
+    assert cap.err.startswith("labeler: warning: empty: no file found") and cap.err.endswith("your images.\n")
+    assert "files seen:        0" in cap.out
+
+
 def test_bad_config_or_rules_no_database(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.toml").write_text("[crop]\nsize = 0\n", encoding="utf-8")
