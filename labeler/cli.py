@@ -130,11 +130,11 @@ def cmd_rules_check(args) -> int:
 
 
 def cmd_autolabel(args) -> int:
+    from dataclasses import replace
+
     from labeler.config import load_config
     from labeler.pipeline import Autolabeler
     from labeler.ingest.rules import load_rules
-
-    from dataclasses import replace
 
     cfg = load_config(args.config)
     if args.target_precision is not None:

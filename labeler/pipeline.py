@@ -10,6 +10,7 @@ without touching human annotations.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import deque
@@ -265,20 +266,26 @@ class Autolabeler:
         nothing). What cannot be read now is left, and listed in the report (``left``)."""
         from labeler.ingest.imageio import DecodeError, decode
         from labeler.ingest.paths import db_path, fs_path
+        from labeler.ingest.video import file_sha256
 
         under = db_path(str(Path(root).resolve()))
-        for iid, video, path in db.undetected(self.store, under):
-            p = Path(fs_path(path))
-            if video:
-                self.on_video(iid, p)
-            else:
-                try:
-                    self.on_image(iid, decode(p.read_bytes()))
-                except (OSError, DecodeError):
-                    continue
+        for u in db.undetected(self.store, under):
+            p = Path(fs_path(u.path))
+            try:
+                if u.video:
+                    if file_sha256(p) != u.sha256:  # changed since: not this video any more
+                        continue
+                    self.on_video(u.image_id, p)
+                else:
+                    data = p.read_bytes()
+                    if hashlib.sha256(data).hexdigest() != u.sha256:
+                        continue
+                    self.on_image(u.image_id, decode(data))
+            except (OSError, DecodeError):
+                continue
             self.report.taken_over += 1
         self._drain()
-        self.report.root, self.report.left = str(root), [p for _, _, p in db.undetected(self.store, under)]
+        self.report.root, self.report.left = str(root), [u.path for u in db.undetected(self.store, under)]
 
     def repropose(self, only_stale: bool = True, progress: Optional[bool] = None, batch: int = 256,
                   runner: Optional[work.Runner] = None, upto: Optional[int] = None) -> int:

@@ -287,3 +287,13 @@ class StoredFace:
     crop: Optional[bytes]
     rules: ImageRules
     text_pending: bool = False  # its text check is still to do (:func:`text_pending`)
+
+
+@dataclass(frozen=True)
+class Undetected:
+    """An image (or video) ingested whose faces are not stored yet, by one of its paths."""
+
+    image_id: int
+    video: bool
+    path: str  # as stored (labeler.ingest.paths.db_path)
+    sha256: str  # of its content when it was recorded: a file changed since is not this image

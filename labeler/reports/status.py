@@ -31,7 +31,7 @@ def status_lines(store: Store) -> list[str]:
     from labeler.videolabel import status_lines as video_lines
 
     c = store.counts()
-    left = [path for _, video, path in undetected(store) if not video]
+    left = [u.path for u in undetected(store) if not u.video]
     out = [f"database: {mask_url(store.url)}"]
     for key, text in ROWS:
         out.append(f"{text:32s} {c.get(key, 0):7d}")

@@ -14,7 +14,7 @@ from labeler.store.cleaning import clean_values, to_signed
 from labeler.store.locks import lock
 from labeler.store.records import current_annotations
 from labeler.store.schema import DecisionRow, Face, Image, ImagePath, Proposal
-from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace, text_pending
+from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace, Undetected, text_pending
 
 NO_FACE = Decision(route="no_face", label=None, reason="no face detected", kind="no_face")
 
@@ -25,21 +25,21 @@ def undetected_ids(store: Store) -> set[int]:
         return set(s.scalars(select(Image.id).where(Image.status == "ingested", Image.detected.is_(False))))
 
 
-def undetected(store: Store, under: Optional[str] = None) -> list[tuple[int, bool, str]]:
-    """(image id, is a video, its first path) of every image and video ingested and not detected
-    yet (ingested only, a run stopped, or one still at work); with ``under`` (a stored folder path,
-    or a file's), only those with a path there."""
+def undetected(store: Store, under: Optional[str] = None) -> list[Undetected]:
+    """Every image and video ingested and not detected yet (ingested only, a run stopped, or one
+    still at work), by its first path; with ``under`` (a stored folder path, or a file's), only
+    those with a path there."""
     from labeler.store.video import VIDEO_FORMATS
 
-    q = (select(Image.id, Image.format, ImagePath.path).join(ImagePath, ImagePath.image_id == Image.id)
+    q = (select(Image.id, Image.format, ImagePath.path, Image.sha256).join(ImagePath, ImagePath.image_id == Image.id)
          .where(Image.status == "ingested", Image.detected.is_(False)).order_by(Image.id, ImagePath.id))
     if under is not None:
         inside = under.rstrip("/") + "/"
         q = q.where(or_(ImagePath.path == under, ImagePath.path.startswith(inside, autoescape=True)))
-    out: dict[int, tuple[int, bool, str]] = {}
+    out: dict[int, Undetected] = {}
     with store.session() as s:
-        for iid, fmt, path in s.execute(q):
-            out.setdefault(iid, (iid, fmt in VIDEO_FORMATS, path))
+        for iid, fmt, path, sha in s.execute(q):
+            out.setdefault(iid, Undetected(iid, fmt in VIDEO_FORMATS, path, sha))
     return list(out.values())
 
 
