@@ -18,7 +18,8 @@ from typing import Optional
 
 from labeler import store as db
 from labeler.faces.cleaning import measure, text_detector
-from labeler.ingest.imageio import DecodeError, decode
+from labeler.ingest.imageio import Decoded, DecodeError, decode
+from labeler.ingest.paths import fs_path, shown
 from labeler.routing import RoutingPolicy
 from labeler.store import Store
 from labeler.util import progress as _progress
@@ -40,7 +41,7 @@ class CleanReport:
                f"faces with text:      {self.text_faces} (newly measured)",
                f"near-duplicate groups: {self.groups} ({self.in_groups} images)"]
         if self.unreadable:
-            out.append(f"not measured, no path reads any more: {len(self.unreadable)} (e.g. {self.unreadable[0]})")
+            out.append(f"not measured, no path reads any more: {len(self.unreadable)} (e.g. {shown(self.unreadable[0])})")
         if self.rerouted:
             out.append(f"re-routed: {self.rerouted} faces")
         return out
@@ -49,15 +50,15 @@ class CleanReport:
         """What :func:`check_text` did, for `labeler route` (nothing when it had nothing to do)."""
         out = [f"text looked for before auto-accept: {self.measured} images, found on or beside {self.text_faces} faces"]
         if self.unreadable:
-            out.append(f"not looked for, no path reads any more: {len(self.unreadable)} images (e.g. {self.unreadable[0]}); "
+            out.append(f"not looked for, no path reads any more: {len(self.unreadable)} images (e.g. {shown(self.unreadable[0])}); "
                        "their faces stay in review")
         return out if self.measured or self.unreadable else []
 
 
-def _read(paths) -> Optional[object]:
+def _read(paths) -> Optional[Decoded]:
     for p in paths:
         try:
-            return decode(Path(p).read_bytes()).rgb
+            return decode(Path(fs_path(p)).read_bytes())
         except (OSError, DecodeError):
             continue
     return None
@@ -68,11 +69,11 @@ def _measure(store: Store, jobs, rep: CleanReport, threads: int, progress: Optio
     t0 = time.perf_counter()
     det = text_detector(threads) if jobs else None
     for job in _progress(jobs, progress, what):
-        rgb = _read(job.paths)
-        if rgb is None:
+        img = _read(job.paths)
+        if img is None:
             rep.unreadable.append(job.paths[0] if job.paths else f"image {job.image_id}")
             continue
-        c = measure(rgb, [b for _, b in job.faces], detector=det)
+        c = measure(img.rgb, [tuple(v / img.scale for v in b) for _, b in job.faces], detector=det)  # boxes: full size
         rep.text_faces += db.save_clean(store, job.image_id, c, [fid for fid, _ in job.faces])
         rep.measured += 1
     rep.seconds += time.perf_counter() - t0

@@ -31,10 +31,29 @@ def _rules(args):
     return load_rules(getattr(args, "rules", None))
 
 
+def _check_source(args) -> bool:
+    """The path to ingest checked (labeler.ingest.walk.check_source: a file that is not an image or a
+    video is an error, an empty folder a warning); False when there is nothing to do: an empty
+    folder and no database yet (none is made)."""
+    from labeler.ingest.walk import check_source
+    from labeler.store import StoreError, require_existing
+
+    warning = check_source(_source(args.path))
+    if warning is None:
+        return True
+    try:
+        require_existing(args.db)
+    except StoreError:
+        warning += "; no database was made"
+    print(f"labeler: warning: {warning}.", file=sys.stderr)
+    return not warning.endswith("made")
+
+
 def cmd_ingest(args) -> int:
     from labeler.ingest.walk import ingest
 
-    _source(args.path)
+    if not _check_source(args):
+        return 0
     rules = _rules(args)  # a bad rules file is refused before a database is created
     store = _store(args, new=True)
     rep = ingest(store, args.path, rules, include_folders=args.folders, progress=None if not args.quiet else False)
@@ -43,26 +62,12 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_status(args) -> int:
-    store = _store(args)
-    c = store.counts()
-    order = [
-        ("images", "distinct images"), ("paths", "paths"), ("ingested", "ingested (decodable)"), ("broken", "broken"),
-        ("rule_labeled", "rule-labeled (one class)"), ("rule_ambiguous", "ambiguous name (two classes)"),
-        ("rule_none", "no keyword"), ("detected_images", "face detection done"), ("faces", "faces (labeling units)"),
-        ("route_auto", "auto-accepted"), ("route_review", "routed to review"), ("review_remaining", "  of which still unlabeled"),
-        ("route_no_face", "no face"), ("route_broken", "broken (routed)"), ("human_labeled_faces", "faces with a human label"),
-    ]
-    from labeler.store import mask_url
-
-    print(f"database: {mask_url(store.url)}")
-    for key, text in order:
-        print(f"{text:32s} {c.get(key, 0):7d}")
-    from labeler.videolabel import status_lines
-
     from labeler.reports.quality import status_lines as quality_lines
+    from labeler.reports.status import status_lines
 
-    print(*status_lines(store, c), *quality_lines(store), sep="\n")
-    _print_auto(store, _policy(args), c.get("review_remaining", 0))
+    store = _store(args)
+    print(*status_lines(store), *quality_lines(store), sep="\n")
+    _print_auto(store, _policy(args), store.counts().get("review_remaining", 0))
     return 0
 
 
@@ -131,7 +136,8 @@ def cmd_autolabel(args) -> int:
         cfg = replace(cfg, model=replace(cfg.model, name=args.model))
     if args.no_flip:
         cfg = replace(cfg, model=replace(cfg.model, flip=False))
-    _source(args.path)
+    if not _check_source(args):
+        return 0
     rules = load_rules(args.rules)  # a bad rules file is refused before a database is created
     store = _store(args, new=True)
     from labeler.work import default_workers
@@ -145,6 +151,8 @@ def cmd_autolabel(args) -> int:
     from labeler.reports.autoaccept import next_step_for
 
     print(*rep.lines(), *next_step_for(store, cfg.routing), sep="\n")
+    for w in rep.warnings():
+        print(f"labeler: warning: {w}", file=sys.stderr)
     return 0
 
 
@@ -209,7 +217,8 @@ def cmd_import(args) -> int:
     _input_file(args.file, "labels file")
     store = _store(args)
     if args.format == "csv":
-        rep = import_csv(store, args.file, annotator=args.annotator or "import")
+        rep = import_csv(store, args.file, annotator=args.annotator or "import", path_column=args.path_column,
+                         label_column=args.label_column)
     else:
         rep = import_labelstudio(store, args.file, annotator=args.annotator)
     print("\n".join(rep.lines()))
@@ -370,6 +379,8 @@ def _dataset_commands(sub, common) -> None:
     s.add_argument("--format", required=True, choices=["csv", "labelstudio"])
     s.add_argument("file")
     s.add_argument("--annotator", default=None)
+    s.add_argument("--path-column", default=None, help="csv: the column of image paths (default: path, file, image, filename...)")
+    s.add_argument("--label-column", default="label", help="csv: the column of labels (default: label)")
     s.set_defaults(func=cmd_import)
 
     s = sub.add_parser("ui", parents=[common], help="start the review app (Streamlit)")

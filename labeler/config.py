@@ -90,7 +90,8 @@ class Config:
 class Spec:
     """What one setting accepts: ``kind`` int | float | bool | str | name (str or None) | floats |
     strs | weights, with bounds ``lo``..``hi`` (numbers, or each item), ``length`` for tuples,
-    ``choices`` for strings, ``zero_ok`` for an int whose 0 means "off"; ``what`` says what it is."""
+    ``choices`` for strings, ``zero_ok`` for an int whose 0 means "off", ``open_ends`` for a number
+    strictly between ``lo`` and ``hi``; ``what`` says what it is."""
 
     kind: str
     lo: Optional[float] = None
@@ -99,6 +100,7 @@ class Spec:
     length: Optional[int] = None
     choices: tuple[str, ...] = ()
     zero_ok: bool = False
+    open_ends: bool = False
 
 
 _PROB = dict(lo=0.0, hi=1.0)
@@ -141,7 +143,7 @@ SPECS: dict[str, dict[str, Spec]] = {
         "agree_top_k": Spec("int", 1, 7, "how many of the model's top classes the keyword may be among"),
         "model_threshold": Spec("float", **_PROB, what="model top-1 probability for a candidate"),
         "model_bands": Spec("floats", **_PROB, what="model-probability band edges"),
-        "target_precision": Spec("float", **_PROB, what="precision the auto-accepted labels must reach"),
+        "target_precision": Spec("float", **_PROB, what="precision the auto-accepted labels must reach", open_ends=True),
         "method": Spec("str", what="how auto-accept decides", choices=METHODS),
         "audit_size": Spec("int", 1, 1_000_000, "blind audits conformal auto-accept asks for"),
         "audit_seed": Spec("int", 0, 2**31 - 1, "seed of the audit order", zero_ok=True),
@@ -160,7 +162,11 @@ def _num(v: Any, integer: bool) -> bool:
 
 
 def _range(spec: Spec) -> str:
-    return f"from {spec.lo:g} to {spec.hi:g}"
+    return f"strictly between {spec.lo:g} and {spec.hi:g}" if spec.open_ends else f"from {spec.lo:g} to {spec.hi:g}"
+
+
+def _inside(spec: Spec, v: float) -> bool:
+    return spec.lo < v < spec.hi if spec.open_ends else spec.lo <= v <= spec.hi
 
 
 def _check(spec: Spec, v: Any) -> tuple[Optional[str], Any]:
@@ -169,7 +175,7 @@ def _check(spec: Spec, v: Any) -> tuple[Optional[str], Any]:
     if k in ("int", "float"):
         rng = _range(spec) + (" (or 0: off)" if spec.zero_ok else "")
         exp = f"{'an integer' if k == 'int' else 'a finite number'} {rng}"
-        if not _num(v, k == "int") or not (spec.lo <= v <= spec.hi or (spec.zero_ok and v == 0)):
+        if not _num(v, k == "int") or not (_inside(spec, v) or (spec.zero_ok and v == 0)):
             return exp, None
         return None, (int(v) if k == "int" else float(v))
     if k == "bool":
@@ -223,7 +229,10 @@ def _apply(obj, values: dict[str, Any], where: str, section: str):
                 f"fix: set {key} = {_toml(shown)} (the default) or a value as expected."
             )
         conv[key] = {**getattr(obj, key), **value} if spec.kind == "weights" else value  # weights: per kind
-    return replace(obj, **conv)
+    try:
+        return replace(obj, **conv)
+    except ValueError as e:  # a check of the settings' own class: still one line that names the file
+        raise ConfigError(f"{where} [{section}]: {e}; fix the value in the file, or remove the line for the default.") from None
 
 
 def _toml(v: Any) -> str:

@@ -10,6 +10,7 @@ without touching human annotations.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import deque
@@ -46,7 +47,20 @@ class AutolabelReport:
     text_checked: int = 0  # images text was looked for on before a face of theirs was auto-accepted
     routes: dict[str, int] = field(default_factory=dict)
     videos: list = field(default_factory=list)  # labeler.videolabel.VideoDone per video processed
+    taken_over: int = 0  # images/videos another run had recorded but not detected, done by this one
+    root: str = ""  # the folder (or file) as given
+    left: list[str] = field(default_factory=list)  # paths under it still not detected at the end
     seconds: float = 0.0
+
+    def warnings(self) -> list[str]:
+        """What the run could not finish, and how to finish it (the CLI prints it on stderr)."""
+        if not self.left:
+            return []
+        from labeler.ingest.paths import shown
+
+        return [f"{len(self.left)} images under {shown(self.root)} are still not detected (e.g. {shown(self.left[0], 160)}): "
+                "another run is working on them, or they could not be read now; run `labeler autolabel "
+                f"{shown(self.root)}` again to finish them, and `labeler status` shows what is left"]
 
     def lines(self) -> list[str]:
         out = list(self.ingest.lines()) if self.ingest else []
@@ -67,6 +81,10 @@ class AutolabelReport:
             out.append(f"text looked for before auto-accept: {self.text_checked} images")
         if self.rerouted:
             out.append(f"re-routed: {self.rerouted} faces (see `labeler status`)")
+        if self.taken_over:
+            out.append(f"finished here:     {self.taken_over} images another run had recorded but not detected")
+        if self.left:
+            out.append(f"not detected:      {len(self.left)} images (see the warning)")
         out.append(f"time: {self.seconds:.1f} s")
         return out
 
@@ -118,7 +136,7 @@ class Autolabeler:
         return work.faces_of(self.detector, rgb, self.cfg.detect)
 
     def on_image(self, image_id: int, decoded: Decoded) -> None:
-        job = work.ImageJob(image_id, decoded.rgb)
+        job = work.ImageJob(image_id, decoded.rgb, decoded.scale)
         if self._queue is None:
             s = work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip, clean=self.clean,
                                   text=self.text_every_image)
@@ -222,9 +240,8 @@ class Autolabeler:
                 needs_decode=todo.__contains__, progress=progress,
                 on_video=self.on_video, needs_video=db.pending_video_ids(self.store).__contains__,
             )
-            for res in self._queue.drain() if self._queue else ():
-                self.accept(res)
-            self.flush()
+            self._drain()
+            self.finish_left(root)
             self.repropose(only_stale=not repropose_all, progress=progress, runner=runner, upto=known)
         finally:
             self._queue = None
@@ -236,6 +253,39 @@ class Autolabeler:
         self.report.rerouted += self.reroute()  # on the estimates of the buckets with the new faces in
         self.report.seconds = time.perf_counter() - t0
         return self.report
+
+    def _drain(self) -> None:
+        for res in self._queue.drain() if self._queue else ():
+            self.accept(res)
+        self.flush()
+
+    def finish_left(self, root: str | Path) -> None:
+        """Detect what is still undetected under ``root`` after the walk: images and videos another
+        run recorded after this one began (it skipped them as that run's), which that run has not
+        stored (killed, or still at work: the first to store an image wins, the other stores
+        nothing). What cannot be read now is left, and listed in the report (``left``)."""
+        from labeler.ingest.imageio import DecodeError, decode
+        from labeler.ingest.paths import db_path, fs_path
+        from labeler.ingest.video import file_sha256
+
+        under = db_path(str(Path(root).resolve()))
+        for u in db.undetected(self.store, under):
+            p = Path(fs_path(u.path))
+            try:
+                if u.video:
+                    if file_sha256(p) != u.sha256:  # changed since: not this video any more
+                        continue
+                    self.on_video(u.image_id, p)
+                else:
+                    data = p.read_bytes()
+                    if hashlib.sha256(data).hexdigest() != u.sha256:
+                        continue
+                    self.on_image(u.image_id, decode(data))
+            except (OSError, DecodeError):
+                continue
+            self.report.taken_over += 1
+        self._drain()
+        self.report.root, self.report.left = str(root), [u.path for u in db.undetected(self.store, under)]
 
     def repropose(self, only_stale: bool = True, progress: Optional[bool] = None, batch: int = 256,
                   runner: Optional[work.Runner] = None, upto: Optional[int] = None) -> int:

@@ -343,3 +343,13 @@ class Selection:
         return (f"false discovery rate of {scope} <= {self.q:.3g} (the expected share of wrong labels in it), "
                 f"assuming only that the {self.calibration} audited faces are a random sample of the candidates "
                 f"(the seeded audit order) and that the model never trained on them")
+
+
+@dataclass(frozen=True)
+class Undetected:
+    """An image (or video) ingested whose faces are not stored yet, by one of its paths."""
+
+    image_id: int
+    video: bool
+    path: str  # as stored (labeler.ingest.paths.db_path)
+    sha256: str  # of its content when it was recorded: a file changed since is not this image

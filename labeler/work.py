@@ -46,7 +46,8 @@ class WorkSettings:
 @dataclass(frozen=True)
 class ImageJob:
     image_id: int
-    rgb: np.ndarray  # H x W x 3 uint8, full resolution, EXIF orientation applied
+    rgb: np.ndarray  # H x W x 3 uint8, EXIF orientation applied; a large photo reduced (labeler.ingest.imageio)
+    scale: float = 1.0  # full-size pixels per pixel of ``rgb``: stored boxes and sizes are in full-size pixels
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,14 @@ class CropJob:
 
 
 # ---------------------------------------------------------------- the work itself
-def faces_of(detector, rgb: np.ndarray, d: DetectConfig) -> tuple[list[Detection], bool]:
+def faces_of(detector, rgb: np.ndarray, d: DetectConfig, scale: float = 1.0) -> tuple[list[Detection], bool]:
     """The labeling units of an image (detection on a copy capped at ``d.max_side``, coarse to
     fine where ``d.coarse_face`` is set, filtered, or the whole image) and whether it is one
-    whole-image face."""
+    whole-image face. ``scale``: full-size pixels per pixel of ``rgb`` (a reduced large photo): the
+    smallest kept face, ``d.min_size``, stays in full-size pixels."""
     h, w = rgb.shape[:2]
+    if scale != 1.0:
+        d = replace(d, min_size=max(1, round(d.min_size / scale)))
     dets = facemod.detect_capped(detector, rgb, d.max_side, coarse_face=d.coarse_face, needed=lambda found: facemod.needed_size(
         found, w, h, min_score=d.min_score, min_rel_size=d.min_rel_size, min_size=d.min_size))
     kept, _dropped = facemod.filter_detections(dets, w, h, min_score=d.min_score, min_rel_size=d.min_rel_size, min_size=d.min_size)
@@ -93,7 +97,7 @@ def process_image(job: ImageJob, settings: WorkSettings, detector, model) -> Ima
     from labeler.ingest.imageio import encode_jpeg
 
     rgb, c = job.rgb, settings.crop
-    dets, whole = faces_of(detector, rgb, settings.detect)
+    dets, whole = faces_of(detector, rgb, settings.detect, job.scale)
     crops, quals, flags = [], [], []
     for det in dets:
         if whole:
@@ -101,6 +105,7 @@ def process_image(job: ImageJob, settings: WorkSettings, detector, model) -> Ima
         else:
             crop = facemod.align_crop(rgb, det, size=c.size, margin=c.margin)
         q = facemod.quality(rgb, det)
+        q["size"] *= job.scale  # in full-size pixels, as the `small` flag's threshold
         f = tuple(facemod.quality_flags(q, settings.detect)) + (("whole_image",) if whole else ())
         if whole:
             f = tuple(x for x in f if x not in ("low_score", "small"))
@@ -111,7 +116,7 @@ def process_image(job: ImageJob, settings: WorkSettings, detector, model) -> Ima
     clean = cleaning.measure(rgb, [d.box for d in dets], settings.threads, text=settings.text) if settings.clean else None
     if clean is not None:
         flags = [cleaning.with_text_flag(f, fc.text_near) for f, fc in zip(flags, clean.faces)]
-    faces = tuple(FaceWork(det, encode_jpeg(cr), q, f, tuple(float(x) for x in pr))
+    faces = tuple(FaceWork(facemod.scaled(det, job.scale), encode_jpeg(cr), q, f, tuple(float(x) for x in pr))
                   for det, cr, q, f, pr in zip(dets, crops, quals, flags, probs))
     return ImageWork(job.image_id, whole, faces, clean)
 

@@ -2,6 +2,7 @@
 # Start a throwaway PostgreSQL server for the tests: Debian's package, a fresh cluster in a temp
 # folder, bound to 127.0.0.1 only, trust auth. Prints the SQLAlchemy URL on stdout.
 #   url=$(bash scripts/pg_server.sh start)   ...   bash scripts/pg_server.sh stop
+#   bash scripts/pg_server.sh status   # exit 0 when the server of $LABELER_PG_DIR runs (who started it stops it)
 # Installs the package first when missing and we are root (CI); exits 1 when no server can be had.
 set -euo pipefail
 DIR=${LABELER_PG_DIR:-/tmp/labeler-pg}
@@ -24,6 +25,9 @@ case "${1:-start}" in
     as_pg "$bin/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c fsync=off -c max_connections=100" start >/dev/null
     echo "postgresql+psycopg://postgres@127.0.0.1:$PORT/postgres"
+    ;;
+  status)
+    [ -n "$bin" ] && [ -f "$DIR/data/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1
     ;;
   stop)
     [ -n "$bin" ] && [ -d "$DIR/data" ] && as_pg "$bin/pg_ctl" -D "$DIR/data" -m fast stop >/dev/null 2>&1 || true

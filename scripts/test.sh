@@ -20,6 +20,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
   export LABELER_REQUIRE_PG=1
 fi
+# the PostgreSQL tests stop the server they start (tests/conftest.py); should pytest itself be killed,
+# a server this run started is stopped here all the same (one running before is left alone)
+if ! bash scripts/pg_server.sh status; then
+  trap 'bash scripts/pg_server.sh stop' EXIT
+fi
 set +e
 .venv/bin/python -m pytest -q "$@"
 rc=$?

@@ -19,22 +19,37 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "both_backends: the test's db_url/store is SQLite and then PostgreSQL")
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> str:
-    """URL of the maintenance database of a throwaway PostgreSQL server (scripts/pg_server.sh: Debian's
-    package, 127.0.0.1, started once per session; CI installs it as root). Skips, with the reason,
-    where no driver or no server can be had."""
+PG_SERVER = ROOT / "scripts" / "pg_server.sh"
+
+
+def pg_server_cmd(what: str, timeout: float = 600, env=None) -> "subprocess.CompletedProcess[str]":
+    """``scripts/pg_server.sh start|status|stop`` (its folder and port: $LABELER_PG_DIR, $LABELER_PG_PORT
+    of ``env``, default this process's environment)."""
     import subprocess
 
+    return subprocess.run(["bash", str(PG_SERVER), what], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """URL of the maintenance database of a throwaway PostgreSQL server (scripts/pg_server.sh: Debian's
+    package, 127.0.0.1, started once per session; CI installs it as root). Skips, with the reason,
+    where no driver or no server can be had. A server this session started is stopped when the
+    session ends, failed tests or not (one that was running before is left running)."""
     missing = pytest.fail if os.environ.get("LABELER_REQUIRE_PG") else pytest.skip  # CI (scripts/test.sh as root)
     try:
         import psycopg  # noqa: F401
     except ImportError:
         missing("the PostgreSQL driver is not installed (pip install 'psycopg[binary]')")
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "pg_server.sh"), "start"], capture_output=True, text=True, timeout=600)
+    was_running = pg_server_cmd("status", timeout=60).returncode == 0
+    r = pg_server_cmd("start")
     if r.returncode != 0:
         missing(f"no PostgreSQL server: {r.stderr.strip()[-300:]}")
-    return r.stdout.strip().splitlines()[-1]
+    try:
+        yield r.stdout.strip().splitlines()[-1]
+    finally:
+        if not was_running:
+            pg_server_cmd("stop", timeout=120)
 
 
 @pytest.fixture(scope="session")

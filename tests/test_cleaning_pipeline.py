@@ -227,3 +227,41 @@ def test_by_default_text_is_looked_for_only_before_auto_accept(tmp_path, capsys)
     images = {r.image_id for r in after.values()}
     assert backfill(store, pol, progress=False, text=True).measured == len(images - waiting)
     assert all(r.text_share is not None for r in S.iter_face_records(store) if r.status == "ingested")
+
+
+def test_clean_reopens_a_name_that_is_not_utf8_and_prints_any_name_on_one_line(tmp_path, capsys):
+    """Issue 35: a file name with bytes that are not UTF-8 and a newline is stored (escaped), and
+    `labeler clean --text` reads it again from its stored path; a name that no longer reads is
+    shown with its newline escaped, on the report's one line."""
+    import os
+
+    from labeler.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    data = (SAMPLE / "smiling_astronaut.png").read_bytes()
+    odd = os.fsencode(folder) + b"/smiling\nastro_caf\xe9_\xff.png"
+    gone = os.fsencode(folder) + b"/gone\nface_\xfe.png"
+    for raw in (odd, gone):
+        with open(raw, "wb") as fh:
+            fh.write(data if raw == odd else _encoded_jpeg(_rgb("笑顔_laughing-woman.jpg")))
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    store = S.Store(url)
+    Autolabeler(store, Config(), load_rules(), clean=False).run(folder, progress=False)
+    paths = sorted(p for r in S.iter_face_records(store) if r.face_id is not None for p in r.paths)
+    assert len(paths) == 2 and all("\\x" in p for p in paths)  # stored with escapes: the database holds UTF-8
+    os.remove(gone)
+    assert main(["clean", "--db", url, "--text", "-q"]) == 0
+    out = capsys.readouterr().out
+    measured = {r.relpath: r.nonphoto for r in S.iter_face_records(store) if r.face_id is not None}
+    assert measured["smiling\nastro_caf\\xe9_\\xff.png"] is not None  # read again through its stored path
+    assert measured["gone\nface_\\xfe.png"] is None
+    (line,) = [x for x in out.splitlines() if "no path reads any more" in x]
+    assert line.startswith("not measured, no path reads any more: 1 (e.g. ") and line.endswith("/gone\\nface_\\xfe.png)")
+    assert "gone\n" not in out and "smiling\n" not in out
+
+
+def _encoded_jpeg(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1])
+    assert ok
+    return buf.tobytes()

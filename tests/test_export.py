@@ -401,6 +401,40 @@ def test_overwrite_error_names_the_cli_flag_in_one_line(db, tmp_path, capsys):
     assert rc == 2 and "--overwrite" in err and "overwrite=True" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("fmt", ["imagefolder", "hf", "fer2013", "labelstudio", "csv", "jsonl"])
+def test_files_of_the_user_in_out_are_never_replaced_without_overwrite(db, tmp_path, capsys, fmt):
+    """A folder that holds a README.md, metadata.json, tracks.csv or a file the format writes (not
+    made by an export) is refused, nothing in it touched, exit 2; --overwrite replaces them."""
+    from labeler.cli import main
+
+    store, _ = db
+    own = {"README.md": "my notes", "metadata.json": '{"mine": 1}', "tracks.csv": "a,b\n"}
+    from labeler.datasets.export import WRITERS
+
+    for i, name in enumerate((*own, *WRITERS[fmt].files)):
+        out = tmp_path / f"{fmt}{i}"
+        out.mkdir()
+        (out / name).write_text(own.get(name, "mine"))
+        (out / "keep.txt").write_text("other")
+        with pytest.raises(ExportError, match=rf"already holds .*{name}.*: choose another --out or pass --overwrite"):
+            export(store, fmt, out)
+        rc = main(["export", "--db", store.url, "--format", fmt, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("labeler: error: ") and name in err and len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in out.iterdir()) == sorted([name, "keep.txt"])
+        assert (out / name).read_text() == own.get(name, "mine")
+        export(store, fmt, out, overwrite=True)
+        assert (out / name).exists() != (name == "tracks.csv") and (out / "keep.txt").read_text() == "other"
+        if name in ("README.md", "metadata.json"):
+            assert (out / name).read_text() != own[name]
+    # beside a named csv file: its README/metadata/tracks neighbours count as well
+    (tmp_path / "l.csv.README.md").write_text("my notes")
+    if fmt == "csv":
+        with pytest.raises(ExportError, match=r"l.csv.README.md"):
+            export(store, fmt, tmp_path / "l.csv")
+        assert (tmp_path / "l.csv.README.md").read_text() == "my notes" and not (tmp_path / "l.csv").exists()
+
+
 def test_a_killed_export_is_marked_and_finished_with_overwrite(db, tmp_path, monkeypatch):
     import labeler.datasets.imagefolder as imagefolder
 

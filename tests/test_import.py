@@ -183,3 +183,31 @@ def test_labelstudio_annotations_made_in_label_studio(db, tmp_path):
     f.write_text("<html>not json</html>")
     with pytest.raises(LabelImportError, match=r"done.json: not a Label Studio JSON export"):
         import_labelstudio(store, f)
+
+
+def test_label_files_that_cannot_be_read_are_one_line_errors_that_name_the_file(db, tmp_path, capsys):
+    """A binary file (csv or labelstudio) names the file and says what was expected; a CSV without
+    the columns says which options name them, and those options exist and work."""
+    from labeler.cli import main
+
+    store, root = db
+    blob = tmp_path / "photo.jpg"
+    blob.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 40)
+    for fmt, what in (("csv", "a CSV file"), ("labelstudio", "a Label Studio JSON export")):
+        assert main(["import", "--db", store.url, "--format", fmt, str(blob)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"labeler: error: {blob}: not UTF-8 text (byte 0xff") and what in err and err.count("\n") == 1, err
+    # a NUL in the middle of text is not a crash either
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"path,label\n" + b"a.jpg,happy\n" * 3 + b"b\x00.jpg,sad\n")
+    assert main(["import", "--db", store.url, "--format", "csv", str(nul)]) in (0, 2)
+    assert "Traceback" not in capsys.readouterr().err
+    # other column names: the message names the options, and they work
+    other = _write_csv(tmp_path / "other.csv", [("dup.jpg", "happy")], header=("picture", "emotion"))
+    assert main(["import", "--db", store.url, "--format", "csv", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert str(other) in err and "--path-column and --label-column" in err and err.count("\n") == 1
+    before = _n_annotations(store)
+    assert main(["import", "--db", store.url, "--format", "csv", str(other), "--path-column", "Picture",
+                 "--label-column", "emotion"]) == 0
+    assert "annotations added:  1" in capsys.readouterr().out and _n_annotations(store) == before + 1

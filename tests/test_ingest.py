@@ -95,11 +95,14 @@ def test_decode_odd_inputs():
         decode(b"")
     with pytest.raises(DecodeError, match="not an image"):
         decode(b"hello world, no pixels here")
-    # a decompression bomb: a PNG header that claims a huge size
-    buf = io.BytesIO()
-    PILImage.new("L", (12000, 12000)).save(buf, format="PNG")
-    with pytest.raises(DecodeError, match="decompression bomb"):
-        decode(buf.getvalue())
+    # a decompression bomb: a PNG header that claims a size over the one cap (refused before decoding)
+    from labeler.ingest.imageio import MAX_PIXELS
+
+    from .bad_corpus import bomb_png
+
+    for w, h in ((30000, 20000), (60000, 60000)):
+        with pytest.raises(DecodeError, match=f"decompression bomb: {w * h:,} pixels, over the limit of {MAX_PIXELS:,} pixels"):
+            decode(bomb_png(w, h))
     # grayscale, palette with transparency, 16-bit: all become RGB
     for im in (PILImage.new("L", (5, 5), 7), PILImage.new("P", (5, 5)), PILImage.new("I;16", (5, 5), 300), PILImage.new("RGBA", (5, 5))):
         b = io.BytesIO()
@@ -293,3 +296,99 @@ def test_folder_that_cannot_be_listed_is_reported(store, tmp_path, monkeypatch):
     assert rep.walk_errors() == [(str(src / "locked"), "cannot list folder: Permission denied (nothing under it was walked)")]
     assert rep.new_images == 1 and store.counts()["images"] == 1
     assert any("cannot list folder: Permission denied: " in line for line in rep.lines())
+
+
+# ---------------------------------------------------------------- large photos (issue 35)
+def _encoded(rgb_or_im, fmt: str, orientation: int = 1, quality: int = 70) -> bytes:
+    im = rgb_or_im if isinstance(rgb_or_im, PILImage.Image) else PILImage.fromarray(rgb_or_im)
+    buf = io.BytesIO()
+    kw = {"quality": quality} if fmt == "JPEG" else {"compress_level": 1}
+    if orientation != 1:
+        exif = PILImage.Exif()
+        exif[0x0112] = orientation
+        kw["exif"] = exif
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_a_48_mp_phone_photo_is_decoded_reduced_and_stored_at_its_full_size(store, tmp_path):
+    """8000x6000 (48 MP) was refused as a decompression bomb; now decoded at 1/2 a side in
+    draft mode, its full size stored, the content where it is, EXIF rotation kept; a 25 MP PNG is
+    reduced after decoding."""
+    from labeler.ingest.imageio import WORK_PIXELS
+
+    im = PILImage.new("RGB", (8000, 6000), (90, 90, 90))
+    im.paste((250, 20, 20), (4000, 1000, 6000, 3000))  # a red block in the top right
+    data = _encoded(im, "JPEG")
+    del im
+    d = decode(data)
+    assert (d.width, d.height, d.format, d.scale) == (8000, 6000, "JPEG", 2.0) and d.rgb.shape == (3000, 4000, 3)
+    assert d.rgb[600:1400, 2100:2900, 0].mean() > 230 and d.rgb[600:1400, 2100:2900, 1].mean() < 40
+    assert d.rgb[2000:, :1500].mean() == pytest.approx(90, abs=3)
+    d = decode(_encoded(PILImage.new("RGB", (8000, 6000), (90, 90, 90)), "JPEG", orientation=6))
+    assert (d.width, d.height, d.scale, d.exif_rotated) == (6000, 8000, 2.0, True) and d.rgb.shape == (4000, 3000, 3)
+    d = decode(_encoded(PILImage.new("RGB", (6000, 4200), (10, 200, 10)), "PNG"))
+    assert (d.width, d.height, d.format, d.scale) == (6000, 4200, "PNG", 2.0) and d.rgb.shape[0] * d.rgb.shape[1] <= WORK_PIXELS
+    # ingest stores it as an image of 8000x6000, not as broken
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "IMG_0001.jpg").write_bytes(data)
+    rep = ingest(store, tmp_path / "in", progress=False)
+    assert rep.new_images == 1 and rep.broken == 0
+    from labeler.store import Image
+
+    with store.session() as s:
+        img = s.scalars(select(Image)).one()
+        assert (img.status, img.width, img.height, img.error) == ("ingested", 8000, 6000, "")
+
+
+def test_reduced_decoding_holds_at_most_max_pixels_and_reports_the_full_size():
+    """Guarantee, over random sizes, formats and EXIF orientations (small images, a small
+    ``max_pixels``): the decoded array holds at most ``max_pixels`` pixels whenever a reduction of
+    at most 1/8 a side (JPEG) or 1/64 (other formats) gets there; ``width``/``height`` are the
+    full oriented size; ``scale`` x the array's width is the full width; the picture is the same."""
+    from labeler.ingest.imageio import reduction
+
+    rng = np.random.default_rng(35)
+    for draw in range(60):
+        w, h = (int(v) for v in rng.integers(16, 400, 2))
+        fmt = ("JPEG", "PNG")[draw % 2]
+        orientation = int(rng.choice([1, 3, 6, 8]))
+        max_pixels = int(rng.integers(200, 60000))
+        rgb = np.zeros((h, w, 3), np.uint8)
+        rgb[:, : w // 2] = 255  # left half white: where it ends up tells the orientation was applied
+        d = decode(_encoded(rgb, fmt, orientation, quality=95), max_pixels=max_pixels)
+        swap = orientation in (6, 8)
+        assert (d.width, d.height) == ((h, w) if swap else (w, h)), (draw, w, h, orientation)
+        k = reduction(w, h, max_pixels, (1, 2, 4, 8) if fmt == "JPEG" else tuple(range(1, 65)))
+        fits = -(-w // k) * -(-h // k) <= max_pixels
+        assert d.rgb.shape[0] * d.rgb.shape[1] <= max_pixels or not fits, (draw, w, h, max_pixels, d.rgb.shape)
+        assert d.scale * d.rgb.shape[1] == pytest.approx(d.width) and d.scale >= 1
+        assert abs(d.rgb.shape[0] * d.scale - d.height) <= d.scale
+        white = {1: (slice(None), slice(0, 1)), 3: (slice(None), slice(-1, None)),
+                 6: (slice(0, 1), slice(None)), 8: (slice(-1, None), slice(None))}[orientation]
+        assert d.rgb[white].mean() > 200, (draw, orientation)
+
+
+def test_stored_paths_lead_back_to_their_files(tmp_path):
+    """Guarantee of labeler.ingest.paths, over random names of any bytes (not UTF-8 ones, newlines,
+    controls): ``fs_path(db_path(p)) == p`` when ``p`` holds no literal backslash-x; the stored form
+    is UTF-8 text; ``shown`` is one line. Files made with such names open through their stored path."""
+    from labeler.ingest.paths import db_path, fs_path, shown
+
+    rng = np.random.default_rng(3535)
+    alphabet = [bytes([b]) for b in range(1, 256) if b != ord("/")] + ["é".encode(), "笑".encode(), b"\\x9f"]
+    made = 0
+    for _ in range(2000):
+        name = b"".join(rng.choice(alphabet, int(rng.integers(1, 20))))
+        p = os.fsdecode(os.fsencode(tmp_path) + b"/" + name)
+        stored = db_path(p)
+        stored.encode("utf-8")  # never raises: the database takes it
+        assert "\n" not in shown(p) and "\r" not in shown(p) and "\x85" not in shown(p)
+        if b"\\x" not in name:
+            assert fs_path(stored) == p, name
+            if made < 200 and name not in (b".", b".."):
+                with open(fs_path(stored), "wb") as fh:
+                    fh.write(b"x")
+                assert os.path.exists(fs_path(stored))
+                made += 1
+    assert made == 200

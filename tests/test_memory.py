@@ -68,3 +68,29 @@ def test_a_44_megapixel_jpeg_is_labeled_under_1_gb(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     faces = int(next(l for l in out.splitlines() if l.startswith("faces")).split()[-1])
     assert faces >= 3  # the team's faces, found on the capped copy
+
+
+@pytest.mark.slow  # ~40 s: a 200 MP JPEG is written (0.8 GB in this process for a moment), then labeled
+@pytest.mark.parametrize("size", [(8000, 6000), (16320, 12240)], ids=["48MP", "200MP"])
+def test_phone_and_camera_photos_of_48_and_200_megapixels_are_labeled_under_1_gb(tmp_path, size):
+    """Issue 35: both were stored as broken ("decompression bomb"). Decoded at 1/2 and 1/4 a side
+    (JPEG draft mode), they are labeled in one process under 1 GB peak RSS, the team's faces found,
+    the image stored at its full size."""
+    src = tmp_path / "in"
+    src.mkdir()
+    team = Image.open(SAMPLE / "happy_team_photo.jpg").convert("RGB")
+    h = round(team.height * size[0] / team.width)
+    canvas = Image.new("RGB", size, (120, 120, 120))
+    canvas.paste(team.resize((size[0], h), Image.BICUBIC), (0, (size[1] - h) // 2))
+    canvas.save(src / "IMG_0001.jpg", quality=85)
+    del canvas
+    db = str(tmp_path / "m.db")
+    peak = _peak_rss_of([sys.executable, "-m", "labeler.cli", "autolabel", str(src), "--db", db, "--workers", "1", "-q"])
+    assert peak < 1 * GB, f"peak RSS {peak / GB:.2f} GB"
+    from labeler.store import Image as ImageRow, Store
+
+    store = Store(f"sqlite:///{db}")
+    with store.session() as s:
+        img = s.query(ImageRow).one()
+        assert (img.status, img.width, img.height) == ("ingested", *size)
+    assert store.counts()["faces"] >= 3  # the team's faces

@@ -153,3 +153,84 @@ def test_reroute_adds_decisions_only_where_the_policy_changes_them(sample_db):
             continue
         d = route(evidence_for(r, nfaces[r.image_id]), strict.routing)
         assert (r.route, r.kind, r.reason) == (d.route, d.kind, d.reason)
+
+
+@pytest.mark.slow  # a 48 MP JPEG is made, then autolabeled: ~10 s on a shared machine
+def test_a_48_mp_phone_photo_is_autolabeled_with_its_face_in_full_size_pixels(tmp_path, sample_db):
+    """Issue 35: an 8000x6000 photo was stored as a broken decompression bomb. It is decoded at a
+    reduced size now; its face is found where the portrait was pasted, the box in the photo's own
+    pixels (the sample portrait's box, scaled and moved), the image stored at its full size."""
+    from PIL import Image as PILImage
+
+    (astro,) = records_by_relpath(sample_db)["smiling_astronaut.png"]
+    canvas = PILImage.new("RGB", (8000, 6000), (70, 90, 110))
+    side, x0, y0 = 2000, 5200, 700
+    canvas.paste(PILImage.open(SAMPLE / "smiling_astronaut.png").convert("RGB").resize((side, side)), (x0, y0))
+    (tmp_path / "in").mkdir()
+    canvas.save(tmp_path / "in" / "IMG_20240501_phone.jpg", "JPEG", quality=85)
+    del canvas
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    rep = Autolabeler(Store(url), Config(), load_rules()).run(tmp_path / "in", progress=False)
+    assert rep.ingest.broken == 0 and rep.images_detected == 1 and rep.faces == 1
+    (rec,) = records_by_relpath(url)["IMG_20240501_phone.jpg"]
+    assert (rec.width, rec.height) == (8000, 6000)
+    s = side / 512
+    want = (x0 + astro.x1 * s, y0 + astro.y1 * s, x0 + astro.x2 * s, y0 + astro.y2 * s)
+    got = (rec.x1, rec.y1, rec.x2, rec.y2)
+    assert max(abs(a - b) for a, b in zip(got, want)) < 0.1 * (want[2] - want[0]), (got, want)
+    assert "small" not in rec.flags and rec.quality["size"] == pytest.approx(min(got[2] - got[0], got[3] - got[1]), rel=0.01)
+
+
+def test_a_run_finishes_what_another_run_recorded_and_left_undetected(tmp_path, sample_db_path):
+    """Issue 35: two autolabels of one folder, one killed with -9. Every file the other run had
+    recorded after this one began (this one took them for that run's work) stayed undetected while
+    this one exited 0 with a normal summary. Now a run detects what is still undetected under its
+    folder at the end (images and the video): the database ends as one run alone leaves it."""
+    from labeler.ingest.walk import ingest
+
+    src = tmp_path / "in"
+    shutil.copytree(SAMPLE, src)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store = Store(url)
+    al = Autolabeler(store, Config(), load_rules())
+    started = al.undetected_ids
+
+    def then_the_other_run_records_everything_and_dies():
+        todo = started()  # this run's view when it began: nothing left to redo
+        ingest(store, src, load_rules(), progress=False)  # the other run: every file recorded, none detected
+        return todo
+
+    al.undetected_ids = then_the_other_run_records_everything_and_dies
+    rep = al.run(src, progress=False)
+    assert _counts(url) == _counts(f"sqlite:///{sample_db_path}")
+    assert Store(url).counts() == Store(f"sqlite:///{sample_db_path}").counts()
+    # 21 files: 3 not images, 3 broken, one copy, the video (already pending when this run's walk began), 13 images
+    assert rep.ingest.new_images == 0 and rep.taken_over == 13 and rep.left == [] and rep.warnings() == []
+    assert "finished here:     13 images another run had recorded but not detected" in rep.lines()
+
+
+def test_what_a_run_cannot_finish_is_said_with_how_to_finish_it(tmp_path, capsys):
+    """An image recorded but not detected that cannot be read when autolabel ends (here: deleted
+    after `labeler ingest`): a warning on stderr says how many, which, and the command that finishes
+    them; `labeler status` lists what is not detected yet."""
+    from labeler.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("smiling_astronaut.png", "coffee_cup.jpg", "happy_team_photo.jpg"):
+        shutil.copyfile(SAMPLE / name, src / name)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["ingest", str(src), "--db", url, "-q"]) == 0
+    (src / "coffee_cup.jpg").unlink()
+    capsys.readouterr()
+    assert main(["autolabel", str(src), "--db", url, "-q", "--workers", "1"]) == 0
+    cap = capsys.readouterr()
+    assert "not detected:      1 images (see the warning)" in cap.out
+    (warn,) = cap.err.strip().splitlines()
+    assert warn.startswith(f"labeler: warning: 1 images under {src} are still not detected (e.g. {src / 'coffee_cup.jpg'})")
+    assert f"run `labeler autolabel {src}` again to finish them" in warn
+    assert main(["status", "--db", url]) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if x.startswith("  not detected yet")]
+    assert line.split()[3] == "1" and line.endswith(f"e.g. {src / 'coffee_cup.jpg'})")
+    assert out.index("face detection done") < out.index("  not detected yet") < out.index("faces (labeling units)")

@@ -7,6 +7,7 @@ or no driver (`psycopg`) can be had."""
 from __future__ import annotations
 
 import csv
+import glob
 import shutil
 import uuid
 
@@ -132,3 +133,66 @@ def test_status_and_errors_never_show_the_password(pg_url, capsys):
     assert main(["status", "--db", bad]) == 2
     err = capsys.readouterr().err
     assert "cannot open database" in err and ":***@" in err and "s3cret" not in err and err.count("\n") == 1
+
+
+_FAILING = '''
+def test_uses_the_server_and_fails(pg_server):
+    import sqlalchemy as sa
+
+    sa.create_engine(pg_server).connect().close()
+    assert False, "fails on purpose"
+'''
+
+
+def _processes_of(folder: str) -> list[str]:
+    """Command lines of the running processes that name ``folder`` (a PostgreSQL server's data folder)."""
+    import os
+
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if folder in cmd and int(pid) != os.getpid():
+            out.append(cmd)
+    return out
+
+
+def test_a_test_session_stops_the_server_it_started_even_when_a_test_fails(tmp_path):
+    """Issue 35: after `bash scripts/test.sh` the server of scripts/pg_server.sh was still running.
+    A pytest session (here a child one, with a folder and port of its own) whose PostgreSQL test
+    fails stops the server it started; a server that was running before it is left running."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, pg_server_cmd
+
+    pytest.importorskip("psycopg")
+    if not glob.glob("/usr/lib/postgresql/*/bin"):
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = f"/tmp/labeler-pg-test-{uuid.uuid4().hex[:8]}"  # under /tmp itself: the postgres user must reach it
+    env = {**os.environ, "LABELER_PG_DIR": folder, "LABELER_PG_PORT": str(port), "PYTHONPATH": str(ROOT)}
+    env.pop("LABELER_REQUIRE_PG", None)
+    (tmp_path / "test_inner.py").write_text(_FAILING, encoding="utf-8")
+    inner = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "tests.conftest",
+             str(tmp_path / "test_inner.py")]
+    try:
+        r = subprocess.run(inner, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 1 and "1 failed" in r.stdout and "fails on purpose" in r.stdout, r.stdout[-2000:]
+        assert pg_server_cmd("status", env=env).returncode != 0 and _processes_of(folder) == []
+        # a server that runs before the session is not the session's to stop
+        assert pg_server_cmd("start", env=env).returncode == 0
+        r = subprocess.run(inner, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-2000:]
+        assert pg_server_cmd("status", env=env).returncode == 0
+    finally:
+        pg_server_cmd("stop", env=env)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert _processes_of(folder) == []

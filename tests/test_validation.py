@@ -61,6 +61,10 @@ def test_every_setting_has_a_spec_and_the_defaults_pass(tmp_path):
         ("[routing]\nweights = {disagree = -1.0}", "[routing] weights: expected a table of review kinds", "found {'disagree': -1.0}"),
         ("[routing]\nweights = {nope = 1.0}", "[routing] weights", "found {'nope': 1.0}"),
         ("[detect]\nmax_side = 10", "[detect] max_side: expected an integer from 64 to 20000 (or 0: off)", "found 10"),
+        ("[routing]\ntarget_precision = 1.0", "[routing] target_precision: expected a finite number strictly between 0 and 1",
+         "found 1.0"),
+        ("[routing]\ntarget_precision = 0", "[routing] target_precision: expected a finite number strictly between 0 and 1",
+         "found 0"),
     ],
 )
 def test_bad_config_values_are_one_line_errors(tmp_path, text, where, found):
@@ -169,6 +173,37 @@ def test_missing_path_no_database(tmp_path, monkeypatch, capsys, cmd):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("cmd", ["autolabel", "ingest"])
+def test_a_file_that_is_not_an_image_or_an_empty_folder_is_said(tmp_path, monkeypatch, capsys, cmd):
+    """Issue 35: `autolabel notes.txt` and `autolabel empty/` exited 0 with "files seen: 0" and made
+    an empty database. A file that is neither an image nor a video is an error (exit 2); an empty
+    folder (or one of hidden files only) a warning; neither makes a database. With a database
+    there already, the run goes on (re-proposing, re-routing) after the warning."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / ".photo.jpg").write_bytes((SAMPLE / "coffee_cup.jpg").read_bytes())
+    assert main([cmd, "notes.txt", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("labeler: error: notes.txt: not an image or a video (neither its name nor its first bytes); expected a "
+                   "folder of images, or one image or video file: pass the folder that holds your images\n")
+    for folder in ("empty", "hidden"):
+        assert main([cmd, folder, "-q"]) == 0
+        cap = capsys.readouterr()
+        assert cap.err == (f"labeler: warning: {folder}: no file found in this folder (hidden files and links to folders are "
+                           "not walked); nothing to ingest: pass the folder that holds your images; no database was made.\n")
+        assert cap.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "hidden", "notes.txt"]
+    # an image named .txt is still an image (by its bytes), and an existing database: the run goes on
+    (tmp_path / "photo.txt").write_bytes((SAMPLE / "coffee_cup.jpg").read_bytes())
+    assert main(["ingest", "photo.txt", "-q"]) == 0 and "new images:        1" in capsys.readouterr().out
+    assert main([cmd, "empty", "-q"]) == 0
+    cap = capsys.readouterr()
+    assert cap.err.startswith("labeler: warning: empty: no file found") and cap.err.endswith("your images.\n")
+    assert "files seen:        0" in cap.out
+
+
 def test_bad_config_or_rules_no_database(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.toml").write_text("[crop]\nsize = 0\n", encoding="utf-8")
@@ -177,6 +212,25 @@ def test_bad_config_or_rules_no_database(tmp_path, monkeypatch, capsys):
     assert main(["autolabel", str(SAMPLE), "--rules", "/dev/zero", "-q"]) == 2
     assert "rules file /dev/zero: expected a regular text file" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_a_config_value_refused_by_its_settings_class_names_the_file(tmp_path, monkeypatch, capsys):
+    """target_precision = 1.0 passed the range check and was refused by RoutingPolicy without the
+    file's name; now the spec says "strictly between", and any check of a settings class keeps it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text("[routing]\ntarget_precision = 1.0\n", encoding="utf-8")
+    for argv in (["autolabel", str(SAMPLE), "-q"], ["eval", "--labels", "c.toml"]):
+        assert main([*argv, "--config", "c.toml"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("labeler: error: c.toml [routing] target_precision: expected a finite number strictly between")
+        assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+    # the net under the specs: a value a spec lets through but the settings class refuses
+    from labeler.config import Spec
+
+    monkeypatch.setitem(SPECS["routing"], "target_precision", Spec("float", 0.0, 1.0, "precision"))
+    with pytest.raises(ConfigError, match=r"c.toml \[routing\]: target precision must be between 0 and 1 .*not 1.0; fix"):
+        load_config(tmp_path / "c.toml")
 
 
 def test_autolabel_into_a_missing_folder_is_one_line(tmp_path, monkeypatch, capsys):

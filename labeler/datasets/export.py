@@ -59,13 +59,20 @@ class Target:
     readme: Path
     metadata: Path
     marker: Path
+    tracks: Path
+
+    def files(self, writer: Writer) -> list[Path]:
+        """The files this export writes into ``folder`` (the data file ``--out`` names excepted)."""
+        own = [self.folder / f for f in writer.files] if self.data_file is None else []
+        return [*own, self.readme, self.metadata, self.tracks]
 
     @classmethod
     def of(cls, out: Path, writer: Writer) -> "Target":
         if writer.file_suffix and out.suffix.lower() == writer.file_suffix and not out.is_dir():
             d = out.parent
-            return cls(d, out, d / f"{out.name}.README.md", d / f"{out.name}.metadata.json", d / f"{out.name}.{INCOMPLETE}")
-        return cls(out, None, out / "README.md", out / "metadata.json", out / INCOMPLETE)
+            return cls(d, out, d / f"{out.name}.README.md", d / f"{out.name}.metadata.json", d / f"{out.name}.{INCOMPLETE}",
+                       videos.tracks_path(d, out))
+        return cls(out, None, out / "README.md", out / "metadata.json", out / INCOMPLETE, videos.tracks_path(out, None))
 
 
 def _prepare(target: Target, writer: Writer, out: Path, overwrite: bool) -> None:
@@ -80,14 +87,15 @@ def _prepare(target: Target, writer: Writer, out: Path, overwrite: bool) -> None
     except OSError as e:
         raise ExportError(f"cannot make the export folder {target.folder} ({e.strerror}): give --out a path whose parents are folders") from None
     old = [target.folder / s for s in writer.folders if (target.folder / s).is_dir() and any((target.folder / s).iterdir())]
-    if target.marker.exists():
-        old.append(target.marker)
+    old += [p for p in (*target.files(writer), target.marker) if p.is_symlink() or p.exists()]
     if not old:
         return
     if not overwrite:
         what = ", ".join(p.name + ("/" if p.is_dir() else "") for p in old)
-        raise ExportError(f"{target.folder} already holds {'a partial' if target.marker in old else 'an'} export ({what}): "
-                          f"choose another --out or {_OVERWRITE} to replace it")
+        kind = "a partial export" if target.marker in old else (
+            "an export" if target.metadata in old or any(p.is_dir() for p in old) else "files this export writes")
+        raise ExportError(f"{target.folder} already holds {kind} ({what}): choose another --out or {_OVERWRITE} to replace "
+                          f"{'them' if kind.startswith('files') else 'it'}")
     for p in old:  # only what this writer makes, never the rest of the folder
         if p.is_symlink() or not p.is_dir():
             p.unlink()

@@ -14,6 +14,7 @@ FER_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 
 class Fer2013Writer(Writer):
     name = "fer2013"
+    files = ("fer2013.csv",)
     note = ("`fer2013.csv`: `emotion,pixels,Usage`; emotion is the FER2013 index "
             "(0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral), pixels 48x48 grayscale "
             "row-major, Usage Training/PublicTest/PrivateTest = train/val/test.")

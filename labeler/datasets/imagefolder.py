@@ -13,6 +13,7 @@ from labeler.datasets.writer import ExportOptions, ExportRun, Writer
 class ImageFolderWriter(Writer):
     name = "imagefolder"
     folders = SPLITS
+    files = ("classes.txt",)
     note = ("`<split>/<class>/<file>.jpg` aligned face crops. Load with "
             "`torchvision.datasets.ImageFolder('<out>/train')` (class index = sorted folder names, see "
             "`classes.txt` and metadata.json `class_index`). A split that lacks a class (small data sets) "

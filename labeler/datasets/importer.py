@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import csv
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from labeler.errors import LabelerError
 from labeler.store import Store, add_import_annotations, add_vote_proposals, image_faces, images_by_path, ingest_roots
@@ -114,6 +115,20 @@ def candidates(value: str, base: Path, roots: list[str]) -> list[str]:
     return out
 
 
+@contextmanager
+def unreadable(path: Path, expected: str) -> Iterator[None]:
+    """A label file that is not UTF-8 text (a binary file, another encoding) or not a readable CSV
+    becomes a one-line error that names the file and says what was expected."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise LabelImportError(
+            f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} cannot be decoded; a binary file or another "
+            f"encoding); expected {expected} saved as UTF-8: save it as UTF-8 text (\"CSV UTF-8\") and import it again") from None
+    except csv.Error as e:
+        raise LabelImportError(f"{path}: not a readable CSV ({e}); expected {expected}: fix the line or export the file again") from None
+
+
 # --------------------------------------------------------------------------------------------
 # csv
 
@@ -155,7 +170,7 @@ class _Columns:
             raise LabelImportError(
                 f"{source}: needs a path column ({path_column or ' or '.join(PATH_COLUMNS)}) and a {label_column!r} "
                 f"column (or vote-count columns named after the classes); found {', '.join(fieldnames or []) or 'no header'}: "
-                "rename the header or pass the column names")
+                "rename the header or name the columns with --path-column and --label-column")
         return cls(pcol, lcol, cols.get("face"), cols.get("annotator"), votes)
 
 
@@ -200,7 +215,7 @@ def import_csv(
     csv_dir = path.resolve().parent
     roots = ingest_roots(store)
     rep = ImportReport(source=str(path))
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh, unreadable(path, "a CSV file (path,label rows)"):
         reader = csv.DictReader(fh, dialect=_sniff(fh))
         cols = _Columns.find(reader.fieldnames, path, path_column, label_column)
         for chunk in batched(enumerate(reader, start=2), CHUNK):

@@ -15,7 +15,7 @@ from xml.sax.saxutils import quoteattr
 
 from labeler.datasets.common import face_file_name, image_name, inside
 from labeler.datasets.crops import crop_jpeg
-from labeler.datasets.importer import CHUNK, ImportReport, LabelImportError, candidates, parse_labels
+from labeler.datasets.importer import CHUNK, ImportReport, LabelImportError, candidates, parse_labels, unreadable
 from labeler.datasets.select import NOT_A_CLASS
 from labeler.datasets.writer import ExportOptions, ExportRun, Writer
 from labeler.store import Store, add_import_annotations, faces_by_key, image_faces, images_by_path, ingest_roots
@@ -68,6 +68,7 @@ def labelstudio_task(rec, crop_rel: str, split: str, url_prefix: str) -> dict[st
 class LabelStudioWriter(Writer):
     name = "labelstudio"
     folders = ("crops",)
+    files = ("tasks.json", "label_config.xml")
     all_rows_default = True
     note = ("`tasks.json`: Label Studio tasks (import it in a project using `label_config.xml`). "
             "`data.image` points at `crops/<file>.jpg` through a local-files URL: start Label Studio with "
@@ -129,7 +130,8 @@ def _choices(ann: dict[str, Any]) -> list[str]:
 
 
 def _load_tasks(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8-sig")
+    with unreadable(path, "a Label Studio JSON export"):
+        text = path.read_text(encoding="utf-8-sig")
     try:
         data = json.loads(text)
     except json.JSONDecodeError:  # JSON lines

@@ -154,6 +154,7 @@ class _RowsWriter(Writer):
 class CsvWriter(_RowsWriter):
     name = "csv"
     file_suffix = ".csv"
+    files = ("labels.csv",)
     note = ("`labels.csv` (or the file named): one row per face and one per image without a usable face "
             "(route no_face/broken/pending). `label_bucket`/`label_precision` (with its 95% interval): the "
             "auto-accept bucket of an auto-accepted label and its estimated precision (empty for human labels). "
@@ -179,6 +180,7 @@ class CsvWriter(_RowsWriter):
 class JsonlWriter(_RowsWriter):
     name = "jsonl"
     file_suffix = ".jsonl"
+    files = ("labels.jsonl",)
     note = "`labels.jsonl`: the same content as the CSV export, one JSON object per line."
 
     def start(self, fh, assessment=None) -> Callable[[Any, bool, str], None]:

@@ -36,12 +36,17 @@ def video_groups(store: Store) -> dict[int, int]:
     return frame_groups(store)
 
 
+def tracks_path(folder: Path, data_file: Optional[Path]) -> Path:
+    """Where the per-track CSV goes: ``tracks.csv`` in the export folder, or ``<data file>.tracks.csv``."""
+    return data_file.with_name(data_file.name + ".tracks.csv") if data_file is not None else folder / "tracks.csv"
+
+
 def write_tracks_csv(store: Store, folder: Path, data_file: Optional[Path], splits: dict[int, str]) -> Optional[Path]:
     """The per-track CSV beside the export; None (nothing written) when the database has no track."""
     recs = track_records(store)
     if not recs:
         return None
-    path = data_file.with_name(data_file.name + ".tracks.csv") if data_file is not None else folder / "tracks.csv"
+    path = tracks_path(folder, data_file)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=TRACK_COLUMNS)
         w.writeheader()

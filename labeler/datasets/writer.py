@@ -93,6 +93,8 @@ class Writer:
     name: str = ""
     #: sub-folders it fills with files (an earlier export's are refused or, with --overwrite, removed)
     folders: tuple[str, ...] = ()
+    #: files it writes into the export folder (an earlier export's are refused or, with --overwrite, replaced)
+    files: tuple[str, ...] = ()
     #: the suffix of a data file ``--out`` may name instead of a folder (csv/jsonl), else ""
     file_suffix: str = ""
     #: what it writes, for the README

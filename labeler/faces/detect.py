@@ -113,6 +113,14 @@ def detect_capped(detector: Detector, rgb: np.ndarray, max_side: int = MAX_SIDE,
     return back(two_pass(small, coarse_face, lambda dets: needed(back(dets)) / max(sx, sy)))
 
 
+def scaled(det: Detection, s: float) -> Detection:
+    """``det`` with its box and landmarks multiplied by ``s`` (pixels of a reduced image -> full size)."""
+    if s == 1.0:
+        return det
+    lm = None if det.landmarks is None else tuple((x * s, y * s) for x, y in det.landmarks)
+    return Detection(box=tuple(v * s for v in det.box), score=det.score, landmarks=lm)
+
+
 def needed_size(dets: Sequence[Detection], img_w: int, img_h: int, min_score: float = 0.9, min_rel_size: float = 0.25,
                 min_size: float = 20, margin: float = NEED_MARGIN) -> float:
     """The smallest face size (px, short side of the box) that :func:`filter_detections` could

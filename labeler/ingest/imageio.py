@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
-#: Largest image we decode (pixels); larger ones are recorded as decompression bombs.
-MAX_PIXELS = 90_000_000
+#: The one cap on an image's size (width x height as its header says, in pixels): a larger one is a
+#: decompression bomb, recorded as broken and never decoded. Cameras and phones make 48-200 MP
+#: photos; 500 MP is beyond them. Pillow's own guard is set from it (it warns above it, which
+#: :func:`decode` turns into the same refusal, and refuses twice it outright).
+MAX_PIXELS = 500_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+#: A photo with more pixels than this is decoded at a reduced size, 1/2, 1/4 or 1/8 a side (a JPEG
+#: while it is decoded, Pillow's draft mode: memory stays that of the reduced image; other formats
+#: are decoded whole, then reduced). Detection sees at most 1600 px a side anyway (faces.detect)
+#: and a stored crop is 112 px; boxes are mapped back to the full size (:attr:`Decoded.scale`).
+WORK_PIXELS = 24_000_000
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 #: extensions looked at during a folder walk even if the content is not an image (then: broken)
@@ -41,15 +51,39 @@ class DecodeError(ValueError):
 
 @dataclass
 class Decoded:
-    rgb: np.ndarray  # H x W x 3 uint8, EXIF orientation applied
+    rgb: np.ndarray  # H x W x 3 uint8, EXIF orientation applied; reduced when the photo is large
     format: str  # by content: JPEG, PNG, ...
-    width: int
+    width: int  # the full size of the photo (EXIF orientation applied), not of ``rgb`` when reduced
     height: int
     exif_rotated: bool = False
+    #: full-size pixels per pixel of ``rgb`` (1.0, or about 2, 4, 8 for a reduced large photo)
+    scale: float = 1.0
 
 
-def decode(data: bytes) -> Decoded:
-    """Decode image bytes, whatever the file's extension says."""
+#: EXIF orientation -> the transpose that shows the photo upright (as ImageOps.exif_transpose does)
+_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+
+def bomb_reason(pixels: Optional[int] = None) -> str:
+    """Why an image is refused as a decompression bomb (the one limit: :data:`MAX_PIXELS`)."""
+    size = f"{pixels:,} pixels, " if pixels else ""
+    return f"decompression bomb: {size}over the limit of {MAX_PIXELS:,} pixels"
+
+
+def reduction(width: int, height: int, max_pixels: int = WORK_PIXELS, steps: tuple[int, ...] = (1, 2, 4, 8)) -> int:
+    """The smallest of ``steps`` (a JPEG can be decoded at 1/2, 1/4, 1/8 a side) that brings the
+    image to at most ``max_pixels``; the largest step when none does."""
+    for k in steps:
+        if -(-width // k) * -(-height // k) <= max_pixels:
+            return k
+    return steps[-1]
+
+
+def decode(data: bytes, max_pixels: int = WORK_PIXELS) -> Decoded:
+    """Decode image bytes, whatever the file's extension says; a photo of more than ``max_pixels``
+    is reduced (see :data:`WORK_PIXELS`), one of more than :data:`MAX_PIXELS` refused."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -58,17 +92,21 @@ def decode(data: bytes) -> Decoded:
             im = Image.open(io.BytesIO(data))
             fmt = im.format or "unknown"
             w, h = im.size
-            if w * h > MAX_PIXELS // 2:
-                raise DecodeError(f"decompression bomb: {w}x{h} pixels exceeds the limit of {MAX_PIXELS // 2:,}")
+            if w * h > MAX_PIXELS:
+                raise DecodeError(bomb_reason(w * h))
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
+            k = reduction(w, h, max_pixels)
+            if k > 1 and fmt == "JPEG":
+                im.draft(im.mode, (max(1, w // k), max(1, h // k)))  # libjpeg decodes at 1/k a side
             im.load()
         except DecodeError:
             raise
         except UnidentifiedImageError:
             raise DecodeError("not an image (unknown format)") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise DecodeError(f"decompression bomb: {e}") from None
+            m = re.search(r"\((\d+) pixels\)", str(e))
+            raise DecodeError(bomb_reason(int(m.group(1)) if m else None)) from None
         except OSError as e:
             msg = str(e)
             if "truncated" in msg:
@@ -76,14 +114,10 @@ def decode(data: bytes) -> Decoded:
             raise DecodeError(f"cannot decode: {msg}") from None
         except (ValueError, SyntaxError, EOFError, MemoryError) as e:
             raise DecodeError(f"cannot decode: {type(e).__name__}: {e}") from None
-    rotated = False
     try:
-        orientation = im.getexif().get(0x0112, 1)
-        if orientation and orientation != 1:
-            im = ImageOps.exif_transpose(im)
-            rotated = True
+        orientation = im.getexif().get(0x0112, 1) or 1
     except Exception:  # a broken EXIF block must not lose the image
-        pass
+        orientation = 1
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float32)
         arr = (255 * (arr - arr.min()) / max(1.0, float(arr.max() - arr.min()))).astype(np.uint8)
@@ -92,11 +126,18 @@ def decode(data: bytes) -> Decoded:
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im)
+    k = reduction(*im.size, max_pixels, steps=tuple(range(1, 65)))
+    if k > 1:  # not a JPEG (or one draft mode could not reduce): reduced after decoding
+        im = (im if im.mode not in ("1", "P") else im.convert("RGB")).reduce(k)
+    rotated = orientation in _ORIENT
+    if rotated:
+        im = im.transpose(_ORIENT[orientation])
     rgb = to_rgb_array(im)
     del im
     if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise DecodeError("image has no pixels")
-    return Decoded(rgb=rgb, format=fmt, width=rgb.shape[1], height=rgb.shape[0], exif_rotated=rotated)
+    full_w, full_h = (h, w) if rotated and orientation in (5, 6, 7, 8) else (w, h)
+    return Decoded(rgb=rgb, format=fmt, width=full_w, height=full_h, exif_rotated=rotated, scale=full_w / rgb.shape[1])
 
 
 #: rows of at most this many bytes are converted at a time (see :func:`to_rgb_array`)

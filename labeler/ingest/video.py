@@ -329,21 +329,27 @@ def video_facts(path: Union[str, Path]) -> tuple[str, int, dict]:
     sampled by autolabel), '' when it cannot (broken with the reason, nothing more to do); a file
     the container's size fields say is cut short is ``broken`` with that reason but keeps its
     container: the frames before the damage are still used."""
-    import hashlib
-
     path = Path(path)
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
+    sha, size = file_sha256(path, with_size=True)
     facts = {"width": 0, "height": 0, "format": "", "status": "broken", "error": ""}
     try:
         info = probe(path)
     except DecodeError as e:
         facts["error"] = e.reason
-        return h.hexdigest(), size, facts
+        return sha, size, facts
     problem = container_problem(path, info.container)
     facts.update(width=info.width, height=info.height, format=info.container,
                  status="broken" if problem else "ingested", error=problem)
-    return h.hexdigest(), size, facts
+    return sha, size, facts
+
+
+def file_sha256(path: Union[str, Path], with_size: bool = False):
+    """The sha256 (hex) of a file, read in 1 MB chunks (never whole); with ``with_size``, (sha, size)."""
+    import hashlib
+
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return (h.hexdigest(), size) if with_size else h.hexdigest()

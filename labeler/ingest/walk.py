@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from labeler.errors import LabelerError
 from labeler.ingest.imageio import IMAGE_EXTS, Decoded, DecodeError, decode, looks_like_image
+from labeler.ingest.paths import db_path, shown
 from labeler.ingest.rules import RuleSet
 from labeler.ingest.video import VIDEO_EXTS, looks_like_video, video_facts
 from labeler.store import Store, known_paths, record_path
@@ -77,23 +79,8 @@ class IngestReport:
             by_why.setdefault(_short_reason(why), []).append(p)
         for why, paths in sorted(by_why.items()):
             more = f" (+{len(paths) - EXAMPLES} more)" if len(paths) > EXAMPLES else ""
-            out.append(f"  not stored: {len(paths):4d}  {why}: {'; '.join(_shown(p) for p in paths[:EXAMPLES])}{more}")
+            out.append(f"  not stored: {len(paths):4d}  {why}: {'; '.join(shown(p, 120) for p in paths[:EXAMPLES])}{more}")
         return out
-
-
-def _shown(path: str, n: int = 120) -> str:
-    p = db_path(path)
-    return p if len(p) <= n else p[: n // 2] + "..." + p[-n // 2 :]
-
-
-def db_path(path: str) -> str:
-    """A path as stored and shown: a name that is not UTF-8 (undecodable bytes, kept by Python as
-    surrogates) gets ``\\xNN`` escapes instead, since the database holds UTF-8 text only."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def iter_files(root: Path, report: Optional[IngestReport] = None) -> Iterator[Path]:
@@ -130,6 +117,32 @@ def iter_files(root: Path, report: Optional[IngestReport] = None) -> Iterator[Pa
             else:
                 yield Path(e.path)
         stack.extend(reversed(subdirs))
+
+
+def check_source(path: str | Path) -> Optional[str]:
+    """What to warn about before ingesting ``path``, or None. A file that is neither named nor shaped
+    like an image or a video is a one-line :class:`LabelerError` (nothing would be stored); a folder
+    in which the walk finds no file gives a warning (hidden files and links to folders are not walked)."""
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return None  # stored as broken, with the reason, by ingest
+    if stat.S_ISDIR(mode):
+        if next(iter_files(p), None) is None:
+            return (f"{shown(str(p))}: no file found in this folder (hidden files and links to folders are not walked); "
+                    "nothing to ingest: pass the folder that holds your images")
+        return None
+    if stat.S_ISREG(mode) and not _is_video(p):
+        try:
+            with open(p, "rb") as fh:
+                head = fh.read(16)
+        except OSError:
+            return None
+        if not _is_candidate(p, head):
+            raise LabelerError(f"{shown(str(p))}: not an image or a video (neither its name nor its first bytes); expected a "
+                               "folder of images, or one image or video file: pass the folder that holds your images")
+    return None
 
 
 def _is_dir(e: os.DirEntry, follow: bool) -> bool:

@@ -57,6 +57,7 @@ from labeler.store.faces import (  # noqa: F401
     route_broken,
     save_detections,
     stored_faces,
+    undetected,
     undetected_ids,
 )
 from labeler.store.records import (  # noqa: F401

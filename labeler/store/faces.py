@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
@@ -13,8 +13,8 @@ from labeler.store.images import decode_flags, encode_flags, image_rules
 from labeler.store.cleaning import clean_values, to_signed
 from labeler.store.locks import lock
 from labeler.store.records import current_annotations
-from labeler.store.schema import DecisionRow, Face, Image, Proposal
-from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace, text_pending
+from labeler.store.schema import DecisionRow, Face, Image, ImagePath, Proposal
+from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace, Undetected, text_pending
 
 NO_FACE = Decision(route="no_face", label=None, reason="no face detected", kind="no_face")
 
@@ -23,6 +23,24 @@ def undetected_ids(store: Store) -> set[int]:
     """Images ingested earlier whose detection never finished (a killed run)."""
     with store.session() as s:
         return set(s.scalars(select(Image.id).where(Image.status == "ingested", Image.detected.is_(False))))
+
+
+def undetected(store: Store, under: Optional[str] = None) -> list[Undetected]:
+    """Every image and video ingested and not detected yet (ingested only, a run stopped, or one
+    still at work), by its first path; with ``under`` (a stored folder path, or a file's), only
+    those with a path there."""
+    from labeler.store.video import VIDEO_FORMATS
+
+    q = (select(Image.id, Image.format, ImagePath.path, Image.sha256).join(ImagePath, ImagePath.image_id == Image.id)
+         .where(Image.status == "ingested", Image.detected.is_(False)).order_by(Image.id, ImagePath.id))
+    if under is not None:
+        inside = under.rstrip("/") + "/"
+        q = q.where(or_(ImagePath.path == under, ImagePath.path.startswith(inside, autoescape=True)))
+    out: dict[int, Undetected] = {}
+    with store.session() as s:
+        for iid, fmt, path, sha in s.execute(q):
+            out.setdefault(iid, Undetected(iid, fmt in VIDEO_FORMATS, path, sha))
+    return list(out.values())
 
 
 def pending_rules(store: Store, image_ids: Iterable[int]) -> dict[int, ImageRules]:

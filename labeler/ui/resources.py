@@ -17,6 +17,8 @@ from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont, ImageOps
 
 from labeler import store as S
+from labeler.ingest.imageio import MAX_PIXELS  # noqa: F401 - importing it sets Pillow's bomb guard to the one cap
+from labeler.ingest.paths import fs_path
 
 #: one box to draw: (face_id, x1, y1, x2, y2, caption) in EXIF-oriented pixels
 BoxSpec = tuple[int, float, float, float, float, str]
@@ -88,12 +90,12 @@ def _open_oriented(path: str, max_side: int) -> Optional[tuple[PILImage.Image, i
     """The photo, EXIF-rotated, RGB, at most ``max_side`` pixels a side, and its full oriented
     width; None when the file cannot be read."""
     try:
-        im = PILImage.open(path)
+        im = PILImage.open(fs_path(path))
         full_w, _full_h = _oriented_size(im)
         if im.format == "JPEG":
             im.draft("RGB", (max_side, max_side))  # decode at a reduced scale: fast for big photos
         im = ImageOps.exif_transpose(im).convert("RGB")
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError):
         return None
     im.thumbnail((max_side, max_side))
     return im, full_w
