@@ -15,7 +15,7 @@ OWNED = {"sqlalchemy": "store", "alembic": "store", "streamlit": "ui", "torch": 
          "ray": "distributed", "cleanlab": "quality", "crowdkit": "quality", "sklearn": "quality"}
 #: lower layers must not import these upper ones
 UPPER = ("pipeline", "work", "distributed", "datasets", "training", "reports", "ui", "cli")
-LOWER = ("types", "errors", "util", "resources", "routing", "config", "ingest", "faces", "fer", "store", "quality")
+LOWER = ("types", "errors", "util", "resources", "routing", "selection", "flow", "audit", "config", "ingest", "faces", "fer", "store", "quality")
 
 
 def _modules():
@@ -57,7 +57,7 @@ def test_import_rules(mod, path):
         if not imp.startswith("labeler."):
             continue
         target = _top(imp)
-        if target == "cli" and mod != "labeler.__main__":
+        if target == "cli" and mod != "labeler.__main__" and here != "cli":
             problems.append(f"{imp}: nothing imports the CLI")
         if target == "ui" and here != "ui" and not (here == "cli" and imp.startswith("labeler.ui.launch")):
             problems.append(f"{imp}: nothing imports the UI (the CLI only starts it through labeler.ui.launch)")
