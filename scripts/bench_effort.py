@@ -247,6 +247,8 @@ def main(argv=None) -> int:
     ap.add_argument("--time", action="append", default=[], metavar="KEY=SECONDS", help="a time-model constant")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-minutes", type=float, default=60.0)
+    ap.add_argument("--reuse", default=None, metavar="DIR",
+                    help="start from the database and links of an eval_selection.py --work DIR (the whole set, text looked for)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     if out.exists() and any(out.iterdir()):
@@ -254,7 +256,17 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     os.environ["LABELER_USER_MODELS"] = str(out / "models")
     tm = TimeModel.measured({k: float(v) for k, v in (t.split("=", 1) for t in a.time)})
-    db, truth = build(a.set, out)
+    if a.reuse:  # an eval_selection.py work folder: its database (text already looked for) and links
+        src = Path(a.reuse)
+        db = out / "bench.db"
+        shutil.copyfile(src / f"{a.set}.db", db)
+        from eval_audit import truth_fer
+        from eval_selection import truth_dev
+
+        t = {str(k): v for k, v in (truth_fer(None, 0) if a.set == "fer" else truth_dev()).items()}
+        truth = {str(lk.absolute()): t[os.readlink(lk)] for lk in (src / f"{a.set}_images").iterdir() if os.readlink(lk) in t}
+    else:
+        db, truth = build(a.set, out)
     res = run(db, truth, tm, Annotator(a.card_error, a.grid_miss, a.seed), not a.no_grids, a.retrain_every, a.batch,
               a.max_minutes, None)
     res.update(set=a.set, grids=not a.no_grids, time_model=asdict(tm), card_error=a.card_error, grid_miss=a.grid_miss,

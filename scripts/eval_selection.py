@@ -77,7 +77,7 @@ def base_db(name: str, truth: dict[Path, str], work: Path) -> tuple[Path, dict[s
 
 
 def one_seed(db: Path, truth: dict[str, str], seed: int, method: str, target: float, audit_size: int,
-             single_only: bool) -> dict:
+             single_only: bool, always: bool = False) -> dict:
     from labeler.cleanup import reroute_checked
     from labeler.config import Config
     from labeler.store import Store, add_audit, iter_face_records, members, pending_audits, selection_of
@@ -85,7 +85,8 @@ def one_seed(db: Path, truth: dict[str, str], seed: int, method: str, target: fl
     run = db.with_suffix(f".seed{seed}.db")
     shutil.copyfile(db, run)
     store = Store(f"sqlite:///{run}")
-    pol = replace(Config().routing, method=method, target_precision=target, audit_size=audit_size, audit_seed=seed)
+    pol = replace(Config().routing, method=method, target_precision=target, audit_size=audit_size, audit_seed=seed,
+                  audit_always=always)
     recs = {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
     n_img = Counter(r.image_id for r in recs.values())
 
@@ -150,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--audit-size", type=int, default=100)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--audit-always", action="store_true",
+                    help="audit even where the tool would not (audits not expected to pay): measures the selection itself")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -159,15 +162,17 @@ def main(argv=None) -> int:
         db, links = base_db(name, truth, work)
         rows = []
         for seed in range(args.seeds):
-            r = one_seed(db, links, seed, args.method, args.target, args.audit_size, single_only=name == "dev")
+            r = one_seed(db, links, seed, args.method, args.target, args.audit_size, single_only=name == "dev",
+                         always=args.audit_always)
             rows.append(r)
             print(f"  {name} seed {seed}: {r['answers']} audits, share {r['share']:.1%}, precision "
                   f"{r['precision'] if r['precision'] is None else round(r['precision'], 4)}, estimate {r['estimate']}, "
                   f"ceiling {r['ceiling']:.1%}, {r['seconds']} s", flush=True)
-        line = summarize(f"{name} ({args.method}, target {args.target:g}, audit size {args.audit_size})", rows, args.target)
+        line = summarize(f"{name} ({args.method}, target {args.target:g}, audit size {args.audit_size}"
+                         f"{', audits always' if args.audit_always else ''})", rows, args.target)
         print(line, flush=True)
         out.append({"set": name, "method": args.method, "rows": rows, "summary": line})
-    (work / f"eval_selection_{args.method}.json").write_text(json.dumps(out, indent=1))
+    (work / f"eval_selection_{args.method}{'_always' if args.audit_always else ''}.json").write_text(json.dumps(out, indent=1))
     return 0
 
 
