@@ -303,6 +303,9 @@ def test_overview_counts_match_db(db, monkeypatch):
     assert _metric(at, "Remaining") == str(c["route_review"] - 1)
     assert _metric(at, "Auto-accepted") == str(c.get("route_auto", 0))
     assert _metric(at, "No face (images)") == str(c.get("route_no_face", 0))
+    # auto-accept's state, as `labeler status` says it: a sample this small is not worth auditing
+    assert _metric(at, "Audits answered") == "0 / 0"
+    assert any("too few for blind audits to pay for themselves" in x.value for x in at.caption)
     said = [x.value for x in at.caption if "faces of video frames" in x.value]
     assert c["route_track"] > 0 and said == [f"{c['route_track']} faces of video frames are labeled per track, on the Tracks page (not in Remaining)."]
     assert len(at.get("vega_lite_chart")) >= 3  # progress, classes, agreement, annotators

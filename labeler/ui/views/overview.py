@@ -64,7 +64,7 @@ def _auto_accept(db: S.Store) -> None:
     st.markdown("**Auto-accept**")
     c = st.columns(4)
     c[0].metric("Audits answered", f"{st_.selection.calibration} / {st_.selection.audit_size}")
-    c[1].metric("Auto-accepted", st_.selection.accepted)
+    c[1].metric("Selected by the audits", st_.selection.accepted, help="candidate faces the conformal selection accepts now")
     e, d = st_.selection.estimate, st_.data_set()
     c[2].metric("Est. precision (auto)", "-" if e.precision is None else f"{e.precision:.1%}",
                 help=None if e.precision is None else f"one-sided 95% bounds {e.lower:.1%} .. {e.upper:.1%}; {e.how}")
