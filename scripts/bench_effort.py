@@ -263,8 +263,8 @@ def main(argv=None) -> int:
         from eval_audit import truth_fer
         from eval_selection import truth_dev
 
-        t = {str(k): v for k, v in (truth_fer(None, 0) if a.set == "fer" else truth_dev()).items()}
-        truth = {str(lk.absolute()): t[os.readlink(lk)] for lk in (src / f"{a.set}_images").iterdir() if os.readlink(lk) in t}
+        t = {k.resolve(): v for k, v in (truth_fer(None, 0) if a.set == "fer" else truth_dev()).items()}
+        truth = {str(lk.absolute()): t[lk.resolve()] for lk in (src / f"{a.set}_images").iterdir() if lk.resolve() in t}
     else:
         db, truth = build(a.set, out)
     res = run(db, truth, tm, Annotator(a.card_error, a.grid_miss, a.seed), not a.no_grids, a.retrain_every, a.batch,

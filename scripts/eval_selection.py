@@ -71,8 +71,9 @@ def base_db(name: str, truth: dict[Path, str], work: Path) -> tuple[Path, dict[s
         labeler("autolabel", str(folder), "--db", str(tmp), "-q")
         labeler("clean", "--text", "--db", str(tmp), "-q")
         tmp.rename(db)
-    else:  # the links made then: link path -> label
-        links = {str(p.absolute()): truth[Path(os.readlink(p))] for p in folder.iterdir() if Path(os.readlink(p)) in truth}
+    else:  # the links made then: link path -> label (targets compared resolved: the checkout may have moved)
+        by = {k.resolve(): v for k, v in truth.items()}
+        links = {str(p.absolute()): by[p.resolve()] for p in folder.iterdir() if p.resolve() in by}
     return db, links
 
 
