@@ -72,9 +72,11 @@ def render() -> None:
     counts = {c.label: c.faces for c in classes}
     if st.session_state.get("grid_class") not in counts:  # the class with the most faces waiting
         st.session_state["grid_class"] = max(classes, key=lambda c: c.faces).label
-    label = st.selectbox("Class", list(counts), key="grid_class", format_func=lambda c: f"{c} ({counts[c]} faces)")
+    # the options are the class names only: a count in an option's text changes with every page, and
+    # the browser then sends a value the new options lack, so the box fell back to another class
+    label = st.selectbox("Class", list(counts), key="grid_class")
     token, faces = _page(label, source, n)
-    st.markdown(f"Mark the faces that are **not {label}**; Enter confirms the page.")
+    st.markdown(f"Mark the faces that are **not {label}** ({counts[label]} faces wait); Enter confirms the page.")
     res = face_grid(token, label, [(f.face_id, f.crop, f"{f.prob:.2f}" if f.prob is not None else "") for f in faces],
                     COLS, SIZE, on_confirm=lambda: None)
     got = res.get("confirm") if res is not None else None
