@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from labeler.ui.keys import TYPING_JS
+
 _CSS = """
 /* Streamlit fades an element whose script run is under way (after 0.5 s); this card is drawn by the
    page, and what it shows is current while the run stores the last decisions: no fading */
@@ -44,7 +46,7 @@ _CSS = """
 .lbl-card.lbl-wait .lbl-cols { opacity: .35; }
 """
 
-_JS = r"""
+_JS = TYPING_JS + r"""
 export default function(component) {
   const { data, parentElement } = component;
   if (!document.getElementById(data.css_id)) {
@@ -240,9 +242,7 @@ function press(S, key) {
 }
 
 function onKey(S, e) {
-  const t = e.target;
-  if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
-  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+  if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || lblTyping(e.target)) return;
   if (document.querySelector('.lbl-help.lbl-open') || !S.root.isConnected) return;
   if (press(S, e.key)) { e.preventDefault(); e.stopPropagation(); }
 }
