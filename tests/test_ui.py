@@ -242,7 +242,10 @@ def test_hide_until_answered(db, monkeypatch):
     at.run()
     text = " ".join(m.value for m in at.markdown)
     assert "Proposal hidden" in text and "Why review" not in text and "**Model**" not in text
-    assert at.button(key="accept").disabled
+    assert at.button(key="accept").label == "Accept: nothing proposed (press 1-7)"
+    click(at, "accept")  # Enter with nothing shown to accept: nothing stored, and the card says why
+    assert card_face(at) == q[0] and not rows(db, annotator="alice")
+    assert any("has none shown: press the class you see (1-7)" in c.value for c in at.caption)
     click(at, "lab_fear")
     assert card_face(at) == q[1]
     reveal = " ".join(i.value for i in at.info)

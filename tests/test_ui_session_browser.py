@@ -196,3 +196,85 @@ def test_each_browser_its_own_name_labels_and_undo(browser, review_app, sample_d
     again.get_by_label("Your name").wait_for(timeout=30_000)
     a_ctx.close()
     b_ctx.close()
+
+
+#: every face the card shows, in order (consecutive repeats dropped), and the keys pressed meanwhile
+WATCH = """() => {
+  const c = document.querySelector('.lbl-card');
+  window.__faces = [c.dataset.face]; window.__keys = 0;
+  document.addEventListener('keydown', () => { window.__keys += 1; }, true);
+  new MutationObserver(() => {
+    const f = c.dataset.face;
+    if (f && f !== window.__faces[window.__faces.length - 1]) window.__faces.push(f);
+  }).observe(c, { attributes: true, attributeFilter: ['data-face'] });
+}"""
+LEFT = "() => +/^(\\d+) to review/.exec(document.querySelector('.lbl-card .lbl-cap').textContent)[1]"
+
+
+def audit_db(tmp_path) -> tuple[str, list[int], set[int]]:
+    """test_audit's database (a bucket of 60 faces the model is sure of, all routed to review), with
+    auto decisions for half of the faces of the first audit draw: audit samples both inside and
+    outside the review queue. Returns the URL, the audit samples of "ida" and those outside the queue."""
+    from labeler.store.audit import reroute
+
+    from .test_audit import _build
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    st = _build(url)
+    reroute(st)
+    audits = [a.face_id for a in S.next_audit_faces(st, "ida", 20)]
+    outside = set(audits[::2])
+    with st.session() as s:
+        for f in outside:
+            s.add(S.DecisionRow(image_id=s.get(S.Face, f).image_id, face_id=f, route="auto", kind="agree", label="happy",
+                                reason="test: auto", priority=0.0, source="test"))
+    assert [a.face_id for a in S.next_audit_faces(st, "ida", 20)] == audits  # the same draw (seeded, by bucket)
+    st.engine.dispose()
+    return url, audits, outside
+
+
+def db_waiting(db_url: str, name: str, audits_left: list[int]) -> int:
+    """What waits for ``name`` in the database: the review queue, and the audit samples outside it."""
+    st = S.Store(db_url)
+    n = S.review_queue_count(st, name) + len(set(G_pending(st, audits_left, name)) - S.in_review_queue(st, audits_left, name))
+    st.engine.dispose()
+    return n
+
+
+def G_pending(st, faces, name):
+    from labeler.store import grid as G
+
+    return G.still_pending(st, faces, name, any_route=True)
+
+
+def test_audit_samples_first_announced_never_swapped_and_the_count_is_the_databases(browser, tmp_path):  # noqa: F811
+    url_db, audits, outside = audit_db(tmp_path)
+    for url in serve(url_db, tmp_path):
+        page = browser.new_page(viewport=VIEW)
+        page.goto(url + "review?annotator=ida")  # audit samples first (the default)
+        page.wait_for_function(SYNCED, arg=None, timeout=60_000)
+        page.evaluate(WATCH)
+        card = page.locator(".lbl-card")
+        assert card.get_attribute("data-mode") == "audit" and page.evaluate(CARD_FACE) == audits[0]  # the first card
+        assert "Audit: answer blind. Press the class you see (1-7)" in card.inner_text()
+        assert page.evaluate(LEFT) == db_waiting(url_db, "ida", audits) == 66  # each face once
+        page.keyboard.press("Enter")  # nothing is proposed: nothing stored, and the card says why
+        page.wait_for_function("() => document.querySelector('.lbl-card').innerText.includes('has none shown')")
+        assert actions(url_db, "ida") == []
+        for i, f in enumerate(audits):  # every sample answered (happy), then the review queue
+            page.wait_for_function(SYNCED, arg=f, timeout=30_000)
+            assert card.get_attribute("data-mode") == "audit"
+            assert page.evaluate(LEFT) == db_waiting(url_db, "ida", audits[i:])
+            page.keyboard.press("4")
+        page.wait_for_function(SYNCED, arg=None, timeout=30_000)
+        assert card.get_attribute("data-mode") == "review" and page.evaluate(CARD_FACE) not in audits
+        assert [(f, a, s) for f, a, _l, s in actions(url_db, "ida")] == [(f, "label", "audit") for f in audits]
+        assert page.evaluate(LEFT) == db_waiting(url_db, "ida", []) == 66 - len(audits)
+        f = page.evaluate(CARD_FACE)
+        page.keyboard.press("s")  # a review card skipped: the count follows
+        page.wait_for_function("(f) => { const c = document.querySelector('.lbl-card'); return c.dataset.inflight === '0' && "
+                               "+c.dataset.face !== f; }", arg=f, timeout=30_000)
+        assert page.evaluate(LEFT) == db_waiting(url_db, "ida", [])
+        faces, keys = page.evaluate("() => [window.__faces.map(Number), window.__keys]")
+        assert faces[:len(audits)] == audits and len(faces) == len(audits) + 2  # one new card per answer, none in between
+        assert keys == len(audits) + 2
