@@ -278,3 +278,22 @@ def test_audit_samples_first_announced_never_swapped_and_the_count_is_the_databa
         faces, keys = page.evaluate("() => [window.__faces.map(Number), window.__keys]")
         assert faces[:len(audits)] == audits and len(faces) == len(audits) + 2  # one new card per answer, none in between
         assert keys == len(audits) + 2
+
+
+def test_two_label_accept_names_what_enter_stores_and_the_gallery_explains_its_marks(browser, review_app, sample_db):  # noqa: F811
+    page = browser.new_page(viewport=VIEW)
+    page.goto(review_app + "review?annotator=tia&audits=0")
+    page.wait_for_function(SYNCED, arg=None, timeout=60_000)
+    f0 = page.evaluate(CARD_FACE)
+    page.keyboard.press("a")  # two labels: the first one held ...
+    page.keyboard.press("4")
+    accept = page.locator(".lbl-card button").filter(has_text="Accept").first
+    assert accept.evaluate("b => b.firstChild.textContent") == "Accept: happy"  # ... is what Enter stores
+    page.keyboard.press("Enter")
+    assert wait_rows(page, sample_db, "tia", 1) == [(f0, "label", ["happy"], "ui")]
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Gallery").first.click()
+    page.get_by_role("combobox", name="Class").click()
+    page.get_by_role("option", name="any face", exact=True).click()
+    page.get_by_text("non-photo = how much the image looks like").wait_for(timeout=30_000)
+    main = page.inner_text('[data-testid="stMain"]')
+    assert "non-photo 0." in main and "np 0." not in main

@@ -91,3 +91,32 @@ def test_five_pages_confirmed_in_a_row_each_store_their_faces(browser, tmp_path)
             assert f"{len(expect)} faces settled on grids this session" in body
             assert f"{len(shown) - 1} verified, 1 sent back to review" in body
         assert len({s for _f, _a, s in grid_rows(url_db, "gina")}) == 5  # five pages, each its own source
+
+
+def test_the_page_buttons_are_on_screen_and_the_tile_numbers_explained(browser, tmp_path):  # noqa: F811
+    url_db = grid_db(tmp_path, {"neutral": 60})
+    for url in serve(url_db, tmp_path):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + "verify?annotator=gina")
+        page.wait_for_function(GRID_READY, arg="", timeout=60_000)
+        assert page.evaluate("() => window.scrollY") == 0
+        for button in (page.locator(".lbl-grid-ok"), page.get_by_role("button", name="Undo my last grid page")):
+            box = button.bounding_box()  # on screen at 1400 x 1000 without scrolling
+            assert box and 0 <= box["y"] and box["y"] + box["height"] <= 1000, box
+        assert "the number on a face: the model's probability of neutral" in page.inner_text(".lbl-grid-top")
+        tile = page.locator(".lbl-tile").first
+        cap = tile.locator(".lbl-cap").inner_text()
+        assert tile.get_attribute("title") == f"face #{tile.get_attribute('data-face')}: the model gives neutral {cap}"
+
+
+def test_a_crowd_photo_is_shown_large_with_its_legend(browser, tmp_path):  # noqa: F811
+    from .test_ui_browser import crowd_db
+
+    url_db = crowd_db(tmp_path)
+    for url in serve(url_db, tmp_path):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + "image?annotator=ivan")
+        page.get_by_text("yellow: the face under the cursor").wait_for(timeout=60_000)
+        img = page.locator('[data-testid="stMain"] [data-testid="stImage"] img').first
+        page.wait_for_function("(i) => i.complete && i.naturalWidth > 0", arg=img.element_handle())
+        assert img.bounding_box()["width"] >= 600  # (it was drawn at 470 px beside the tiles)

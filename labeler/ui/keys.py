@@ -42,8 +42,9 @@ _GRID_CSS = """
   font: bold 26px/1.2 sans-serif; text-shadow: 0 0 3px #fff; }
 .lbl-tile .lbl-cap { position: absolute; left: 3px; bottom: 3px; background: rgba(0,0,0,.6); color: #fff;
   font: 11px/1.3 sans-serif; padding: 0 4px; border-radius: 3px; }
-.lbl-grid-bar { font: 14px/1.6 sans-serif; margin: 4px 0 8px; }
-.lbl-grid-ok { margin-top: 10px; padding: 6px 14px; font: 15px sans-serif; border-radius: 8px; border: 1px solid #ff4b4b;
+.lbl-grid-top { display: flex; align-items: center; gap: 14px; margin: 4px 0 8px; }
+.lbl-grid-bar { font: 14px/1.6 sans-serif; }
+.lbl-grid-ok { padding: 6px 14px; font: 15px sans-serif; border-radius: 8px; border: 1px solid #ff4b4b;
   background: #ff4b4b; color: #fff; cursor: pointer; }
 .lbl-grid.lbl-sent { opacity: .5; pointer-events: none; }
 """
@@ -55,15 +56,17 @@ export default function(component) {
     const css = document.createElement('style'); css.id = data.css_id; css.textContent = data.css; document.head.appendChild(css);
   }
   parentElement.replaceChildren();
+  const top = document.createElement('div'); top.className = 'lbl-grid-top';  // above the grid: on screen without scrolling
   const bar = document.createElement('div'); bar.className = 'lbl-grid-bar';
   const grid = document.createElement('div'); grid.className = 'lbl-grid';
   grid.dataset.page = data.page;
   grid.style.gridTemplateColumns = `repeat(${data.cols}, minmax(${data.size}px, 1fr))`;
-  parentElement.append(bar, grid);
+  parentElement.append(top, grid);
   const faces = data.faces; const marked = new Set(); let cur = 0; let sent = false;
   const tiles = faces.map((f, i) => {
     const t = document.createElement('div'); t.className = 'lbl-tile'; t.dataset.face = f.id;
-    t.innerHTML = `<img alt="face ${f.id}" src="${f.src}"><span class="lbl-cap">${f.cap}</span>`;
+    t.innerHTML = `<img alt="face ${f.id}" src="${f.src}">` + (f.cap ? `<span class="lbl-cap">${f.cap}</span>` : '');
+    if (f.cap) t.title = `face #${f.id}: the model gives ${data.label} ${f.cap}`;
     t.onclick = () => { if (!sent) { cur = i; toggle(i); paint(); } };
     grid.appendChild(t); return t;
   });
@@ -71,12 +74,12 @@ export default function(component) {
   function paint() {
     tiles.forEach((t, i) => { t.classList.toggle('lbl-cur', i === cur); t.classList.toggle('lbl-marked', marked.has(faces[i].id)); });
     bar.textContent = `${faces.length} faces proposed as ${data.label} \\u00b7 ${marked.size} marked wrong \\u00b7 ` +
-      `arrows move, space marks, Enter confirms the page`;
+      `arrows move, space marks, Enter confirms the page \\u00b7 the number on a face: the model's probability of ${data.label}`;
     grid.dataset.marked = [...marked].join(',');
   }
   const btn = document.createElement('button'); btn.className = 'lbl-grid-ok'; btn.type = 'button';
   btn.textContent = 'Confirm page (Enter)'; btn.onclick = () => { if (!sent) confirm(); };
-  parentElement.append(btn);
+  top.append(btn, bar);
   function confirm() { sent = true; btn.disabled = true; grid.classList.add('lbl-sent'); setTriggerValue('confirm', { page: data.page, marked: [...marked] }); }
   const onKey = (e) => {
     if (sent || !faces.length || e.ctrlKey || e.metaKey || e.altKey || lblTyping(e.target)) return;

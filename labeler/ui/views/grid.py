@@ -76,7 +76,9 @@ def render() -> None:
     # the browser then sends a value the new options lack, so the box fell back to another class
     label = st.selectbox("Class", list(counts), key="grid_class")
     token, faces = _page(label, source, n)
-    st.markdown(f"Mark the faces that are **not {label}** ({counts[label]} faces wait); Enter confirms the page.")
+    left, right = st.columns([4, 1], vertical_alignment="center")  # above the grid: both on screen without scrolling
+    left.markdown(f"Mark the faces that are **not {label}** ({counts[label]} faces wait); Enter confirms the page.")
+    right.button("Undo my last grid page", key="grid_undo", shortcut="U", on_click=undo_page, width="stretch")
     res = face_grid(token, label, [(f.face_id, f.crop, f"{f.prob:.2f}" if f.prob is not None else "") for f in faces],
                     COLS, SIZE, on_confirm=lambda: None)
     got = res.get("confirm") if res is not None else None
@@ -84,4 +86,3 @@ def render() -> None:
         shown = {f.face_id for f in faces}
         _settle(token, label, faces, [int(m) for m in got.get("marked") or [] if int(m) in shown])
         st.rerun()
-    st.button("Undo my last grid page", key="grid_undo", shortcut="U", on_click=undo_page)
