@@ -116,7 +116,8 @@ def test_a_crowd_photo_is_shown_large_with_its_legend(browser, tmp_path):  # noq
     for url in serve(url_db, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url + "image?annotator=ivan")
-        page.get_by_text("yellow: the face under the cursor").wait_for(timeout=60_000)
+        page.get_by_text("faces 1-12 of 15").wait_for(timeout=60_000)
         img = page.locator('[data-testid="stMain"] [data-testid="stImage"] img').first
         page.wait_for_function("(i) => i.complete && i.naturalWidth > 0", arg=img.element_handle())
         assert img.bounding_box()["width"] >= 600  # (it was drawn at 470 px beside the tiles)
+        assert page.get_by_text("yellow: the face under the cursor · red: the faces of this page").count() == 1
