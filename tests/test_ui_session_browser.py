@@ -60,6 +60,28 @@ def sidebar_label(page, text: str):
     return page.locator('[data-testid="stSidebar"] label').filter(has_text=text).first
 
 
+def open_page(page, title: str, heading: str) -> None:
+    """Go to a page by its sidebar link and wait until its script run has drawn it."""
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first.click()
+    page.locator(f"[data-testid=stMain] h3:has-text('{heading}')").first.wait_for(timeout=30_000)
+    page.wait_for_function(IDLE, timeout=30_000)
+
+
+def choose(page, box: str, option: str) -> None:
+    """Pick ``option`` from the select box named ``box`` with the mouse (again if a rerun closed its list)."""
+    for _ in range(3):
+        page.get_by_role("combobox", name=box).click()
+        opt = page.get_by_role("option", name=option, exact=True)
+        try:
+            opt.wait_for(timeout=5_000)
+        except Exception:  # noqa: BLE001 - the list was closed by a rerun: open it again
+            continue
+        opt.click()
+        page.wait_for_function(IDLE, timeout=30_000)
+        return
+    raise AssertionError(f"no option {option!r} in {box!r}")
+
+
 def test_keys_work_right_after_each_sidebar_control(browser, review_app, sample_db):  # noqa: F811
     page = browser.new_page(viewport=VIEW)
     page.goto(review_app + "review?annotator=kai&audits=0")
@@ -84,20 +106,15 @@ def test_keys_work_right_after_each_sidebar_control(browser, review_app, sample_
     assert wait_rows(page, sample_db, "kai", 2)[-1][:2] == (f1, "skip")
     # a select box: a folder chosen from its list, then X
     page.wait_for_function(SYNCED, arg=None, timeout=30_000)
-    page.get_by_role("combobox", name="Source folder").click()
-    page.get_by_role("option").filter(has_text="(all folders)").first.click()
-    page.wait_for_function(IDLE)
+    choose(page, "Source folder", "(all folders)")
     page.wait_for_function(SYNCED, arg=None, timeout=30_000)
     f2 = page.evaluate(CARD_FACE)
     page.keyboard.press("x")
     assert wait_rows(page, sample_db, "kai", 3)[-1][:2] == (f2, "unusable")
     # the Gallery's class box: a class chosen, then ? opens the help (and is not typed into the box)
-    page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Gallery").first.click()
-    page.wait_for_function(IDLE)
+    open_page(page, "Gallery", "Gallery")
     box = page.get_by_role("combobox", name="Class")
-    box.click()
-    page.get_by_role("option", name="happy", exact=True).click()
-    page.wait_for_function(IDLE)
+    choose(page, "Class", "happy")
     page.keyboard.press("?")
     page.wait_for_selector(".lbl-help.lbl-open", timeout=10_000)
     assert box.input_value() == "happy"
@@ -236,12 +253,12 @@ def audit_db(tmp_path) -> tuple[str, list[int], set[int]]:
 def db_waiting(db_url: str, name: str, audits_left: list[int]) -> int:
     """What waits for ``name`` in the database: the review queue, and the audit samples outside it."""
     st = S.Store(db_url)
-    n = S.review_queue_count(st, name) + len(set(G_pending(st, audits_left, name)) - S.in_review_queue(st, audits_left, name))
+    n = S.review_queue_count(st, name) + len(set(still_waiting(st, audits_left, name)) - S.in_review_queue(st, audits_left, name))
     st.engine.dispose()
     return n
 
 
-def G_pending(st, faces, name):
+def still_waiting(st, faces, name):
     from labeler.store import grid as G
 
     return G.still_pending(st, faces, name, any_route=True)
@@ -295,9 +312,8 @@ def test_two_label_accept_names_what_enter_stores_and_the_gallery_explains_its_m
     assert accept.evaluate("b => b.firstChild.textContent") == f"Accept: {held}"  # ... is what Enter stores
     page.keyboard.press("Enter")
     assert wait_rows(page, sample_db, "tia", 1) == [(f0, "label", [held], "ui")]
-    page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Gallery").first.click()
-    page.get_by_role("combobox", name="Class").click()
-    page.get_by_role("option", name="any face", exact=True).click()
+    open_page(page, "Gallery", "Gallery")
+    choose(page, "Class", "any face")
     page.get_by_text("non-photo = how much the image looks like").wait_for(timeout=30_000)
     main = page.inner_text('[data-testid="stMain"]')
     assert "non-photo 0." in main and "np 0." not in main
