@@ -43,10 +43,9 @@ def test_the_count_is_the_databases_over_random_sessions(tmp_path, seed):
         if op == "undo":
             if not done:
                 continue
-            face, src, was_audit = done.pop()
-            r = S.undo_last(st, NAME, source=src)
+            face, src, _was_audit = done.pop()
+            r = P.undo(st, NAME, src, "ui", q)  # as the cards undo: the face back at the head of q
             assert r is not None and r["face_id"] == face
-            P.put_back(q, face, audit=was_audit and r["action"] != "skip")
         elif op == "skip":
             S.add_annotation(st, fid, NAME, "skip", None, source="ui")
             P.settled(q, fid, audit=audit)

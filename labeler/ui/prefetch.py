@@ -179,3 +179,16 @@ def put_back(q: Queue, face_id: int, audit: bool = False) -> None:
         q.ids.remove(face_id)
     q.ids.insert(0, face_id)
     q.left += 1
+
+
+def undo(db: S.Store, annotator: str, source: str, review_source: str, q: Optional[Queue]) -> Optional[dict[str, Any]]:
+    """Undo the annotator's newest action of ``source`` (the audit's, after an audit answer), else
+    their newest of ``review_source``; the face comes back at the head of ``q`` (of its audit samples
+    when an audit answer was undone). ``store.undo_last``'s record, or None when nothing was undone."""
+    r = S.undo_last(db, annotator, source=source)
+    audit = r is not None and source != review_source
+    if r is None and source != review_source:
+        r = S.undo_last(db, annotator, source=review_source)
+    if r is not None and q is not None:
+        put_back(q, r["face_id"], audit=audit and r["action"] != "skip")
+    return r

@@ -7,6 +7,8 @@ from urllib.parse import unquote
 
 import streamlit as st
 
+from labeler import store as S
+
 #: every human action is an Annotation row with this source
 SOURCE = "ui"
 
@@ -51,8 +53,6 @@ _cookie = st.components.v2.component("labeler_annotator_cookie", js=_COOKIE_JS)
 
 
 def _valid(name: str) -> bool:
-    from labeler import store as S
-
     return bool(name) and len(name) <= S.MAX_ANNOTATOR and name.isprintable()  # what S.clean_annotator takes
 
 

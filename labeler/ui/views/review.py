@@ -97,14 +97,10 @@ def toggle_compound() -> None:
 def undo() -> None:
     if not who():
         return
-    src = st.session_state.get("last_source", SOURCE)
-    r = S.undo_last(store(), who(), source=src) or (S.undo_last(store(), who(), source=SOURCE) if src != SOURCE else None)
-    if r is None:
+    r = P.undo(store(), who(), st.session_state.get("last_source", SOURCE), SOURCE, st.session_state.get("queue"))
+    if r is None:  # (else the face is shown again right away)
         flash("nothing to undo")
         return
-    q = st.session_state.get("queue")
-    if q is not None:  # show the face again right away
-        P.put_back(q, r["face_id"], audit=src != SOURCE and r["action"] != "skip")
     st.session_state["last_source"] = SOURCE
     st.session_state.pop("reveal", None)
     _reset_compound()

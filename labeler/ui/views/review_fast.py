@@ -41,9 +41,8 @@ def _audit_faces(q: Optional[P.Queue]) -> set[int]:
 
 
 def _undo(q: Optional[P.Queue], src: str) -> Optional[dict[str, Any]]:
-    r = S.undo_last(store(), who(), source=src) or (S.undo_last(store(), who(), source=SOURCE) if src != SOURCE else None)
-    if r is not None and q is not None:  # the face comes back at the head of the queue
-        P.put_back(q, r["face_id"], audit=src != SOURCE and r["action"] != "skip")
+    r = P.undo(store(), who(), src, SOURCE, q)  # the face comes back at the head of the queue
+    if r is not None and q is not None:
         st.session_state.setdefault("fc_cards", {}).pop(r["face_id"], None)
     return r
 
