@@ -24,9 +24,12 @@ through Playwright) names an annotator and:
     face and it is not faded. The rerun that stores the decision may still run; at the end the
     bench waits until the card has nothing in flight and fails unless the labels stored by the
     annotator equal the keys pressed, with no face labeled twice;
-- **grid**: on the Verify page settles pages by keys as a scripted annotator would (arrows and space
-  to mark two faces, Enter to confirm), and reports faces settled per minute (wall clock, page load
-  included; the annotator's own looking time is not simulated).
+- **grid**: on the Verify page confirms ``--grid-pages`` pages in a row (default 20) by keys as a
+  scripted annotator would (arrows and space to mark two faces, Enter to confirm); reports the time
+  from Enter until the next page is fully shown (its images loaded, no script run under way), median
+  and p90, and faces settled per minute (wall clock, page load included; the annotator's own looking
+  time is not simulated). It fails unless the rows stored are exactly the pages' faces, in order:
+  ``verify`` for the unmarked ones, ``reject`` for the marked ones.
 
 BENCH_UI_LOG=FILE keeps the app server's stderr in FILE.
 """
@@ -265,6 +268,16 @@ def time_card(b, url: str, db_url: str, mode: str, n: int, warmup: int, audits: 
     return out
 
 
+def _grid_rows(db_url: str) -> list[tuple[int, str]]:
+    """The bench annotator's grid rows (verify / reject), in the order stored."""
+    st = S.Store(db_url)
+    with st.session() as s:
+        rows = [(f, a) for f, a in s.query(S.Annotation.face_id, S.Annotation.action).filter(
+            S.Annotation.annotator == "bench", S.Annotation.action.in_(("verify", "reject"))).order_by(S.Annotation.id)]
+    st.engine.dispose()
+    return rows
+
+
 def drive(url: str, db_url: str, cards: list[str], n: int, warmup: int, grid_pages: int,
           audits: bool = False) -> tuple[dict[str, list[float]], tuple[int, float]]:
     from playwright.sync_api import sync_playwright
@@ -277,7 +290,7 @@ def drive(url: str, db_url: str, cards: list[str], n: int, warmup: int, grid_pag
         b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROME_ARGS)
         for mode in cards if n else []:
             times[mode] = time_card(b, url, db_url, mode, n, warmup, audits)
-        settled, minutes = 0, 0.0
+        settled, minutes, page_ms = 0, 0.0, []
         if grid_pages:
             page = b.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url + "verify?annotator=bench")
@@ -286,16 +299,31 @@ def drive(url: str, db_url: str, cards: list[str], n: int, warmup: int, grid_pag
             except Exception:
                 page.screenshot(path=str(Path(tempfile.gettempdir()) / "bench_ui_timeout.png"))
                 raise
+            before = len(_grid_rows(db_url))
+            expect: list[tuple[int, str]] = []
             t0 = time.perf_counter()
             for _ in range(grid_pages):
                 token = page.evaluate("() => document.querySelector('.lbl-grid').dataset.page")
-                shown = page.locator(".lbl-tile").count()
+                shown = [int(x) for x in page.evaluate("() => Array.from(document.querySelectorAll('.lbl-tile')).map(t => t.dataset.face)")]
                 for key in ("ArrowRight", "ArrowRight", "Space", "ArrowDown", "Space"):  # two wrong faces marked
                     page.keyboard.press(key)
+                marked = {int(x) for x in page.evaluate("() => document.querySelector('.lbl-grid').dataset.marked").split(",") if x}
+                t1 = time.perf_counter()
                 page.keyboard.press("Enter")
                 page.wait_for_function(GRID_JS, arg=token, timeout=120_000, polling="raf")
-                settled += shown
+                page_ms.append((time.perf_counter() - t1) * 1000)
+                expect += [(f, "reject" if f in marked else "verify") for f in shown]
+                settled += len(shown)
             minutes = (time.perf_counter() - t0) / 60
+            page.close()
+            got = _grid_rows(db_url)[before:]
+            print(f"grid: Enter -> next page fully shown: median {statistics.median(page_ms):.0f} ms, p90 {pct(page_ms, 0.9):.0f} ms, "
+                  f"min {min(page_ms):.0f}, max {max(page_ms):.0f}; {grid_pages} pages confirmed, {len(expect)} faces on them, "
+                  f"{len(got)} verify/reject rows stored", flush=True)
+            if got != expect:
+                lost = len({f for f, _a in expect} - {f for f, _a in got})
+                raise SystemExit(f"grid: {grid_pages} pages of {len(expect)} faces confirmed but {len(got)} rows stored "
+                                 f"({lost} faces of the pages not stored, or stored out of order): a page was lost")
         b.close()
     return times, (settled, minutes)
 
@@ -308,7 +336,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--card", choices=("fast", "server", "both"), default="both",
                     help="which review card to time: the browser card (default of the app), the server-drawn one, or both")
-    ap.add_argument("--grid-pages", type=int, default=8, help="grid pages the scripted annotator settles (0: none)")
+    ap.add_argument("--grid-pages", type=int, default=20,
+                    help="grid pages the scripted annotator confirms in a row (0: none); fails unless exactly their faces are stored")
     ap.add_argument("--audits", action="store_true",
                     help="leave 'Audit samples first' on: the audit samples are computed in the background meanwhile")
     ap.add_argument("--workdir", help="keep the database and photos here (default: a temp folder, removed)")

@@ -17,7 +17,7 @@ UI = str(Path(__file__).resolve().parent.parent / "labeler" / "ui" / "app.py")
 
 @pytest.fixture(autouse=True)
 def config_home(tmp_path, monkeypatch) -> Path:
-    """The remembered annotator goes to a private config folder, never the user's."""
+    """A private config folder (the UI keeps nothing there: the name is per browser), never the user's."""
     d = tmp_path / "config"
     monkeypatch.setenv("XDG_CONFIG_HOME", str(d))
     return d
@@ -242,23 +242,33 @@ def test_hide_until_answered(db, monkeypatch):
     at.run()
     text = " ".join(m.value for m in at.markdown)
     assert "Proposal hidden" in text and "Why review" not in text and "**Model**" not in text
-    assert at.button(key="accept").disabled
+    assert at.button(key="accept").label == "Accept: nothing proposed (press 1-7)"
+    click(at, "accept")  # Enter with nothing shown to accept: nothing stored, and the card says why
+    assert card_face(at) == q[0] and not rows(db, annotator="alice")
+    assert any("has none shown: press the class you see (1-7)" in c.value for c in at.caption)
     click(at, "lab_fear")
     assert card_face(at) == q[1]
     reveal = " ".join(i.value for i in at.info)
     assert f"Face #{q[0]}: you said **label fear**" in reveal and (card["decision_label"] or card["model_label"]) in reveal
 
 
-def test_annotator_remembered_across_sessions(db, monkeypatch, config_home):
+def test_annotator_per_browser_never_per_server(db, monkeypatch, config_home):
     at = make_app(db, monkeypatch, name=None)
     at.text_input(key="name_input").input("carol")
     click(at, "start")
-    assert at.query_params["annotator"] == ["carol"] or at.query_params["annotator"] == "carol"
-    assert (config_home / "labeler" / "ui.json").exists()
-    again = make_app(db, monkeypatch, name=None)  # a new session: no name typed
-    assert again.session_state["annotator"] == "carol" and card_face(again) is not None
-    click(again, "change_name")
-    assert not (config_home / "labeler" / "ui.json").exists()
+    assert at.query_params["annotator"] in (["carol"], "carol") and card_face(at) is not None
+    assert not config_home.exists()  # nothing kept on the server
+    again = make_app(db, monkeypatch, name=None)  # a new session (another browser): no name in its URL or cookie
+    assert not again.session_state["annotator"] if "annotator" in again.session_state else True
+    assert again.text_input(key="name_input") is not None and card_face(again) is None
+    linked = AppTest.from_file(UI, default_timeout=60)  # a link with the name in it
+    linked.query_params["annotator"] = "dora"
+    linked.session_state["audits_first"] = False
+    linked.session_state["fast_card_on"] = False
+    linked.run()
+    assert linked.session_state["annotator"] == "dora" and card_face(linked) is not None
+    click(linked, "change_name")
+    assert "annotator" not in linked.query_params and card_face(linked) is None
 
 
 def test_grid_page_lists_classes(db, monkeypatch):

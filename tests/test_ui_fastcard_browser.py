@@ -118,15 +118,16 @@ def test_hide_until_answered_on_the_browser_card(browser, fast_app, sample_db): 
     for c in cards:  # nothing of the proposal on the page (the first card, and the next one after the key)
         card_text = page.evaluate("() => document.querySelector('.lbl-card').innerText")
         assert "Why review" not in card_text and "Model (" not in card_text and c["reason"] not in card_text
-        assert page.get_by_role("button", name="Accept: (hidden)").is_disabled()
+        assert page.get_by_role("button", name="Accept: nothing proposed (press 1-7)").is_disabled()
+        assert page.evaluate("() => document.querySelector('.lbl-card').dataset.mode") == "blind"
         if c is cards[0]:
             page.keyboard.press("3")  # fear
             page.wait_for_function(SHOWN_SYNCED, arg=q[1], timeout=30_000)
             text = page.evaluate("() => document.querySelector('.lbl-card').innerText")
             sugg = c["decision_label"] or c["model_label"]
             assert f"Face #{q[0]}: you said label fear · the proposal was {sugg}" in text
-    page.keyboard.press("Enter")  # accept does nothing while the proposal is hidden
-    page.wait_for_timeout(300)
+    page.keyboard.press("Enter")  # nothing to accept while the proposal is hidden: nothing stored, the card says why
+    page.wait_for_function("() => document.querySelector('.lbl-card').innerText.includes('has none shown: press the class you see')")
     assert page.evaluate("() => document.querySelector('.lbl-card').dataset.face") == str(q[1])
     got, _ids = mine(sample_db, "hal")
     assert got == [(q[0], "label", ["fear"], None)]
@@ -145,24 +146,17 @@ def test_audit_samples_first_on_the_browser_card(browser, tmp_path):  # noqa: F8
     st.engine.dispose()
     for url in serve(url_db, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "?annotator=ida")  # audit samples first (the default): computed in the background
+        page.goto(url + "?annotator=ida")  # audit samples first (the default): the first card waits for them
         page.wait_for_function("() => { const c = document.querySelector('.lbl-card'); return !!c && !!c.dataset.face; }",
                                timeout=30_000)
-        for _ in range(4):  # review faces shown before the samples were ready are skipped
-            if "Audit sample" in page.evaluate("() => document.querySelector('.lbl-card').innerText"):
-                break
-            face = page.evaluate("() => document.querySelector('.lbl-card').dataset.face")
-            page.keyboard.press("s")
-            page.wait_for_function("(f) => { const c = document.querySelector('.lbl-card'); "
-                                   "return c.dataset.inflight === '0' && c.dataset.face !== f; }", arg=face, timeout=30_000)
         text = page.evaluate("() => document.querySelector('.lbl-card').innerText")
-        assert "Audit sample" in text and "Proposal hidden until you answer" in text and "Model (" not in text
+        assert "Audit: answer blind" in text and "Proposal hidden until you answer" in text and "Model (" not in text
         fid = int(page.evaluate("() => document.querySelector('.lbl-card').dataset.face"))
         assert fid in audits
         page.keyboard.press("4")  # happy, blind
         page.keyboard.press("u")  # undone before the rerun came back: the sample is shown again
         page.wait_for_function(SHOWN_SYNCED, arg=fid, timeout=30_000)
-        assert "Audit sample" in page.evaluate("() => document.querySelector('.lbl-card').innerText")
+        assert "Audit: answer blind" in page.evaluate("() => document.querySelector('.lbl-card').innerText")
         page.keyboard.press("5")  # sad
         page.wait_for_function("(f) => { const c = document.querySelector('.lbl-card'); "
                                "return c.dataset.inflight === '0' && c.dataset.face !== String(f); }", arg=fid, timeout=30_000)

@@ -88,6 +88,7 @@ from labeler.store.review import (  # noqa: F401
     gallery_faces,
     image_list,
     image_view,
+    in_review_queue,
     review_queue,
     review_queue_count,
     source_folders,

@@ -128,6 +128,17 @@ def review_queue_count(store: "Store", annotator: Optional[str] = None, reason_k
         return s.scalar(select(func.count()).select_from(q.subquery())) or 0
 
 
+def in_review_queue(store: "Store", face_ids, annotator: Optional[str] = None, reason_kinds=None, proposed=None, folder=None,
+                    include_skipped: bool = False) -> set[int]:
+    """Those of ``face_ids`` that :func:`review_queue_count` counts (with the same filters)."""
+    out: set[int] = set()
+    with store.session() as s:
+        for part in chunks(list(dict.fromkeys(face_ids))):
+            q = _review_query([DecisionRow.face_id], annotator, reason_kinds, proposed, folder, include_skipped)
+            out.update(s.scalars(q.where(DecisionRow.face_id.in_(part))))
+    return out
+
+
 def source_folders(store: "Store") -> list[tuple[str, int]]:
     """(folder, number of paths) for every folder that holds an ingested path (parent of the path)."""
     out: dict[str, int] = {}

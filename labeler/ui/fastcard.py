@@ -8,7 +8,9 @@ a trigger lost while a rerun runs is covered by the next one, and the server app
 window and the highest sequence number it has applied (``acks``); the card shown is the window with the
 decisions still in flight played over it.
 
-Keys as on the server card: 1-7 label, Enter accept, A two labels, X unusable, S skip, U undo (walks
+A blind card (an audit sample, or hide-until-answered) says so in a banner (``data-mode`` "audit" /
+"blind"; "review" otherwise) with the keys that answer it; Enter, with nothing proposed, says why it
+stores nothing. Keys as on the server card: 1-7 label, Enter accept, A two labels, X unusable, S skip, U undo (walks
 back, also over decisions still in flight), Esc cancel two-label mode. The root element carries
 ``data-face`` (the face shown), ``data-live`` ("1" when its keys act), ``data-inflight`` (decisions
 not yet stored) and ``data-rev`` (the server run it last heard from), for tests and the benchmark.
@@ -20,6 +22,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from labeler.ui.keys import TYPING_JS
+
 _CSS = """
 /* Streamlit fades an element whose script run is under way (after 0.5 s); this card is drawn by the
    page, and what it shows is current while the run stores the last decisions: no fading */
@@ -30,6 +34,10 @@ _CSS = """
 .lbl-card .lbl-info:empty, .lbl-card .lbl-note:empty { display: none; }
 .lbl-card .lbl-head { font-size: 1.25rem; font-weight: 600; margin: 6px 0 4px; }
 .lbl-card .lbl-note { color: #808495; font-size: 14px; }
+.lbl-card .lbl-banner { border-radius: 8px; padding: 8px 14px; margin: 6px 0; font-weight: 600; }
+.lbl-card .lbl-banner:empty { display: none; }
+.lbl-card .lbl-banner.lbl-audit { background: #fff4e5; color: #7a4100; border: 2px solid #ffa421; }
+.lbl-card .lbl-banner.lbl-blind { background: #f0f2f6; color: #31333f; border: 2px solid #d3d5db; }
 .lbl-card .lbl-cols { display: grid; grid-template-columns: 1.1fr 1.4fr 1.2fr; gap: 16px; margin: 8px 0; }
 .lbl-card .lbl-crop img { width: 260px; height: auto; }
 .lbl-card .lbl-photo img { width: 320px; height: auto; display: block; }
@@ -44,7 +52,7 @@ _CSS = """
 .lbl-card.lbl-wait .lbl-cols { opacity: .35; }
 """
 
-_JS = r"""
+_JS = TYPING_JS + r"""
 export default function(component) {
   const { data, parentElement } = component;
   if (!document.getElementById(data.css_id)) {
@@ -70,6 +78,7 @@ function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.
 function build(S, root) {
   const c = S.root = el('div', 'lbl-card'); root.replaceChildren(c);
   S.cap = el('div', 'lbl-cap'); S.info = el('div', 'lbl-info'); S.head = el('div', 'lbl-head'); S.note = el('div', 'lbl-note');
+  S.banner = el('div', 'lbl-banner');
   const cols = el('div', 'lbl-cols'); S.crop = el('div', 'lbl-crop'); S.ev = el('div', 'lbl-ev'); const right = el('div');
   S.photo = el('div', 'lbl-photo'); S.open = el('button', '', 'Open image view'); S.open.type = 'button';
   S.open.onclick = () => { const f = S.cards.get(S.shown); if (f && S.setTrigger) S.setTrigger('open', f.image_id); };
@@ -86,7 +95,7 @@ function build(S, root) {
   S.bSkip = mk('Skip', 'S', () => press(S, 's'));
   S.bUndo = mk('Undo', 'U', () => press(S, 'u'));
   S.bCancel = mk('Cancel', 'Esc', () => press(S, 'Escape'));
-  c.append(S.cap, S.info, S.head, S.note, cols, S.comp, S.labs, S.acts);
+  c.append(S.cap, S.info, S.banner, S.head, S.note, cols, S.comp, S.labs, S.acts);
 }
 
 function labelButtons(S, labels, keys) {
@@ -141,15 +150,15 @@ function show(S) {
   S.cap.textContent = `${Math.max(0, d.left - inflight)} to review with these filters \u00b7 ${d.n_done + inflight} done this session` +
     (S.last ? ` \u00b7 last: ${S.last}` : (d.msg ? ` \u00b7 last: ${d.msg}` : ''));
   const was = S.revealFace != null ? (d.reveals || {})[S.revealFace] : null;  // sent once the answer is stored
-  S.info.textContent = S.reveal + (was ? ` \u00b7 the proposal was ${was}` : '');
+  if (S.shown !== (f ? f.id : null)) { S.compound = false; S.held = []; S.nudge = ''; }
+  S.info.textContent = S.nudge || (S.reveal + (was ? ` \u00b7 the proposal was ${was}` : ''));
   S.root.dataset.inflight = String(S.pending.length);
   S.root.dataset.rev = String(d.rev);
-  if (S.shown !== (f ? f.id : null)) { S.compound = false; S.held = []; }
   S.shown = f ? f.id : null;
   if (!f) {
     S.root.dataset.face = ''; S.root.dataset.live = S.blind ? '0' : '1';
     S.head.textContent = S.blind ? 'Undoing ...' : (S.pending.length || !d.empty ? 'Loading the next cards ...' : 'Nothing left to review with these filters.');
-    S.note.textContent = ''; S.ev.replaceChildren(); S.crop.replaceChildren(); S.photo.replaceChildren(); S.comp.textContent = '';
+    S.note.textContent = ''; S.banner.textContent = ''; S.banner.className = 'lbl-banner'; S.root.dataset.mode = ''; S.ev.replaceChildren(); S.crop.replaceChildren(); S.photo.replaceChildren(); S.comp.textContent = '';
     S.root.classList.toggle('lbl-wait', true);
     S.labBtns.forEach((b) => { b.disabled = true; }); [S.bAccept, S.bSecond, S.bUnusable, S.bSkip, S.bCancel].forEach((b) => { b.disabled = true; });
     S.bUndo.disabled = !!S.blind; S.open.disabled = true;
@@ -157,8 +166,13 @@ function show(S) {
   }
   S.root.classList.toggle('lbl-wait', false);
   S.head.textContent = f.head;
-  S.note.textContent = f.audit ? 'Audit sample: a blind label for the precision estimate of the auto-accepted labels; ' +
-    'the proposal is shown after your answer.' : '';
+  // a blind card says so, and which keys answer it: nothing is proposed, so Enter has nothing to accept
+  S.root.dataset.mode = f.audit ? 'audit' : (f.hidden ? 'blind' : 'review');
+  S.banner.className = 'lbl-banner' + (f.audit ? ' lbl-audit' : (f.hidden ? ' lbl-blind' : ''));
+  S.banner.textContent = f.audit ? 'Audit: answer blind. Press the class you see (1-7), X unusable, S skip. ' +
+    'Nothing is proposed, so Enter accepts nothing.' : (f.hidden ? 'Proposal hidden until you answer: press the class you see (1-7).' : '');
+  S.note.textContent = f.audit ? 'An audit sample: a random auto-accepted face; blind labels measure how right the ' +
+    'auto-accepted labels are. The proposal is shown after your answer.' : '';
   preload(S, f);
   const im = S.imgs.get(f.id);
   if (im.crop) S.crop.replaceChildren(im.crop); else S.crop.replaceChildren(el('div', 'lbl-note', 'no crop stored'));
@@ -176,7 +190,9 @@ function show(S) {
 function paintButtons(S, f) {
   const shown = f.hidden ? null : f.suggestion;
   S.labBtns.forEach((b) => { b.disabled = false; b.classList.toggle('lbl-primary', b.dataset.label === shown || S.held.includes(b.dataset.label)); });
-  S.bAccept.firstChild.textContent = `Accept: ${shown || (f.hidden ? '(hidden)' : '-')}`;
+  // what Enter stores: the labels held in two-label mode, else the proposal shown
+  S.bAccept.firstChild.textContent = S.held.length ? `Accept: ${S.held.join(' + ')}` :
+    (shown ? `Accept: ${shown}` : (f.hidden ? 'Accept: nothing proposed (press 1-7)' : 'Accept: no proposal'));
   S.bAccept.disabled = !(shown || S.held.length);
   S.bSecond.classList.toggle('lbl-primary', S.compound);
   [S.bSecond, S.bUnusable, S.bSkip, S.bUndo].forEach((b) => { b.disabled = false; });
@@ -196,7 +212,7 @@ function decide(S, f, action, labels) {
   const d = { seq: ++S.seq, face: f.id, action, labels: labels || null, target: null };
   S.pending.push(d); S.history.push({ face: f.id, seq: d.seq });
   const said = action + (labels ? ' ' + labels.join(' + ') : '');
-  S.last = `face #${f.id}: ${said}`;
+  S.last = `face #${f.id}: ${said}`; S.nudge = '';
   S.reveal = f.hidden && action !== 'skip' ? `Face #${f.id}: you said ${said}` : '';
   S.revealFace = S.reveal ? f.id : null;
   S.view = S.view.filter((x) => x !== f.id);
@@ -230,6 +246,10 @@ function press(S, key) {
   if (k === 'Enter') {
     if (S.held.length) decide(S, f, 'label', S.held.slice());
     else if (!f.hidden && f.suggestion) decide(S, f, 'label', [f.suggestion]);
+    else {  // nothing to accept: the key says why instead of doing nothing
+      S.nudge = `Enter accepts a proposal, and face #${f.id} has none shown: press the class you see (1-7), X unusable or S skip.`;
+      show(S);
+    }
     return true;
   }
   if (k === 'a') { S.compound = !S.compound; S.held = []; paintButtons(S, f); return true; }
@@ -240,9 +260,7 @@ function press(S, key) {
 }
 
 function onKey(S, e) {
-  const t = e.target;
-  if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
-  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+  if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || lblTyping(e.target)) return;
   if (document.querySelector('.lbl-help.lbl-open') || !S.root.isConnected) return;
   if (press(S, e.key)) { e.preventDefault(); e.stopPropagation(); }
 }

@@ -4,7 +4,11 @@ iframe, so they hear keys wherever the focus is, except in text fields):
 - ``face_grid``: a page of face crops; arrows move the cursor, space (or a click) marks the face
   under it as wrong, Enter confirms the page. Marking is instant (in the browser); only Enter
   talks to the server, with the page's key and the marked face ids.
-- ``key_help``: the keyboard help overlay, opened and closed with ``?`` (Esc closes it).
+- ``key_help``: the keyboard help overlay, opened and closed with ``?`` (Esc closes it). It also
+  hands the focus back to the page after a click on a control that is not typed into (a toggle, a
+  checkbox, a select box once its list closed), so that the page's keys work right after it.
+
+Keys are the page's unless the focus is where one types (``TYPING_JS``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,20 @@ import base64
 from typing import Any, Callable, Optional, Sequence
 
 import streamlit as st
+
+#: JavaScript: is ``t`` (a key event's target) a place where one types? A text box, a number box, an
+#: open list (a select box's options shown) are; a checkbox, a toggle, a radio, a slider, a button and
+#: a select box whose list is closed are not: the keys then belong to the page.
+TYPING_JS = """
+function lblTyping(t) {
+  if (!t || !t.tagName) return false;
+  if (t.isContentEditable || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT') return true;
+  if (t.tagName !== 'INPUT') return false;
+  if (/^(checkbox|radio|range|button|submit|reset|color|file|image)$/.test(t.type)) return false;
+  if (t.getAttribute('role') === 'combobox') return t.getAttribute('aria-expanded') === 'true';
+  return true;
+}
+"""
 
 _GRID_CSS = """
 .lbl-grid { display: grid; gap: 6px; user-select: none; }
@@ -24,28 +42,31 @@ _GRID_CSS = """
   font: bold 26px/1.2 sans-serif; text-shadow: 0 0 3px #fff; }
 .lbl-tile .lbl-cap { position: absolute; left: 3px; bottom: 3px; background: rgba(0,0,0,.6); color: #fff;
   font: 11px/1.3 sans-serif; padding: 0 4px; border-radius: 3px; }
-.lbl-grid-bar { font: 14px/1.6 sans-serif; margin: 4px 0 8px; }
-.lbl-grid-ok { margin-top: 10px; padding: 6px 14px; font: 15px sans-serif; border-radius: 8px; border: 1px solid #ff4b4b;
+.lbl-grid-top { display: flex; align-items: center; gap: 14px; margin: 4px 0 8px; }
+.lbl-grid-bar { font: 14px/1.6 sans-serif; }
+.lbl-grid-ok { padding: 6px 14px; font: 15px sans-serif; border-radius: 8px; border: 1px solid #ff4b4b;
   background: #ff4b4b; color: #fff; cursor: pointer; }
 .lbl-grid.lbl-sent { opacity: .5; pointer-events: none; }
 """
 
-_GRID_JS = """
+_GRID_JS = TYPING_JS + """
 export default function(component) {
   const { data, setTriggerValue, parentElement } = component;
   if (!document.getElementById(data.css_id)) {  // the styles, once per page (the css= of a non-isolated component is not applied)
     const css = document.createElement('style'); css.id = data.css_id; css.textContent = data.css; document.head.appendChild(css);
   }
   parentElement.replaceChildren();
+  const top = document.createElement('div'); top.className = 'lbl-grid-top';  // above the grid: on screen without scrolling
   const bar = document.createElement('div'); bar.className = 'lbl-grid-bar';
   const grid = document.createElement('div'); grid.className = 'lbl-grid';
   grid.dataset.page = data.page;
   grid.style.gridTemplateColumns = `repeat(${data.cols}, minmax(${data.size}px, 1fr))`;
-  parentElement.append(bar, grid);
+  parentElement.append(top, grid);
   const faces = data.faces; const marked = new Set(); let cur = 0; let sent = false;
   const tiles = faces.map((f, i) => {
     const t = document.createElement('div'); t.className = 'lbl-tile'; t.dataset.face = f.id;
-    t.innerHTML = `<img alt="face ${f.id}" src="${f.src}"><span class="lbl-cap">${f.cap}</span>`;
+    t.innerHTML = `<img alt="face ${f.id}" src="${f.src}">` + (f.cap ? `<span class="lbl-cap">${f.cap}</span>` : '');
+    if (f.cap) t.title = `face #${f.id}: the model gives ${data.label} ${f.cap}`;
     t.onclick = () => { if (!sent) { cur = i; toggle(i); paint(); } };
     grid.appendChild(t); return t;
   });
@@ -53,17 +74,15 @@ export default function(component) {
   function paint() {
     tiles.forEach((t, i) => { t.classList.toggle('lbl-cur', i === cur); t.classList.toggle('lbl-marked', marked.has(faces[i].id)); });
     bar.textContent = `${faces.length} faces proposed as ${data.label} \\u00b7 ${marked.size} marked wrong \\u00b7 ` +
-      `arrows move, space marks, Enter confirms the page`;
+      `arrows move, space marks, Enter confirms the page \\u00b7 the number on a face: the model's probability of ${data.label}`;
     grid.dataset.marked = [...marked].join(',');
   }
   const btn = document.createElement('button'); btn.className = 'lbl-grid-ok'; btn.type = 'button';
   btn.textContent = 'Confirm page (Enter)'; btn.onclick = () => { if (!sent) confirm(); };
-  parentElement.append(btn);
+  top.append(btn, bar);
   function confirm() { sent = true; btn.disabled = true; grid.classList.add('lbl-sent'); setTriggerValue('confirm', { page: data.page, marked: [...marked] }); }
   const onKey = (e) => {
-    const el = e.target;
-    if (sent || !faces.length || e.ctrlKey || e.metaKey || e.altKey) return;
-    if (el && (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA' || el.isContentEditable)) return;
+    if (sent || !faces.length || e.ctrlKey || e.metaKey || e.altKey || lblTyping(e.target)) return;
     const n = faces.length, c = data.cols;
     if (e.key === 'ArrowRight') cur = Math.min(n - 1, cur + 1);
     else if (e.key === 'ArrowLeft') cur = Math.max(0, cur - 1);
@@ -93,9 +112,19 @@ _HELP_CSS = """
 .lbl-help-box kbd { background: #eee; border: 1px solid #bbb; border-radius: 4px; padding: 0 6px; font: 13px monospace; }
 """
 
-_HELP_JS = """
+_HELP_JS = TYPING_JS + """
+function lblRelease() {  // after a click, the focus goes back to the page unless it is where one types
+  const a = document.activeElement;
+  if (a && a !== document.body && !lblTyping(a) && a.closest('[data-testid="stSidebar"], [data-testid="stMain"]')) a.blur();
+}
+
 export default function(component) {
   const { data } = component;
+  if (!window.__lblRelease) {  // once per page: a control clicked (a toggle, a checkbox, a class chosen in a
+    // select box, a button) keeps the focus, and the keys typed next would go to it instead of the page
+    window.__lblRelease = () => { setTimeout(lblRelease, 0); setTimeout(lblRelease, 150); };
+    document.addEventListener('click', window.__lblRelease, true);
+  }
   if (!document.getElementById(data.css_id)) {  // the styles, once per page (the css= of a non-isolated component is not applied)
     const css = document.createElement('style'); css.id = data.css_id; css.textContent = data.css; document.head.appendChild(css);
   }
@@ -108,8 +137,7 @@ export default function(component) {
   ov.onclick = () => ov.classList.remove('lbl-open');
   document.body.appendChild(ov);
   const onKey = (e) => {
-    const el = e.target;
-    if (el && (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA' || el.isContentEditable)) return;
+    if (lblTyping(e.target)) return;
     if (e.key === '?') { ov.classList.toggle('lbl-open'); e.preventDefault(); e.stopPropagation(); }
     else if (e.key === 'Escape' && ov.classList.contains('lbl-open')) { ov.classList.remove('lbl-open'); e.preventDefault(); e.stopPropagation(); }
     else if (ov.classList.contains('lbl-open')) { e.stopPropagation(); }

@@ -72,6 +72,7 @@ class Queue:
     ids: list[int]
     left: int  # faces waiting when the batch was fetched, less those settled here since
     audit: list[int] = field(default_factory=list)  # audit samples, shown first (hidden proposal)
+    audit_review: set[int] = field(default_factory=set)  # those of them also in the review queue (counted in left)
     seen: set[int] = field(default_factory=set)
     refill: Optional[Future] = None
     audits: Optional[Future] = None
@@ -92,15 +93,29 @@ def new_queue(db: S.Store, annotator: str, filters: dict[str, Any], key: tuple,
     return q
 
 
+def take_audits(db: S.Store, annotator: str, filters: dict[str, Any], q: Queue) -> None:
+    """The audit samples drawn for ``q`` become its first cards (call once ``q.audits`` is done: the
+    UI waits for them before the first card, so that they are never swapped in under a card shown)."""
+    try:
+        q.audit = [f for f in q.audits.result() if f not in q.seen] if q.audits is not None else []
+    except Exception:  # noqa: BLE001 - no audits then; the review queue goes on
+        q.audit = []
+    q.audits = None
+    q.audit_review = S.in_review_queue(db, q.audit, annotator, **filters) if q.audit else set()
+
+
+def waiting(q: Queue) -> int:
+    """Faces waiting for the annotator with the queue's filters: the review queue's count and the
+    audit samples outside it (one that is in both counts once), as the database has them at the last
+    fetch, less those settled here since."""
+    return q.left + sum(1 for f in q.audit if f not in q.audit_review)
+
+
 def head(db: S.Store, url: str, annotator: str, filters: dict[str, Any], q: Queue) -> tuple[Optional[int], bool]:
     """The face to show now and whether it is an audit sample; drops settled faces from the head,
     tops the batch up in the background, and prefetches the cards that follow."""
     if q.audits is not None and q.audits.done():
-        try:
-            q.audit = [f for f in q.audits.result() if f not in q.seen]
-        except Exception:  # noqa: BLE001 - no audits then; the review queue goes on
-            q.audit = []
-        q.audits = None
+        take_audits(db, annotator, filters, q)
     if q.audit:
         q.audit = G.still_pending(db, q.audit[:AHEAD + 1], annotator, any_route=True) + q.audit[AHEAD + 1:]
         if q.audit:
@@ -143,15 +158,37 @@ def settled(q: Queue, face_id: int, audit: bool = False) -> None:
     q.seen.add(face_id)
     if audit:
         q.audit = [f for f in q.audit if f != face_id]
+        if face_id in q.audit_review:  # it was in the review queue too
+            q.left = max(0, q.left - 1)
+            if face_id in q.ids:
+                q.ids.remove(face_id)
     elif face_id in q.ids:
         q.ids.remove(face_id)
         q.left = max(0, q.left - 1)
 
 
-def put_back(q: Queue, face_id: int) -> None:
-    """An undone face goes to the head of the queue again."""
+def put_back(q: Queue, face_id: int, audit: bool = False) -> None:
+    """An undone face goes to the head of the queue again (of the audit samples, for an audit answer)."""
     q.seen.discard(face_id)
+    if audit:
+        q.audit.insert(0, face_id)
+        if face_id in q.audit_review:
+            q.left += 1
+        return
     if face_id in q.ids:
         q.ids.remove(face_id)
     q.ids.insert(0, face_id)
     q.left += 1
+
+
+def undo(db: S.Store, annotator: str, source: str, review_source: str, q: Optional[Queue]) -> Optional[dict[str, Any]]:
+    """Undo the annotator's newest action of ``source`` (the audit's, after an audit answer), else
+    their newest of ``review_source``; the face comes back at the head of ``q`` (of its audit samples
+    when an audit answer was undone). ``store.undo_last``'s record, or None when nothing was undone."""
+    r = S.undo_last(db, annotator, source=source)
+    audit = r is not None and source != review_source
+    if r is None and source != review_source:
+        r = S.undo_last(db, annotator, source=review_source)
+    if r is not None and q is not None:
+        put_back(q, r["face_id"], audit=audit and r["action"] != "skip")
+    return r

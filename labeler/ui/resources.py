@@ -108,37 +108,49 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _draw_boxes(im: PILImage.Image, scale: float, boxes: tuple[BoxSpec, ...], highlight) -> None:
+#: box colours: the current face, the highlighted ones, the others (and all, when none is highlighted)
+CURRENT, HIGHLIGHT, OTHER, PLAIN = (255, 200, 0), (255, 40, 40), (200, 200, 200), (40, 220, 255)
+
+
+def _draw_boxes(im: PILImage.Image, scale: float, boxes: tuple[BoxSpec, ...], highlight, current=None) -> None:
+    """Draw ``boxes``: the ``current`` face thickest, in yellow; the ``highlight`` ones in red with
+    their captions; the others thin, grey and without a caption (a crowd's numbers would overlap);
+    with no highlight, every box in cyan with its caption. A caption with no room above its box is
+    drawn inside it, so that the top row's numbers are not cut off."""
     draw = ImageDraw.Draw(im)
     lw = max(2, im.width // 150)
-    fs = max(11, min(im.width // 40, int(min((b[4] - b[2] for b in boxes), default=40) * scale * 0.8) or 11))
-    font = _font(fs)
     hl = set(highlight) if isinstance(highlight, tuple) else ({highlight} if highlight is not None else None)
-    for fid, x1, y1, x2, y2, cap in boxes:
+    if current is not None and hl is not None:
+        hl.add(current)
+    shown = [b for b in boxes if hl is None or b[0] in hl]
+    fs = max(11, min(im.width // 40, int(min((b[4] - b[2] for b in shown), default=40) * scale * 0.8) or 11))
+    font = _font(fs)
+    for fid, x1, y1, x2, y2, cap in sorted(boxes, key=lambda b: (b[0] == current, hl is None or b[0] in hl)):
         on = hl is None or fid in hl
-        color = (255, 40, 40) if (hl is not None and on) else ((40, 220, 255) if on else (200, 200, 200))
+        color = CURRENT if fid == current else ((HIGHLIGHT if hl is not None else PLAIN) if on else OTHER)
         r = [x1 * scale, y1 * scale, x2 * scale, y2 * scale]
-        draw.rectangle(r, outline=color, width=lw if on else max(1, lw // 2))
-        if cap:
+        draw.rectangle(r, outline=color, width=(2 * lw if fid == current else lw) if on else max(1, lw // 2))
+        if cap and on:
             tw = draw.textlength(cap, font=font)
-            ty = max(0, r[1] - fs - 4)
+            ty = r[1] - fs - 4 if r[1] - fs - 4 >= 0 else r[1] + lw  # above the box, else inside it
             draw.rectangle([r[0], ty, r[0] + tw + 6, ty + fs + 4], fill=color)
             draw.text((r[0] + 3, ty + 1), cap, fill=(0, 0, 0), font=font)
 
 
 @functools.lru_cache(maxsize=256)
 def boxed_image(paths: tuple[str, ...], boxes: tuple[BoxSpec, ...], highlight,
-                max_side: int) -> Optional[bytes]:
+                max_side: int, current: Optional[int] = None) -> Optional[bytes]:
     """The image file (first readable path) downscaled to ``max_side`` with face boxes drawn
-    (``highlight``: the face, or a tuple of faces, drawn in red, the others grey; None: all alike;
-    captions sized to the smallest box, so that a crowd's numbers do not overlap). JPEG bytes. A plain
-    LRU cache, not ``st.cache_data``: the card prefetcher calls it from a worker thread."""
+    (``highlight``: the face, or a tuple of faces, drawn in red with captions, the others grey without;
+    None: all alike; ``current``: the face under the cursor, in yellow; captions sized to the smallest
+    box drawn with one). JPEG bytes. A plain LRU cache, not ``st.cache_data``: the card prefetcher
+    calls it from a worker thread."""
     for p in paths:
         got = _open_oriented(p, max_side)
         if got is None:
             continue
         im, full_w = got
-        _draw_boxes(im, im.width / max(full_w, 1), boxes, highlight)
+        _draw_boxes(im, im.width / max(full_w, 1), boxes, highlight, current)
         buf = io.BytesIO()
         im.save(buf, "JPEG", quality=85)
         return buf.getvalue()

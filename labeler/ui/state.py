@@ -3,11 +3,11 @@ and which page to show. Widget keys stay with the page that owns the widget."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+from urllib.parse import unquote
 
 import streamlit as st
+
+from labeler import store as S
 
 #: every human action is an Annotation row with this source
 SOURCE = "ui"
@@ -32,41 +32,54 @@ def goto(page: str) -> None:
     st.session_state["page"] = page
 
 
-# ---- the annotator, remembered across browser sessions: the ``?annotator=`` query parameter (a
-# bookmark) and a small file in the user's config folder (this machine's last name)
+# ---- the annotator: one per browser, never one per server. A browser session knows it from the
+# ``?annotator=`` query parameter (a bookmark, a shared link) or else from the ``labeler_annotator``
+# cookie that this browser got at its last sign-in; a new browser (another person) is asked.
+
+#: the cookie that keeps this browser's name (read by the server when the page opens)
+COOKIE = "labeler_annotator"
+COOKIE_DAYS = 30
+
+_COOKIE_JS = """
+export default function(component) {
+  const { data } = component;
+  const want = data.name ? `${data.cookie}=${encodeURIComponent(data.name)}` : '';
+  const have = document.cookie.split('; ').find((c) => c.startsWith(data.cookie + '=')) || '';
+  if (want && have !== want) document.cookie = `${want}; path=/; max-age=${data.max_age}; SameSite=Lax`;
+  else if (!want && have) document.cookie = `${data.cookie}=; path=/; max-age=0; SameSite=Lax`;
+}
+"""
+_cookie = st.components.v2.component("labeler_annotator_cookie", js=_COOKIE_JS)
 
 
-def config_file() -> Path:
-    """``$XDG_CONFIG_HOME/labeler/ui.json`` (``~/.config/labeler/ui.json`` by default)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "labeler" / "ui.json"
+def _valid(name: str) -> bool:
+    return bool(name) and len(name) <= S.MAX_ANNOTATOR and name.isprintable()  # what S.clean_annotator takes
 
 
 def remembered_annotator() -> str:
-    """The name in the query parameter, else the one in the config file, else ""."""
+    """This browser's name: the query parameter, else the cookie (unless this session signed out),
+    else ""."""
     name = (st.query_params.get("annotator") or "").strip()
-    if name:
-        return name
-    try:
-        return str(json.loads(config_file().read_text(encoding="utf-8")).get("annotator", "")).strip()
-    except (OSError, ValueError, AttributeError):
-        return ""
+    if not name and not st.session_state.get("signed_out"):
+        raw = st.context.cookies.get(COOKIE)
+        name = unquote(raw).strip() if isinstance(raw, str) else ""  # (no cookies outside a browser: AppTest)
+    return name if _valid(name) else ""
 
 
-def remember_annotator(name: str) -> None:
-    """Keep ``name`` in the URL and in the config file (a write failure only loses the memory)."""
+def sign_in_as(name: str) -> None:
+    """This session labels as ``name``; the URL and this browser's cookie (:func:`keep_cookie`) keep it."""
+    st.session_state["annotator"] = name
+    st.session_state.pop("signed_out", None)
     st.query_params["annotator"] = name
-    p = config_file()
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps({"annotator": name}), encoding="utf-8")
-    except OSError:
-        pass
 
 
-def forget_annotator() -> None:
+def sign_out() -> None:
+    """Forget the name in this session, its URL and (on the next run) this browser's cookie."""
+    st.session_state.pop("annotator", None)
+    st.session_state["signed_out"] = True  # the cookie the page was opened with is not read again
     st.query_params.pop("annotator", None)
-    try:
-        config_file().unlink()
-    except OSError:
-        pass
+
+
+def keep_cookie() -> None:
+    """Keep this browser's cookie equal to the session's name (removed when there is none)."""
+    _cookie(key="annotator_cookie", data={"name": who(), "cookie": COOKIE, "max_age": COOKIE_DAYS * 86400}, height="content")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from labeler import store as S
-from labeler.store.cleanview import ANY, FLAGS, SORTS
+from labeler.store.cleanview import ANY, FLAGS, NONPHOTO_THRESHOLD, SORTS
 from labeler.types import LABELS
 from labeler.ui.resources import db_url, issue_scores, labels_changed, store
 from labeler.ui.state import SOURCE, flash, take_flash, who
@@ -63,7 +63,7 @@ def _grid(items: list) -> None:
             if it.crop:
                 col.image(it.crop, width=96)
             col.checkbox(f"#{it.face_id} {it.kind or it.label or ''}", key=f"g_{it.face_id}")
-            marks = (["text"] if it.text_near else []) + ([f"np {it.nonphoto:.2f}"] if it.nonphoto is not None else [])
+            marks = (["text"] if it.text_near else []) + ([f"non-photo {it.nonphoto:.2f}"] if it.nonphoto is not None else [])
             if it.issue is not None:
                 marks.append(f"issue {it.issue:.2f} → {it.suggested}")
             if marks:
@@ -84,6 +84,9 @@ def render() -> None:
     what = "faces" if cls == ANY else f"faces accepted as **{cls}** ({kind})"
     st.caption(f"{total} {what}" + (f", {FLAG_NAMES[flag]}" if flag != "none" else "") + (f" · last: {msg}" if msg else ""))
     st.session_state["g_ids"] = [it.face_id for it in items]
+    if any(it.nonphoto is not None or it.text_near for it in items):
+        st.caption("Under a face: **text** = text on or beside it; **non-photo** = how much the image looks like a "
+                   f"cartoon, emoji, drawing or figure grid rather than a photo (0 to 1; flagged from {NONPHOTO_THRESHOLD}).")
     _grid(items)
     if flag == "near_dup":
         _face_groups(db)

@@ -5,6 +5,7 @@ are ``labeler.store.grid``'s; the keys live in the browser (``labeler.ui.keys.fa
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import streamlit as st
@@ -44,9 +45,18 @@ def _page(label: str, source: str, n: int) -> tuple[str, list[G.GridFace]]:
     return token, faces
 
 
+def _on_confirm(token: str, label: str, faces: list[G.GridFace]) -> None:
+    """Enter on the page ``token`` (a callback: it runs before the script, which then draws the next
+    page in the same run)."""
+    got = (st.session_state.get(f"grid_{token}") or {}).get("confirm")
+    if isinstance(got, dict) and got.get("page") == token:
+        shown = {f.face_id for f in faces}
+        _settle(token, label, faces, [int(m) for m in got.get("marked") or [] if int(m) in shown])
+
+
 def _settle(token: str, label: str, faces: list[G.GridFace], marked: list[int]) -> None:
     done = st.session_state.setdefault("grid_done", set())
-    if token in done:
+    if token in done:  # (a page is settled once)
         return
     done.add(token)
     r = G.settle_grid(store(), who(), label, [f.face_id for f in faces], marked)
@@ -72,14 +82,12 @@ def render() -> None:
     counts = {c.label: c.faces for c in classes}
     if st.session_state.get("grid_class") not in counts:  # the class with the most faces waiting
         st.session_state["grid_class"] = max(classes, key=lambda c: c.faces).label
-    label = st.selectbox("Class", list(counts), key="grid_class", format_func=lambda c: f"{c} ({counts[c]} faces)")
+    # the options are the class names only: a count in an option's text changes with every page, and
+    # the browser then sends a value the new options lack, so the box fell back to another class
+    label = st.selectbox("Class", list(counts), key="grid_class")
     token, faces = _page(label, source, n)
-    st.markdown(f"Mark the faces that are **not {label}**; Enter confirms the page.")
-    res = face_grid(token, label, [(f.face_id, f.crop, f"{f.prob:.2f}" if f.prob is not None else "") for f in faces],
-                    COLS, SIZE, on_confirm=lambda: None)
-    got = res.get("confirm") if res is not None else None
-    if got and got.get("page") == token:
-        shown = {f.face_id for f in faces}
-        _settle(token, label, faces, [int(m) for m in got.get("marked") or [] if int(m) in shown])
-        st.rerun()
-    st.button("Undo my last grid page", key="grid_undo", shortcut="U", on_click=undo_page)
+    left, right = st.columns([4, 1], vertical_alignment="center")  # above the grid: both on screen without scrolling
+    left.markdown(f"Mark the faces that are **not {label}** ({counts[label]} faces wait); Enter confirms the page.")
+    right.button("Undo my last grid page", key="grid_undo", shortcut="U", on_click=undo_page, width="stretch")
+    face_grid(token, label, [(f.face_id, f.crop, f"{f.prob:.2f}" if f.prob is not None else "") for f in faces],
+              COLS, SIZE, on_confirm=functools.partial(_on_confirm, token, label, faces))

@@ -19,6 +19,8 @@ from labeler.ui.state import SOURCE, flash, take_flash, who
 TITLE = "Image"
 ICON = ":material/photo:"
 PER_PAGE = 12
+#: the longest side the photo is drawn at (shown at its column's width)
+PHOTO_SIDE = 1200
 KEYS = {lab: str(i + 1) for i, lab in enumerate(LABELS)}
 KEYS_HELP = (("1-7", "label the face under the cursor, then move to the next"), ("X", "unusable"),
              ("← →", "move the cursor"), ("N / P", f"next / previous {PER_PAGE} faces"),
@@ -78,18 +80,21 @@ def _pick_image(db: S.Store, imgs: list[dict[str, Any]]) -> int:
                         format_func=lambda i: f"#{i} · {info[i]['n_faces']} faces · {os.path.basename(info[i]['path'])}" if i in info else f"#{i}")
 
 
-def _photo(v: dict[str, Any], faces: list[dict[str, Any]], page: list[dict[str, Any]]) -> None:
+def _photo(v: dict[str, Any], faces: list[dict[str, Any]], page: list[dict[str, Any]], cur_id: int) -> None:
+    """The photo as wide as its column: this page's faces numbered in red, the one under the cursor
+    in yellow, the other faces grey and unnumbered (a crowd's numbers would overlap)."""
     boxes = tuple((f["face_id"], *f["box"], str(f["n"])) for f in faces)
-    img = boxed_image(tuple(v["paths"]), boxes, tuple(f["face_id"] for f in page) if len(page) < len(faces) else None, 900)
+    img = boxed_image(tuple(v["paths"]), boxes, tuple(f["face_id"] for f in page), PHOTO_SIDE, cur_id)
     if img:
-        st.image(img, width=720)
+        st.image(img, width="stretch")
+        st.caption("yellow: the face under the cursor · red: the faces of this page, numbered · grey: the other faces")
     else:
         st.caption("image file not found")
     st.caption(" · ".join(v["paths"][:3]) + (f" · rule: {v['rule_state']} {v['rule_label'] or ''}" if v["rule_state"] != "none" else ""))
 
 
 def _tiles(page: list[dict[str, Any]], cur_id: int) -> None:
-    ncol = 4
+    ncol = 3
     for i in range(0, len(page), ncol):
         for col, f in zip(st.columns(ncol), page[i : i + ncol]):
             if f["crop"]:
@@ -136,9 +141,9 @@ def render() -> None:
     msg = take_flash()
     st.caption(f"faces {start + 1}-{start + len(page)} of {n} (numbered in reading order) · cursor on face {cur + 1}"
                + (f" · last: {msg}" if msg else "") + " · press ? for the keys")
-    left, right = st.columns([1.05, 1])
+    left, right = st.columns([2, 1])  # the photo gets the room: a crowd's faces are small
     with left:
-        _photo(v, faces, page)
+        _photo(v, faces, page, faces[cur]["face_id"])
     with right:
         _tiles(page, faces[cur]["face_id"])
     _keys(faces[cur], n)

@@ -3,11 +3,13 @@ X unusable, S skip, U undo, Esc cancel). The queue and the card come from ``labe
 
 The card is an ``st.fragment``: a key press reruns the card only, from a queue precomputed in the
 background with the next cards already loaded (``labeler.ui.prefetch``). Audit samples
-(``store.next_audit_faces``) come first, with the proposal hidden until answered; the same
-hide-until-answered mode is a sidebar toggle for anyone."""
+(``store.next_audit_faces``, drawn in the background) come first: the first card waits for them, so
+they are never swapped in under a card shown; each says "Audit: answer blind" and hides the proposal
+until answered. The same hide-until-answered mode is a sidebar toggle for anyone."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
 import streamlit as st
@@ -83,6 +85,8 @@ def accept(face_id: int, suggestion: Optional[str]) -> None:
     elif suggestion:
         st.session_state["compound"] = False
         act(face_id, "label", [suggestion])
+    else:  # nothing to accept (a blind card): the key says why instead of doing nothing
+        flash(f"Enter accepts a proposal, and face #{face_id} has none shown: press the class you see (1-7), X unusable or S skip")
 
 
 def toggle_compound() -> None:
@@ -93,17 +97,10 @@ def toggle_compound() -> None:
 def undo() -> None:
     if not who():
         return
-    src = st.session_state.get("last_source", SOURCE)
-    r = S.undo_last(store(), who(), source=src) or (S.undo_last(store(), who(), source=SOURCE) if src != SOURCE else None)
-    if r is None:
+    r = P.undo(store(), who(), st.session_state.get("last_source", SOURCE), SOURCE, st.session_state.get("queue"))
+    if r is None:  # (else the face is shown again right away)
         flash("nothing to undo")
         return
-    q = st.session_state.get("queue")
-    if q is not None:  # show the face again right away
-        if src != SOURCE and r["action"] != "skip":
-            q.audit.insert(0, r["face_id"])
-        else:
-            P.put_back(q, r["face_id"])
     st.session_state["last_source"] = SOURCE
     st.session_state.pop("reveal", None)
     _reset_compound()
@@ -150,7 +147,24 @@ def _queue(db: S.Store, f: dict[str, Any]) -> P.Queue:
             db_, name = db, who()
             audits = lambda: [a.face_id for a in S.next_audit_faces(db_, name, AUDITS)]  # noqa: E731
         q = st.session_state["queue"] = P.new_queue(db, who(), f, key, audits)
+    if q.audits is not None:  # the first card waits for the audit samples: they come first, never later
+        wait_audits(q)
+        P.take_audits(db, who(), f, q)
     return q
+
+
+def wait_audits(q: P.Queue) -> None:
+    """Say what is being waited for while the audit samples are drawn (it reads every face once);
+    each line written is a point where a click in the sidebar (untick "Audit samples first") stops it."""
+    note, t0 = st.empty(), time.monotonic()
+    while not q.audits.done():
+        note.info(f"Drawing the audit samples ({time.monotonic() - t0:.0f} s): blind labels of random auto-accepted faces, "
+                  "the first cards of this session. Untick **Audit samples first** in the sidebar to review without them.")
+        try:
+            q.audits.result(timeout=0.5)
+        except Exception:  # noqa: BLE001 - a timeout (drawn yet?) or a failure (P.take_audits: none then)
+            pass
+    note.empty()
 
 
 def _evidence(card: dict[str, Any]) -> None:
@@ -174,8 +188,9 @@ def _card(card: dict[str, Any], hidden: bool, audit: bool) -> None:
     fid = card["face_id"]
     st.markdown(f"#### Face #{fid} · image #{card['image_id']} · face {card['idx'] + 1} of {card['n_faces']}")
     if audit:
-        st.caption("Audit sample: a blind label for the precision estimate of the auto-accepted labels; "
-                   "the proposal is shown after your answer.")
+        st.warning("**Audit: answer blind.** Press the class you see (1-7), X unusable, S skip. Nothing is proposed, "
+                   "so Enter accepts nothing.  \nAn audit sample: a random auto-accepted face; blind labels measure how "
+                   "right the auto-accepted labels are. The proposal is shown after your answer.")
     c1, c2, c3 = st.columns([1.1, 1.4, 1.2])
     with c1:  # images inline (data: URIs): the card is whole when it arrives, no second request per image
         if card["crop"]:
@@ -208,8 +223,9 @@ def _buttons(fid: int, suggestion: Optional[str], hidden: bool) -> None:
         col.button(lab, key=f"lab_{lab}", shortcut=KEYS[lab], on_click=act, args=(fid, "label", [lab]),
                    type="primary" if lab == shown or lab in held else "secondary", width="stretch")
     b = st.columns([1.6, 1.3, 1.1, 0.9, 0.9, 0.9])
-    b[0].button(f"Accept: {shown or ('(hidden)' if hidden else '-')}", key="accept", shortcut="Enter", on_click=accept, args=(fid, shown),
-                disabled=not (shown or held), width="stretch")
+    what = (" + ".join(held) if held else shown) or ("nothing proposed (press 1-7)" if hidden else "no proposal")
+    b[0].button(f"Accept: {what}", key="accept", shortcut="Enter", on_click=accept, args=(fid, shown), width="stretch",
+                type="primary" if held or shown else "secondary")  # (Enter on nothing to accept says why)
     b[1].button("Second label", key="second", shortcut="A", on_click=toggle_compound, width="stretch",
                 type="primary" if compound else "secondary")
     b[2].button("Unusable", key="unusable", shortcut="X", on_click=act, args=(fid, "unusable"), width="stretch")
@@ -235,7 +251,7 @@ def card_area(f: dict[str, Any]) -> None:
     q = _queue(db, f)
     fid, audit = P.head(db, db_url(), who(), f, q)
     msg = take_flash()
-    st.caption(f"{q.left + len(q.audit)} to review with these filters · {st.session_state.get('n_done', 0)} done this session"
+    st.caption(f"{P.waiting(q)} to review with these filters · {st.session_state.get('n_done', 0)} done this session"
                + (f" · last: {msg}" if msg else ""))
     _reveal()
     if fid is None:

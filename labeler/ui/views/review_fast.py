@@ -41,12 +41,8 @@ def _audit_faces(q: Optional[P.Queue]) -> set[int]:
 
 
 def _undo(q: Optional[P.Queue], src: str) -> Optional[dict[str, Any]]:
-    r = S.undo_last(store(), who(), source=src) or (S.undo_last(store(), who(), source=SOURCE) if src != SOURCE else None)
-    if r is not None and q is not None:  # the face comes back at the head of the queue
-        if src != SOURCE and r["action"] != "skip":
-            q.audit.insert(0, r["face_id"])
-        else:
-            P.put_back(q, r["face_id"])
+    r = P.undo(store(), who(), src, SOURCE, q)  # the face comes back at the head of the queue
+    if r is not None and q is not None:
         st.session_state.setdefault("fc_cards", {}).pop(r["face_id"], None)
     return r
 
@@ -207,6 +203,6 @@ def fast_area(f: dict[str, Any]) -> None:
     win = window(db, q, f)
     acks = {cid: max(m) for cid, m in _applied().items() if m}
     st.session_state["fc_rev"] = rev = st.session_state.get("fc_rev", 0) + 1  # new data on every run: the card hears each
-    fast_card({"window": win, "acks": acks, "rev": rev, "reveals": st.session_state.get("fc_reveals", {}), "left": q.left + len(q.audit), "n_done": st.session_state.get("n_done", 0),
+    fast_card({"window": win, "acks": acks, "rev": rev, "reveals": st.session_state.get("fc_reveals", {}), "left": P.waiting(q), "n_done": st.session_state.get("n_done", 0),
                "msg": take_flash() or "", "empty": not win, "labels": list(LABELS), "keys": dict(R.KEYS)},
               on_decide=_on_decide, on_open=_on_open)
