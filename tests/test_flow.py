@@ -55,8 +55,10 @@ def test_decision_times_are_capped_and_a_grid_page_shares_its_time(sample_db):
     assert set(rows) == {("ann", "card_accept"), ("ann", "card"), ("ann", "audit"), ("ann", "grid_face"), ("ann", "grid_mark")}
     assert rows[("ann", "card")].seconds == IDLE_CAP_S and rows[("ann", "audit")].median == 3.0
     assert rows[("ann", "grid_face")].decisions == 3 and rows[("ann", "grid_face")].seconds == pytest.approx(4.5)
+    settle_grid(store, "ann", "sad", fids[8:10], [], seconds=600.0)  # a page left open: capped as a whole
+    assert {r.effort: r for r in effort_rows(store) if r.effort == "grid_face"}["grid_face"].seconds == pytest.approx(4.5 + IDLE_CAP_S)
     assert rows[("ann", "grid_mark")].decisions == 1 and rows[("ann", "grid_mark")].median == pytest.approx(1.5)
     from labeler.store.review import AnnotationError
 
     with pytest.raises(AnnotationError, match="effort: expected one of card"):
-        add_annotation(store, fids[8], "ann", "label", ["happy"], effort="coffee")
+        add_annotation(store, fids[10], "ann", "label", ["happy"], effort="coffee")

@@ -123,3 +123,18 @@ def test_next_pending_image(store):
     assert G.next_pending_image(store) == imgs[1]
     assert G.next_pending_image(store, after=imgs[1]) == imgs[2]
     assert G.next_pending_image(store, after=imgs[2]) == imgs[1]  # wraps
+
+
+def test_a_grid_page_shows_the_most_confident_faces_first_and_can_leave_the_unsure_to_cards(store):
+    ids = make_faces(store, [("review", "happy")] * 6 + [("review", "sad")] * 2)
+    ps = [0.55, 0.95, 0.70, 0.99, 0.62, 0.81]
+    with store.session() as s:  # a newer model proposal per face, at these probabilities
+        for fid, p in zip(ids, ps):
+            s.add(S.Proposal(face_id=fid, source_kind="model", source="m@2", label="happy", prob=p, probs=probs_for("happy", p)))
+    page = G.grid_page(store, "happy", "review", "ann", n=4)
+    assert [f.face_id for f in page] == [ids[3], ids[1], ids[5], ids[2]]  # 0.99, 0.95, 0.81, 0.70
+    assert [round(f.prob, 2) for f in page] == [0.99, 0.95, 0.81, 0.70]
+    sure = G.grid_page(store, "happy", "review", "ann", n=48, min_prob=0.66)
+    assert {f.face_id for f in sure} == {ids[1], ids[2], ids[3], ids[5]}
+    assert G.grid_page(store, "sad", "review", "ann", n=48, min_prob=0.66) == [] or all(
+        f.prob >= 0.66 for f in G.grid_page(store, "sad", "review", "ann", n=48, min_prob=0.66))

@@ -174,7 +174,23 @@ def test_filter_by_proposed_class(db, monkeypatch):
     at.sidebar.multiselect(key="f_prop").set_value([cls]).run()
     fid = card_face(at)
     assert S.face_card(st, fid)["decision_label"] == cls
-    assert at.caption[0].value.startswith(f"{S.review_queue_count(st, 'alice', proposed=[cls])} to review")
+    said = [c.value for c in at.caption if " to review" in c.value]
+    assert said and said[0].startswith(f"{S.review_queue_count(st, 'alice', proposed=[cls])} to review")
+
+
+def test_the_review_page_leads_with_the_flow_and_sends_grid_work_to_verify(db, monkeypatch):
+    """The flow's next steps sit on top of the Review page: on the sample, the faces are likely-right
+    happy faces, so a grid page comes first, and its button opens Verify on that class."""
+    from labeler.config import Config
+    from labeler.reports.effort import effort
+
+    e = effort(S.Store(db), Config().routing)
+    assert e.steps and e.steps[0].kind == "grid"
+    at = make_app(db, monkeypatch)
+    flow = [c.value for c in at.caption if c.value.startswith("**Flow**")]
+    assert flow == [f"**Flow** · {e.next_steps}"]
+    at.button(key="flow_verify").click().run()
+    assert at.session_state["grid_class"] == e.steps[0].label and at.session_state["page"] == "Verify"
 
 
 def test_gallery_relabel(db, monkeypatch):

@@ -17,6 +17,7 @@ from labeler.store import Store, effort_rows, plan_of, members, waiting_faces
 class Effort:
     rows: list  # labeler.store.EffortRow
     model: TimeModel  # the time model with the project's medians in
+    steps: list  # labeler.flow.Step, in the order to take them
     next_steps: str  # "next: 3 grid pages of happy, then 41 cards (about 2 min)"
     left_seconds: float
 
@@ -36,7 +37,7 @@ def effort(store: Store, policy: RoutingPolicy) -> Effort:
     tm = measured_model(rows)
     asked = len(plan_of(members(store, policy), policy).asked) if policy.method != "bucket" else 0
     steps = plan(asked, waiting_faces(store, policy), tm)
-    return Effort(rows, tm, say(steps), sum(s.seconds for s in steps))
+    return Effort(rows, tm, steps, say(steps), sum(s.seconds for s in steps))
 
 
 def effort_lines(e: Effort) -> list[str]:

@@ -106,18 +106,28 @@ def grid_classes(store: Store, source: str = "review", annotator: Optional[str] 
 
 
 def grid_page(store: Store, label: str, source: str = "review", annotator: Optional[str] = None, n: int = 48,
-              exclude: Iterable[int] = ()) -> list[GridFace]:
+              exclude: Iterable[int] = (), min_prob: Optional[float] = None) -> list[GridFace]:
     """The next ``n`` faces proposed as ``label`` (newest decision of route ``source``, no human
-    label yet), a photo's faces together (image, then face index)."""
+    label yet), most confident first (the newest model proposal: faces whose top class is ``label``
+    by its probability, then the others), a photo's faces together at equal confidence. ``min_prob``:
+    only faces whose model gives ``label`` at least this (the review flow sends the rest to cards,
+    ``labeler.flow``)."""
     _check(label, source)
     q = _waiting(source, annotator).where(DecisionRow.label == label)
     ex = list(exclude)
     if ex:
         q = q.where(DecisionRow.face_id.not_in(ex))
     sub = q.subquery()
+    newest = (select(func.max(Proposal.id).label("id")).where(Proposal.source_kind == "model")
+              .group_by(Proposal.face_id).subquery())
+    prop = (select(Proposal.face_id, Proposal.label, Proposal.prob).join(newest, Proposal.id == newest.c.id)).subquery()
+    stmt = (select(Face.id, Face.image_id, Face.crop).join(sub, Face.id == sub.c.face_id)
+            .outerjoin(prop, prop.c.face_id == Face.id))
+    if min_prob is not None:
+        stmt = stmt.where(prop.c.label == label, prop.c.prob >= float(min_prob))
+    stmt = stmt.order_by((prop.c.label == label).desc(), prop.c.prob.desc(), Face.image_id, Face.idx)
     with store.session() as s:
-        rows = s.execute(select(Face.id, Face.image_id, Face.crop).join(sub, Face.id == sub.c.face_id)
-                         .order_by(Face.image_id, Face.idx).limit(max(0, int(n)))).all()
+        rows = s.execute(stmt.limit(max(0, int(n)))).all()
         probs = _model_probs(s, [r[0] for r in rows])
     return [GridFace(fid, iid, crop, (probs.get(fid) or {}).get(label)) for fid, iid, crop in rows]
 
@@ -154,7 +164,7 @@ def settle_grid(store: Store, annotator: str, label: str, face_ids: Sequence[int
         raise GridError(f"marked faces {sorted(bad - set(ids))} are not on the page {ids[:5]}...; mark only faces shown.")
     key = uuid.uuid4().hex[:12]
     src = f"grid:{key}"
-    share = capped(seconds / len(ids)) if seconds is not None and ids else None
+    share = capped(seconds) / len(ids) if seconds is not None and ids else None  # the page's time, capped, shared
     with store.session() as s:
         s.add_all([Annotation(face_id=f, annotator=name, action="reject" if f in bad else "verify", labels=[label], source=src,
                               seconds=share, effort="grid_mark" if f in bad else "grid_face") for f in ids])

@@ -2,7 +2,8 @@
 next cards, and a key press shows the next one at once, with no server round trip before it is on
 screen and usable. A hidden proposal (audit samples, hide-until-answered) is not on
 the page before the answer: the server sends it with the acknowledgement (``reveals``). The decisions go to Python as one trigger value carrying every decision not yet
-acknowledged, in order (``{"cid": ..., "decisions": [{"seq", "face", "action", "labels", "target"}]}``):
+acknowledged, in order (``{"cid": ..., "decisions": [{"seq", "face", "action", "labels", "target", "ms", "accept"}]}``;
+``ms``: how long the face was on screen before the key, ``accept``: Enter took the proposal):
 a trigger lost while a rerun runs is covered by the next one, and the server applies each
 (client, sequence number, face) once (``labeler.ui.views.review_fast``). The server answers with a new
 window and the highest sequence number it has applied (``acks``); the card shown is the window with the
@@ -150,7 +151,7 @@ function show(S) {
   S.cap.textContent = `${Math.max(0, d.left - inflight)} to review with these filters \u00b7 ${d.n_done + inflight} done this session` +
     (S.last ? ` \u00b7 last: ${S.last}` : (d.msg ? ` \u00b7 last: ${d.msg}` : ''));
   const was = S.revealFace != null ? (d.reveals || {})[S.revealFace] : null;  // sent once the answer is stored
-  if (S.shown !== (f ? f.id : null)) { S.compound = false; S.held = []; S.nudge = ''; }
+  if (S.shown !== (f ? f.id : null)) { S.compound = false; S.held = []; S.nudge = ''; S.shownAt = performance.now(); }
   S.info.textContent = S.nudge || (S.reveal + (was ? ` \u00b7 the proposal was ${was}` : ''));
   S.root.dataset.inflight = String(S.pending.length);
   S.root.dataset.rev = String(d.rev);
@@ -208,8 +209,10 @@ function send(S) {  // one batch in flight at a time: a new trigger would preemp
   S.setTrigger('decide', { cid: S.cid, decisions: S.pending, have: [...S.imgs.keys()] });
 }
 
-function decide(S, f, action, labels) {
-  const d = { seq: ++S.seq, face: f.id, action, labels: labels || null, target: null };
+function decide(S, f, action, labels, accepted) {
+  // ms: the face on screen until this key (the server caps idle gaps); accept: Enter took the proposal
+  const d = { seq: ++S.seq, face: f.id, action, labels: labels || null, target: null,
+    ms: Math.round(performance.now() - (S.shownAt || performance.now())), accept: !!accepted };
   S.pending.push(d); S.history.push({ face: f.id, seq: d.seq });
   const said = action + (labels ? ' ' + labels.join(' + ') : '');
   S.last = `face #${f.id}: ${said}`; S.nudge = '';
@@ -245,7 +248,7 @@ function press(S, key) {
   }
   if (k === 'Enter') {
     if (S.held.length) decide(S, f, 'label', S.held.slice());
-    else if (!f.hidden && f.suggestion) decide(S, f, 'label', [f.suggestion]);
+    else if (!f.hidden && f.suggestion) decide(S, f, 'label', [f.suggestion], true);
     else {  // nothing to accept: the key says why instead of doing nothing
       S.nudge = `Enter accepts a proposal, and face #${f.id} has none shown: press the class you see (1-7), X unusable or S skip.`;
       show(S);

@@ -6,10 +6,12 @@ are ``labeler.store.grid``'s; the keys live in the browser (``labeler.ui.keys.fa
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 
 import streamlit as st
 
+from labeler.flow import TimeModel
 from labeler.store import grid as G
 from labeler.ui.keys import face_grid
 from labeler.ui.resources import store
@@ -23,6 +25,8 @@ KEYS_HELP = (("arrows", "move the cursor"), ("space / click", "mark the face as 
 SOURCES = {"review": "review queue", "auto": "auto-accepted"}
 SIZE = 112  # crop side on screen, px
 COLS = 8
+#: the probability from which a grid glance costs less than a card (labeler.flow.TimeModel)
+GRID_P = TimeModel().grid_threshold()
 
 
 def undo_page() -> None:
@@ -37,11 +41,12 @@ def undo_page() -> None:
 def _page(label: str, source: str, n: int) -> tuple[str, list[G.GridFace]]:
     """The page shown: kept across reruns until it is confirmed (or the class/source changes)."""
     cur = st.session_state.get("grid_page")
-    if cur and cur[1] == (label, source, n, who()):
+    if cur and cur[1] == (label, source, n, who(), st.session_state.get("grid_min_prob")):
         return cur[0], cur[2]
-    faces = G.grid_page(store(), label, source, who(), n)
+    faces = G.grid_page(store(), label, source, who(), n, min_prob=st.session_state.get("grid_min_prob"))
     token = uuid.uuid4().hex[:10]
-    st.session_state["grid_page"] = (token, (label, source, n, who()), faces)
+    st.session_state["grid_page"] = (token, (label, source, n, who(), st.session_state.get("grid_min_prob")), faces)
+    st.session_state["grid_shown_at"] = time.monotonic()  # the page's time counts from here
     return token, faces
 
 
@@ -59,17 +64,26 @@ def _settle(token: str, label: str, faces: list[G.GridFace], marked: list[int]) 
     if token in done:  # (a page is settled once)
         return
     done.add(token)
-    r = G.settle_grid(store(), who(), label, [f.face_id for f in faces], marked)
+    t0 = st.session_state.get("grid_shown_at")
+    r = G.settle_grid(store(), who(), label, [f.face_id for f in faces], marked,
+                      seconds=None if t0 is None else time.monotonic() - t0)
     st.session_state.pop("grid_page", None)
     st.session_state["grid_n_done"] = st.session_state.get("grid_n_done", 0) + len(faces)
     flash(f"{label} page: {len(r.verified)} verified, {len(r.rejected)} sent back to review")
 
 
 def render() -> None:
+    from labeler.ui.flowbar import retrain_when_due
+
     db = store()
     sb = st.sidebar
+    retrain_when_due()
     source = sb.radio("Faces from", list(SOURCES), format_func=SOURCES.get, key="grid_source")
     n = sb.slider("Faces per page", 30, 60, 48, step=6, key="grid_n")
+    pays = sb.toggle("Only faces a grid pays for", value=True, key="grid_pays",
+                     help=f"Faces the model gives the class at {GRID_P:.2f} or more: below that a card costs less "
+                          "than a glance plus the mark and the card a wrong face needs (labeler.flow)")
+    st.session_state["grid_min_prob"] = GRID_P if pays else None
     classes = G.grid_classes(db, source, who())
     st.subheader("Verify by grid")
     msg = take_flash()

@@ -17,6 +17,7 @@ import streamlit as st
 from labeler import store as S
 from labeler.types import LABELS, REVIEW_KINDS, RuleWord
 from labeler.ui import prefetch as P
+from labeler.ui.flowbar import flow_bar, retrain_when_due
 from labeler.ui.keys import data_uri
 from labeler.ui.resources import db_url, folders, store
 from labeler.ui.state import SOURCE, flash, goto, take_flash, who
@@ -40,9 +41,10 @@ def _reset_compound() -> None:
     st.session_state["pending"] = None
 
 
-def act(face_id: int, action: str, labels: Optional[list[str]] = None) -> None:
+def act(face_id: int, action: str, labels: Optional[list[str]] = None, accepted: bool = False) -> None:
     """Label / unusable / skip the face on the card. In two-label mode a label is held until the
-    second one (or Enter) comes."""
+    second one (or Enter) comes. The decision's seconds count from the card shown (``accepted``:
+    Enter took the proposal)."""
     if not who():
         return
     if face_id != st.session_state.get("card_face"):
@@ -60,10 +62,13 @@ def act(face_id: int, action: str, labels: Optional[list[str]] = None) -> None:
             return
         labels = labs[:2]
     audit = bool(st.session_state.get("card_audit")) and action != "skip"
+    t0 = st.session_state.get("card_shown_at")
+    secs = time.monotonic() - t0 if t0 is not None and action != "skip" else None
     if audit and hasattr(S, "add_audit"):
-        S.add_audit(store(), face_id, who(), action, labels)
+        S.add_audit(store(), face_id, who(), action, labels, seconds=secs)
     else:
-        S.add_annotation(store(), face_id, who(), action, labels, source=SOURCE)
+        S.add_annotation(store(), face_id, who(), action, labels, source=SOURCE, seconds=secs,
+                         effort=None if secs is None else ("card_accept" if accepted else "card"))
     st.session_state["last_source"] = S.AUDIT_SOURCE if audit and hasattr(S, "add_audit") else SOURCE
     _reset_compound()
     q = st.session_state.get("queue")
@@ -84,7 +89,7 @@ def accept(face_id: int, suggestion: Optional[str]) -> None:
         act(face_id, "label", pend[1])
     elif suggestion:
         st.session_state["compound"] = False
-        act(face_id, "label", [suggestion])
+        act(face_id, "label", [suggestion], accepted=True)
     else:  # nothing to accept (a blind card): the key says why instead of doing nothing
         flash(f"Enter accepts a proposal, and face #{face_id} has none shown: press the class you see (1-7), X unusable or S skip")
 
@@ -217,6 +222,8 @@ def _buttons(fid: int, suggestion: Optional[str], hidden: bool) -> None:
     if compound:
         st.info("Two labels: press two class keys (or one, then Enter). Esc cancels."
                 + (f" Held: **{' + '.join(held)}**" if held else ""))
+    if st.session_state.get("card_face") != fid:  # shown now: its decision's time counts from here
+        st.session_state["card_shown_at"] = time.monotonic()
     st.session_state["card_face"] = fid  # the face the buttons below act on (see act())
     shown = None if hidden else suggestion
     for col, lab in zip(st.columns(len(LABELS)), LABELS):
@@ -294,6 +301,8 @@ def render() -> None:
               on_change=_keep, args=("w_fast_card", "fast_card_on"),
               help="The card and its keys run in the browser (the next card shows at once, the decision is stored "
                    "in the background); off: the card is drawn by the server on every key press.")
+    flow_bar()
+    retrain_when_due()
     if st.session_state.get("fast_card_on", True):
         from labeler.ui.views.review_fast import fast_area  # it builds on this module
 

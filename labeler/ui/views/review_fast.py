@@ -72,10 +72,12 @@ def apply(payload: Any) -> int:
                 labels = list(d.get("labels") or []) or None
                 was_audit = face in _audit_faces(q)
                 audit = was_audit and action != "skip"
+                secs = float(d["ms"]) / 1000 if isinstance(d.get("ms"), (int, float)) and action != "skip" else None
                 if audit:
-                    S.add_audit(store(), face, who(), action, labels)
+                    S.add_audit(store(), face, who(), action, labels, seconds=secs)
                 else:
-                    S.add_annotation(store(), face, who(), action, labels, source=SOURCE)
+                    S.add_annotation(store(), face, who(), action, labels, source=SOURCE, seconds=secs,
+                                     effort=None if secs is None else ("card_accept" if d.get("accept") else "card"))
                 src = S.AUDIT_SOURCE if audit else SOURCE
                 mine[seq] = (face, action, src)
                 _revealed(face)
