@@ -14,7 +14,11 @@ def cmd_ui(args) -> int:
     if not 1 <= args.port <= 65535:
         raise LabelerError(f"--port: expected a TCP port from 1 to 65535, found {args.port}.")
     require_existing(args.db)  # the app must not start on an empty file made by a typo
-    return launch(args.db, port=args.port, host=args.host)
+    if args.config:
+        from labeler.config import load_config
+
+        load_config(args.config)  # a bad file is refused here, not in the browser
+    return launch(args.db, port=args.port, host=args.host, config=args.config)
 
 
 def cmd_issues(args) -> int:
@@ -42,7 +46,7 @@ def cmd_eval(args) -> int:
 
 
 def add(sub, o) -> None:
-    s = sub.add_parser("ui", parents=[o.db], help="the review app in the browser: audits, grid pages, cards (Streamlit)",
+    s = sub.add_parser("ui", parents=[o.db, o.config], help="the review app in the browser: audits, grid pages, cards (Streamlit)",
                        **C.example("labeler ui", "labeler ui --host 0.0.0.0 --port 8502   # a team on one server"))
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: localhost only)")

@@ -78,7 +78,7 @@ def start(store, url: str) -> Optional[subprocess.Popen]:
 def retrain_and_repropose(store) -> dict[str, Any]:
     """Train a head on the human labels; if the gate promotes it, re-propose and re-route. Returns what happened."""
     from labeler.cleanup import reroute_checked
-    from labeler.config import Config
+    from labeler.config import load_config
     from labeler.ingest.rules import load_rules
     from labeler.pipeline import Autolabeler
     from labeler.training import train
@@ -87,7 +87,7 @@ def retrain_and_repropose(store) -> dict[str, Any]:
     res = train(store, mode="head")
     out: dict[str, Any] = {"model": res.ident, "promoted": bool(res.promoted), "reason": res.reason}
     if res.promoted:
-        cfg = Config()
+        cfg = load_config(os.environ.get("LABELER_CONFIG") or None)  # the app's --config, inherited
         out["reproposed"] = Autolabeler(store, cfg, load_rules(), workers=1).repropose(only_stale=True, progress=False)
         out["rerouted"] = reroute_checked(store, cfg.routing)[1]
     out["seconds"] = round(time.time() - t0, 1)

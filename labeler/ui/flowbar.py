@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from labeler.ui.resources import db_url, store
+from labeler.ui.resources import db_url, policy, store
 from labeler.ui.state import goto
 
 #: above this many faces the plan (a read of every face) is left to `labeler status` and the Overview
@@ -17,10 +17,9 @@ MAX_FACES = 20_000
 @st.cache_data(ttl=60, show_spinner=False)
 def _plan(url: str, tick: int) -> tuple[str, list[tuple[str, str, int]]]:
     """(the flow in words, [(kind, class, pages) of its steps]); ``tick`` moves with the decisions."""
-    from labeler.config import Config
     from labeler.reports.effort import effort
 
-    e = effort(store(), Config().routing)
+    e = effort(store(), policy())
     steps = [(s.kind, s.label or "", s.pages) for s in e.steps]
     return e.next_steps, steps
 
@@ -34,8 +33,9 @@ def flow_bar() -> None:
     """One line (and a Verify button when a grid page comes first); nothing on a very large project."""
     if store().counts().get("faces", 0) > MAX_FACES:
         return
-    done = st.session_state.get("n_done", 0) + st.session_state.get("grid_n_done", 0)
-    words, steps = _plan(db_url(), done // 25)
+    c = store().counts()
+    labeled = c.get("human_labeled_faces", 0)  # the plan is read again as people label (every 25 on a big project)
+    words, steps = _plan(db_url(), labeled if c.get("faces", 0) < 2_000 else labeled // 25)
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.caption(f"**Flow** · {words}")
     first = next((s for s in steps if s[0] != "audit"), None)

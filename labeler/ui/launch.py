@@ -32,19 +32,23 @@ def command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
     ]
 
 
-def child_env(db_url: Optional[str]) -> dict[str, str]:
-    """The child's environment: ours, with ``LABELER_DB`` set to the resolved database URL."""
+def child_env(db_url: Optional[str], config: Optional[str] = None) -> dict[str, str]:
+    """The child's environment: ours, with ``LABELER_DB`` set to the resolved database URL and
+    ``LABELER_CONFIG`` to the project's TOML (when given)."""
     from labeler.store import resolve_url
 
-    return {**os.environ, "LABELER_DB": resolve_url(db_url)}
+    env = {**os.environ, "LABELER_DB": resolve_url(db_url)}
+    if config:
+        env["LABELER_CONFIG"] = str(Path(config).resolve())
+    return env
 
 
-def launch(db_url: Optional[str] = None, port: int = 8501, host: str = "127.0.0.1") -> int:
+def launch(db_url: Optional[str] = None, port: int = 8501, host: str = "127.0.0.1", config: Optional[str] = None) -> int:
     """Serve the review app until interrupted or terminated; returns streamlit's exit status (0 when
     it was stopped by a signal given to the launcher)."""
     from labeler.store import mask_url
 
-    env = child_env(db_url)
+    env = child_env(db_url, config)
     print(f"review app: http://{host}:{port}  (database: {mask_url(env['LABELER_DB'])}; Ctrl+C to stop)", flush=True)
     proc = subprocess.Popen(command(port, host), env=env)
     stop_at: list[float] = []

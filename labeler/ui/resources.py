@@ -7,6 +7,7 @@ the default (``labeler.store.resolve_url``).
 from __future__ import annotations
 
 import argparse
+import os
 import functools
 import io
 import sys
@@ -40,6 +41,19 @@ def get_store(url: str) -> S.Store:
 def store() -> S.Store:
     """The store of this app's database (one per process)."""
     return get_store(db_url())
+
+
+@st.cache_resource(show_spinner=False)
+def _policy(path: str):
+    from labeler.config import load_config
+
+    return load_config(path or None).routing
+
+
+def policy():
+    """The project's routing policy: ``[routing]`` of the TOML `labeler ui --config` names
+    (``LABELER_CONFIG``), else the defaults; what audits, the selection and the flow follow."""
+    return _policy(os.environ.get("LABELER_CONFIG", ""))
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -15,7 +15,7 @@ import streamlit as st
 from labeler import store as S
 from labeler.reports import progress as P
 from labeler.ui import report_panel
-from labeler.ui.resources import db_url, label_quality, store
+from labeler.ui.resources import db_url, label_quality, policy, store
 
 TITLE = "Overview"
 ICON = ":material/monitoring:"
@@ -56,10 +56,9 @@ def _progress_and_classes(p: P.Progress, data: S.OverviewData) -> None:
 def _auto_accept(db: S.Store) -> None:
     """Where auto-accept stands: the audit sample, the selection, its guarantee and estimates, and the
     next step (the same lines as `labeler status`, ``labeler.reports.autoaccept``)."""
-    from labeler.config import Config
     from labeler.reports.autoaccept import selection_lines, state
 
-    pol = Config().routing
+    pol = policy()
     st_ = state(db, pol)
     st.markdown("**Auto-accept**")
     c = st.columns(4)

@@ -19,7 +19,7 @@ from labeler.types import LABELS, REVIEW_KINDS, RuleWord
 from labeler.ui import prefetch as P
 from labeler.ui.flowbar import flow_bar, retrain_when_due
 from labeler.ui.keys import data_uri
-from labeler.ui.resources import db_url, folders, store
+from labeler.ui.resources import db_url, folders, policy, store
 from labeler.ui.state import SOURCE, flash, goto, take_flash, who
 
 TITLE = "Review"
@@ -149,8 +149,8 @@ def _queue(db: S.Store, f: dict[str, Any]) -> P.Queue:
     if q is None or q.key != key:
         audits = None
         if key[2] and hasattr(S, "next_audit_faces"):
-            db_, name = db, who()
-            audits = lambda: [a.face_id for a in S.next_audit_faces(db_, name, AUDITS)]  # noqa: E731
+            db_, name, pol = db, who(), policy()
+            audits = lambda: [a.face_id for a in S.next_audit_faces(db_, name, AUDITS, pol)]  # noqa: E731
         q = st.session_state["queue"] = P.new_queue(db, who(), f, key, audits)
     if q.audits is not None:  # the first card waits for the audit samples: they come first, never later
         wait_audits(q)
