@@ -66,10 +66,11 @@ def benjamini_hochberg(pvalues: Sequence[float], q: float) -> np.ndarray:
     if m == 0:
         return np.zeros(0, dtype=bool)
     ranked = np.sort(p)
-    ok = np.nonzero(ranked <= q * np.arange(1, m + 1) / m)[0]
+    eps = 1e-12  # q = 1 - 0.8 is 0.19999999999999996 in floating point: 1/5 must still pass it
+    ok = np.nonzero(ranked <= q * np.arange(1, m + 1) / m + eps)[0]
     if len(ok) == 0:
         return np.zeros(m, dtype=bool)
-    return p <= q * (ok[-1] + 1) / m
+    return p <= q * (ok[-1] + 1) / m + eps
 
 
 def select_threshold(cal_scores, cal_wrong, test_scores, q: float) -> Optional[float]:

@@ -65,7 +65,7 @@ def selection_lines(st: AutoAcceptState, policy: RoutingPolicy) -> list[str]:
     out.append(f"  audits: {sel.calibration} answered, {sel.wrong} proposals wrong; per class (audited/wrong): "
                + ", ".join(f"{k} {a}/{w}" for k, (a, w) in sel.per_class.items()))
     if sel.accepted:
-        th = ", ".join(f"{k} {v:.3f}" for k, v in sorted(sel.thresholds.items()))
+        th = ", ".join(f"{v:.3f}" if k == "*" else f"{k} {v:.3f}" for k, v in sorted(sel.thresholds.items()))
         out.append(f"  selected: {sel.accepted} of {sel.test} faces (trust score at or above {th})")
         out.append(f"  guaranteed: {sel.guarantee()}")
         out.append(f"  estimated precision of the auto-accepted labels: {_pct(sel.estimate)}")
@@ -96,12 +96,19 @@ def bucket_lines(store: Store, policy: RoutingPolicy) -> list[str]:
     return out
 
 
+def _after_audits(flow: str) -> str:
+    """The flow's words after its audit step ("next: 4 audit cards, then 1 grid page ..." -> "1 grid page ...")."""
+    rest = flow[len("next: "):] if flow.startswith("next: ") else ""
+    head, sep, tail = rest.partition(", then ")
+    return tail if head.endswith("audit cards") and sep else ("" if head.endswith("audit cards") else rest)
+
+
 def next_step(st: Optional[AutoAcceptState], policy: RoutingPolicy, remaining: int, flow: str = "") -> str:
     """One line: what a person should do next, and why (``flow``: the review flow's plan in words)."""
     if st is not None and not st.selection.ready and st.asked:
         return (f"next: answer {len(st.asked)} audit cards (`labeler ui`, Review page: they come first, proposal hidden; "
                 f"or `labeler audit` lists them): auto-accept starts after {st.selection.audit_size} blind audits"
-                + (f"; then {flow[len('next: '):]}" if flow.startswith("next: ") else ""))
+                + (f"; then {_after_audits(flow)}" if _after_audits(flow) else ""))
     if remaining:
         return (f"{flow or f'next: review the {remaining} faces left'} in `labeler ui` (Review leads: grid pages of "
                 f"likely-right faces first, then cards), then `labeler export`")

@@ -172,7 +172,7 @@ function show(S) {
   S.banner.className = 'lbl-banner' + (f.audit ? ' lbl-audit' : (f.hidden ? ' lbl-blind' : ''));
   S.banner.textContent = f.audit ? 'Audit: answer blind. Press the class you see (1-7), X unusable, S skip. ' +
     'Nothing is proposed, so Enter accepts nothing.' : (f.hidden ? 'Proposal hidden until you answer: press the class you see (1-7).' : '');
-  S.note.textContent = f.audit ? 'An audit sample: a random auto-accepted face; blind labels measure how right the ' +
+  S.note.textContent = f.audit ? 'An audit sample: a random candidate for auto-accept; blind labels measure how right the ' +
     'auto-accepted labels are. The proposal is shown after your answer.' : '';
   preload(S, f);
   const im = S.imgs.get(f.id);

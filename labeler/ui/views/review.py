@@ -163,7 +163,7 @@ def wait_audits(q: P.Queue) -> None:
     each line written is a point where a click in the sidebar (untick "Audit samples first") stops it."""
     note, t0 = st.empty(), time.monotonic()
     while not q.audits.done():
-        note.info(f"Drawing the audit samples ({time.monotonic() - t0:.0f} s): blind labels of random auto-accepted faces, "
+        note.info(f"Drawing the audit samples ({time.monotonic() - t0:.0f} s): blind labels of random candidates for auto-accept, "
                   "the first cards of this session. Untick **Audit samples first** in the sidebar to review without them.")
         try:
             q.audits.result(timeout=0.5)
@@ -194,7 +194,7 @@ def _card(card: dict[str, Any], hidden: bool, audit: bool) -> None:
     st.markdown(f"#### Face #{fid} · image #{card['image_id']} · face {card['idx'] + 1} of {card['n_faces']}")
     if audit:
         st.warning("**Audit: answer blind.** Press the class you see (1-7), X unusable, S skip. Nothing is proposed, "
-                   "so Enter accepts nothing.  \nAn audit sample: a random auto-accepted face; blind labels measure how "
+                   "so Enter accepts nothing.  \nAn audit sample: a random candidate for auto-accept; blind labels measure how "
                    "right the auto-accepted labels are. The proposal is shown after your answer.")
     c1, c2, c3 = st.columns([1.1, 1.4, 1.2])
     with c1:  # images inline (data: URIs): the card is whole when it arrives, no second request per image
@@ -296,7 +296,7 @@ def render() -> None:
               help="Against anchoring: the card shows the face and the photo only; the proposal appears after your key press.")
     sb.checkbox("Audit samples first", key="w_audits_first", value=bool(st.session_state.get("audits_first", True)),
                 on_change=_keep, args=("w_audits_first", "audits_first"),
-                help="Blind labels of random auto-accepted faces measure how right the auto-accepted labels are.")
+                help="Blind labels of random candidates for auto-accept measure how right the auto-accepted labels are.")
     sb.toggle("Fast card", key="w_fast_card", value=bool(st.session_state.get("fast_card_on", True)),
               on_change=_keep, args=("w_fast_card", "fast_card_on"),
               help="The card and its keys run in the browser (the next card shows at once, the decision is stored "
