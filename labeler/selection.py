@@ -204,6 +204,8 @@ def select(cal: Sequence[Calibrated], test: Sequence[tuple[str, float]], target:
                        sum(k * e.upper for k, e in parts) / tot, "per class, " + parts[0][1].how)
     if acc:
         why = f"{len(acc)} of {len(test)} candidate faces selected at target {target:g} from {n} audits ({wrong} wrong)"
+    elif not test:
+        why = "every candidate face has a person's label: nothing is left to auto-accept"
     else:
         why = (f"nothing selected at target {target:g} from {n} audits ({wrong} wrong): with {n} audits a selection "
                f"must take at least {smallest_share(n, q):.0%} of the {len(test)} candidate faces, and the audits do "
