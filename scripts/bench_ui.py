@@ -328,6 +328,52 @@ def drive(url: str, db_url: str, cards: list[str], n: int, warmup: int, grid_pag
     return times, (settled, minutes)
 
 
+class Retrainer:
+    """Retrainings one after another in their own processes (``python -m labeler.training.background``) on a
+    labeled copy of sample_data, until stopped: the load the app's background retraining puts on the machine."""
+
+    def __init__(self, work: Path) -> None:
+        import threading
+
+        self.url = _labeled_sample(work)
+        self.runs = 0
+        self._stop = threading.Event()
+        self._proc: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._proc = subprocess.Popen([sys.executable, "-m", "labeler.training.background", self.url],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._proc.wait()
+            self.runs += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+        self._thread.join(30)
+
+
+def _labeled_sample(work: Path) -> str:
+    """sample_data autolabeled, every face waiting for review labeled with its proposal, the tracks labeled."""
+    from labeler.store.video import track_ids
+
+    db = work / "retrain_sample.db"
+    url = f"sqlite:///{db}"
+    if not db.exists():
+        subprocess.run([sys.executable, "-m", "labeler.cli", "autolabel", str(ROOT / "sample_data"), "--db", url, "-q"],
+                       check=True, stdout=subprocess.DEVNULL)
+        st = S.Store(url)
+        for f in S.review_queue(st, "bench", limit=1000):
+            S.add_annotation(st, f, "bench", "label", [S.face_card(st, f)["model_label"] or "happy"])
+        for t in track_ids(st, only_open=True):
+            S.label_track(st, t, "happy", "bench")
+        st.engine.dispose()
+    return url
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", help="an SQLite database file to use (a copy of it) instead of a generated one")
@@ -341,6 +387,10 @@ def main() -> int:
     ap.add_argument("--audits", action="store_true",
                     help="leave 'Audit samples first' on: the audit samples are computed in the background meanwhile")
     ap.add_argument("--workdir", help="keep the database and photos here (default: a temp folder, removed)")
+    ap.add_argument("--retraining", choices=("off", "on", "both"), default="off",
+                    help="on: a retraining runs again and again in its own process while the keys are pressed (what the "
+                         "app starts every LABELER_RETRAIN_EVERY labels: labeler.training.background, on a labeled sample "
+                         "database); both: the same bench without it, then with it, each on a fresh copy")
     a = ap.parse_args()
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_ui_"))
@@ -359,24 +409,36 @@ def main() -> int:
         st.engine.dispose()
         print(f"database: {db}: {c['faces']} faces, {c.get('route_review', 0)} to review, {c.get('route_auto', 0)} auto "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
-        port = free_port()
-        proc = start_app(url, port, work / "config")
-        try:
-            cards = ["server", "fast"] if a.card == "both" else [a.card]
-            times, (settled, minutes) = drive(f"http://127.0.0.1:{port}/", url, cards, a.decisions, a.warmup, a.grid_pages, a.audits)
-        finally:
-            proc.terminate()
+        passes = {"off": [False], "on": [True], "both": [False, True]}[a.retraining]
+        for retrain in passes:
+            run_url = url
+            if len(passes) > 1:  # each pass on a fresh copy of the same database
+                copy = work / f"pass_{int(retrain)}.db"
+                shutil.copyfile(db, copy)
+                run_url = f"sqlite:///{copy}"
+            trainer = Retrainer(work) if retrain else None
+            port = free_port()
+            proc = start_app(run_url, port, work / "config")
             try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        verified = _count(url, "verify")
-        for mode, ms in times.items():
-            print(f"card ({mode}): {len(ms)} key presses timed; key press -> next card fully ready: "
-                  f"median {statistics.median(ms):.0f} ms, p90 {pct(ms, 0.9):.0f} ms, min {min(ms):.0f} ms, max {max(ms):.0f} ms")
-        if settled:
-            print(f"grid: {settled} faces on {a.grid_pages} pages settled in {minutes * 60:.1f} s "
-                  f"({verified} verified): {settled / minutes:.0f} faces per minute")
+                cards = ["server", "fast"] if a.card == "both" else [a.card]
+                times, (settled, minutes) = drive(f"http://127.0.0.1:{port}/", run_url, cards, a.decisions, a.warmup,
+                                                  a.grid_pages, a.audits)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                if trainer is not None:
+                    trainer.stop()
+            verified = _count(run_url, "verify")
+            tag = f" [retraining running: {trainer.runs} runs]" if trainer is not None else (" [no retraining]" if len(passes) > 1 else "")
+            for mode, ms in times.items():
+                print(f"card ({mode}){tag}: {len(ms)} key presses timed; key press -> next card fully ready: "
+                      f"median {statistics.median(ms):.0f} ms, p90 {pct(ms, 0.9):.0f} ms, min {min(ms):.0f} ms, max {max(ms):.0f} ms")
+            if settled:
+                print(f"grid{tag}: {settled} faces on {a.grid_pages} pages settled in {minutes * 60:.1f} s "
+                      f"({verified} verified): {settled / minutes:.0f} faces per minute")
         return 0
     finally:
         if not a.workdir:
