@@ -206,12 +206,12 @@ def test_by_default_text_is_looked_for_only_before_auto_accept(tmp_path, capsys)
     assert all(r.text_near is None for r in recs if r.face_id is not None)
     assert S.awaiting_text(store) == []
 
-    target = 0.85
-    pol = replace(Config().routing, target_precision=target)
+    target = 0.85  # the buckets' priors reach it (--method bucket: no audit needed)
+    pol = replace(Config().routing, target_precision=target, method="bucket")
     waiting = set(S.awaiting_text(store, pol))
     cap, plain = _faces(store, "captioned.png")[0], _faces(store, "plain.jpg")[0]
     assert {cap.image_id, plain.image_id} <= waiting and len(waiting) < len({r.image_id for r in recs})
-    assert main(["route", "--db", url, "--target-precision", str(target)]) == 0
+    assert main(["route", "--db", url, "--target-precision", str(target), "--method", "bucket"]) == 0
     assert f"text looked for before auto-accept: {len(waiting)} images, found on or beside 1 faces" in capsys.readouterr().out
     after = {r.face_id or -r.image_id: r for r in S.iter_face_records(store) if r.status == "ingested"}
     cap, plain = after[cap.face_id], after[plain.face_id]
@@ -221,7 +221,7 @@ def test_by_default_text_is_looked_for_only_before_auto_accept(tmp_path, capsys)
         assert (r.text_share is not None) == (r.image_id in waiting)
         assert r.route != "auto" or r.text_near is False
     assert S.awaiting_text(store, pol) == []  # a second route has nothing to look for
-    assert main(["route", "--db", url, "--target-precision", str(target)]) == 0
+    assert main(["route", "--db", url, "--target-precision", str(target), "--method", "bucket"]) == 0
     assert "text looked for" not in capsys.readouterr().out
     # `labeler clean --text`: every image the text was not looked for on
     images = {r.image_id for r in after.values()}

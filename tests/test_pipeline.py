@@ -29,10 +29,9 @@ def test_sample_run_covers_every_path(sample_db):
     assert astro.face == 0 and astro.det_score > 0.95
     assert 150 < astro.x1 < 230 and 230 < astro.x2 < 320 and astro.rule_label == "happy"
     assert astro.model_probs and abs(sum(astro.model_probs.values()) - 1) < 1e-3
-    # "smiling" names happy and the model agrees: a candidate of bucket keyword+model:happy. Issue 12:
-    # a bucket auto-accepts only once audits certify it (a fresh database has none; a prior alone
-    # never certifies the default 0.95), so it waits in review
-    assert (astro.route, astro.kind, astro.bucket, astro.label) == ("review", "agree_low", "keyword+model:happy", None), astro.reason
+    # "smiling" names happy and the model agrees: an auto-accept candidate (issue 29: conformal selection
+    # from a blind audit sample; a fresh database has no audit, so it waits in review)
+    assert (astro.route, astro.kind, astro.bucket, astro.label) == ("review", "agree_low", "selection:happy", None), astro.reason
     assert astro.reason.startswith("rule (smiling) and model agree")
     # three faces, one keyword: the keyword labels none of them by itself
     team = recs["happy_team_photo.jpg"]
@@ -43,7 +42,7 @@ def test_sample_run_covers_every_path(sample_db):
         pol = Config().routing
         strong = r.model_label == "happy" and r.model_prob >= pol.model_threshold and not set(r.flags) & set(pol.block_flags)
         assert (r.route, r.kind, r.label) == ("review", "multi_face", None), (r.model_label, r.model_prob, r.reason)
-        assert (r.bucket or "").startswith("group+keyword+model>=") == strong
+        assert (r.bucket == "selection:happy") == strong
     with Store(sample_db).session() as s:  # the rule proposal of each face of the group has no label
         rule_props = s.scalars(select(Proposal).where(Proposal.source_kind == "rule", Proposal.face_id.in_([r.face_id for r in team]))).all()
     assert len(rule_props) == 3 and all(p.label is None and "not given to faces" in p.detail for p in rule_props)
@@ -135,7 +134,7 @@ def test_reroute_adds_decisions_only_where_the_policy_changes_them(sample_db):
     assert same.reroute() == 0  # the policy that routed them: nothing changes
     # issue 12: nothing is auto-accepted on a fresh database at 0.95; at a target of 0.5 the buckets'
     # priors certify, so the candidates are auto-accepted first
-    loose = replace(Config(), routing=replace(Config().routing, target_precision=0.5))
+    loose = replace(Config(), routing=replace(Config().routing, target_precision=0.5, method="bucket"))
     n_loose = Autolabeler(store, loose, load_rules(), model=object(), detector=object()).reroute()
     before = {r.face_id: r for r in iter_face_records(store) if r.face_id is not None}
     assert n_loose == sum(1 for r in before.values() if r.route == "auto")

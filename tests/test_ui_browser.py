@@ -232,7 +232,7 @@ def test_grid_verify_two_marked_then_undo(browser, sample_db, tmp_path):
     shots = shots_dir(tmp_path)
     for url in serve(sample_db, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "verify?annotator=gina")
+        page.goto(url + "verify?annotator=gina&pays=0")
         page.wait_for_function(GRID_READY, arg="", timeout=30_000)
         token = page.evaluate("() => document.querySelector('.lbl-grid').dataset.page")
         shown = [int(x) for x in page.evaluate("() => Array.from(document.querySelectorAll('.lbl-tile')).map(t => t.dataset.face)")]

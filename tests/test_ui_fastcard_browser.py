@@ -133,15 +133,17 @@ def test_hide_until_answered_on_the_browser_card(browser, fast_app, sample_db): 
     assert got == [(q[0], "label", ["fear"], None)]
 
 
-def test_audit_samples_first_on_the_browser_card(browser, tmp_path):  # noqa: F811
+def test_audit_samples_first_on_the_browser_card(browser, tmp_path, monkeypatch):  # noqa: F811
     from labeler.store.audit import reroute
 
     from .test_audit import _build
+    from .test_ui_session_browser import bucket_app
 
+    pol = bucket_app(tmp_path, monkeypatch)  # audit samples per bucket (the app's --config)
     url_db = f"sqlite:///{tmp_path / 'audit.db'}"
     st = _build(url_db)  # one bucket of 60 faces the model is sure of: audit samples are drawn from it
-    reroute(st)
-    audits = {a.face_id for a in S.next_audit_faces(st, "ida", 20)}
+    reroute(st, pol)
+    audits = {a.face_id for a in S.next_audit_faces(st, "ida", 20, pol)}
     assert audits
     st.engine.dispose()
     for url in serve(url_db, tmp_path):

@@ -29,9 +29,12 @@ def db_waiting(st: S.Store, drawn: list[int]) -> int:
 @pytest.mark.parametrize("seed", range(4))
 def test_the_count_is_the_databases_over_random_sessions(tmp_path, seed):
     rng = random.Random(seed)
-    url, drawn, outside = audit_db(tmp_path)
+    from labeler.routing import RoutingPolicy
+
+    pol = RoutingPolicy(method="bucket")  # audit samples drawn per bucket (tests/test_ui_session_browser.audit_db)
+    url, drawn, outside = audit_db(tmp_path, pol)
     st = S.Store(url)
-    q = P.new_queue(st, NAME, {}, ("k",), lambda: [a.face_id for a in S.next_audit_faces(st, NAME, 20)])
+    q = P.new_queue(st, NAME, {}, ("k",), lambda: [a.face_id for a in S.next_audit_faces(st, NAME, 20, pol)])
     q.audits.result()
     P.take_audits(st, NAME, {}, q)
     assert q.audit == drawn and q.audit_review == set(drawn) - outside

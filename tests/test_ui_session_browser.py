@@ -228,7 +228,17 @@ WATCH = """() => {
 LEFT = "() => +/^(\\d+) to review/.exec(document.querySelector('.lbl-card .lbl-cap').textContent)[1]"
 
 
-def audit_db(tmp_path) -> tuple[str, list[int], set[int]]:
+def bucket_app(tmp_path, monkeypatch):
+    """The app started with ``[routing] method = "bucket"`` (``labeler ui --config``), and that policy."""
+    from labeler.routing import RoutingPolicy
+
+    cfg = tmp_path / "buckets.toml"
+    cfg.write_text('[routing]\nmethod = "bucket"\n')
+    monkeypatch.setenv("LABELER_CONFIG", str(cfg))
+    return RoutingPolicy(method="bucket")
+
+
+def audit_db(tmp_path, pol) -> tuple[str, list[int], set[int]]:
     """test_audit's database (a bucket of 60 faces the model is sure of, all routed to review), with
     auto decisions for half of the faces of the first audit draw: audit samples both inside and
     outside the review queue. Returns the URL, the audit samples of "ida" and those outside the queue."""
@@ -238,14 +248,14 @@ def audit_db(tmp_path) -> tuple[str, list[int], set[int]]:
 
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     st = _build(url)
-    reroute(st)
-    audits = [a.face_id for a in S.next_audit_faces(st, "ida", 20)]
+    reroute(st, pol)
+    audits = [a.face_id for a in S.next_audit_faces(st, "ida", 20, pol)]
     outside = set(audits[::2])
     with st.session() as s:
         for f in outside:
             s.add(S.DecisionRow(image_id=s.get(S.Face, f).image_id, face_id=f, route="auto", kind="agree", label="happy",
                                 reason="test: auto", priority=0.0, source="test"))
-    assert [a.face_id for a in S.next_audit_faces(st, "ida", 20)] == audits  # the same draw (seeded, by bucket)
+    assert [a.face_id for a in S.next_audit_faces(st, "ida", 20, pol)] == audits  # the same draw (seeded, by bucket)
     st.engine.dispose()
     return url, audits, outside
 
@@ -264,8 +274,8 @@ def still_waiting(st, faces, name):
     return G.still_pending(st, faces, name, any_route=True)
 
 
-def test_audit_samples_first_announced_never_swapped_and_the_count_is_the_databases(browser, tmp_path):  # noqa: F811
-    url_db, audits, outside = audit_db(tmp_path)
+def test_audit_samples_first_announced_never_swapped_and_the_count_is_the_databases(browser, tmp_path, monkeypatch):  # noqa: F811
+    url_db, audits, outside = audit_db(tmp_path, bucket_app(tmp_path, monkeypatch))
     for url in serve(url_db, tmp_path):
         page = browser.new_page(viewport=VIEW)
         page.goto(url + "review?annotator=ida")  # audit samples first (the default)

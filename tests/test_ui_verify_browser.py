@@ -73,7 +73,7 @@ def test_five_pages_confirmed_in_a_row_each_store_their_faces(browser, tmp_path)
     url_db = grid_db(tmp_path, {"neutral": 130, "happy": 120})
     for url in serve(url_db, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "verify?annotator=gina")
+        page.goto(url + "verify?annotator=gina&pays=0")
         page.wait_for_function(GRID_READY, arg="", timeout=60_000)
         token, expect = "", []
         for k in range(5):
@@ -97,7 +97,7 @@ def test_the_page_buttons_are_on_screen_and_the_tile_numbers_explained(browser, 
     url_db = grid_db(tmp_path, {"neutral": 60})
     for url in serve(url_db, tmp_path):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url + "verify?annotator=gina")
+        page.goto(url + "verify?annotator=gina&pays=0")
         page.wait_for_function(GRID_READY, arg="", timeout=60_000)
         assert page.evaluate("() => window.scrollY") == 0
         for button in (page.locator(".lbl-grid-ok"), page.get_by_role("button", name="Undo my last grid page")):

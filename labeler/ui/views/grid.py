@@ -80,7 +80,7 @@ def render() -> None:
     retrain_when_due()
     source = sb.radio("Faces from", list(SOURCES), format_func=SOURCES.get, key="grid_source")
     n = sb.slider("Faces per page", 30, 60, 48, step=6, key="grid_n")
-    pays = sb.toggle("Only faces a grid pays for", value=True, key="grid_pays",
+    pays = sb.toggle("Only faces a grid pays for", value=st.query_params.get("pays") != "0", key="grid_pays",
                      help=f"Faces the model gives the class at {GRID_P:.2f} or more: below that a card costs less "
                           "than a glance plus the mark and the card a wrong face needs (labeler.flow)")
     st.session_state["grid_min_prob"] = GRID_P if pays else None
@@ -100,6 +100,9 @@ def render() -> None:
     # the browser then sends a value the new options lack, so the box fell back to another class
     label = st.selectbox("Class", list(counts), key="grid_class")
     token, faces = _page(label, source, n)
+    if not faces and st.session_state.get("grid_min_prob") is not None:
+        st.info(f"The {counts[label]} faces proposed as {label} are all below {GRID_P:.2f}: a card costs less for them "
+                "(Review page). Untick 'Only faces a grid pays for' to verify them here anyway.")
     left, right = st.columns([4, 1], vertical_alignment="center")  # above the grid: both on screen without scrolling
     left.markdown(f"Mark the faces that are **not {label}** ({counts[label]} faces wait); Enter confirms the page.")
     right.button("Undo my last grid page", key="grid_undo", shortcut="U", on_click=undo_page, width="stretch")
