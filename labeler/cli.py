@@ -134,24 +134,23 @@ def cmd_rules_check(args) -> int:
 
 
 def cmd_autolabel(args) -> int:
+    from dataclasses import replace
+
     from labeler.config import load_config
+    from labeler.fanout import Part, is_uri
     from labeler.pipeline import Autolabeler
     from labeler.ingest.rules import load_rules
 
     cfg = load_config(args.config)
     if args.target_precision is not None:
-        from dataclasses import replace
-
         cfg = replace(cfg, routing=_policy(args))
     if args.model:
-        from dataclasses import replace
-
         cfg = replace(cfg, model=replace(cfg.model, name=args.model))
     if args.no_flip:
-        from dataclasses import replace
-
         cfg = replace(cfg, model=replace(cfg.model, flip=False))
-    _source(args.path)
+    if not is_uri(args.path):  # a URI (s3://...) is listed by the run itself
+        _source(args.path)
+    part = Part.parse(args.part) if args.part else None
     rules = load_rules(args.rules)  # a bad rules file is refused before a database is created
     store = _store(args, new=True)
     from labeler.work import default_workers
@@ -159,7 +158,7 @@ def cmd_autolabel(args) -> int:
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ValueError(f"--workers: expected 1 or more worker processes, found {workers}")
-    al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray, clean=not args.no_clean)
+    al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray, clean=not args.no_clean, part=part)
     rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False,
                  repropose_all=args.repropose)
     print("\n".join(rep.lines()))
@@ -324,11 +323,12 @@ def _pipeline_commands(sub, common, rules_opt) -> None:
                      help="auto-accept a bucket only when its lower 95%% precision bound reaches this (default 0.95)")
     s = sub.add_parser("autolabel", parents=[common, rules_opt, cfg_opt, tgt],
                        help="ingest, detect faces, propose labels, route (resumable)")
-    s.add_argument("path")
+    s.add_argument("path", help="a folder or file, or a URI such as s3://bucket/photos (through fsspec: pip install 'labeler[remote]')")
     s.add_argument("--model", default=None, help="FER model name, name@version or sidecar path (default: the project's default)")
     s.add_argument("--repropose", action="store_true", help="re-run the model on every face without a human label and re-route it")
     s.add_argument("--workers", type=int, default=None, help="worker processes for detect/crop/propose (default: the cores available)")
-    s.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the work as Ray tasks on a cluster (pip install 'labeler[ray]')")
+    s.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="Ray tasks on a cluster read the files and do the work (pip install 'labeler[ray]')")
+    s.add_argument("--part", default=None, metavar="K/N", help="part K of N of the folder (by path): N drivers share it and one PostgreSQL")
     s.add_argument("--no-flip", action="store_true", help="no horizontal-flip averaging")
     s.add_argument("--no-clean", action="store_true", help="skip text/near-duplicate/non-photo measurements (`labeler clean` later)")
     s.add_argument("-q", "--quiet", action="store_true")

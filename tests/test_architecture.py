@@ -12,7 +12,7 @@ PKG = Path(__file__).resolve().parent.parent / "labeler"
 
 #: third-party packages that only one folder may import
 OWNED = {"sqlalchemy": "store", "alembic": "store", "streamlit": "ui", "torch": "training", "onnx": None,
-         "ray": "distributed"}
+         "ray": "distributed", "fsspec": "ingest"}
 #: lower layers must not import these upper ones
 UPPER = ("pipeline", "work", "distributed", "datasets", "training", "reports", "ui", "cli")
 LOWER = ("types", "errors", "util", "resources", "routing", "config", "ingest", "faces", "fer", "store")

@@ -20,7 +20,7 @@ from labeler.ingest.imageio import IMAGE_EXTS, Decoded
 from labeler.ingest.rules import RuleSet
 from labeler.ingest.source import FileRead, read_file
 from labeler.ingest.video import video_facts
-from labeler.store import Store, known_paths, record_path
+from labeler.store import PathRecord, Store, known_paths, record_path
 from labeler.types import ImageRules, RuleWord
 from labeler.util import progress as _progress
 
@@ -246,7 +246,7 @@ def record_read(store, report, got: FileRead, path, apath: str, root: str, rel: 
         return None
     sha, size = read_key(got, apath)
     rec = _record(store, sha, size, got.decoded, got.reason, apath, root, rel, st, rules, include_folders)
-    _count(report, rec, got.decoded is None, got.reason)
+    count_stored(report, rec, got.decoded is None, got.reason)
     return rec
 
 
@@ -266,13 +266,13 @@ def _video(store, report, path, apath, root, rel, st, rules, include_folders, on
         return
     rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
     rec = record_path(store, sha, size, facts, db_path(apath), db_path(root), db_path(rel), st.st_mtime, st.st_size, rules_for)
-    _count(report, rec, facts["status"] == "broken", facts["error"])
+    count_stored(report, rec, facts["status"] == "broken", facts["error"])
     if on_video and facts["format"] and rec.image_id not in handed and (rec.created or (needs_video and needs_video(rec.image_id))):
         handed.add(rec.image_id)
         on_video(rec.image_id, path)
 
 
-def _count(report: IngestReport, rec, broken: bool, reason: str) -> None:
+def count_stored(report: IngestReport, rec, broken: bool, reason: str) -> None:
     """Count one stored file; ``rec``: what ``record_path`` did (labeler.store.images.Recorded)."""
     if rec.created:
         report.new_images += 1
@@ -339,17 +339,30 @@ def _record_unreadable(store, report, path, apath, root, rel, reason, rules, inc
     facts = {"width": 0, "height": 0, "format": "", "status": "broken", "error": reason}
     rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
     rec = record_path(store, sha, 0, facts, db_path(apath), db_path(root), db_path(rel), mtime, 0, rules_for)
-    _count(report, rec, True, reason)
+    count_stored(report, rec, True, reason)
 
 
 def _record(store, sha, size, decoded, reason, apath, root, rel, st, rules, include_folders):
-    facts = {
-        "width": decoded.width if decoded else 0, "height": decoded.height if decoded else 0,
-        "format": decoded.format if decoded else "", "status": "ingested" if decoded else "broken", "error": reason,
-    }
-    rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
-    return record_path(store, sha, size, facts, db_path(apath), db_path(root), db_path(rel), st.st_mtime, st.st_size,
-                       rules_for)
+    facts = image_facts(decoded.width if decoded else 0, decoded.height if decoded else 0, decoded.format if decoded else "",
+                        decoded is not None, reason)
+    r = path_record(sha, size, facts, apath, root, rel, st.st_mtime, st.st_size)
+    return record_path(store, r.sha, r.size, r.facts, r.path, r.root, r.relpath, r.mtime, r.path_size,
+                       rules_function(rules, include_folders))
+
+
+def image_facts(width: int, height: int, fmt: str, ok: bool, reason: str) -> dict:
+    """The stored facts of an image file (``ok``: it decodes; else broken with ``reason``)."""
+    return {"width": width, "height": height, "format": fmt, "status": "ingested" if ok else "broken", "error": reason}
+
+
+def path_record(sha: str, size: int, facts: dict, apath: str, root: str, rel: str, mtime: float, path_size: int) -> PathRecord:
+    """What the store records for one file (paths as stored: :func:`db_path`)."""
+    return PathRecord(sha, size, facts, db_path(apath), db_path(root), db_path(rel), mtime, path_size)
+
+
+def rules_function(rules: Optional[RuleSet], include_folders: bool = False):
+    """The rules of an image from the relative paths of all its paths (None without rules)."""
+    return None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
 
 
 def rules_for_paths(rules: RuleSet, relpaths: list[str], include_folders: bool = False) -> ImageRules:

@@ -35,6 +35,7 @@ from labeler.store.engine import (  # noqa: F401
     upgrade,
 )
 from labeler.store.images import (  # noqa: F401
+    PathRecord,
     Recorded,
     counts,
     decode_flags,
@@ -46,6 +47,7 @@ from labeler.store.images import (  # noqa: F401
     path_images,
     reapply_rules,
     record_path,
+    record_paths,
     rule_rows,
 )
 from labeler.store.faces import (  # noqa: F401
@@ -90,6 +92,7 @@ from labeler.store.review import (  # noqa: F401
     source_folders,
     undo_last,
 )
+from labeler.store.locks import exclusive  # noqa: F401
 from labeler.store.leases import (  # noqa: F401
     active_leases,
     lease_minutes,

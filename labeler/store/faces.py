@@ -52,10 +52,11 @@ def save_detections(store: Store, images: Iterable[DetectedImage], detector: str
 
     Two processes detecting the same image at once (two `autolabel` runs of one folder) store its
     faces once: each image is first claimed by a conditional ``UPDATE ... WHERE detected = false``,
-    which only one transaction can win (the other waits for it and then matches no row)."""
+    which only one transaction can win (the other waits for it and then matches no row). The images
+    are claimed in id order, so that two such transactions lock their rows in the same order."""
     done = []
     with store.session() as s:
-        for di in images:
+        for di in sorted(images, key=lambda d: d.image_id):
             claim = (
                 update(Image).where(Image.id == di.image_id, Image.detected.is_(False))
                 .values(detected=True, detector=detector, **clean_values(di.clean)).execution_options(synchronize_session=False)

@@ -81,29 +81,60 @@ def record_path(store: Store, sha: str, size: int, facts: dict, path: str, root:
     fails, nothing is stored twice). A broken image left without a path (the file at its path was
     completed or fixed since) is deleted; a broken image whose content now decodes takes ``facts``."""
     with store.session() as s:
-        values = dict(sha256=sha, size_bytes=size, rule_state="none", rule_label=None, rule_words="[]", rule_source="",
-                      detected=False, detector="", **facts)
-        created = insert_ignore(s, Image.__table__, values, ["sha256"])
-        img = s.scalar(select(Image).where(Image.sha256 == sha))
-        fixed = not created and img.status == "broken" and facts.get("status") == "ingested"
-        if fixed:
-            for k, v in facts.items():
-                setattr(img, k, v)
-        key = path_key(path)
-        pvalues = dict(image_id=img.id, path=path, path_key=key, root=root, relpath=relpath, mtime=mtime,
-                       size_bytes=path_size)
-        state = "new" if insert_ignore(s, ImagePath.__table__, pvalues, ["path_key"]) else "same"
-        old = s.scalar(select(ImagePath).where(ImagePath.path_key == key))
-        if old.image_id != img.id:  # the file at this path changed content: the path moves over
-            state, before = "moved", old.image_id
-            old.image_id, old.root, old.relpath = img.id, root, relpath
-            s.flush()
-            _drop_orphan_broken(s, before)
-        old.mtime, old.size_bytes = mtime, path_size
+        return _record(s, PathRecord(sha, size, facts, path, root, relpath, mtime, path_size), rules_for)
+
+
+@dataclass(frozen=True)
+class PathRecord:
+    """One file to record (the arguments of :func:`record_path`)."""
+
+    sha: str
+    size: int
+    facts: dict
+    path: str
+    root: str
+    relpath: str
+    mtime: float
+    path_size: int
+
+
+def record_paths(store: Store, items: list[PathRecord], rules_for: Optional[RulesFor] = None) -> list[Recorded]:
+    """:func:`record_path` for many files in one transaction (results in the order of ``items``).
+    The rows are written in (sha256, path) order, so that two processes recording overlapping
+    batches take their row locks in the same order (PostgreSQL would otherwise abort one of
+    them as a deadlock)."""
+    out: list[Optional[Recorded]] = [None] * len(items)
+    with store.session() as s:
+        for i in sorted(range(len(items)), key=lambda i: (items[i].sha, path_key(items[i].path))):
+            out[i] = _record(s, items[i], rules_for)
+    return out  # type: ignore[return-value]
+
+
+def _record(s: Session, r: PathRecord, rules_for: Optional[RulesFor]) -> Recorded:
+    sha, facts, path, root, relpath = r.sha, r.facts, r.path, r.root, r.relpath
+    values = dict(sha256=sha, size_bytes=r.size, rule_state="none", rule_label=None, rule_words="[]", rule_source="",
+                  detected=False, detector="", **facts)
+    created = insert_ignore(s, Image.__table__, values, ["sha256"])
+    img = s.scalar(select(Image).where(Image.sha256 == sha))
+    fixed = not created and img.status == "broken" and facts.get("status") == "ingested"
+    if fixed:
+        for k, v in facts.items():
+            setattr(img, k, v)
+    key = path_key(path)
+    pvalues = dict(image_id=img.id, path=path, path_key=key, root=root, relpath=relpath, mtime=r.mtime,
+                   size_bytes=r.path_size)
+    state = "new" if insert_ignore(s, ImagePath.__table__, pvalues, ["path_key"]) else "same"
+    old = s.scalar(select(ImagePath).where(ImagePath.path_key == key))
+    if old.image_id != img.id:  # the file at this path changed content: the path moves over
+        state, before = "moved", old.image_id
+        old.image_id, old.root, old.relpath = img.id, root, relpath
         s.flush()
-        if rules_for is not None:
-            _apply_rules(s, img, rules_for)
-        return Recorded(img.id, created, state, fixed)
+        _drop_orphan_broken(s, before)
+    old.mtime, old.size_bytes = r.mtime, r.path_size
+    s.flush()
+    if rules_for is not None:
+        _apply_rules(s, img, rules_for)
+    return Recorded(img.id, created, state, fixed)
 
 
 def _drop_orphan_broken(s: Session, image_id: int) -> None:
