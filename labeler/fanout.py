@@ -24,6 +24,7 @@ hashed and sampled by the driver (from a local path; a video under a URI is list
 from __future__ import annotations
 
 import os
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,8 @@ class FanoutStats:
     files: int = 0
     tasks: int = 0
     path_bytes: int = 0
+    seconds_waiting: float = 0.0  # blocked on the workers (submitting, or waiting for a result)
+    seconds_recording: float = 0.0  # recording the files (record_paths), faces not included
 
 
 @dataclass
@@ -128,7 +131,10 @@ class Fanout:
                 batch = []
         if batch:
             self._send(batch)
-        for res in self.pool.drain():
+        t = time.perf_counter()
+        done = self.pool.drain()
+        self.stats.seconds_waiting += time.perf_counter() - t
+        for res in done:
             self._receive(res)
         return self.report
 
@@ -174,7 +180,10 @@ class Fanout:
         self.stats.files += len(batch)
         self.stats.path_bytes += sum(len(e.read.encode("utf-8", "surrogateescape")) for e in batch)
         self.jobs[key] = batch
-        for res in self.pool.put(FilesJob(key, tuple(e.read for e in batch))):
+        t = time.perf_counter()
+        done = self.pool.put(FilesJob(key, tuple(e.read for e in batch)))
+        self.stats.seconds_waiting += time.perf_counter() - t
+        for res in done:
             self._receive(res)
 
     def _receive(self, res: FilesWork) -> None:
@@ -191,7 +200,9 @@ class Fanout:
                 sha, size = read_key(FileRead(fw.kind, fw.sha, fw.size), e.apath)
                 facts = image_facts(fw.width, fw.height, fw.format, fw.kind == "image", fw.reason)
                 todo.append((fw, path_record(sha, size, facts, e.apath, self.root, e.rel, e.mtime, e.size)))
+        t = time.perf_counter()
         recs = db.record_paths(self.store, [r for _, r in todo], rules_function(self.rules, self.include_folders))
+        self.stats.seconds_recording += time.perf_counter() - t
         for (fw, _), rec in zip(todo, recs):
             count_stored(self.report, rec, fw.kind != "image", fw.reason)
             if fw.work is not None and rec.image_id not in self.handed and (

@@ -50,6 +50,9 @@ class AutolabelReport:
     videos: list = field(default_factory=list)  # labeler.videolabel.VideoDone per video processed
     fanout: Optional[FanoutStats] = None  # a partitioned run: what the driver sent
     sent_bytes: Optional[int] = None  # ... and its tasks' pickled arguments, where the runner counts them
+    seconds_storing: float = 0.0  # storing faces, proposals and decisions (flush)
+    seconds_finishing: float = 0.0  # after the images: re-propose, regroup, re-route
+    cpu_seconds: float = 0.0  # CPU of this process (all its threads) during the run
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -76,6 +79,8 @@ class AutolabelReport:
             sent = "" if self.sent_bytes is None else (f"; sent {self.sent_bytes / f.files:.0f} B per file, "
                                                        f"{(self.sent_bytes - f.path_bytes) / f.files:.0f} B besides the path")
             out.append(f"read by the workers: {f.files} files in {f.tasks} tasks{sent}")
+            out.append(f"driver: CPU {self.cpu_seconds:.1f} s; waiting {f.seconds_waiting:.1f} s, recording files {f.seconds_recording:.1f} s, "
+                       f"storing faces {self.seconds_storing:.1f} s, end of run {self.seconds_finishing:.1f} s")
         out.append(f"time: {self.seconds:.1f} s")
         return out
 
@@ -169,6 +174,13 @@ class Autolabeler:
     def flush(self) -> None:
         if not self.pending:
             return
+        t = time.perf_counter()
+        try:
+            self._flush()
+        finally:
+            self.report.seconds_storing += time.perf_counter() - t
+
+    def _flush(self) -> None:
         todo = db.pending_rules(self.store, [p.image_id for p in self.pending])
         out: list[DetectedImage] = []
         for p in self.pending:
@@ -230,7 +242,7 @@ class Autolabeler:
             repropose_all: bool = False) -> AutolabelReport:
         """Ingest, detect and propose what is new, then re-propose the faces whose newest proposal is from
         another model (``repropose_all``: every face without a human label, once), then re-route."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         todo = self.undetected_ids()  # one query, not one per known file
         known = db.last_face_id(self.store)  # faces after it are found, and proposed, by this run
         runner = self._runner = work.make_runner(self.settings(), self.workers, self.ray) if self.workers > 1 or self.ray else None
@@ -248,17 +260,23 @@ class Autolabeler:
             for res in self._queue.drain() if self._queue else ():
                 self.accept(res)
             self.flush()
+            t1 = time.perf_counter()
             self.repropose(only_stale=not repropose_all, progress=progress, runner=runner, upto=known)
+            self._queue = None
+            with db.exclusive(self.store, "autolabel-finish"):  # several drivers at once: one after the other here
+                db.regroup(self.store)  # near-duplicate groups with the new images' hashes in
+                for _ in range(db.route_broken(self.store)):
+                    self._count("broken")
+                # on the estimates of the buckets with the new faces in; a partitioned run's workers read
+                # the images to look for text on
+                self.report.rerouted += self.reroute(runner if fan else None)
         finally:
             self._queue = self._runner = None
             if runner is not None:
                 runner.close()
-        with db.exclusive(self.store, "autolabel-finish"):  # several drivers at once: one after the other here
-            db.regroup(self.store)  # near-duplicate groups with the new images' hashes in
-            for _ in range(db.route_broken(self.store)):
-                self._count("broken")
-            self.report.rerouted += self.reroute()  # on the estimates of the buckets with the new faces in
         self.report.seconds = time.perf_counter() - t0
+        self.report.seconds_finishing = time.perf_counter() - t1
+        self.report.cpu_seconds = time.process_time() - c0
         return self.report
 
     def _fan_out(self, root, runner: Optional[work.Runner], include_folders: bool, progress, **kw) -> IngestReport:
@@ -322,12 +340,12 @@ class Autolabeler:
             items.append((f.image_id, f.face_id, props, d))
         return db.add_routed(self.store, items)
 
-    def reroute(self) -> int:
+    def reroute(self, runner: Optional[work.Runner] = None) -> int:
         """Re-run routing (after a policy change, new audits, new faces) from the stored proposals and
         the current bucket estimates, after looking for text on the images of faces it would
-        auto-accept (labeler.cleanup.check_text); adds a decision only where the route, label,
-        reason or bucket changes."""
-        checked, n = reroute_checked(self.store, self.cfg.routing)
+        auto-accept (labeler.cleanup.check_text, on ``runner`` if given); adds a decision only where
+        the route, label, reason or bucket changes."""
+        checked, n = reroute_checked(self.store, self.cfg.routing, runner=runner)
         self.report.text_checked += checked.measured
         self.estimates = None
         return n

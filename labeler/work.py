@@ -21,7 +21,7 @@ from labeler.config import CropConfig, DetectConfig
 from labeler.faces import cleaning
 from labeler.faces import detect as facemod
 from labeler.inflight import InlineRunner, Ordered, Runner, Unordered  # noqa: F401 (work.Ordered, ... as before)
-from labeler.types import Detection, ImageClean
+from labeler.types import Box, Detection, ImageClean
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,16 @@ class FileWork:
 class FilesWork:
     key: int
     files: tuple[FileWork, ...]
+
+
+@dataclass(frozen=True)
+class MeasureJob:
+    """A stored image whose cleaning measurements (text included) a worker takes, reading it itself
+    from the first of its paths that reads (the text check at the end of a partitioned run)."""
+
+    image_id: int
+    paths: tuple[str, ...]
+    boxes: tuple[Box, ...]
 
 
 @dataclass(frozen=True)
@@ -213,6 +223,18 @@ def label_files(job: FilesJob, settings: WorkSettings) -> FilesWork:
     faces out (no database)."""
     det, model = tools(settings)
     return process_files(job, settings, det, model)
+
+
+def measure_stored(job: MeasureJob, settings: WorkSettings) -> tuple[int, Optional[ImageClean]]:
+    """The worker function of the text check: (image id, its measurements, or None when none of its
+    paths reads any more)."""
+    from labeler.ingest.source import read_file
+
+    for path in job.paths:
+        got = read_file(path)
+        if got.decoded is not None:
+            return job.image_id, cleaning.measure(got.decoded.rgb, job.boxes, settings.threads)
+    return job.image_id, None
 
 
 def propose_crops(job: CropJob, settings: WorkSettings) -> np.ndarray:

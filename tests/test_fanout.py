@@ -7,6 +7,7 @@ drivers (``--part``), also two at once on one PostgreSQL database."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -31,7 +32,7 @@ def images_by_content(url: str) -> list[tuple]:
             paths.setdefault(iid, []).append(rel)
         rows = s.execute(select(Image.id, Image.sha256, Image.status, Image.error, Image.width, Image.height, Image.format,
                                 Image.rule_state, Image.rule_label, Image.rule_words, Image.detected, Image.phash,
-                                Image.nonphoto)).all()
+                                Image.nonphoto, Image.text_share)).all()
     return sorted((*r[1:], tuple(sorted(paths.get(r[0], [])))) for r in rows)
 
 
@@ -65,11 +66,15 @@ def test_fanout_in_this_process_stores_what_the_sequential_run_stores(tmp_path, 
 
 
 def test_fanout_with_two_worker_processes_and_a_killed_run(tmp_path, sample_db_path):
-    """Results come back in any order; a run killed while committing resumes, the rerun adds nothing."""
+    """Results come back in any order; a run killed while committing resumes, the rerun adds
+    nothing. At a target precision the priors reach, some faces are about to be auto-accepted: the
+    workers read their images again to look for text on them, as the sequential run does here."""
     src = tmp_path / "in"
     shutil.copytree(SAMPLE, src)
+    routing = replace(Config().routing, target_precision=0.85)
     url = f"sqlite:///{tmp_path / 'w2.db'}"
-    al = Autolabeler(Store(url), Config(model=ModelConfig(batch_images=3)), load_rules(), workers=2, fanout=True, partition=2)
+    al = Autolabeler(Store(url), Config(model=ModelConfig(batch_images=3), routing=routing), load_rules(), workers=2,
+                     fanout=True, partition=2)
     real_flush, calls = al.flush, {"n": 0}
 
     def dying_flush():
@@ -81,12 +86,14 @@ def test_fanout_with_two_worker_processes_and_a_killed_run(tmp_path, sample_db_p
     al.flush = dying_flush
     with pytest.raises(KeyboardInterrupt):
         al.run(src, progress=False)
-    rep = Autolabeler(Store(url), Config(), load_rules(), workers=2, fanout=True, partition=2).run(src, progress=False)
+    cfg = Config(routing=routing)
+    rep = Autolabeler(Store(url), cfg, load_rules(), workers=2, fanout=True, partition=2).run(src, progress=False)
     assert rep.images_detected > 0  # the killed run's undetected images, read again by the workers
     ref = f"sqlite:///{tmp_path / 'ref.db'}"
-    Autolabeler(Store(ref), Config(), load_rules(), fanout=False).run(src, progress=False)
+    seq = Autolabeler(Store(ref), cfg, load_rules(), fanout=False).run(src, progress=False)
+    assert rep.text_checked == seq.text_checked > 0 and rep.routes.get("auto", 0) + rep.rerouted > 0
     same_rows(url, ref)
-    Autolabeler(Store(url), Config(), load_rules(), workers=2, fanout=True).run(src, progress=False)
+    Autolabeler(Store(url), cfg, load_rules(), workers=2, fanout=True).run(src, progress=False)
     same_rows(url, ref)
 
 
