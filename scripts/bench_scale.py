@@ -357,8 +357,34 @@ def report(runs: list[Run], files: int, set_bytes: int, args) -> None:
               f"{demand * t_db:6.2f} of its time, file system {demand * per_file / 1e6:8,.0f} MB/s "
               f"({demand:,.0f} reads/s), crops to the driver {demand * result / 1e6:6.1f} MB/s; "
               f"saturated: {', '.join(over) if over else 'nothing'}" + (f" (first: {first})" if over else ""))
-    print(f"  end of run (re-propose check, regroup, re-route over the whole database): {t_fin * 1e3:.1f} ms per image "
-          f"stored, so about {t_fin * 5e6 / 60:,.0f} min at 5 million images if it stays linear")
+    print(f"  end of run (re-propose check, regroup, text check, re-route over the whole database): {t_fin * 1e3:.1f} ms per "
+          f"image stored, so about {t_fin * 5e6 / 60:,.0f} min at 5 million images if it stays linear, once per driver run")
+    at100 = 100 / t_w
+    first = min(limits, key=limits.get)
+    print(f"  first bottleneck at 100 nodes: {first if at100 > limits[first] else 'none'} (it saturates at "
+          f"{limits[first] * t_w:,.0f} nodes); then: {REMEDY[first]}")
+    two = runs[1] if len(runs) > 1 and runs[1].nodes == 2 else None
+    if two is not None:
+        up = (two.images / two.wall) / (base.images / base.wall)
+        print(f"\ncriteria (issue 37), measured on {os.cpu_count()} cores, load {two.load[0]:.2f} -> {two.load[1]:.2f}:")
+        print(f"  2 nodes / 1 node images/s: {up:.2f}x (wanted >= 1.8x) {'met' if up >= 1.8 else 'NOT met'}")
+        share = max(r.driver_cpu / r.wall for r in runs)
+        print(f"  driver CPU share: {share:.1%} at most (wanted < 25%) {'met' if share < 0.25 else 'NOT met'}")
+        besides = max(r.sent_besides_path for r in runs)
+        print(f"  bytes to the tasks per image besides the path: {besides:.0f} (wanted < 1024) {'met' if besides < 1024 else 'NOT met'}")
+        print(f"  on this machine the CPUs are the limit: {two.nodes} one-CPU nodes, the driver and Ray's services share "
+              f"{os.cpu_count()} cores (services {two.service_cpu / two.wall:.1%} of a core)")
+
+
+#: what to do when one of the model's limits is reached first
+REMEDY = {
+    "driver CPU (one core)": "several drivers, one per part of the folder (`autolabel --part K/N`), against one PostgreSQL "
+                             "database; each adds a core of listing, recording and routing, until the database saturates",
+    "database writes (one writer)": "PostgreSQL on a machine of its own (not SQLite), several drivers writing at once "
+                                    "(--part), larger batches (`[model] batch_images`)",
+    "file system": "an object store read by many clients (a URI root), the files spread over prefixes or servers; the "
+                   "listing split across drivers (--part)",
+}
 
 
 def main() -> int:

@@ -181,3 +181,78 @@ def test_cli_part_and_uri_errors_are_one_line(tmp_path, capsys):
     assert main(["autolabel", f"file://{tmp_path}/nothing-here", "--db", str(db), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("labeler: error: file://") and "no such file or folder" in err and "\n" not in err
+
+
+def _db_state(url: str) -> tuple:
+    with Store(url).session() as s:
+        imgs = sorted(s.execute(select(Image.sha256, Image.status, Image.error, Image.width, Image.rule_state, Image.rule_label,
+                                       Image.rule_words, Image.rule_source)).all())
+        sha = dict(s.execute(select(Image.id, Image.sha256)).all())
+        paths = sorted((p, sha[i], rel, m, sz) for p, i, rel, m, sz in
+                       s.execute(select(ImagePath.path, ImagePath.image_id, ImagePath.relpath, ImagePath.mtime, ImagePath.size_bytes)))
+    return imgs, paths
+
+
+def test_record_paths_in_batches_is_record_path_file_by_file(tmp_path):
+    """Over many random batches (contents seen twice in a batch, files whose content changed, broken
+    images that decode now, paths known before, the same path twice): the batched writer stores
+    exactly what record_path stores file by file in (sha256, path) order, and says the same about
+    each file (created, new/same/moved, fixed)."""
+    import random
+
+    from labeler.ingest.walk import rules_function
+    from labeler.store import PathRecord, record_path, record_paths
+    from labeler.store.schema import path_key
+
+    rules_for = rules_function(load_rules())
+    words = ["happy", "sad-face", "smiling", "photo", "angry_man", "x"]
+    Store(f"sqlite:///{tmp_path / 'empty.db'}").engine.dispose()  # migrated once, copied for each draw
+    for seed in range(40):
+        rng = random.Random(seed)
+        batch_url, one_url = f"sqlite:///{tmp_path / f'b{seed}.db'}", f"sqlite:///{tmp_path / f'o{seed}.db'}"
+        for u in (batch_url, one_url):
+            shutil.copyfile(tmp_path / "empty.db", u.removeprefix("sqlite:///"))
+        batch_store, one_store = Store(batch_url), Store(one_url)
+
+        def item(k):
+            sha = f"{rng.randrange(12):064x}"
+            ok = rng.random() < 0.8
+            facts = {"width": 10, "height": 10, "format": "JPEG" if ok else "", "status": "ingested" if ok else "broken",
+                     "error": "" if ok else "truncated"}
+            rel = f"d{k % 3}/{rng.choice(words)}_{rng.randrange(15)}.jpg"
+            return PathRecord(sha, 100, facts, f"/root/{rel}", "/root", rel, float(rng.randrange(3)), 100)
+
+        for _ in range(3):  # three runs: later ones meet known paths and contents
+            items = [item(k) for k in range(rng.randrange(1, 20))]
+            got = record_paths(batch_store, items, rules_for)
+            order = sorted(range(len(items)), key=lambda i: (items[i].sha, path_key(items[i].path)))
+            want = [None] * len(items)
+            for i in order:
+                r = items[i]
+                want[i] = record_path(one_store, r.sha, r.size, r.facts, r.path, r.root, r.relpath, r.mtime, r.path_size, rules_for)
+            ids_b = {r.image_id for r in got}
+            assert [(r.created, r.path, r.fixed) for r in got] == [(r.created, r.path, r.fixed) for r in want], seed
+            assert len(ids_b) == len({r.image_id for r in want})
+            assert _db_state(batch_url) == _db_state(one_url), seed
+
+
+def test_a_path_that_moves_to_new_content_takes_its_name_off_the_old_image(tmp_path):
+    """Rule fields come from the names of all of an image's paths: when the file at a path changes
+    content, the image it held before loses that name (it kept "happy" before)."""
+    from labeler.ingest.walk import rules_function
+    from labeler.store import PathRecord, record_path, record_paths
+
+    rules_for = rules_function(load_rules())
+    facts = {"width": 10, "height": 10, "format": "JPEG", "status": "ingested", "error": ""}
+    a, b = "a" * 64, "b" * 64
+    for batched in (False, True):
+        store = Store(f"sqlite:///{tmp_path / f'm{batched}.db'}")
+        for sha, rel, mtime in ((a, "happy_1.jpg", 1.0), (a, "plain.jpg", 1.0), (b, "happy_1.jpg", 2.0)):
+            r = PathRecord(sha, 1, facts, f"/r/{rel}", "/r", rel, mtime, 1)
+            if batched:
+                record_paths(store, [r], rules_for)
+            else:
+                record_path(store, r.sha, r.size, r.facts, r.path, r.root, r.relpath, r.mtime, r.path_size, rules_for)
+        with store.session() as s:
+            rules = dict(s.execute(select(Image.sha256, Image.rule_state)).all())
+        assert rules == {a: "none", b: "labeled"}, batched

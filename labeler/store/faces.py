@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
@@ -35,15 +35,23 @@ def pending_rules(store: Store, image_ids: Iterable[int]) -> dict[int, ImageRule
     return out
 
 
+def _decision_row(image_id: int, face_id: Optional[int], d: Decision) -> dict:
+    return dict(image_id=image_id, face_id=face_id, route=d.route, kind=d.kind, label=d.label, reason=d.reason,
+                priority=d.priority, source=d.source, bucket=d.bucket, est_precision=d.precision, est_lower=d.lower,
+                est_upper=d.upper)
+
+
+def _proposal_row(face_id: int, p: NewProposal) -> dict:
+    return dict(face_id=face_id, source_kind=p.source_kind, source=p.source, label=p.label, prob=p.prob,
+                probs=dict(p.probs) if p.probs is not None else None, detail=p.detail)
+
+
 def _add_decision(s: Session, image_id: int, face_id: Optional[int], d: Decision) -> None:
-    s.add(DecisionRow(image_id=image_id, face_id=face_id, route=d.route, kind=d.kind, label=d.label, reason=d.reason,
-                      priority=d.priority, source=d.source, bucket=d.bucket, est_precision=d.precision,
-                      est_lower=d.lower, est_upper=d.upper))
+    s.add(DecisionRow(**_decision_row(image_id, face_id, d)))
 
 
 def _add_proposal(s: Session, face_id: int, p: NewProposal) -> None:
-    s.add(Proposal(face_id=face_id, source_kind=p.source_kind, source=p.source, label=p.label, prob=p.prob,
-                   probs=dict(p.probs) if p.probs is not None else None, detail=p.detail))
+    s.add(Proposal(**_proposal_row(face_id, p)))
 
 
 def save_detections(store: Store, images: Iterable[DetectedImage], detector: str) -> list[int]:
@@ -54,31 +62,30 @@ def save_detections(store: Store, images: Iterable[DetectedImage], detector: str
     faces once: each image is first claimed by a conditional ``UPDATE ... WHERE detected = false``,
     which only one transaction can win (the other waits for it and then matches no row). The images
     are claimed in id order, so that two such transactions lock their rows in the same order."""
-    done = []
+    done: list[DetectedImage] = []
     with store.session() as s:
         for di in sorted(images, key=lambda d: d.image_id):
             claim = (
                 update(Image).where(Image.id == di.image_id, Image.detected.is_(False))
                 .values(detected=True, detector=detector, **clean_values(di.clean)).execution_options(synchronize_session=False)
             )
-            if s.execute(claim).rowcount != 1:
-                continue  # gone, or detected already (by an earlier run or by another process just now)
-            if not di.faces:
-                _add_decision(s, di.image_id, None, replace(NO_FACE, source=detector))
-            for i, nf in enumerate(di.faces):
-                face = Face(
-                    image_id=di.image_id, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
-                    det_score=float(nf.score), landmarks=[list(map(float, pt)) for pt in nf.landmarks] if nf.landmarks else None,
-                    whole_image=nf.whole_image, quality=dict(nf.quality), flags=encode_flags(nf.flags), detector=detector,
-                    crop=nf.crop, phash=None if nf.phash is None else to_signed(nf.phash), text_near=nf.text_near,
-                )
-                s.add(face)
-                s.flush()
-                for p in nf.proposals:
-                    _add_proposal(s, face.id, p)
-                _add_decision(s, di.image_id, face.id, nf.decision)
-            done.append(di.image_id)
-    return done
+            if s.execute(claim).rowcount == 1:  # else gone, or detected already (by an earlier run or another process just now)
+                done.append(di)
+        faces = [(di.image_id, i, nf) for di in done for i, nf in enumerate(di.faces)]
+        rows = [dict(image_id=iid, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
+                     det_score=float(nf.score), landmarks=[list(map(float, pt)) for pt in nf.landmarks] if nf.landmarks else None,
+                     whole_image=nf.whole_image, quality=dict(nf.quality), flags=encode_flags(nf.flags), detector=detector,
+                     crop=nf.crop, phash=None if nf.phash is None else to_signed(nf.phash), text_near=nf.text_near)
+                for iid, i, nf in faces]
+        # the batch's rows in three statements (bulk inserts; the faces' ids come back in order)
+        ids = s.scalars(insert(Face).returning(Face.id, sort_by_parameter_order=True), rows).all() if rows else []
+        props = [_proposal_row(fid, p) for fid, (_, _, nf) in zip(ids, faces) for p in nf.proposals]
+        decs = [_decision_row(di.image_id, None, replace(NO_FACE, source=detector)) for di in done if not di.faces]
+        decs += [_decision_row(iid, fid, nf.decision) for fid, (iid, _, nf) in zip(ids, faces)]
+        for model, batch in ((Proposal, props), (DecisionRow, decs)):
+            if batch:
+                s.execute(insert(model), batch)
+    return [di.image_id for di in done]
 
 
 def route_broken(store: Store) -> int:
