@@ -53,6 +53,7 @@ class AutolabelReport:
     seconds_storing: float = 0.0  # storing faces, proposals and decisions (flush)
     seconds_finishing: float = 0.0  # after the images: re-propose, regroup, re-route
     cpu_seconds: float = 0.0  # CPU of this process (all its threads) during the run
+    cpu_finishing: float = 0.0  # ... of it after the images
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -79,7 +80,7 @@ class AutolabelReport:
             sent = "" if self.sent_bytes is None else (f"; sent {self.sent_bytes / f.files:.0f} B per file, "
                                                        f"{(self.sent_bytes - f.path_bytes) / f.files:.0f} B besides the path")
             out.append(f"read by the workers: {f.files} files in {f.tasks} tasks{sent}")
-            out.append(f"driver: CPU {self.cpu_seconds:.1f} s; waiting {f.seconds_waiting:.1f} s, recording files {f.seconds_recording:.1f} s, "
+            out.append(f"driver: CPU {self.cpu_seconds:.1f} s ({self.cpu_finishing:.1f} s at the end); waiting {f.seconds_waiting:.1f} s, recording files {f.seconds_recording:.1f} s, "
                        f"storing faces {self.seconds_storing:.1f} s, end of run {self.seconds_finishing:.1f} s")
         out.append(f"time: {self.seconds:.1f} s")
         return out
@@ -260,7 +261,7 @@ class Autolabeler:
             for res in self._queue.drain() if self._queue else ():
                 self.accept(res)
             self.flush()
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             self.repropose(only_stale=not repropose_all, progress=progress, runner=runner, upto=known)
             self._queue = None
             with db.exclusive(self.store, "autolabel-finish"):  # several drivers at once: one after the other here
@@ -276,7 +277,7 @@ class Autolabeler:
                 runner.close()
         self.report.seconds = time.perf_counter() - t0
         self.report.seconds_finishing = time.perf_counter() - t1
-        self.report.cpu_seconds = time.process_time() - c0
+        self.report.cpu_seconds, self.report.cpu_finishing = time.process_time() - c0, time.process_time() - c1
         return self.report
 
     def _fan_out(self, root, runner: Optional[work.Runner], include_folders: bool, progress, **kw) -> IngestReport:
