@@ -15,8 +15,8 @@ cluster is up before; the driver's connection and the workers' model loading are
 (getrusage of the child) and its share of the wall time, the CPU of the Ray workers and of Ray's
 services (raylets, GCS, agents: /proc, at the end), the bytes the driver sent with its tasks (the
 pickled arguments, as the driver's report prints them, in all and besides the path) and the TCP
-bytes the driver process sent on all its sockets (`ss -tinp`, sampled every second: every message of
-Ray's, task descriptions and control included), the bytes of the results (crops, in the
+bytes the driver process sent on all its sockets but the database's (`ss -tinp`, sampled every
+second: every message of Ray's, task descriptions and control included), the bytes of the results (crops, in the
 database), the load average before and after. Every Ray process started here is stopped at the
 end of each node count, also on failure or Ctrl-C (by process id, never `ray stop`, which would
 stop other people's Ray too).
@@ -199,9 +199,10 @@ class Sampler(threading.Thread):
     """Every second: the bytes sent on each TCP socket of ``pid`` and the CPU time of each process
     of the cluster (the largest value seen per socket and per process: Ray ends idle workers)."""
 
-    def __init__(self, pid: int, cluster: Cluster):
+    def __init__(self, pid: int, cluster: Cluster, skip_port: int = 0):
         super().__init__(daemon=True)
         self.pid, self.cluster, self.sent, self.stop_flag = pid, cluster, {}, threading.Event()
+        self.skip = f":{skip_port}" if skip_port else None  # the database server's sockets: not Ray's traffic
         self.cpu: dict[int, tuple[bool, float]] = {}  # pid -> (a worker, CPU seconds)
         self.cpu0 = self._cluster_cpu()
 
@@ -213,6 +214,12 @@ class Sampler(threading.Thread):
 
     def _cluster_cpu(self) -> dict[int, tuple[bool, float]]:
         return {p: (cmd.startswith("ray::") and not cmd.startswith(SERVICES), _cpu(p)) for p, cmd in self.cluster.pids().items()}
+
+    def top(self, n: int = 8) -> list[tuple[float, str]]:
+        """The cluster's processes that took the most CPU since the start: (seconds, command)."""
+        names = self.cluster.pids()
+        got = [(c - self.cpu0.get(p, (w, 0.0))[1], names.get(p, f"pid {p} (ended)")[:90]) for p, (w, c) in self.cpu.items()]
+        return sorted(got, reverse=True)[:n]
 
     def cluster_cpu(self) -> tuple[float, float]:
         """(CPU seconds of the Ray workers, of Ray's services) since the start."""
@@ -232,6 +239,8 @@ class Sampler(threading.Thread):
             if f"pid={self.pid}," not in line or i + 1 >= len(lines):
                 continue
             key = " ".join(line.split()[2:4])
+            if self.skip and key.split()[-1].endswith(self.skip):
+                continue
             m = re.search(r"bytes_sent:(\d+)", lines[i + 1])
             if m:
                 self.sent[key] = max(self.sent.get(key, 0), int(m.group(1)))
@@ -260,6 +269,7 @@ class Run:
     storing: float = 0.0
     finishing: float = 0.0
     load: tuple = ()
+    top: list = field(default_factory=list)  # the Ray processes that took the most CPU
 
 
 def _url(db: str, tag: str, temp: Path) -> str:
@@ -282,7 +292,9 @@ def drive(cluster: Cluster, folder: Path, url: str, logs: Path) -> Run:
     out_path, err_path = logs / f"driver-{cluster.nodes}.out", logs / f"driver-{cluster.nodes}.err"
     with open(out_path, "w") as out, open(err_path, "w") as err:
         t = time.perf_counter()
-        sampler = Sampler(0, cluster)
+        from sqlalchemy.engine import make_url
+
+        sampler = Sampler(0, cluster, make_url(url).port or 0 if not url.startswith("sqlite") else 0)
         p = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=cluster.env)
         sampler.pid = p.pid
         sampler.start()
@@ -295,6 +307,7 @@ def drive(cluster: Cluster, folder: Path, url: str, logs: Path) -> Run:
     run.load = (load0, os.getloadavg()[0])
     run.driver_cpu = ru.ru_utime + ru.ru_stime
     (run.worker_cpu, run.service_cpu), run.tcp_sent = sampler.cluster_cpu(), sampler.total()
+    run.top = sampler.top()
     text = out_path.read_text()
     run.images = int(re.search(r"images detected:\s+(\d+)", text).group(1))
     run.faces = int(re.search(r"faces:\s+(\d+)", text).group(1))
@@ -416,7 +429,8 @@ def main() -> int:
             cluster.stop()
             cluster = None
             r = runs[-1]
-            print(f"  {n} node(s): {r.images} images in {r.wall:.1f} s, driver CPU {r.driver_cpu:.1f} s", flush=True)
+            print(f"  {n} node(s): {r.images} images in {r.wall:.1f} s, driver CPU {r.driver_cpu:.1f} s; Ray's processes by CPU: "
+                  + "; ".join(f"{c:.1f} s {cmd.split(' --')[0]}" for c, cmd in r.top), flush=True)
         report(runs, info["files"], info["bytes"], args)
     finally:
         if cluster is not None:

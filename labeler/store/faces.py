@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
 from labeler.store.images import decode_flags, encode_flags, image_rules
-from labeler.store.cleaning import clean_values, to_signed
+from labeler.store.cleaning import CLEAN_COLUMNS, clean_values, to_signed
 from labeler.store.locks import lock
 from labeler.store.records import current_annotations
 from labeler.store.schema import DecisionRow, Face, Image, Proposal
@@ -60,17 +60,23 @@ def save_detections(store: Store, images: Iterable[DetectedImage], detector: str
 
     Two processes detecting the same image at once (two `autolabel` runs of one folder) store its
     faces once: each image is first claimed by a conditional ``UPDATE ... WHERE detected = false``,
-    which only one transaction can win (the other waits for it and then matches no row). The images
-    are claimed in id order, so that two such transactions lock their rows in the same order."""
-    done: list[DetectedImage] = []
+    which only one transaction can win (the other waits for it and then matches no row). A batch's
+    images are claimed by one such UPDATE, in id order, so that two such transactions lock their
+    rows in the same order."""
+    images = sorted(images, key=lambda d: d.image_id)
     with store.session() as s:
-        for di in sorted(images, key=lambda d: d.image_id):
-            claim = (
-                update(Image).where(Image.id == di.image_id, Image.detected.is_(False))
-                .values(detected=True, detector=detector, **clean_values(di.clean)).execution_options(synchronize_session=False)
-            )
-            if s.execute(claim).rowcount == 1:  # else gone, or detected already (by an earlier run or another process just now)
-                done.append(di)
+        claimed: set[int] = set()
+        for ids in chunks(di.image_id for di in images):
+            claim = (update(Image).where(Image.id.in_(ids), Image.detected.is_(False)).values(detected=True, detector=detector)
+                     .returning(Image.id).execution_options(synchronize_session=False))
+            claimed.update(s.scalars(claim))
+        # the others are gone, or detected already (by an earlier run, or by another process just now)
+        done = [di for di in images if di.image_id in claimed and not claimed.discard(di.image_id)]  # an image once
+        clean = [{"b_id": di.image_id, **{f"b_{k}": v for k, v in clean_values(di.clean).items()}}
+                 for di in done if di.clean is not None]
+        if clean:
+            t = Image.__table__  # a Core UPDATE, executed once per row (not the ORM's bulk update by primary key)
+            s.execute(update(t).where(t.c.id == bindparam("b_id")).values({k: bindparam(f"b_{k}") for k in CLEAN_COLUMNS}), clean)
         faces = [(di.image_id, i, nf) for di in done for i, nf in enumerate(di.faces)]
         rows = [dict(image_id=iid, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
                      det_score=float(nf.score), landmarks=[list(map(float, pt)) for pt in nf.landmarks] if nf.landmarks else None,
