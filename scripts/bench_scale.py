@@ -238,7 +238,7 @@ class Sampler(threading.Thread):
         for i, line in enumerate(lines):
             if f"pid={self.pid}," not in line or i + 1 >= len(lines):
                 continue
-            key = " ".join(line.split()[2:4])
+            key = " ".join(line.split()[3:5])  # local and peer address (state, Recv-Q, Send-Q first)
             if self.skip and key.split()[-1].endswith(self.skip):
                 continue
             m = re.search(r"bytes_sent:(\d+)", lines[i + 1])
