@@ -21,6 +21,9 @@ database), the load average before and after. Every Ray process started here is 
 end of each node count, also on failure or Ctrl-C (by process id, never `ray stop`, which would
 stop other people's Ray too).
 
+Ray's task timeline says how much of the run each worker had a task (whether the driver kept them
+fed: under CPU contention tasks run slower, but a fed worker stays busy).
+
 Then the model: the measured per-image costs (worker CPU, driver CPU, the driver's database time,
 bytes read and returned) extrapolated to 10, 100 and 1,000 nodes: which of the driver, the database
 writes and the file system saturates first. The file system's capacity is not measured here (the
@@ -270,6 +273,7 @@ class Run:
     finishing: float = 0.0
     load: tuple = ()
     top: list = field(default_factory=list)  # the Ray processes that took the most CPU
+    busy: list = field(default_factory=list)  # per worker, the share of the run it had a task (Ray's timeline)
 
 
 def _url(db: str, tag: str, temp: Path) -> str:
@@ -320,6 +324,29 @@ def drive(cluster: Cluster, folder: Path, url: str, logs: Path) -> Run:
     return run
 
 
+def busy(cluster: Cluster, temp: Path) -> list[float]:
+    """How busy each Ray worker was with labeler's tasks, from Ray's task timeline: the sum of its
+    tasks' durations over the span from the first task's start to the last one's end (the rest:
+    waiting for work, starting up, the tail). Under CPU contention tasks run slower but a worker
+    that always has a task stays busy, so this says whether the driver kept the workers fed."""
+    import json
+
+    out = temp / f"timeline-{cluster.nodes}.json"
+    code = "import ray; ray.init(address=%r, log_to_driver=False); ray.timeline(filename=%r)" % (cluster.address, str(out))
+    subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300, env=cluster.env, cwd=cluster.temp)
+    try:
+        events = [e for e in json.loads(out.read_text()) if e.get("cat", "").startswith("task::") and e.get("ph") == "X"]
+    except (OSError, ValueError):
+        return []
+    if not events:
+        return []
+    t0, t1 = min(e["ts"] for e in events), max(e["ts"] + e["dur"] for e in events)
+    per: dict[str, float] = {}
+    for e in events:
+        per[e["tid"]] = per.get(e["tid"], 0.0) + e["dur"]
+    return sorted((v / (t1 - t0) for v in per.values()), reverse=True)
+
+
 def _crop_bytes(url: str) -> int:
     from sqlalchemy import func, select
 
@@ -336,13 +363,13 @@ def _crop_bytes(url: str) -> int:
 def report(runs: list[Run], files: int, set_bytes: int, args) -> None:
     base = runs[0]
     print(f"\n{'nodes':>5} {'images':>6} {'wall s':>7} {'img/s':>6} {'speed-up':>8} {'driver CPU':>10} {'driver share':>12} "
-          f"{'Ray services':>12} {'workers CPU':>11} {'B/file sent':>11} {'besides path':>12} {'TCP B/image':>11} {'load':>11}")
+          f"{'Ray services':>12} {'workers CPU':>11} {'B/file sent':>11} {'besides path':>12} {'TCP B/image':>11} {'load':>11}  workers busy")
     for r in runs:
         rate = r.images / r.wall
         print(f"{r.nodes:5d} {r.images:6d} {r.wall:7.1f} {rate:6.2f} {rate / (base.images / base.wall):7.2f}x "
               f"{r.driver_cpu:9.1f}s {r.driver_cpu / r.wall:11.1%} {r.service_cpu / r.wall:11.1%} {r.worker_cpu:10.1f}s "
               f"{r.sent_per_file:11.0f} {r.sent_besides_path:12.0f} {r.tcp_sent / max(1, r.images):11.0f} "
-              f"{r.load[0]:5.2f}>{r.load[1]:5.2f}")
+              f"{r.load[0]:5.2f}>{r.load[1]:5.2f}  {' '.join(f'{b:.0%}' for b in r.busy) or '?'}")
     last = runs[-1]
     # per image: worker CPU from all runs together (the steadiest), the driver's from the largest cluster
     t_w = sum(r.worker_cpu for r in runs) / sum(r.images for r in runs)
@@ -426,6 +453,7 @@ def main() -> int:
             cluster = Cluster(n)
             cluster.start()
             runs.append(drive(cluster, temp / "set", _url(args.db, str(n), temp), temp))
+            runs[-1].busy = busy(cluster, temp)
             cluster.stop()
             cluster = None
             r = runs[-1]
