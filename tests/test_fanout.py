@@ -136,13 +136,25 @@ def test_two_parts_one_after_the_other_store_what_one_run_stores(tmp_path, sampl
 
 
 def _part_driver(i, barrier, url, folder):
+    from dataclasses import replace
+
     from labeler.config import Config
     from labeler.fanout import Part
     from labeler.ingest.rules import load_rules
     from labeler.pipeline import Autolabeler
     from labeler.store import Store
 
-    al = Autolabeler(Store(url), Config(), load_rules(), part=Part(i, 2), partition=2)
+    import labeler.store as S
+
+    cfg = Config(routing=replace(Config().routing, target_precision=0.85))  # some faces wait for a text check
+    al = Autolabeler(Store(url), cfg, load_rules(), part=Part(i, 2), partition=2)
+    real = S.exclusive
+
+    def together(store, name):  # both drivers reach the end of their run before either goes on
+        barrier.wait(timeout=300)
+        return real(store, name)
+
+    S.exclusive = together
     barrier.wait(timeout=300)
     rep = al.run(folder, progress=False)
     return {"seen": rep.ingest.seen, "faces": rep.faces}
@@ -158,14 +170,18 @@ part_driver.__module__ = __name__  # spawn finds it here, by name
 def test_two_drivers_at_once_on_postgresql_store_what_one_driver_stores(pg_url, tmp_path):
     """Two drivers, one per half of a folder, at once against one PostgreSQL database; the folder
     holds the same content under both halves (sample_data/copies/ and a copy of it), so the two
-    race on recording it."""
+    race on recording it; at a target precision the priors reach, both ends of run look for text
+    and re-route: the drivers reach them together, and take turns (else both append the same
+    decisions)."""
     src = tmp_path / "in"
     shutil.copytree(SAMPLE, src)
     shutil.copytree(SAMPLE / "copies", src / "copies_again")
     results = _race(part_driver, 2, pg_url, src)
     assert all(r[2]["seen"] > 2 for r in results)
     ref = f"sqlite:///{tmp_path / 'one.db'}"
-    Autolabeler(Store(ref), Config(), load_rules(), fanout=True).run(src, progress=False)
+    cfg = Config(routing=replace(Config().routing, target_precision=0.85))
+    rep = Autolabeler(Store(ref), cfg, load_rules(), fanout=True).run(src, progress=False)
+    assert rep.text_checked > 0
     same_rows(pg_url, ref)
 
 
