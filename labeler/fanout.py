@@ -200,6 +200,8 @@ class Fanout:
                 sha, size = read_key(FileRead(fw.kind, fw.sha, fw.size), e.apath)
                 facts = image_facts(fw.width, fw.height, fw.format, fw.kind == "image", fw.reason)
                 todo.append((fw, path_record(sha, size, facts, e.apath, self.root, e.rel, e.mtime, e.size)))
+        if not todo:
+            return
         t = time.perf_counter()
         recs = db.record_paths(self.store, [r for _, r in todo], rules_function(self.rules, self.include_folders))
         self.stats.seconds_recording += time.perf_counter() - t

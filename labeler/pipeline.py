@@ -80,7 +80,8 @@ class AutolabelReport:
             sent = "" if self.sent_bytes is None else (f"; sent {self.sent_bytes / f.files:.0f} B per file, "
                                                        f"{(self.sent_bytes - f.path_bytes) / f.files:.0f} B besides the path")
             out.append(f"read by the workers: {f.files} files in {f.tasks} tasks{sent}")
-            out.append(f"driver: CPU {self.cpu_seconds:.1f} s ({self.cpu_finishing:.1f} s at the end); waiting {f.seconds_waiting:.1f} s, recording files {f.seconds_recording:.1f} s, "
+            out.append(f"driver: CPU {self.cpu_seconds:.1f} s ({self.cpu_finishing:.1f} s at the end); "
+                       f"waiting {f.seconds_waiting:.1f} s, recording files {f.seconds_recording:.1f} s, "
                        f"storing faces {self.seconds_storing:.1f} s, end of run {self.seconds_finishing:.1f} s")
         out.append(f"time: {self.seconds:.1f} s")
         return out
