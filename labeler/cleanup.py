@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from labeler import store as db
+from labeler import work
 from labeler.faces.cleaning import measure, text_detector
-from labeler.ingest.imageio import Decoded, DecodeError, decode
+from labeler.inflight import Runner, Unordered
+from labeler.ingest.imageio import Decoded
 from labeler.ingest.paths import fs_path, shown
+from labeler.ingest.source import is_uri, read_file
 from labeler.routing import RoutingPolicy
 from labeler.store import Store
 from labeler.util import progress as _progress
@@ -57,10 +59,9 @@ class CleanReport:
 
 def _read(paths) -> Optional[Decoded]:
     for p in paths:
-        try:
-            return decode(Path(fs_path(p)).read_bytes())
-        except (OSError, DecodeError):
-            continue
+        got = read_file(p if is_uri(p) else fs_path(p))  # a URI, or a stored local path (non-UTF-8 names escaped)
+        if got.decoded is not None:
+            return got.decoded
     return None
 
 
@@ -79,29 +80,50 @@ def _measure(store: Store, jobs, rep: CleanReport, threads: int, progress: Optio
     rep.seconds += time.perf_counter() - t0
 
 
+def _measure_on(runner: Runner, store: Store, jobs, rep: CleanReport) -> None:
+    """:func:`_measure` by the workers of a partitioned run: they read and measure the images."""
+    t0 = time.perf_counter()
+    faces = {j.image_id: j for j in jobs}
+    pool = Unordered(runner, work.measure_stored, window=2 * runner.workers)
+    done = [r for j in jobs for r in pool.put(work.MeasureJob(j.image_id, j.paths, tuple(b for _, b in j.faces)))]
+    for iid, c in done + pool.drain():
+        job = faces[iid]
+        if c is None:
+            rep.unreadable.append(job.paths[0] if job.paths else f"image {iid}")
+            continue
+        rep.text_faces += db.save_clean(store, iid, c, [fid for fid, _ in job.faces])
+        rep.measured += 1
+    rep.seconds += time.perf_counter() - t0
+
+
 def check_text(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: int = 2,
-               progress: Optional[bool] = None) -> CleanReport:
+               progress: Optional[bool] = None, runner: Optional[Runner] = None) -> CleanReport:
     """Look for text on the images whose faces routing would auto-accept but for their text check
     (``labeler.store.awaiting_text``: autolabel looks for text only there, by default), so that the
     re-route after it auto-accepts those without text and sends those with text to review. Does
     not re-route: its callers do (`labeler route`, the end of `labeler autolabel`, `labeler clean`).
-    An image none of whose paths still reads stays unmeasured, and its faces stay in review."""
+    An image none of whose paths still reads stays unmeasured, and its faces stay in review. With
+    ``runner`` (a partitioned autolabel run's) the workers read and measure the images."""
     rep = CleanReport()
     # a face found with text leaves the candidates, which can move the conformal threshold and bring
     # other faces up to it: look again until a pass finds nothing new to look at (bounded)
     for _ in range(5):
         before = rep.measured
-        _measure(store, db.clean_jobs(store, db.awaiting_text(store, policy)), rep, threads, progress, "text check")
+        jobs = db.clean_jobs(store, db.awaiting_text(store, policy))
+        if runner is None:
+            _measure(store, jobs, rep, threads, progress, "text check")
+        else:
+            _measure_on(runner, store, jobs, rep)
         if rep.measured == before or policy.method == "bucket":
             break
     return rep
 
 
 def reroute_checked(store: Store, policy: RoutingPolicy = RoutingPolicy(), threads: int = 2,
-                    progress: Optional[bool] = False) -> tuple[CleanReport, int]:
+                    progress: Optional[bool] = False, runner: Optional[Runner] = None) -> tuple[CleanReport, int]:
     """:func:`check_text`, then re-route every face (``labeler.store.reroute``): the faces routed
     again, and what the text check did."""
-    rep = check_text(store, policy, threads, progress)
+    rep = check_text(store, policy, threads, progress, runner)
     return rep, db.reroute(store, policy)
 
 

@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +27,8 @@ from labeler.faces import detect as facemod
 from labeler import work
 from labeler.ingest.imageio import Decoded, decode_crop
 from labeler.ingest.rules import RuleSet
+from labeler.fanout import PARTITION, Fanout, FanoutStats, Part
+from labeler.ingest.source import is_uri
 from labeler.ingest.walk import IngestReport, ingest
 from labeler.routing import evidence, evidence_for, route
 from labeler.store import Store
@@ -50,6 +52,12 @@ class AutolabelReport:
     taken_over: int = 0  # images/videos another run had recorded but not detected, done by this one
     root: str = ""  # the folder (or file) as given
     left: list[str] = field(default_factory=list)  # paths under it still not detected at the end
+    fanout: Optional[FanoutStats] = None  # a partitioned run: what the driver sent
+    sent_bytes: Optional[int] = None  # ... and its tasks' pickled arguments, where the runner counts them
+    seconds_storing: float = 0.0  # storing faces, proposals and decisions (flush)
+    seconds_finishing: float = 0.0  # after the images: re-propose, regroup, re-route
+    cpu_seconds: float = 0.0  # CPU of this process (all its threads) during the run
+    cpu_finishing: float = 0.0  # ... of it after the images
     seconds: float = 0.0
 
     def warnings(self) -> list[str]:
@@ -85,6 +93,14 @@ class AutolabelReport:
             out.append(f"finished here:     {self.taken_over} images another run had recorded but not detected")
         if self.left:
             out.append(f"not detected:      {len(self.left)} images (see the warning)")
+        f = self.fanout
+        if f is not None and f.files:
+            sent = "" if self.sent_bytes is None else (f"; sent {self.sent_bytes / f.files:.0f} B per file, "
+                                                       f"{(self.sent_bytes - f.path_bytes) / f.files:.0f} B besides the path")
+            out.append(f"read by the workers: {f.files} files in {f.tasks} tasks{sent}")
+            out.append(f"driver: CPU {self.cpu_seconds:.1f} s ({self.cpu_finishing:.1f} s at the end); "
+                       f"waiting {f.seconds_waiting:.1f} s, recording files {f.seconds_recording:.1f} s, "
+                       f"storing faces {self.seconds_storing:.1f} s, end of run {self.seconds_finishing:.1f} s")
         out.append(f"time: {self.seconds:.1f} s")
         return out
 
@@ -100,11 +116,17 @@ def resolve_model(store: Store, name: Optional[str] = None):
 
 class Autolabeler:
     """``workers`` > 1 runs detect + crop + propose in that many worker processes, ``ray`` (``auto``
-    or a cluster address) as Ray tasks (labeler.work); this process stays the one writer and stores
-    the results in input order. One worker works in this process (with ``detector``/``model`` if given)."""
+    or a cluster address) as Ray tasks (labeler.work); this process stays the one writer. One worker
+    works in this process (with ``detector``/``model`` if given).
+
+    A partitioned run (``fanout``; by default with ``ray``, a URI root or a ``part`` of several)
+    has the workers read their own files, ``partition`` paths per task (labeler.fanout); this
+    process lists and writes, and with ``part`` takes only its part of the folder (and of the faces
+    to re-propose), so that several drivers can share one folder and one database."""
 
     def __init__(self, store: Store, cfg: Config = Config(), rules: Optional[RuleSet] = None, model=None, detector=None,
-                 workers: int = 1, ray: Optional[str] = None, clean: bool = True):
+                 workers: int = 1, ray: Optional[str] = None, clean: bool = True, part: Optional[Part] = None,
+                 fanout: Optional[bool] = None, partition: int = PARTITION):
         work.steady_heap()  # memory flat in the number of images
         self.store, self.cfg, self.rules = store, cfg, rules
         self.model = model if model is not None else resolve_model(store, cfg.model.name)
@@ -112,6 +134,8 @@ class Autolabeler:
         self.detector = detector or facemod.get_detector(d.detector, min_face_size=d.min_face_size, thresholds=tuple(d.thresholds))
         self.detector_ident = f"{getattr(self.detector, 'name', d.detector)}@{getattr(self.detector, 'version', '')}"
         self.workers, self.ray = max(1, int(workers)), ray
+        self.part, self.fanout, self.partition = part or Part(), fanout, max(1, int(partition))
+        self._runner: Optional[work.Runner] = None  # the run's runner (videos of a partitioned run use it)
         self.clean = bool(clean)  # cleaning measurements per image (off: `labeler clean` measures later)
         self.pending: list[ImageWork] = []
         self.report = AutolabelReport()
@@ -127,6 +151,11 @@ class Autolabeler:
         return work.WorkSettings(self.cfg.detect, self.cfg.crop, str(card.sidecar), self.cfg.model.flip,
                                  model_ident=f"{card.name}@{card.version}", clean=self.clean, text=self.text_every_image)
 
+    def settings_here(self) -> work.WorkSettings:
+        """The settings of work done in this process (with this Autolabeler's detector and model)."""
+        return work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip, clean=self.clean,
+                                 text=self.text_every_image)
+
     @property
     def text_every_image(self) -> bool:
         return self.cfg.clean.text == TEXT_EVERY_IMAGE
@@ -138,9 +167,7 @@ class Autolabeler:
     def on_image(self, image_id: int, decoded: Decoded) -> None:
         job = work.ImageJob(image_id, decoded.rgb, decoded.scale)
         if self._queue is None:
-            s = work.WorkSettings(self.cfg.detect, self.cfg.crop, "", self.cfg.model.flip, clean=self.clean,
-                                  text=self.text_every_image)
-            self.accept(work.process_image(job, s, self.detector, self.model))
+            self.accept(work.process_image(job, self.settings_here(), self.detector, self.model))
             return
         for res in self._queue.put(job, decoded.rgb.nbytes):
             self.accept(res)
@@ -151,7 +178,7 @@ class Autolabeler:
 
         if self._videos is None:
             self._videos = VideoLabeler(self.store, self.cfg, self.detector, self.model, self.detector_ident)
-        done = self._videos.process(image_id, path, runner=self._queue.runner if self._queue is not None else None)
+        done = self._videos.process(image_id, path, runner=self._runner)
         self.report.videos.append(done)
         if done.stored:  # the video's own row and each sampled frame's are detected images
             self.report.images_detected += 1 + done.frames
@@ -167,6 +194,13 @@ class Autolabeler:
     def flush(self) -> None:
         if not self.pending:
             return
+        t = time.perf_counter()
+        try:
+            self._flush()
+        finally:
+            self.report.seconds_storing += time.perf_counter() - t
+
+    def _flush(self) -> None:
         todo = db.pending_rules(self.store, [p.image_id for p in self.pending])
         out: list[DetectedImage] = []
         for p in self.pending:
@@ -228,30 +262,41 @@ class Autolabeler:
             repropose_all: bool = False) -> AutolabelReport:
         """Ingest, detect and propose what is new, then re-propose the faces whose newest proposal is from
         another model (``repropose_all``: every face without a human label, once), then re-route."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         todo = self.undetected_ids()  # one query, not one per known file
         known = db.last_face_id(self.store)  # faces after it are found, and proposed, by this run
-        runner = work.make_runner(self.settings(), self.workers, self.ray) if self.workers > 1 or self.ray else None
+        runner = self._runner = work.make_runner(self.settings(), self.workers, self.ray) if self.workers > 1 or self.ray else None
+        fan = self.fanout if self.fanout is not None else bool(self.ray or is_uri(root) or self.part.count > 1)
         try:
-            if runner is not None:
-                self._queue = work.Ordered(runner, work.label_image, window=2 * runner.workers)
-            self.report.ingest = ingest(
-                self.store, root, self.rules, include_folders=include_folders, on_image=self.on_image,
-                needs_decode=todo.__contains__, progress=progress,
-                on_video=self.on_video, needs_video=db.pending_video_ids(self.store).__contains__,
-            )
+            kw = dict(needs_decode=todo.__contains__, on_video=self.on_video,
+                      needs_video=db.pending_video_ids(self.store).__contains__)
+            if fan:
+                self.report.ingest = self._fan_out(root, runner, include_folders, progress, **kw)
+            else:
+                if runner is not None:
+                    self._queue = work.Ordered(runner, work.label_image, window=2 * runner.workers)
+                self.report.ingest = ingest(self.store, root, self.rules, include_folders=include_folders,
+                                            on_image=self.on_image, progress=progress, **kw)
             self._drain()
-            self.finish_left(root)
+            if not fan:  # (a partitioned run leaves the other drivers' files to them)
+                self.finish_left(root)
+            t1, c1 = time.perf_counter(), time.process_time()
             self.repropose(only_stale=not repropose_all, progress=progress, runner=runner, upto=known)
-        finally:
             self._queue = None
+            with db.exclusive(self.store, "autolabel-finish"):  # several drivers at once: one after the other here
+                db.regroup(self.store)  # near-duplicate groups with the new images' hashes in
+                for _ in range(db.route_broken(self.store)):
+                    self._count("broken")
+                # on the estimates of the buckets with the new faces in; a partitioned run's workers read
+                # the images to look for text on
+                self.report.rerouted += self.reroute(runner if fan else None)
+        finally:
+            self._queue = self._runner = None
             if runner is not None:
                 runner.close()
-        db.regroup(self.store)  # near-duplicate groups with the new images' hashes in
-        for _ in range(db.route_broken(self.store)):
-            self._count("broken")
-        self.report.rerouted += self.reroute()  # on the estimates of the buckets with the new faces in
         self.report.seconds = time.perf_counter() - t0
+        self.report.seconds_finishing = time.perf_counter() - t1
+        self.report.cpu_seconds, self.report.cpu_finishing = time.process_time() - c0, time.process_time() - c1
         return self.report
 
     def _drain(self) -> None:
@@ -287,6 +332,20 @@ class Autolabeler:
         self._drain()
         self.report.root, self.report.left = str(root), [u.path for u in db.undetected(self.store, under)]
 
+    def _fan_out(self, root, runner: Optional[work.Runner], include_folders: bool, progress, **kw) -> IngestReport:
+        """The partitioned ingest (labeler.fanout): workers read their files, this process records."""
+        if runner is None:  # one worker, here, with this Autolabeler's own detector and model
+            s = self.settings_here()
+            runner = work.InlineRunner(lambda _fn, job: work.process_files(job, s, self.detector, self.model))
+        pool = work.Unordered(runner, work.label_files, window=2 * runner.workers)
+        root = str(root) if is_uri(root) else str(Path(root).resolve())
+        fan = Fanout(self.store, root, self.rules, pool, lambda iid, w: self.accept(replace(w, image_id=iid)),
+                     include_folders, self.part, self.partition, **kw)
+        rep = fan.run(progress)
+        sent = getattr(runner, "sent", {}).get(work.label_files.__name__)
+        self.report.fanout, self.report.sent_bytes = fan.stats, None if sent is None else sent[1]
+        return rep
+
     def repropose(self, only_stale: bool = True, progress: Optional[bool] = None, batch: int = 256,
                   runner: Optional[work.Runner] = None, upto: Optional[int] = None) -> int:
         """Run the current model on faces without a human label (and on faces whose labels are all blind:
@@ -295,9 +354,9 @@ class Autolabeler:
         ``upto`` only face ids up to it (a run leaves out the faces it found and proposed itself).
         Batches run on ``runner`` (or, with ``workers`` > 1, a pool started here), stored in order."""
         todo = db.faces_to_repropose(self.store, self.model.ident, only_stale, upto)
-        if todo:  # faces of video frames keep the proposals their tracks were built on
+        if todo:  # faces of video frames keep the proposals their tracks were built on; a part takes its share
             on_frames = db.video_face_ids(self.store)
-            todo = [f for f in todo if f not in on_frames]
+            todo = [f for f in todo if f not in on_frames and self.part.takes_id(f)]
         if not todo:
             return 0
         own = None
@@ -334,12 +393,12 @@ class Autolabeler:
             items.append((f.image_id, f.face_id, props, d))
         return db.add_routed(self.store, items)
 
-    def reroute(self) -> int:
+    def reroute(self, runner: Optional[work.Runner] = None) -> int:
         """Re-run routing (after a policy change, new audits, new faces) from the stored proposals and
         the current bucket estimates, after looking for text on the images of faces it would
-        auto-accept (labeler.cleanup.check_text); adds a decision only where the route, label,
-        reason or bucket changes."""
-        checked, n = reroute_checked(self.store, self.cfg.routing)
+        auto-accept (labeler.cleanup.check_text, on ``runner`` if given); adds a decision only where
+        the route, label, reason or bucket changes."""
+        checked, n = reroute_checked(self.store, self.cfg.routing, runner=runner)
         self.report.text_checked += checked.measured
         self.estimates = None
         return n

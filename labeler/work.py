@@ -1,5 +1,5 @@
 """The per-image work of `autolabel` (detect, crop, propose) as plain top-level functions over typed
-records, and the runners that execute them: in this process, in worker processes
+records, and the runners that execute them (labeler.inflight has their interface): in this process, in worker processes
 (:class:`ProcessRunner`), or as Ray tasks (:mod:`labeler.distributed.ray_runner`, the same
 functions). No database here: the caller (labeler.pipeline) is the one writer and stores the
 results in input order.
@@ -11,17 +11,17 @@ one thread, so that N workers use N cores without their thread pools fighting.
 from __future__ import annotations
 
 import os
-from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Protocol
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
 from labeler.config import CropConfig, DetectConfig
 from labeler.faces import cleaning
 from labeler.faces import detect as facemod
-from labeler.types import Detection, ImageClean
+from labeler.inflight import InlineRunner, Ordered, Runner, Unordered  # noqa: F401 (work.Ordered, ... as before)
+from labeler.types import Box, Detection, ImageClean
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,47 @@ class ImageWork:
     whole: bool  # one whole-image face
     faces: tuple[FaceWork, ...]
     clean: Optional[ImageClean] = None  # None when settings.clean is off
+
+
+@dataclass(frozen=True)
+class FilesJob:
+    """A partition of files that a worker reads itself (a partitioned run, labeler.fanout): only their
+    paths or URIs travel from the driver."""
+
+    key: int
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FileWork:
+    """One file of a :class:`FilesJob` as the worker found it: ``kind``, ``sha``, ``size`` and
+    ``reason`` of :class:`labeler.ingest.source.FileRead`, the decoded image's facts, and an image's
+    :class:`ImageWork` (its ``image_id`` 0: the driver records the file and knows the id)."""
+
+    kind: str
+    sha: str = ""
+    size: int = 0
+    width: int = 0
+    height: int = 0
+    format: str = ""
+    reason: str = ""
+    work: Optional[ImageWork] = None
+
+
+@dataclass(frozen=True)
+class FilesWork:
+    key: int
+    files: tuple[FileWork, ...]
+
+
+@dataclass(frozen=True)
+class MeasureJob:
+    """A stored image whose cleaning measurements (text included) a worker takes, reading it itself
+    from the first of its paths that reads (the text check at the end of a partitioned run)."""
+
+    image_id: int
+    paths: tuple[str, ...]
+    boxes: tuple[Box, ...]
 
 
 @dataclass(frozen=True)
@@ -133,6 +174,21 @@ def frame_settings(settings: WorkSettings) -> WorkSettings:
     return replace(settings, detect=d, clean=False)
 
 
+def process_files(job: FilesJob, settings: WorkSettings, detector, model) -> FilesWork:
+    """Read, hash and decode each file of ``job`` here (labeler.ingest.source.read_file), then
+    detect, crop and propose each image (:func:`process_image`); the pixels never leave."""
+    from labeler.ingest.source import read_file
+
+    out = []
+    for path in job.paths:
+        got = read_file(path)
+        d = got.decoded
+        w = process_image(ImageJob(0, d.rgb, d.scale), settings, detector, model) if d is not None else None
+        out.append(FileWork(got.kind, got.sha, got.size, d.width if d else 0, d.height if d else 0, d.format if d else "",
+                            got.reason, w))
+    return FilesWork(job.key, tuple(out))
+
+
 def process_crops(job: CropJob, settings: WorkSettings, model) -> np.ndarray:
     from labeler.ingest.imageio import decode_crop
 
@@ -167,25 +223,33 @@ def label_frame(job: ImageJob, settings: WorkSettings) -> ImageWork:
     return process_image(job, frame_settings(settings), det, model)
 
 
+def label_files(job: FilesJob, settings: WorkSettings) -> FilesWork:
+    """The worker function of a partitioned run: a partition of paths in, each file's facts and
+    faces out (no database)."""
+    det, model = tools(settings)
+    return process_files(job, settings, det, model)
+
+
+def measure_stored(job: MeasureJob, settings: WorkSettings) -> tuple[int, Optional[ImageClean]]:
+    """The worker function of the text check: (image id, its measurements, or None when none of its
+    paths reads any more)."""
+    from labeler.ingest.paths import fs_path
+    from labeler.ingest.source import is_uri, read_file
+
+    for path in job.paths:
+        got = read_file(path if is_uri(path) else fs_path(path))  # a stored local path: non-UTF-8 names escaped
+        d = got.decoded
+        if d is not None:  # the stored boxes are in full-size pixels; a large photo decodes reduced
+            return job.image_id, cleaning.measure(d.rgb, [tuple(v / d.scale for v in b) for b in job.boxes], settings.threads)
+    return job.image_id, None
+
+
 def propose_crops(job: CropJob, settings: WorkSettings) -> np.ndarray:
     """The worker function of `--repropose`: N x K probabilities for stored crops."""
     return process_crops(job, settings, tools(settings)[1])
 
 
 # ---------------------------------------------------------------- runners
-class Runner(Protocol):
-    """Runs the functions above somewhere; results come back through ``result`` in any order the
-    caller asks for (the pipeline asks in submission order)."""
-
-    workers: int
-
-    def submit(self, fn: Callable, job: Any) -> Any: ...
-
-    def result(self, handle: Any) -> Any: ...
-
-    def close(self) -> None: ...
-
-
 def _init_worker(settings: WorkSettings, parent: int) -> None:
     import threading
 
@@ -256,35 +320,14 @@ class ProcessRunner:
     def result(self, handle) -> Any:
         return handle.result()
 
+    def first_done(self, handles: list) -> list[int]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        wait(handles, return_when=FIRST_COMPLETED)
+        return [i for i, h in enumerate(handles) if h.done()]
+
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class Ordered:
-    """Jobs submitted to a runner, their results taken back in submission order, with at most
-    ``window`` jobs (and about ``max_bytes`` of images) in flight, so memory stays flat."""
-
-    def __init__(self, runner: Runner, fn: Callable, window: int, max_bytes: int = 256 << 20):
-        self.runner, self.fn, self.window, self.max_bytes = runner, fn, max(1, window), max_bytes
-        self.inflight: deque = deque()
-        self.bytes = 0
-
-    def put(self, job: Any, nbytes: int = 0) -> list[Any]:
-        """Submit ``job``; return the results that had to be taken back to make room (in order)."""
-        self.inflight.append((self.runner.submit(self.fn, job), nbytes))
-        self.bytes += nbytes
-        out = []
-        while self.inflight and (len(self.inflight) > self.window or self.bytes > self.max_bytes):
-            out.append(self._take())
-        return out
-
-    def _take(self) -> Any:
-        handle, nbytes = self.inflight.popleft()
-        self.bytes -= nbytes
-        return self.runner.result(handle)
-
-    def drain(self) -> list[Any]:
-        return [self._take() for _ in range(len(self.inflight))]
 
 
 def make_runner(settings: WorkSettings, workers: int = 1, ray: Optional[str] = None) -> Optional[Runner]:

@@ -12,7 +12,8 @@ PKG = Path(__file__).resolve().parent.parent / "labeler"
 
 #: third-party packages that only one folder may import
 OWNED = {"sqlalchemy": "store", "alembic": "store", "streamlit": "ui", "torch": "training", "onnx": None,
-         "ray": "distributed", "cleanlab": "quality", "crowdkit": "quality", "sklearn": "quality"}
+         "ray": "distributed", "cleanlab": "quality", "crowdkit": "quality", "sklearn": "quality",
+         "fsspec": "ingest"}
 #: lower layers must not import these upper ones
 UPPER = ("pipeline", "work", "distributed", "datasets", "training", "reports", "ui", "cli")
 LOWER = ("types", "errors", "util", "resources", "routing", "selection", "flow", "audit", "config", "ingest", "faces", "fer", "store", "quality")

@@ -253,22 +253,24 @@ def test_read_failure_is_retried_with_size_and_mtime_unchanged(store, tmp_path, 
     """As root a permission error cannot be made, so the first read fails by hand (EACCES)."""
     from pathlib import Path
 
+    import labeler.ingest.source as source
+
     src = tmp_path / "in"
     src.mkdir()
     p = src / "happy.png"
     PILImage.new("RGB", (20, 20), (1, 2, 3)).save(p)
-    real = Path.read_bytes
+    real = source.open_input
 
-    def denied(self):
-        if self == p:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def denied(path):
+        if Path(path) == p:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(source, "open_input", denied)
     rep1 = ingest(store, src, load_rules(), progress=False)
     assert _images(store)["happy.png"][:2] == ("broken", "cannot read: Permission denied")
     assert rep1.broken == 1 == store.counts()["broken"]
-    monkeypatch.setattr(Path, "read_bytes", real)  # "fixed": the file itself did not change
+    monkeypatch.setattr(source, "open_input", real)  # "fixed": the file itself did not change
     rep2 = ingest(store, src, load_rules(), progress=False)
     assert rep2.new_images == 1 and _images(store)["happy.png"][0] == "ingested"
     c = store.counts()

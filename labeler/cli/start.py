@@ -11,6 +11,7 @@ def cmd_autolabel(args) -> int:
     from dataclasses import replace
 
     from labeler.config import load_config
+    from labeler.fanout import Part, is_uri
     from labeler.pipeline import Autolabeler
     from labeler.reports.autoaccept import next_step_for
     from labeler.work import default_workers
@@ -22,14 +23,15 @@ def cmd_autolabel(args) -> int:
         cfg = replace(cfg, model=replace(cfg.model, name=args.model))
     if args.no_flip:
         cfg = replace(cfg, model=replace(cfg.model, flip=False))
-    if not C.check_source(args):
+    if not is_uri(args.path) and not C.check_source(args):  # a URI (s3://...) is listed by the run itself
         return 0
+    part = Part.parse(args.part) if args.part else None
     rules = C.rules(args)  # a bad rules file is refused before a database is created
     store = C.store(args, new=True)
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise ValueError(f"--workers: expected 1 or more worker processes, found {workers}")
-    al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray, clean=not args.no_clean)
+    al = Autolabeler(store, cfg, rules, workers=workers, ray=args.ray, clean=not args.no_clean, part=part)
     rep = al.run(args.path, include_folders=args.folders, progress=None if not args.quiet else False,
                  repropose_all=args.repropose)
     print(*rep.lines(), *next_step_for(store, cfg.routing), sep="\n")
@@ -77,12 +79,14 @@ def add(sub, o) -> None:
     s = sub.add_parser("autolabel", parents=[o.db, o.rules, o.policy],
                        help="ingest a folder, find the faces, propose labels, auto-accept what the audits allow (resumable)",
                        **C.example("labeler autolabel photos/", "labeler autolabel photos/ --db postgresql+psycopg://me@host/labels",
-                                   "labeler autolabel photos/ --repropose   # after `labeler train` promoted a model"))
-    s.add_argument("path")
+                                   "labeler autolabel photos/ --repropose   # after `labeler train` promoted a model",
+                                   "labeler autolabel /shared/photos --part 1/4 --db postgresql+psycopg://me@host/labels"))
+    s.add_argument("path", help="a folder or file, or a URI such as s3://bucket/photos (through fsspec: pip install 'labeler[remote]')")
     s.add_argument("--model", default=None, help="FER model name, name@version or sidecar path (default: the project's default)")
     s.add_argument("--repropose", action="store_true", help="re-run the model on every face without a human label and re-route it")
     s.add_argument("--workers", type=int, default=None, help="worker processes for detect/crop/propose (default: the cores available)")
-    s.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run the work as Ray tasks on a cluster (pip install 'labeler[ray]')")
+    s.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="Ray tasks on a cluster read the files and do the work (pip install 'labeler[ray]')")
+    s.add_argument("--part", default=None, metavar="K/N", help="part K of N of the folder (by path): N drivers share it and one PostgreSQL")
     s.add_argument("--no-flip", action="store_true", help="no horizontal-flip averaging")
     s.add_argument("--no-clean", action="store_true", help="skip text/near-duplicate/non-photo measurements (`labeler clean` later)")
     s.add_argument("-q", "--quiet", action="store_true")

@@ -9,6 +9,7 @@ driver, which stores them in input order. Workers need labeler installed (``pip 
 
 from __future__ import annotations
 
+import pickle
 from typing import Any, Callable
 
 from labeler.errors import LabelerError
@@ -53,13 +54,24 @@ class RayRunner:
             self.started = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.settings_ref = ray.put(settings)
+        #: what the driver sent with its tasks, per worker function: [tasks, bytes of their arguments,
+        #: pickled] (the settings went once, by reference; Ray's own task description comes on top)
+        self.sent: dict[str, list[int]] = {}
         self.task = ray.remote(num_cpus=1, max_retries=2)(_call)
 
     def submit(self, fn: Callable, job: Any):
+        n = self.sent.setdefault(fn.__name__, [0, 0])
+        n[0] += 1
+        n[1] += len(pickle.dumps((fn, job), protocol=5))
         return self.task.remote(fn, job, self.settings_ref)
 
     def result(self, handle) -> Any:
         return self.ray.get(handle)
+
+    def first_done(self, handles: list) -> list[int]:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        ready = set(ready)
+        return [i for i, h in enumerate(handles) if h in ready]
 
     def close(self) -> None:
         if self.started:

@@ -20,8 +20,9 @@ from labeler.errors import LabelerError
 from labeler.ingest.imageio import IMAGE_EXTS, Decoded, DecodeError, decode, looks_like_image
 from labeler.ingest.paths import db_path, shown
 from labeler.ingest.rules import RuleSet
-from labeler.ingest.video import VIDEO_EXTS, looks_like_video, video_facts
-from labeler.store import Store, known_paths, record_path
+from labeler.ingest.source import FileRead, read_file
+from labeler.ingest.video import video_facts
+from labeler.store import PathRecord, Store, known_paths, record_path
 from labeler.types import ImageRules, RuleWord
 from labeler.util import progress as _progress
 
@@ -152,10 +153,6 @@ def _is_dir(e: os.DirEntry, follow: bool) -> bool:
         return False
 
 
-def _is_candidate(path: Path, head: bytes) -> bool:
-    return path.suffix.lower() in IMAGE_EXTS or looks_like_image(head)
-
-
 def _short_reason(reason: str) -> str:
     return reason.split(" (")[0]
 
@@ -163,17 +160,6 @@ def _short_reason(reason: str) -> str:
 OnImage = Callable[[int, Decoded], None]
 #: called with (image id, path) for a video file to sample (labeler.videolabel)
 OnVideo = Callable[[int, Path], None]
-
-
-def _is_video(path: Path) -> bool:
-    """A video by its first bytes, or a file with a video extension that is not an image (a
-    zero-byte or damaged .mp4 is then recorded as a broken video, with the reason)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-    except OSError:
-        return False
-    return looks_like_video(head) or (path.suffix.lower() in VIDEO_EXTS and not looks_like_image(head))
 
 
 def ingest(
@@ -203,23 +189,10 @@ def ingest(
     handed: set[int] = set()  # images given to on_image in this run (a content at two paths: once)
     bar = _progress(files, progress, "ingest")
     for path in bar:
-        report.seen += 1
-        apath = _absolute(path)
-        rel = os.path.relpath(apath, root) if root.is_dir() else path.name
-        try:
-            st = path.stat()
-        except OSError as e:
-            _record_unreadable(store, report, path, apath, str(root), rel, _stat_failure(path, e), rules, include_folders)
+        got = triage(store, report, root, path, rules, include_folders)
+        if got is None:
             continue
-        if not stat.S_ISREG(st.st_mode):
-            kind = _file_kind(st.st_mode)
-            if path.suffix.lower() in IMAGE_EXTS:
-                _record_unreadable(store, report, path, apath, str(root), rel, f"not a regular file ({kind})", rules,
-                                   include_folders, st)
-            else:
-                report.skipped_other += 1
-                report.skip(apath, f"not a regular file ({kind})")
-            continue
+        apath, rel, st = got
         prev = known.get(db_path(apath))
         if prev and prev[0] == st.st_mtime and prev[1] == st.st_size:
             report.unchanged += 1
@@ -229,29 +202,73 @@ def ingest(
                     on_video(prev[2], path)
                 continue
             if on_image and needs_decode and prev[2] not in handed and needs_decode(prev[2]):
-                try:
-                    decoded = decode(path.read_bytes())
-                except (DecodeError, OSError):
+                got = read_file(path)
+                if got.decoded is None:
                     continue
                 handed.add(prev[2])
-                on_image(prev[2], decoded)
+                on_image(prev[2], got.decoded)
             continue
-        if _is_video(path):
-            _video(store, report, path, apath, str(root), rel, st, rules, include_folders, on_video, needs_video, handed)
-            continue
-        got = _read(path, apath)
-        if got is None:
-            report.skipped_other += 1
-            report.skip(apath, "not an image (neither named nor shaped like one)")
-            continue
-        sha, size, decoded, reason = got
-        rec = _record(store, sha, size, decoded, reason, apath, str(root), rel, st, rules, include_folders)
-        _count(report, rec, decoded is None, reason)
-        if decoded is not None and on_image and rec.image_id not in handed and (
+        got = read_file(path)
+        rec = record_read(store, report, got, path, apath, str(root), rel, st, rules, include_folders, on_video, needs_video,
+                          handed)
+        if got.decoded is not None and on_image and rec.image_id not in handed and (
                 rec.created or rec.fixed or (needs_decode and needs_decode(rec.image_id))):
             handed.add(rec.image_id)
-            on_image(rec.image_id, decoded)
+            on_image(rec.image_id, got.decoded)
     return report
+
+
+def triage(store: Store, report: IngestReport, root: Path, path: Path, rules: Optional[RuleSet],
+           include_folders: bool) -> Optional[tuple[str, str, os.stat_result]]:
+    """The checks before a walked file is read: counted as seen; one that cannot be stat'ed, or is
+    not a regular file, is stored as broken (named like an image) or listed as not stored, and None
+    comes back; else (its path as stored, its path relative to ``root``, its stat)."""
+    report.seen += 1
+    apath = _absolute(path)
+    rel = os.path.relpath(apath, root) if root.is_dir() else path.name
+    try:
+        st = path.stat()
+    except OSError as e:
+        _record_unreadable(store, report, path, apath, str(root), rel, _stat_failure(path, e), rules, include_folders)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        kind = _file_kind(st.st_mode)
+        if path.suffix.lower() in IMAGE_EXTS:
+            _record_unreadable(store, report, path, apath, str(root), rel, f"not a regular file ({kind})", rules,
+                               include_folders, st)
+        else:
+            report.skipped_other += 1
+            report.skip(apath, f"not a regular file ({kind})")
+        return None
+    return apath, rel, st
+
+
+def record_read(store, report, got: FileRead, path, apath: str, root: str, rel: str, st, rules, include_folders,
+                on_video=None, needs_video=None, handed=None):
+    """Store what :func:`labeler.ingest.source.read_file` found at a new (or changed) path: a video
+    is hashed and probed here (and handed to ``on_video``), a file that is not an image is listed as
+    not stored (None comes back), anything else is recorded, broken or not; returns the
+    :class:`labeler.store.Recorded` of the path."""
+    if got.kind == "video":
+        _video(store, report, path, apath, root, rel, st, rules, include_folders, on_video, needs_video,
+               set() if handed is None else handed)
+        return None
+    if got.kind == "other":
+        report.skipped_other += 1
+        report.skip(apath, "not an image (neither named nor shaped like one)")
+        return None
+    sha, size = read_key(got, apath)
+    rec = _record(store, sha, size, got.decoded, got.reason, apath, root, rel, st, rules, include_folders)
+    count_stored(report, rec, got.decoded is None, got.reason)
+    return rec
+
+
+def read_key(got: FileRead, apath: str) -> tuple[str, int]:
+    """(sha256, size) an image is stored under: its content's, or its path's for an unreadable file
+    (recorded once as broken)."""
+    if got.kind == "unreadable":
+        return hashlib.sha256(db_path(apath).encode()).hexdigest(), 0
+    return got.sha, got.size
 
 
 def _video(store, report, path, apath, root, rel, st, rules, include_folders, on_video, needs_video, handed) -> None:
@@ -262,13 +279,13 @@ def _video(store, report, path, apath, root, rel, st, rules, include_folders, on
         return
     rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
     rec = record_path(store, sha, size, facts, db_path(apath), db_path(root), db_path(rel), st.st_mtime, st.st_size, rules_for)
-    _count(report, rec, facts["status"] == "broken", facts["error"])
+    count_stored(report, rec, facts["status"] == "broken", facts["error"])
     if on_video and facts["format"] and rec.image_id not in handed and (rec.created or (needs_video and needs_video(rec.image_id))):
         handed.add(rec.image_id)
         on_video(rec.image_id, path)
 
 
-def _count(report: IngestReport, rec, broken: bool, reason: str) -> None:
+def count_stored(report: IngestReport, rec, broken: bool, reason: str) -> None:
     """Count one stored file; ``rec``: what ``record_path`` did (labeler.store.images.Recorded)."""
     if rec.created:
         report.new_images += 1
@@ -335,32 +352,30 @@ def _record_unreadable(store, report, path, apath, root, rel, reason, rules, inc
     facts = {"width": 0, "height": 0, "format": "", "status": "broken", "error": reason}
     rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
     rec = record_path(store, sha, 0, facts, db_path(apath), db_path(root), db_path(rel), mtime, 0, rules_for)
-    _count(report, rec, True, reason)
-
-
-def _read(path: Path, apath: str) -> Optional[tuple[str, int, Optional[Decoded], str]]:
-    """(sha256, size, decoded image or None, why not) of one file; None when it is neither named nor
-    shaped like an image. An unreadable file is hashed by its path, so it is recorded once as broken."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        return hashlib.sha256(db_path(apath).encode()).hexdigest(), 0, None, f"cannot read: {e.strerror or e}"
-    if not _is_candidate(path, data[:16]):
-        return None
-    try:
-        return hashlib.sha256(data).hexdigest(), len(data), decode(data), ""
-    except DecodeError as e:
-        return hashlib.sha256(data).hexdigest(), len(data), None, e.reason
+    count_stored(report, rec, True, reason)
 
 
 def _record(store, sha, size, decoded, reason, apath, root, rel, st, rules, include_folders):
-    facts = {
-        "width": decoded.width if decoded else 0, "height": decoded.height if decoded else 0,
-        "format": decoded.format if decoded else "", "status": "ingested" if decoded else "broken", "error": reason,
-    }
-    rules_for = None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
-    return record_path(store, sha, size, facts, db_path(apath), db_path(root), db_path(rel), st.st_mtime, st.st_size,
-                       rules_for)
+    facts = image_facts(decoded.width if decoded else 0, decoded.height if decoded else 0, decoded.format if decoded else "",
+                        decoded is not None, reason)
+    r = path_record(sha, size, facts, apath, root, rel, st.st_mtime, st.st_size)
+    return record_path(store, r.sha, r.size, r.facts, r.path, r.root, r.relpath, r.mtime, r.path_size,
+                       rules_function(rules, include_folders))
+
+
+def image_facts(width: int, height: int, fmt: str, ok: bool, reason: str) -> dict:
+    """The stored facts of an image file (``ok``: it decodes; else broken with ``reason``)."""
+    return {"width": width, "height": height, "format": fmt, "status": "ingested" if ok else "broken", "error": reason}
+
+
+def path_record(sha: str, size: int, facts: dict, apath: str, root: str, rel: str, mtime: float, path_size: int) -> PathRecord:
+    """What the store records for one file (paths as stored: :func:`db_path`)."""
+    return PathRecord(sha, size, facts, db_path(apath), db_path(root), db_path(rel), mtime, path_size)
+
+
+def rules_function(rules: Optional[RuleSet], include_folders: bool = False):
+    """The rules of an image from the relative paths of all its paths (None without rules)."""
+    return None if rules is None else (lambda relpaths: rules_for_paths(rules, relpaths, include_folders))
 
 
 def rules_for_paths(rules: RuleSet, relpaths: list[str], include_folders: bool = False) -> ImageRules:

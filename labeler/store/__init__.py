@@ -36,6 +36,7 @@ from labeler.store.engine import (  # noqa: F401
     upgrade,
 )
 from labeler.store.images import (  # noqa: F401
+    PathRecord,
     Recorded,
     counts,
     decode_flags,
@@ -47,6 +48,7 @@ from labeler.store.images import (  # noqa: F401
     path_images,
     reapply_rules,
     record_path,
+    record_paths,
     rule_rows,
 )
 from labeler.store.faces import (  # noqa: F401
@@ -94,6 +96,7 @@ from labeler.store.review import (  # noqa: F401
     source_folders,
     undo_last,
 )
+from labeler.store.locks import exclusive  # noqa: F401
 from labeler.store.leases import (  # noqa: F401
     active_leases,
     lease_minutes,

@@ -20,8 +20,12 @@ from labeler.store.images import decode_flags, encode_flags
 from labeler.store.schema import Face, Image, ImagePath
 from labeler.types import TEXT_FLAG, Box, ImageClean
 
-__all__ = ["to_signed", "from_signed", "clean_values", "CleanJob", "images_to_clean", "clean_jobs", "save_clean", "regroup",
+__all__ = ["to_signed", "from_signed", "CLEAN_COLUMNS", "clean_values", "CleanJob", "images_to_clean", "clean_jobs", "save_clean", "regroup",
            "DupGroups", "dup_groups"]
+
+#: the Image columns :func:`clean_values` sets
+CLEAN_COLUMNS = ("phash", "text_share", "nonphoto")
+
 
 def clean_values(clean: Optional[ImageClean]) -> dict:
     """The Image column values of ``clean`` (nothing when not measured)."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
 from labeler.store.images import decode_flags, encode_flags, image_rules
-from labeler.store.cleaning import clean_values, to_signed
+from labeler.store.cleaning import CLEAN_COLUMNS, clean_values, to_signed
 from labeler.store.locks import lock
 from labeler.store.records import current_annotations
 from labeler.store.schema import DecisionRow, Face, Image, ImagePath, Proposal
@@ -53,15 +53,23 @@ def pending_rules(store: Store, image_ids: Iterable[int]) -> dict[int, ImageRule
     return out
 
 
+def _decision_row(image_id: int, face_id: Optional[int], d: Decision) -> dict:
+    return dict(image_id=image_id, face_id=face_id, route=d.route, kind=d.kind, label=d.label, reason=d.reason,
+                priority=d.priority, source=d.source, bucket=d.bucket, est_precision=d.precision, est_lower=d.lower,
+                est_upper=d.upper)
+
+
+def _proposal_row(face_id: int, p: NewProposal) -> dict:
+    return dict(face_id=face_id, source_kind=p.source_kind, source=p.source, label=p.label, prob=p.prob,
+                probs=dict(p.probs) if p.probs is not None else None, detail=p.detail)
+
+
 def _add_decision(s: Session, image_id: int, face_id: Optional[int], d: Decision) -> None:
-    s.add(DecisionRow(image_id=image_id, face_id=face_id, route=d.route, kind=d.kind, label=d.label, reason=d.reason,
-                      priority=d.priority, source=d.source, bucket=d.bucket, est_precision=d.precision,
-                      est_lower=d.lower, est_upper=d.upper))
+    s.add(DecisionRow(**_decision_row(image_id, face_id, d)))
 
 
 def _add_proposal(s: Session, face_id: int, p: NewProposal) -> None:
-    s.add(Proposal(face_id=face_id, source_kind=p.source_kind, source=p.source, label=p.label, prob=p.prob,
-                   probs=dict(p.probs) if p.probs is not None else None, detail=p.detail))
+    s.add(Proposal(**_proposal_row(face_id, p)))
 
 
 def save_detections(store: Store, images: Iterable[DetectedImage], detector: str) -> list[int]:
@@ -70,32 +78,38 @@ def save_detections(store: Store, images: Iterable[DetectedImage], detector: str
 
     Two processes detecting the same image at once (two `autolabel` runs of one folder) store its
     faces once: each image is first claimed by a conditional ``UPDATE ... WHERE detected = false``,
-    which only one transaction can win (the other waits for it and then matches no row)."""
-    done = []
+    which only one transaction can win (the other waits for it and then matches no row). A batch's
+    images are claimed by one such UPDATE, in id order, so that two such transactions lock their
+    rows in the same order."""
+    images = sorted(images, key=lambda d: d.image_id)
     with store.session() as s:
-        for di in images:
-            claim = (
-                update(Image).where(Image.id == di.image_id, Image.detected.is_(False))
-                .values(detected=True, detector=detector, **clean_values(di.clean)).execution_options(synchronize_session=False)
-            )
-            if s.execute(claim).rowcount != 1:
-                continue  # gone, or detected already (by an earlier run or by another process just now)
-            if not di.faces:
-                _add_decision(s, di.image_id, None, replace(NO_FACE, source=detector))
-            for i, nf in enumerate(di.faces):
-                face = Face(
-                    image_id=di.image_id, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
-                    det_score=float(nf.score), landmarks=[list(map(float, pt)) for pt in nf.landmarks] if nf.landmarks else None,
-                    whole_image=nf.whole_image, quality=dict(nf.quality), flags=encode_flags(nf.flags), detector=detector,
-                    crop=nf.crop, phash=None if nf.phash is None else to_signed(nf.phash), text_near=nf.text_near,
-                )
-                s.add(face)
-                s.flush()
-                for p in nf.proposals:
-                    _add_proposal(s, face.id, p)
-                _add_decision(s, di.image_id, face.id, nf.decision)
-            done.append(di.image_id)
-    return done
+        claimed: set[int] = set()
+        for ids in chunks(di.image_id for di in images):
+            claim = (update(Image).where(Image.id.in_(ids), Image.detected.is_(False)).values(detected=True, detector=detector)
+                     .returning(Image.id).execution_options(synchronize_session=False))
+            claimed.update(s.scalars(claim))
+        # the others are gone, or detected already (by an earlier run, or by another process just now)
+        done = [di for di in images if di.image_id in claimed and not claimed.discard(di.image_id)]  # an image once
+        clean = [{"b_id": di.image_id, **{f"b_{k}": v for k, v in clean_values(di.clean).items()}}
+                 for di in done if di.clean is not None]
+        if clean:
+            t = Image.__table__  # a Core UPDATE, executed once per row (not the ORM's bulk update by primary key)
+            s.execute(update(t).where(t.c.id == bindparam("b_id")).values({k: bindparam(f"b_{k}") for k in CLEAN_COLUMNS}), clean)
+        faces = [(di.image_id, i, nf) for di in done for i, nf in enumerate(di.faces)]
+        rows = [dict(image_id=iid, idx=i, x1=float(nf.box[0]), y1=float(nf.box[1]), x2=float(nf.box[2]), y2=float(nf.box[3]),
+                     det_score=float(nf.score), landmarks=[list(map(float, pt)) for pt in nf.landmarks] if nf.landmarks else None,
+                     whole_image=nf.whole_image, quality=dict(nf.quality), flags=encode_flags(nf.flags), detector=detector,
+                     crop=nf.crop, phash=None if nf.phash is None else to_signed(nf.phash), text_near=nf.text_near)
+                for iid, i, nf in faces]
+        # the batch's rows in three statements (bulk inserts; the faces' ids come back in order)
+        ids = s.scalars(insert(Face).returning(Face.id, sort_by_parameter_order=True), rows).all() if rows else []
+        props = [_proposal_row(fid, p) for fid, (_, _, nf) in zip(ids, faces) for p in nf.proposals]
+        decs = [_decision_row(di.image_id, None, replace(NO_FACE, source=detector)) for di in done if not di.faces]
+        decs += [_decision_row(iid, fid, nf.decision) for fid, (iid, _, nf) in zip(ids, faces)]
+        for model, batch in ((Proposal, props), (DecisionRow, decs)):
+            if batch:
+                s.execute(insert(model), batch)
+    return [di.image_id for di in done]
 
 
 def route_broken(store: Store) -> int:

@@ -9,7 +9,9 @@ serializes it on both backends until the transaction ends.
 
 from __future__ import annotations
 
-from typing import Any
+import zlib
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,3 +52,25 @@ def lock(session: Session, name: str) -> None:
     if session.get_bind().dialect.name == "sqlite":
         # INSERT OR IGNORE of an existing row may not start a write transaction; an UPDATE always does
         session.execute(Setting.__table__.update().where(Setting.key == key).values(value=""))
+
+
+@contextmanager
+def exclusive(store, name: str) -> Iterator[None]:
+    """One holder at a time of ``name``, across processes, for a block that spans several
+    transactions (the end of an autolabel run: regroup, re-route). PostgreSQL: a session advisory
+    lock held on a connection of its own for the block. SQLite: nothing more than its database lock
+    (one writing transaction at a time)."""
+    if store.engine.dialect.name != "postgresql":
+        yield
+        return
+    from sqlalchemy import text
+
+    key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+    with store.engine.connect() as c:
+        c.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        c.commit()
+        try:
+            yield
+        finally:
+            c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            c.commit()
