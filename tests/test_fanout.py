@@ -71,7 +71,7 @@ def test_fanout_with_two_worker_processes_and_a_killed_run(tmp_path, sample_db_p
     workers read their images again to look for text on them, as the sequential run does here."""
     src = tmp_path / "in"
     shutil.copytree(SAMPLE, src)
-    routing = replace(Config().routing, target_precision=0.85)
+    routing = replace(Config().routing, target_precision=0.85, method="bucket")
     url = f"sqlite:///{tmp_path / 'w2.db'}"
     al = Autolabeler(Store(url), Config(model=ModelConfig(batch_images=3), routing=routing), load_rules(), workers=2,
                      fanout=True, partition=2)
@@ -146,7 +146,7 @@ def _part_driver(i, barrier, url, folder):
 
     import labeler.store as S
 
-    cfg = Config(routing=replace(Config().routing, target_precision=0.85))  # some faces wait for a text check
+    cfg = Config(routing=replace(Config().routing, target_precision=0.85, method="bucket"))  # some faces wait for a text check
     al = Autolabeler(Store(url), cfg, load_rules(), part=Part(i, 2), partition=2)
     real = S.exclusive
 
@@ -179,7 +179,7 @@ def test_two_drivers_at_once_on_postgresql_store_what_one_driver_stores(pg_url, 
     results = _race(part_driver, 2, pg_url, src)
     assert all(r[2]["seen"] > 2 for r in results)
     ref = f"sqlite:///{tmp_path / 'one.db'}"
-    cfg = Config(routing=replace(Config().routing, target_precision=0.85))
+    cfg = Config(routing=replace(Config().routing, target_precision=0.85, method="bucket"))
     rep = Autolabeler(Store(ref), cfg, load_rules(), fanout=True).run(src, progress=False)
     assert rep.text_checked > 0
     same_rows(pg_url, ref)
