@@ -94,3 +94,41 @@ def test_a_class_at_the_margin_is_rarely_refused():
 
     assert refused(0.01, 0.03) <= 0.06
     assert refused(0.0, 0.08) >= 0.95
+
+
+def test_base_domain_faces_like_the_projects_may_follow_its_convention():
+    """Convention vs forgetting: on the base's domain, losses on faces the head counts as like the
+    project's are reported, not judged per class; the same losses on faces unlike the project's
+    refuse the head; and a head counting more than CLAIM_MAX of the domain as the project's is refused."""
+    from labeler.training.gate import CLAIM_MAX
+
+    held = Outcomes("held-out human labels", "toy", *_pairs(40, 12, 2, 46), np.zeros(100, int), ("a",))
+    # 1000 faces of one class at 90%; 12 losses (1.2 points overall: not beyond the margin overall)
+    old, new = _pairs(888, 0, 12, 100)
+    y = np.zeros(1000, int)
+
+    def judged(like):
+        return gate(held, [Outcomes("the base's domain", "toy", old, new, y, ("a",), "base", like)])
+
+    lost = ~new & old
+    like_lost = lost.copy()
+    like_lost[:50] = True  # the 12 lost faces and 50 others count as like the project's (6%)
+    g = judged(like_lost)
+    assert g.promoted, g.reason
+    claim = next(c for c in g.checks if c.check.startswith("at most"))
+    assert claim.passed and "62 of 1000" in claim.detail and "-12 faces" in claim.detail
+    # the same losses, but on faces the head counts as unlike the project's: forgetting, refused
+    # (12 of ~950 alone would not be beyond the margin: make the unlike part small)
+    like_small = np.ones(1000, bool)
+    like_small[:100] = False
+    like_small[lost] = False
+    assert like_small.mean() > CLAIM_MAX  # ...which claims too much of the domain
+    g = judged(like_small)
+    assert not g.promoted
+    failed = [c.check for c in g.checks if not c.passed]
+    assert "no class significantly worse on the base's domain, faces unlike the project's" in failed
+    assert f"at most {100 * CLAIM_MAX:.0f}% of the base's domain counted as like the project's" in failed
+    # without a likeness every face is judged per class: 12 of 1000 (-1.2 points) is within the margin
+    g = judged(None)
+    assert g.promoted and [c.check for c in g.checks][2:] == ["not significantly worse on the base's domain",
+                                                             "no class significantly worse on the base's domain"]

@@ -198,6 +198,7 @@ def fit_residual_head(
     covered_softmax: bool = False, far_power: float = 0.0, reach_q: Optional[float] = None,
     groups: Optional[np.ndarray] = None, guarded_bias_kd: bool = True,
     corr: Optional[tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]] = None,
+    kd_rows: Optional[tuple[Optional[np.ndarray], Optional[np.ndarray]]] = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[Reach]]:
     """A correction (dW (K,C), db (K,)) so that ``softmax((Z + T0 (E dW^T + db)) / T0)`` fits the labels.
 
@@ -241,6 +242,9 @@ def fit_residual_head(
             wu, ref = far_weights(Xu, Xs, far_power)
         if R is not None:
             wr = far_weights(Xr, Xs, far_power, ref)[0]
+    if kd_rows is not None:  # per-row distillation weights given (times the far weights)
+        wu = wu * kd_rows[0] if wu is not None and kd_rows[0] is not None else wu
+        wr = wr * kd_rows[1] if wr is not None and kd_rows[1] is not None else wr
     reach = make_reach(Xs, mu, sd, groups, q=reach_q) if reach_q and corr is None else None
     if corr is not None:
         gl = np.asarray(corr[0], dtype=np.float64)[:, None]

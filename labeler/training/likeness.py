@@ -108,14 +108,16 @@ class Likeness:
     w2: np.ndarray  # H
     b2: float
     power: float
+    floor: float = 0.0  # probabilities up to it give no correction at all
 
     def prob(self, F: np.ndarray) -> np.ndarray:
         h = np.maximum((F - self.mu) / self.sd @ self.W1.T + self.b1, 0.0)
         return _sigmoid(h @ self.w2 + self.b2)
 
     def weights(self, F: np.ndarray) -> np.ndarray:
-        """The multiplier of each face's correction (rows of ``F``: probe features + embedding)."""
-        return self.prob(F) ** self.power
+        """The multiplier of each face's correction (rows of ``F``: probe features + embedding):
+        ``max(0, (p - floor) / (1 - floor)) ** power``."""
+        return np.maximum((self.prob(F) - self.floor) / (1.0 - self.floor), 0.0) ** self.power
 
     def describe(self) -> dict:
         return {"kind": "likeness", "features": f"global averages of {len(self.tensors)} feature maps (inputs of "
@@ -125,7 +127,7 @@ class Likeness:
 
 
 def fit_likeness(pos: np.ndarray, neg: np.ndarray, tensors: Sequence[str] = (), *, hidden: int = HIDDEN, l2: float = L2,
-                 epochs: int = EPOCHS, lr: float = LR, power: float = POWER, seed: int = 0) -> Likeness:
+                 epochs: int = EPOCHS, lr: float = LR, power: float = POWER, floor: float = 0.0, seed: int = 0) -> Likeness:
     """The classifier of rows ``pos`` (the project's labeled faces) against ``neg`` (the base
     domain's faces): class-balanced cross-entropy + ``l2`` * squared weights, full-batch Adam from a
     seeded start."""
@@ -148,14 +150,15 @@ def fit_likeness(pos: np.ndarray, neg: np.ndarray, tensors: Sequence[str] = (), 
         grads = (gh.T @ Xs + 2 * l2 * W1, gh.sum(axis=0), h.T @ g + 2 * l2 * w2, np.array([g.sum()]))
         for i, (p, gr) in enumerate(zip((W1, b1, w2, b2), grads)):
             state[i] = _adam_step(p, gr, *state[i], step, lr)
-    return Likeness(tuple(tensors), mu, sd, W1, b1, w2, float(b2[0]), float(power))
+    return Likeness(tuple(tensors), mu, sd, W1, b1, w2, float(b2[0]), float(power), float(floor))
 
 
 def likeness_initializers(lk: Likeness) -> list:
     from onnx import numpy_helper
 
     consts = {"mu": lk.mu.reshape(1, -1), "sd": lk.sd.reshape(1, -1), "W1": lk.W1, "b1": lk.b1, "w2": lk.w2.reshape(1, -1),
-              "b2": np.array([lk.b2]), "power": np.array(lk.power)}
+              "b2": np.array([lk.b2]), "power": np.array(lk.power), "floor": np.array(lk.floor),
+              "span": np.array(1.0 - lk.floor)}
     return [numpy_helper.from_array(np.asarray(v, np.float32), f"head_likeness/{n}") for n, v in consts.items()]
 
 
@@ -175,6 +178,7 @@ def likeness_nodes(lk: Likeness, emb: str, delta: str, out: str) -> list:
         node("Sub", [c("f"), c("mu")], "centred"), node("Div", [c("centred"), c("sd")], "xs"),
         node("Gemm", [c("xs"), c("W1"), c("b1")], "a", transB=1), node("Relu", [c("a")], "h"),
         node("Gemm", [c("h"), c("w2"), c("b2")], "s", transB=1), node("Sigmoid", [c("s")], "p"),
-        node("Pow", [c("p"), c("power")], "weight"),
+        node("Sub", [c("p"), c("floor")], "above"), node("Div", [c("above"), c("span")], "rel"),
+        node("Relu", [c("rel")], "share"), node("Pow", [c("share"), c("power")], "weight"),
         helper.make_node("Mul", [delta, c("weight")], [out], name=out),
     ]

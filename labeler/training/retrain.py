@@ -198,7 +198,10 @@ def _judged(store: Store, cand: Candidate, root: FERModel, head: ResidualHead, t
         zb = 0.5 * (g.Z + g.Zf)
         zn = head.flip_logits((g.E, g.Z, g.P), (g.Ef, g.Zf, g.Pf))
         how = dom.describe("gate")
-        out = Outcomes("the base's domain", how, zb.argmax(1) == g.y, zn.argmax(1) == g.y, g.y, tuple(labels), root.ident)
+        like = None
+        if head.likeness is not None:  # the faces the head may move by the project's convention (gate.py)
+            like = 0.5 * (head.likeness.prob(_cat(g.P, g.E)) + head.likeness.prob(_cat(g.Pf, g.Ef))) >= 0.5
+        out = Outcomes("the base's domain", how, zb.argmax(1) == g.y, zn.argmax(1) == g.y, g.y, tuple(labels), root.ident, like)
         return Judged(before, after, held, [out], {"set": how, "base": evaluate(softmax(zb, t_base), g.y, labels),
                                                     "after": evaluate(softmax(zn, temp), g.y, labels)})
     ua, ub = U

@@ -259,6 +259,9 @@ def gate_summary(g: Optional[dict[str, Any]]) -> str:
         lab, st = worst
         out += (f"; base domain nearest class {lab} {100 * (st['after'] - st['before']):+.1f} pt "
                 f"[{100 * st['lower']:+.1f}, {100 * st['upper']:+.1f}] (margin {100 * g.get('margin', 0.02):.0f})")
+    claim = next((c for c in checks if c.get("check", "").startswith("at most")), None)
+    if claim:
+        out += f"; like the project's {claim['detail'].split(';')[0]}"
     return out
 
 
