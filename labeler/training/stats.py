@@ -110,8 +110,8 @@ class PairedChange:
                 f"{100 * self.upper:+.1f}], McNemar p better {self.p_better:.3g}, p worse {self.p_worse:.3g})")
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in d.items()}
+        d = asdict(self)  # 5 significant digits: small p-values stay readable
+        return {k: (float(f"{v:.5g}") if isinstance(v, float) else v) for k, v in d.items()}
 
 
 def paired_change(old_ok, new_ok, confidence: float = 0.95) -> PairedChange:
