@@ -1,16 +1,23 @@
-"""Does retraining on one domain's labels harm the others? (issue 11's experiment)
+"""Does retraining on one domain's labels help it without harming the others? (issues 11 and 32)
 
     python scripts/eval_retrain_domains.py --work /tmp/retrain_domains            # builds the database
-    python scripts/eval_retrain_domains.py --work /tmp/rd2 --from-db /tmp/rd/base.db  # reuse the autolabeled one
+    python scripts/eval_retrain_domains.py --work /tmp/rd2 --from-db /tmp/rd/base.db --seeds 0-9
+    python scripts/eval_retrain_domains.py --work /tmp/rd3 --from-db /tmp/rd/base.db --seeds 0-9 \
+        --train-args "--base-data ../shared/data/fer2013/public_test" --public-test ../shared/data/fer2013/public_test
 
 As a user would, with the CLI (a new process per command; PYTHONPATH is passed on, so it also runs
 against an older checkout): ``labeler autolabel`` ../shared/data/dev/images and
-../shared/data/web_pool/images into one database (or copy ``--from-db``), measure, ``labeler import
---format csv`` the pool's folder labels, ``labeler train --mode head``, ``labeler autolabel
---repropose``, measure again (the base is measured after a --repropose too: both from the stored crops). The measure: per dev subset, top-1 of the newest model proposal
-against labels.csv on single-face images (the image's one face; empty/contempt labels left out).
+../shared/data/web_pool/images into one database (or copy ``--from-db``), ``labeler autolabel
+--repropose`` the dev images and measure (the base, from the stored crops, like the heads after),
+``labeler import --format csv`` the pool's folder labels; then per seed, on a copy of that
+database: ``labeler train --mode head --seed N``, ``labeler autolabel --repropose``, measure again.
+The measure: per dev subset, top-1 of the newest model proposal against labels.csv on single-face
+images (the image's one face; empty/contempt labels left out), and the paired comparison with the
+base on the same faces (labeler.training.stats: McNemar's exact p that it is worse, the one-sided
+95% bounds of the change; "worse" = significantly worse beyond the 2-point margin, the gate's rule).
+``--public-test DIR``: each promoted head's FER+ majority accuracy on the whole FER2013 PublicTest
+(flip-averaged, like the pipeline) beside the base's.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -20,6 +27,8 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SUBSETS = ("web_keyword", "muxspace", "fer2013_48px")
@@ -50,26 +59,57 @@ def truth(csv_path: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-def measure(db: Path, t: dict[str, tuple[str, str]]) -> dict[str, tuple[int, int, str]]:
-    """subset -> (correct, n, model ident(s)) on single-face images."""
+def measure(db: Path, t: dict[str, tuple[str, str]]) -> dict[str, dict]:
+    """subset -> {path: (right, model ident)} of the single-face images."""
     from labeler.store import Store, iter_face_records
 
     faces = defaultdict(list)
     for r in iter_face_records(Store(f"sqlite:///{db}")):
         if r.face_id is not None:
             faces[r.image_id].append(r)
-    acc: dict[str, list] = {s: [0, 0, set()] for s in SUBSETS}
+    out: dict[str, dict] = {s: {} for s in SUBSETS}
     for recs in faces.values():
         if len(recs) != 1:
             continue
-        hit = next((t[p] for p in recs[0].paths if p in t), None)
-        if hit is None or hit[0] not in acc:
+        p = next((p for p in recs[0].paths if p in t), None)
+        if p is None or t[p][0] not in out:
             continue
-        a = acc[hit[0]]
-        a[0] += recs[0].model_label == hit[1]
-        a[1] += 1
-        a[2].add(recs[0].model_source)
-    return {s: (c, n, ",".join(sorted(m))) for s, (c, n, m) in acc.items()}
+        out[t[p][0]][p] = (recs[0].model_label == t[p][1], recs[0].model_source)
+    return out
+
+
+def paired(before: dict, after: dict):
+    """The paired comparison of two measures of one subset (the same images)."""
+    from labeler.training.stats import paired_change
+
+    keys = sorted(set(before) & set(after))
+    return paired_change([before[k][0] for k in keys], [after[k][0] for k in keys])
+
+
+def public_test(folder: Path, sidecars: list[str]) -> dict[str, tuple[float, int]]:
+    """sidecar -> (FER+ majority accuracy, images) on the whole PublicTest folder, flip-averaged."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_fer2013 import ferplus_majority, folder_files, load_folder
+
+    from labeler.fer.model import load_model
+
+    labels = list(CLASSES)
+    crops, _ = load_folder(folder, labels)
+    y = ferplus_majority(folder.parent / "ferplus_votes.csv", folder_files(folder, labels), labels)
+    m = y >= 0
+    out = {}
+    for side in sidecars:
+        p = load_model(side).predict(crops, flip=True)
+        out[side] = (float((p.argmax(1)[m] == y[m]).mean()), int(m.sum()))
+    return out
+
+
+def seeds_arg(text: str) -> list[int]:
+    """``0-9`` or ``0,2,5``."""
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(x) for x in text.split(",")]
 
 
 def _copy_db(src_path: Path, dst_path: Path) -> None:
@@ -81,20 +121,21 @@ def _copy_db(src_path: Path, dst_path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", required=True, help="a new folder for the database and models")
+    ap.add_argument("--work", required=True, help="a new folder for the databases and models")
     ap.add_argument("--from-db", default=None, help="copy this autolabeled SQLite database instead of autolabeling")
     ap.add_argument("--dev", default=str(SHARED / "dev"))
     ap.add_argument("--pool", default=str(SHARED / "web_pool"))
+    ap.add_argument("--seeds", default="0", help="training seeds: 0-9 or 0,2,5 (default 0)")
     ap.add_argument("--train-args", default="", help="extra `labeler train` arguments, e.g. '--base-data DIR'")
+    ap.add_argument("--public-test", default=None, metavar="DIR", help="FER2013 public_test folder (ferplus_votes.csv beside it)")
     a = ap.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    db = work / "exp.db"
+    db = work / "prepared.db"
     if db.exists():
         raise SystemExit(f"{db} exists: expected a fresh folder")
     import os
 
-    os.environ["LABELER_USER_MODELS"] = str(work / "models")
     dev, pool = Path(a.dev), Path(a.pool)
     if a.from_db:
         _copy_db(Path(a.from_db), db)
@@ -107,20 +148,47 @@ def main(argv=None) -> int:
     # (autolabel proposes on the in-memory crop; a few near-ties differ between the two)
     labeler(db, "autolabel", str(dev / "images"), "-q", "--repropose")
     before = measure(db, t)
-    print(labeler(db, "import", "--format", "csv", str(pool / "labels.csv"), "--annotator", "web_pool").strip())
+    print(labeler(db, "import", "--format", "csv", str(pool / "labels.csv"), "--annotator", "web_pool").strip().splitlines()[1])
     # the commands run in the work folder: paths given relative to here are made absolute
     targs = [str(Path(x).resolve()) if not x.startswith("-") and Path(x).exists() else x for x in a.train_args.split()]
-    print(labeler(db, "train", "--mode", "head", *targs).strip())
-    labeler(db, "autolabel", str(dev / "images"), "-q", "--repropose")
-    after = measure(db, t)
+    rows = []
+    for seed in seeds_arg(a.seeds):
+        sdb = work / f"seed{seed}.db"
+        _copy_db(db, sdb)
+        os.environ["LABELER_USER_MODELS"] = str(work / f"models{seed}")
+        out = labeler(sdb, "train", "--mode", "head", "--seed", str(seed), *targs).strip().splitlines()
+        print(f"--- seed {seed}: " + "\n".join(line for line in out if line.startswith(("model ", "gate: [FAILED]", "promoted", "not promoted"))))
+        promoted = out[-1].startswith("promoted")
+        labeler(sdb, "autolabel", str(dev / "images"), "-q", "--repropose")
+        after = measure(sdb, t)
+        sidecar = out[0].split("->")[-1].strip()
+        rows.append((seed, promoted, sidecar, {s: paired(before[s], after[s]) for s in SUBSETS}, out[-1]))
+    pt = public_test(Path(a.public_test), [str(Path(__file__).resolve().parents[1] / "models" / "fer_ferplus_cnn.json")]
+                     + [r[2] for r in rows if r[1]]) if a.public_test else {}
     import labeler as pkg
 
-    print(f"\nlabeler from {Path(pkg.__file__).parent}")
-    print(f"{'subset':14s} {'before':>16s} {'after':>16s}  change")
+    print(f"\nlabeler from {Path(pkg.__file__).parent}; train args: {a.train_args or '(none)'}")
+    print(f"{'seed':>4s} {'promoted':8s} " + " ".join(f"{s:>34s}" for s in SUBSETS) + ("  PublicTest FER+" if pt else ""))
+    base_pt = next(iter(pt.values()))[0] if pt else None
+    for seed, promoted, side, ch, _last in rows:
+        cells = [f"{c.before:.3f}->{c.after:.3f} +{c.gains}/-{c.losses} [{100 * c.lower:+.1f},{100 * c.upper:+.1f}]"
+                 + ("!" if c.worse_beyond(0.02) else " ") for c in (ch[s] for s in SUBSETS)]
+        ptc = f"  {base_pt:.4f}->{pt[side][0]:.4f}" if promoted and side in pt else ""
+        print(f"{seed:4d} {'yes' if promoted else 'no':8s} " + " ".join(f"{c:>34s}" for c in cells) + ptc)
+    prom = [r for r in rows if r[1]]
+    print(f"promoted on {len(prom)} of {len(rows)} seeds")
     for s in SUBSETS:
-        (c0, n0, m0), (c1, n1, m1) = before[s], after[s]
-        print(f"{s:14s} {c0 / max(n0, 1):6.3f} ({c0:2d}/{n0:2d}) {c1 / max(n1, 1):6.3f} ({c1:2d}/{n1:2d})  "
-              f"{(c1 / max(n1, 1) - c0 / max(n0, 1)):+.3f}   [{m0} -> {m1}]")
+        ch = [r[3][s] for r in prom]
+        if ch:
+            worse = sum(c.worse_beyond(0.02) for c in ch)
+            print(f"  {s:14s} on promoted seeds: mean change {100 * np.mean([c.change for c in ch]):+.1f} points; "
+                  f"significantly worse beyond 2 points (one-sided 95%) on {worse} of {len(ch)}")
+    if pt:
+        print(f"  PublicTest FER+ majority ({next(iter(pt.values()))[1]} images): base {base_pt:.4f}; promoted heads "
+              + ", ".join(f"{pt[r[2]][0]:.4f}" for r in prom))
+    for seed, promoted, _side, _ch, last in rows:
+        if not promoted:
+            print(f"  seed {seed}: {last}")
     return 0
 
 

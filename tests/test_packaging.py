@@ -1,5 +1,5 @@
-"""A plain (non-editable) install works: the wheel carries models/ and db/, and the code finds them
-through importlib.resources. Builds the wheel, installs it into a fresh venv that borrows this venv's
+"""A plain (non-editable) install works: the wheel carries models/, db/ and the base-domain
+features, and the code finds them through importlib.resources. Builds the wheel, installs it into a fresh venv that borrows this venv's
 dependencies, and runs `labeler autolabel sample_data` from outside the source tree."""
 
 from __future__ import annotations
@@ -44,6 +44,13 @@ def test_wheel_install_runs_autolabel(tmp_path):
     assert where.returncode == 0, where.stderr
     models, migrations = where.stdout.split()
     assert models.startswith(str(new_site)) and migrations.startswith(str(new_site)), where.stdout
+    # issue 32: the base's domain ships as features inside the wheel, found through importlib.resources
+    code = ("from labeler.fer.resolver import shipped_model; from labeler.training.basedomain import load_base_domain; "
+            "d, why = load_base_domain(shipped_model()); print(d.where if d else why); print(len(d.gate), len(d.replay))")
+    r = _run([str(py), "-c", code], cwd=work, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    where_npz, sizes = r.stdout.splitlines()
+    assert where_npz.startswith(str(new_site)) and where_npz.endswith(".npz") and min(map(int, sizes.split())) >= 1000, r.stdout
 
     r = _run([str(py), "-m", "labeler.cli", "autolabel", str(SAMPLE), "--db", str(work / "w.db"), "-q"], cwd=work, env=env)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -39,13 +39,14 @@ def add(sub, o) -> None:
                        **C.example("labeler train", "labeler train --mode finetune --epochs 10"))
     s.add_argument("--mode", choices=["head", "finetune"], default="head")
     s.add_argument("--base", default=None, help="model to start from (default: the project's default)")
-    s.add_argument("--holdout", type=float, default=0.2)
+    s.add_argument("--holdout", type=float, default=0.2, help="head: the share of each cross-validation fold (0.2: 5 folds); finetune: the held-out share")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--epochs", type=int, default=10, help="finetune epochs")
     s.add_argument("--force", action="store_true", help="make it the default even if it does not pass the promotion gate")
     s.add_argument("--base-data", default=None, metavar="DIR",
-                   help="a <class>/*.jpg folder of the base model's own data (e.g. FER2013 public_test): the promotion gate's "
-                        "base-domain check, and other images of it the head is distilled on (default: agreement with the base on unlabeled faces it is sure of, no replay)")
+                   help="a <class>/*.jpg folder of your own reference set of the base model's domain: the gate judges on a "
+                        "sample of it and the head is distilled on other images of it (default: the features of the base's "
+                        "domain shipped with the model; for a model without them, agreement with the base where it is sure)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("models", parents=[o.db], help="list FER model versions with their figures; --default NAME makes one the default",

@@ -10,7 +10,7 @@ is the same graph), with ``|flip`` for the horizontally flipped crop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -35,16 +35,27 @@ class LabeledSet:
     face_ids: np.ndarray
     image_ids: np.ndarray
     y: np.ndarray
-    held: np.ndarray  # True: held out for evaluation / calibration
+    held: np.ndarray  # True: held out for evaluation / calibration (none with folds)
     skipped: dict[str, int] = field(default_factory=dict)  # labels left out (unusable, unknown classes)
+    fold: Optional[np.ndarray] = None  # cross-validation: each face's fold (held out once, in its fold)
 
     @property
     def train(self) -> np.ndarray:
         return ~self.held
 
+    @property
+    def folds(self) -> int:
+        return int(self.fold.max()) + 1 if self.fold is not None and len(self.fold) else 0
+
     def counts(self) -> dict:
         """The figures a trained model's sidecar records about its data."""
         tr, held, labs = self.train, self.held, self.labels
+        if self.fold is not None:
+            n_img = int(len(np.unique(self.image_ids)))
+            return {"labeled_faces": int(len(self.y)), "folds": self.folds, "train_faces": int(len(self.y)), "train_images": n_img,
+                    "heldout_faces": int(len(self.y)), "heldout_images": n_img,
+                    "heldout": f"each face once, out of fold ({self.folds} folds grouped by image, stratified by class)",
+                    "per_class": {labs[c]: int((self.y == c).sum()) for c in range(len(labs))}, "skipped": dict(self.skipped)}
         return {
             "labeled_faces": int(len(self.y)), "train_faces": int(tr.sum()), "heldout_faces": int(held.sum()),
             "train_images": int(len(np.unique(self.image_ids[tr]))), "heldout_images": int(len(np.unique(self.image_ids[held]))),
@@ -93,6 +104,37 @@ def grouped_split(groups: np.ndarray, y: np.ndarray, holdout: float = 0.2, seed:
         held.update(sorted(gs, key=lambda g: _ghash(g, seed))[:n])
     mask[:] = [int(g) in held for g in groups]
     return mask
+
+
+def grouped_folds(groups: np.ndarray, y: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Each item's fold (0..k-1) for cross-validation: whole groups (source images) in one fold,
+    the groups of each class (a group's class: its most common label) dealt round the folds in the
+    order of a seeded hash of their id, so every fold holds about 1/k of every class."""
+    fold = np.zeros(len(y), dtype=np.int64)
+    gclass: dict[int, int] = {}
+    for g in np.unique(groups):
+        vals, cnt = np.unique(y[groups == g], return_counts=True)
+        gclass[int(g)] = int(vals[np.argmax(cnt)])
+    start = 0
+    for c in sorted(set(gclass.values())):
+        gs = sorted((g for g, kk in gclass.items() if kk == c), key=lambda g: _ghash(g, seed))
+        for i, g in enumerate(gs):  # classes continue where the last one stopped: small classes spread too
+            fold[groups == g] = (start + i) % k
+        start += len(gs)
+    return fold
+
+
+def cv_set(store: Store, labels: Sequence[str], folds: int, seed: int, min_labels: int = 4) -> LabeledSet:
+    """The human labels in ``folds`` cross-validation folds (grouped by image, stratified by class);
+    refuses (saying what to do) when there are too few labels or images."""
+    fids, iids, y, skipped = labeled_data(store, labels)
+    n_img = len(np.unique(iids))
+    if len(y) < min_labels or n_img < 2:
+        raise NotEnoughLabels(
+            f"not enough human labels to train: expected at least {min_labels} labeled faces of 2 or more images, found "
+            f"{len(y)} of {n_img} (skipped {skipped}). Label faces in the UI or `labeler import` a labels file first.")
+    fold = grouped_folds(iids, y, max(2, min(int(folds), n_img)), seed)
+    return LabeledSet(list(labels), fids, iids, y, np.zeros(len(y), dtype=bool), skipped, fold)
 
 
 def _ghash(g: int, seed: int) -> int:
@@ -196,6 +238,29 @@ def features(store: Store, model: FERModel, face_ids, flip: bool = False, batch:
         return np.zeros((0, 0)), np.zeros((0, k))
     v = np.stack([np.frombuffer(have[f][1], dtype="<f4") for f in face_ids]).astype(np.float64)
     return v[:, :-k], v[:, -k:]
+
+
+def face_features(store: Store, runner, face_ids, flip: bool = False, batch: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings, raw logits, probe features) of the faces' stored crops (mirrored with ``flip``)
+    in one pass of a :class:`~labeler.training.likeness.ProbeRunner`, cached in the DB under
+    ``<embedding key>|elp`` (``|elp|flip``)."""
+    model = runner.model
+    key = embedding_key(model) + "|elp" + ("|flip" if flip else "")
+    face_ids = [int(f) for f in face_ids]
+    k, c = len(model.labels), runner.emb_dim
+    have = load_embeddings(store, key, face_ids)
+    todo = [f for f in face_ids if f not in have]
+    for i in range(0, len(todo), batch):
+        chunk = todo[i : i + batch]
+        items = crops(store, chunk)
+        e, z, p = runner.run(_mirror(items) if flip else items)
+        v = np.concatenate([e, z, p], axis=1).astype("<f4")
+        save_embeddings(store, key, [(f, v.shape[1], v[j].tobytes()) for j, f in enumerate(chunk)])
+        have.update({f: (v.shape[1], v[j].tobytes()) for j, f in enumerate(chunk)})
+    if not face_ids:
+        return np.zeros((0, c)), np.zeros((0, k)), np.zeros((0, 0))
+    v = np.stack([np.frombuffer(have[f][1], dtype="<f4") for f in face_ids]).astype(np.float64)
+    return v[:, :c], v[:, c : c + k], v[:, c + k :]
 
 
 def unlabeled_sample(store: Store, n: int = 3000, seed: int = 0) -> np.ndarray:

@@ -72,6 +72,8 @@ def train_finetune(
         "name": name, "version": version,
         "calibration": {"temperature": temp, "fitted_on": f"{int(held.sum())} held-out human-labeled faces (seed {seed})"},
         "training": training, "data": data.counts()})
-    cand = Candidate(model, name, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0,
-                     root=model, unlabeled=ufaces, base_data=base_data)
-    return finish(store, cand, force)
+    cand = Candidate(model, name, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0, root=model)
+    from labeler.fer.resolver import load_model
+    from labeler.training.judge import judge_model
+
+    return finish(store, cand, judge_model(store, cand, load_model(str(sidecar)), base_data, ufaces), force)

@@ -5,36 +5,32 @@ plus a learned linear correction of the embedding (``Gemm`` + ``Add``, same inpu
 The correction starts at zero (the untrained head is exactly the base: a linear head fitted to the
 base's last layer agreed only ~71-83 % top-1 with the base for mini-Xception, whose last layer is a
 3x3 conv), is pulled toward zero, is distilled toward the base's probabilities on the project's
-unlabeled faces, stays zero for classes with too few labels, and fades with a face's distance
-from the labeled faces (:mod:`labeler.training.reach`). Judged by the promotion gate
-(:func:`labeler.training.versions.finish`). ``fit_softmax_head``/``write_head_onnx`` (a plain
+unlabeled faces and on replayed faces of the base's own domain, stays zero for classes with too
+few labels, and applies to a face in proportion to its weight: its likeness to the labeled faces
+(:mod:`labeler.training.likeness`) where the base's domain is known, else its reach
+(:mod:`labeler.training.reach`). Trained, judged and promoted by :mod:`labeler.training.retrain`;
+written by :mod:`labeler.training.residual`. ``fit_softmax_head``/``write_head_onnx`` (a plain
 replacement head) remain for other uses.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from labeler.fer.cards import ModelFileError
-from labeler.fer.model import FERModel, softmax
-from labeler.fer.resolver import load_model
-from labeler.store import Store
-from labeler.training.data import embedding_key, features, training_set, unlabeled_sample
-from labeler.training.gate import read_rgb, replay_sample
-from labeler.training.metrics import fit_temperature_pair
-from labeler.training.reach import REACH_Q, Reach, knn_distance, make_reach, reach_initializers, reach_nodes
-from labeler.training.versions import Candidate, TrainResult, finish, load, new_version, trained_name, user_models_dir, write_model
+from labeler.fer.model import softmax
+from labeler.training.reach import Reach, knn_distance, make_reach
 
 #: a head is named after the shipped model it descends from: ``fer-ferplus-cnn-head``
 HEAD_SUFFIX = "-head"
-#: distillation weights toward the base: on the project's unlabeled faces, and on replayed images of
-#: the base's own domain (``--base-data``); images per class replayed; how much more a face far from
-#: the labeled faces is distilled (:func:`far_weights`). Chosen on issue 11's experiment
-#: (scripts/eval_retrain_domains.py, README "Retraining"), which is the dev set: a tuned choice
+#: with the reach (no base-domain features): distillation weights toward the base on the project's
+#: unlabeled faces and on replayed images of the base's own domain; images per class replayed from a
+#: ``--base-data`` folder; how much more a face far from the labeled faces is distilled
+#: (:func:`far_weights`). Chosen on issue 11's experiment (scripts/eval_retrain_domains.py), which
+#: is the dev set: a tuned choice
 KD, KD_REPLAY, REPLAY_PER_CLASS, FAR_POWER = 3.0, 5.0, 200, 2.0
 
 
@@ -47,23 +43,6 @@ def far_weights(X: np.ndarray, labeled: np.ndarray, power: float, ref: Optional[
     d = knn_distance(X, labeled, k)
     ref = float(np.median(d)) if ref is None else ref
     return np.clip((d / max(ref, 1e-9)) ** power, 0.1, 10.0), ref
-
-
-def image_features(model: FERModel, paths: Sequence[Path], flip: bool = True, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings, raw logits) of image files with ``model``, each image and, with ``flip``, its
-    mirror image (2N rows then); (None, None) for no paths."""
-    if not paths:
-        return None, None
-    imgs = read_rgb(paths)
-    if flip:
-        imgs += [np.ascontiguousarray(im[:, ::-1]) for im in imgs]
-    es, zs = [], []
-    for i in range(0, len(imgs), batch):
-        e, z = model._run(imgs[i : i + batch], [model.embedding_name, model.logits_name])
-        es.append(e)
-        zs.append(z)
-    return np.concatenate(es).astype(np.float64), np.concatenate(zs).astype(np.float64)
-
 
 
 def _adam_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float,
@@ -218,6 +197,8 @@ def fit_residual_head(
     lr: float = 0.05, Er: Optional[np.ndarray] = None, Zr: Optional[np.ndarray] = None, kd_replay: float = 1.0,
     covered_softmax: bool = False, far_power: float = 0.0, reach_q: Optional[float] = None,
     groups: Optional[np.ndarray] = None, guarded_bias_kd: bool = True,
+    corr: Optional[tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]] = None,
+    kd_rows: Optional[tuple[Optional[np.ndarray], Optional[np.ndarray]]] = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[Reach]]:
     """A correction (dW (K,C), db (K,)) so that ``softmax((Z + T0 (E dW^T + db)) / T0)`` fits the labels.
 
@@ -261,10 +242,18 @@ def fit_residual_head(
             wu, ref = far_weights(Xu, Xs, far_power)
         if R is not None:
             wr = far_weights(Xr, Xs, far_power, ref)[0]
-    reach = make_reach(Xs, mu, sd, groups, q=reach_q) if reach_q else None
-    gl = reach.of_standardised(Xs)[:, None] if reach else np.ones((n, 1))
-    gu = reach.of_standardised(Xu)[:, None] if reach and U is not None else (np.ones((len(U), 1)) if U is not None else None)
-    gr = reach.of_standardised(Xr)[:, None] if reach and R is not None else (np.ones((len(R), 1)) if R is not None else None)
+    if kd_rows is not None:  # per-row distillation weights given (times the far weights)
+        wu = wu * kd_rows[0] if wu is not None and kd_rows[0] is not None else wu
+        wr = wr * kd_rows[1] if wr is not None and kd_rows[1] is not None else wr
+    reach = make_reach(Xs, mu, sd, groups, q=reach_q) if reach_q and corr is None else None
+    if corr is not None:
+        gl = np.asarray(corr[0], dtype=np.float64)[:, None]
+        gu = np.asarray(corr[1], dtype=np.float64)[:, None] if U is not None else None
+        gr = np.asarray(corr[2], dtype=np.float64)[:, None] if R is not None else None
+    else:
+        gl = reach.of_standardised(Xs)[:, None] if reach else np.ones((n, 1))
+        gu = reach.of_standardised(Xu)[:, None] if reach and U is not None else (np.ones((len(U), 1)) if U is not None else None)
+        gr = reach.of_standardised(Xr)[:, None] if reach and R is not None else (np.ones((len(R), 1)) if R is not None else None)
     cw = np.where(counts > 0, n / (max(1, (counts > 0).sum()) * np.maximum(counts, 1)), 0.0)
     sw = cw[y] / cw[y].sum()
     Y = np.eye(k)[y]
@@ -299,120 +288,3 @@ def fit_residual_head(
     # back to raw embeddings and the raw-logit scale: logits = Z + E (t0 W / sd)^T + t0 (b - (W / sd) mu)
     Wr = W / sd
     return t0 * Wr, t0 * (b - Wr @ mu), guarded, reach
-
-
-def write_residual_onnx(base_onnx: Path, out_onnx: Path, dW: np.ndarray, db: np.ndarray, reach: Optional[Reach] = None) -> None:
-    """The base graph with ``logits = base logits + Gemm(embedding, dW^T) + db`` (times the face's
-    :class:`Reach` weight where ``reach`` is given): every node of the base kept (its logits renamed
-    ``head_residual/base_logits``); input/output names unchanged."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    m = onnx.load(str(base_onnx))
-    g = m.graph
-    outs = [o.name for o in g.output]
-    if "logits" not in outs or "embedding" not in outs:
-        raise ModelFileError(f"{base_onnx}: expected outputs 'logits' and 'embedding', found {', '.join(outs)}")
-    base_name = "head_residual/base_logits"
-    for n in g.node:
-        n.output[:] = [base_name if o == "logits" else o for o in n.output]
-        n.input[:] = [base_name if i == "logits" else i for i in n.input]
-    for v in g.value_info:
-        if v.name == "logits":
-            v.name = base_name
-    wn, bn = "head_residual/dW", "head_residual/db"
-    g.initializer.extend([numpy_helper.from_array(dW.astype(np.float32), wn), numpy_helper.from_array(db.astype(np.float32), bn)])
-    delta = "head_residual/delta"
-    g.node.append(helper.make_node("Gemm", ["embedding", wn, bn], [delta], name="head_residual/Gemm", transB=1))
-    if reach is not None:
-        g.initializer.extend(reach_initializers(reach))
-        g.node.extend(reach_nodes("embedding", delta, "head_residual/reached"))
-        delta = "head_residual/reached"
-    g.node.append(helper.make_node("Add", [base_name, delta], ["logits"], name="head_residual/Add"))
-    onnx.checker.check_model(m)
-    out_onnx.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(m, str(out_onnx))
-
-
-def root_model(store: Store, model: FERModel) -> FERModel:
-    """The model a residual head is built on: a residual head's own base (a new head is always
-    trained from the base, not stacked on the previous head), else the model itself."""
-    side = (model.card.meta.get("residual") or {}).get("base_sidecar")
-    if side and Path(side).is_file():
-        return load_model(str(side))
-    return model
-
-
-def train_head(
-    store: Store, *, base: Optional[str] = None, out_dir: Optional[str | Path] = None, holdout: float = 0.2,
-    seed: int = 0, force: bool = False, l2: float = 1e-2, kd: float = KD, min_class: int = 3, epochs: int = 300,
-    lr: float = 0.05, flip: bool = True, unlabeled: int = 3000, base_data: Optional[str | Path] = None,
-    kd_replay: float = KD_REPLAY, replay_per_class: int = REPLAY_PER_CLASS, far_power: float = FAR_POWER,
-    reach_q: Optional[float] = REACH_Q, labels_override: Optional[np.ndarray] = None, log: Optional[Callable[[str], None]] = None,
-) -> TrainResult:
-    """Train a residual head on the human labels; write, register, judge by the gate, maybe promote.
-
-    ``base``: model name/path (default: the project's default; a residual head means its base).
-    ``kd``: the weight of distillation toward the base on up to ``unlabeled`` faces without a human
-    label; ``min_class``: classes with fewer labels keep the base's logit; ``base_data``: a folder
-    of the base's domain (``<class>/*.jpg``): the gate's base-domain check, and other images of it
-    (up to ``replay_per_class`` per class) the head is distilled on with weight ``kd_replay``;
-    ``reach_q``: the head's :class:`Reach` (None: the correction applies to every face alike);
-    ``labels_override``: tests."""
-    t0 = time.perf_counter()
-    current = load(store, base)
-    model = root_model(store, current)
-    data = training_set(store, model.labels, holdout, seed)
-    labels, y, tr, held = data.labels, data.y, data.train, data.held
-    ytrain = y if labels_override is None else np.asarray(labels_override, dtype=np.int64)
-    ufaces = unlabeled_sample(store, unlabeled, seed)
-    if log:
-        log(f"features of {len(y)} labeled and {len(ufaces)} unlabeled faces with {model.ident}")
-    E, Z = features(store, model, data.face_ids)
-    Eu, Zu = features(store, model, ufaces)
-    views = [(E, Z, Eu, Zu)]
-    if flip:
-        views.append((*features(store, model, data.face_ids, flip=True), *features(store, model, ufaces, flip=True)))
-    Etr = np.concatenate([v[0][tr] for v in views])
-    Ztr = np.concatenate([v[1][tr] for v in views])
-    ytr = np.concatenate([ytrain[tr]] * len(views))
-    gtr = np.concatenate([np.arange(len(y))[tr]] * len(views))  # the face of each row (its views share it)
-    Eun = np.concatenate([v[2] for v in views]) if len(ufaces) else None
-    Zun = np.concatenate([v[3] for v in views]) if len(ufaces) else None
-    t_base = float(model.temperature or 1.0)
-    rpaths = replay_sample(base_data, labels, replay_per_class, seed) if base_data and replay_per_class > 0 else []
-    Er, Zr = image_features(model, rpaths, flip)
-    if log and rpaths:
-        log(f"replay: {len(rpaths)} images of {base_data} (the gate judges on others)")
-    dW, db, guarded, reach = fit_residual_head(Etr, Ztr, ytr, len(labels), t0=t_base, Eu=Eun, Zu=Zun, kd=kd, l2=l2,
-                                               min_class=min_class, epochs=epochs, lr=lr, Er=Er, Zr=Zr,
-                                               kd_replay=kd_replay, far_power=far_power, reach_q=reach_q, groups=gtr)
-
-    def heldout_logits(v):
-        w = reach.weights(v[0][held])[:, None] if reach is not None else 1.0
-        return v[1][held] + w * (v[0][held] @ dW.T + db)
-
-    temp = fit_temperature_pair(heldout_logits(views[0]), heldout_logits(views[1]) if flip else None, y[held])
-    out = Path(out_dir) if out_dir else user_models_dir(store)
-    version = new_version()
-    name = trained_name(model.name, HEAD_SUFFIX)
-    stem = f"{name}-{version}"
-    write_residual_onnx(model.card.file, out / f"{stem}.onnx", dW, db, reach)
-    training = {"mode": "head", "kind": "residual (base logits + linear correction on the embedding)", "holdout": holdout,
-                "seed": seed, "l2": l2, "kd": kd, "distilled_on": f"{len(ufaces)} faces without a human label",
-                "min_class": min_class, "guarded_classes": [labels[c] for c in np.flatnonzero(guarded)],
-                "guarded_rule": "weights of the base; bias from the distillation terms only", "epochs": epochs,
-                "replay": f"{len(rpaths)} images of {base_data}, weight {kd_replay}" if rpaths else "none (no --base-data)",
-                "label_softmax": "all classes", "far_power": far_power,
-                "reach": {"quantile": reach_q, **reach.describe()} if reach is not None else "none (every face alike)",
-                "lr": lr, "flip_augment": flip, "class_balanced": True, "split": "grouped by source image, stratified by class",
-                "shuffled_labels": labels_override is not None}
-    sidecar = write_model(out, stem, model.card, {
-        "name": name, "version": version, "embedding_key": embedding_key(model),
-        "residual": {"base": model.ident, "base_sidecar": str(Path(model.card.sidecar).resolve()), "base_temperature": t_base},
-        "calibration": {"temperature": temp, "fitted_on": f"{int(held.sum())} held-out human-labeled faces (seed {seed})"},
-        "training": training, "data": data.counts(),
-    })
-    cand = Candidate(current, name, version, sidecar, out / f"{stem}.onnx", data, temp, training, started=t0,
-                     root=model, unlabeled=ufaces, base_data=base_data)
-    return finish(store, cand, force)

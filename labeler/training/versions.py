@@ -21,10 +21,9 @@ from labeler.fer.cards import ModelCard, find_cards, write_card, default_models_
 from labeler.fer.model import FERModel
 from labeler.fer.resolver import USER_MODELS_ENV, load_model, shipped_model
 from labeler.store import Store, model_registry, model_version_rows, record_model_version
-from labeler.fer.model import softmax
-from labeler.training.data import LabeledSet, features, model_probs
-from labeler.training.gate import PER_CLASS, SURE, base_data_sample, gate, read_rgb, sure_set
-from labeler.training.metrics import evaluate, format_metrics
+from labeler.training.data import LabeledSet
+from labeler.training.gate import Outcomes, gate
+from labeler.training.metrics import format_metrics
 from labeler.types import LABELS
 
 
@@ -103,8 +102,6 @@ class Candidate:
     training: dict[str, Any]
     started: float = field(default_factory=time.perf_counter)
     root: Optional[FERModel] = None  # the base model whose domain the gate protects (None: ``base``)
-    unlabeled: Any = None  # face ids without a human label (the gate's offline base-domain set)
-    base_data: Optional[str | Path] = None  # a folder of the base's own data (<class>/*.jpg)
 
     @property
     def ident(self) -> str:
@@ -138,95 +135,60 @@ class TrainResult:
     def lines(self) -> list[str]:
         m = self.metrics
         d = m.get("data", {})
-        out = [f"model {self.ident} (from {m.get('base')})  ->  {self.sidecar}",
-               f"human-labeled faces: {d.get('labeled_faces')} (train {d.get('train_faces')} from {d.get('train_images')} images, "
-               f"held out {d.get('heldout_faces')} from {d.get('heldout_images')} images); temperature {m.get('temperature')}"]
+        out = [f"model {self.ident} (from {m.get('base')})  ->  {self.sidecar}"]
+        if d.get("folds"):
+            out.append(f"human-labeled faces: {d.get('labeled_faces')} from {d.get('train_images')} images, all learned from; "
+                       f"judged out of fold ({d['folds']} folds grouped by image); temperature {m.get('temperature')}")
+        else:
+            out.append(f"human-labeled faces: {d.get('labeled_faces')} (train {d.get('train_faces')} from {d.get('train_images')} "
+                       f"images, held out {d.get('heldout_faces')} from {d.get('heldout_images')} images); temperature {m.get('temperature')}")
         out += format_metrics(m)
-        for c in (m.get("gate") or {}).get("checks", []):
+        g = m.get("gate") or {}
+        if g.get("rule"):
+            out.append(f"gate rule: {g['rule']}")
+        for c in g.get("checks", []):
             out.append(f"gate: [{'ok' if c['passed'] else 'FAILED'}] {c['check']}: {c['detail']}")
         out.append(("promoted to default: " if self.promoted else "not promoted: ") + self.reason)
         return out
 
 
-def _residual(model: FERModel) -> Optional[tuple[str, np.ndarray, np.ndarray]]:
-    """(base ident, dW, db) of a residual head (:mod:`labeler.training.head`), else None."""
-    res = model.card.meta.get("residual") or {}
-    if not res.get("base"):
-        return None
-    import onnx
-    from onnx import numpy_helper
+@dataclass
+class Judged:
+    """What the gate judges a candidate on (gathered by the mode: :mod:`labeler.training.retrain`
+    for heads, :func:`labeler.training.judge.judge_model` for other models)."""
 
-    inits = {t.name: t for t in onnx.load(str(model.card.file)).graph.initializer}
-    if "head_residual/dW" not in inits:
-        return None
-    return (str(res["base"]), numpy_helper.to_array(inits["head_residual/dW"]).astype(np.float64),
-            numpy_helper.to_array(inits["head_residual/db"]).astype(np.float64))
+    before: dict[str, Any]  # evaluate() of the project's default on the judged human-labeled faces
+    after: dict[str, Any]  # the same of the new model (out of fold for heads)
+    held: Outcomes
+    domains: list[Outcomes] = field(default_factory=list)
+    domain_figures: dict[str, Any] = field(default_factory=dict)  # {"set", "base", "after"}: evaluate() records
+    not_measured: Optional[str] = None  # why no base-domain set, if none
 
 
-def probs(store: Store, model: FERModel, face_ids, root: Optional[FERModel] = None) -> np.ndarray:
-    """Flip-averaged calibrated probabilities of stored faces, as the pipeline computes them. The
-    base ``root`` and residual heads on it are computed from the cached embeddings and base logits
-    (no network run); any other model runs on the crops."""
-    face_ids = np.asarray(face_ids, dtype=np.int64)
-    res = _residual(model) if root is not None else None
-    if root is not None and (model.ident == root.ident or (res and res[0] == root.ident)):
-        (e1, z1), (e2, z2) = features(store, root, face_ids), features(store, root, face_ids, flip=True)
-        if res and model.ident != root.ident:
-            z1, z2 = z1 + e1 @ res[1].T + res[2], z2 + e2 @ res[1].T + res[2]
-        return softmax(0.5 * (z1 + z2), float(model.temperature or 1.0))
-    return model_probs(store, model, face_ids, flip=True)
-
-
-def base_domain(store: Store, cand: Candidate, new: FERModel) -> tuple[Optional[dict], Optional[dict], str]:
-    """The base model's and the new model's figures on the base's domain, and what the set was
-    (see :mod:`labeler.training.gate`)."""
-    root = cand.root or cand.base
-    labels = list(root.labels)
-    if cand.base_data:
-        paths, y = base_data_sample(cand.base_data, labels)
-        imgs = read_rgb(paths)
-        how = f"{len(paths)} images of --base-data {cand.base_data} (up to {PER_CLASS} per class, seeded)"
-        return (evaluate(np.asarray(root.predict(imgs, flip=True), dtype=np.float64), y, labels),
-                evaluate(np.asarray(new.predict(imgs, flip=True), dtype=np.float64), y, labels), how)
-    ids = np.asarray(cand.unlabeled if cand.unlabeled is not None else [], dtype=np.int64)
-    if not len(ids):
-        return None, None, "no --base-data and no face without a human label"
-    pb = probs(store, root, ids, root)
-    mask, yb = sure_set(pb)
-    if not mask.any():
-        return None, None, f"the base is sure (p >= {SURE}) of none of the {len(ids)} faces without a human label"
-    pn = probs(store, new, ids[mask], root)
-    how = (f"agreement with {root.ident} on the {int(mask.sum())} of {len(ids)} faces without a human label "
-           f"where it is sure, p >= {SURE}; no --base-data")
-    return evaluate(pb[mask], yb[mask], labels), evaluate(pn, yb[mask], labels), how
-
-
-def finish(store: Store, cand: Candidate, force: bool = False) -> TrainResult:
-    """The shared end of a training run: before/after on the held-out faces, the base-domain
-    figures, the promotion gate, the figures written into the sidecar and the model_versions row."""
-    d = cand.data
-    new = load_model(str(cand.sidecar))
-    hf = d.face_ids[d.held]
-    root = cand.root or cand.base
-    before = evaluate(probs(store, cand.base, hf, root), d.y[d.held], d.labels)
-    after = evaluate(probs(store, new, hf, root), d.y[d.held], d.labels)
-    base_before, base_after, how = base_domain(store, cand, new)
-    g = gate(before, after, base_before, base_after, how, force)
+def finish(store: Store, cand: Candidate, judged: Judged, force: bool = False) -> TrainResult:
+    """The shared end of a training run: the promotion gate on the judged outcomes, the figures
+    written into the sidecar and the model_versions row, the default changed if promoted."""
+    g = gate(judged.held, judged.domains, force, judged.not_measured)
     promoted, why = g.promoted, g.reason
     sidecar = str(cand.sidecar.resolve())
     if promoted:
         model_registry(store).set_default_model(sidecar)
+    df = judged.domain_figures
     # the sidecar records the same figures as the database row
     meta = json.loads(cand.sidecar.read_text(encoding="utf-8"))
-    meta["metrics"] = {"heldout_before": before, "heldout_after": after, "base_domain_base": base_before,
-                       "base_domain_after": base_after, "base_domain_set": how}
+    meta["metrics"] = {"heldout_before": judged.before, "heldout_after": judged.after, "base_domain_base": df.get("base"),
+                       "base_domain_after": df.get("after"), "base_domain_set": df.get("set") or judged.not_measured,
+                       "gate": g.as_dict()}
     write_card(cand.sidecar, meta)
-    metrics = {"before": before, "after": after, "base": cand.base.ident, "temperature": cand.temperature,
+    d = cand.data
+    trained = d.face_ids if d.fold is not None else d.face_ids[d.train]
+    metrics = {"before": judged.before, "after": judged.after, "base": cand.base.ident, "temperature": cand.temperature,
                "promoted": promoted, "reason": why, "gate": g.as_dict(),
-               "base_domain": {"model": (cand.root or cand.base).ident, "set": how, "base": base_before, "after": base_after},
+               "base_domain": {"model": (cand.root or cand.base).ident, "set": df.get("set") or judged.not_measured,
+                               "base": df.get("base"), "after": df.get("after")},
                "training": cand.training, "data": d.counts(), "seconds": round(time.perf_counter() - cand.started, 2),
                # the faces whose labels it learned from: their audits say nothing about its buckets
-               "trained_on": sorted(int(f) for f in d.face_ids[d.train])}
+               "trained_on": sorted(int(f) for f in trained)}
     record_model_version(store, cand.name, cand.version, sidecar, metrics)
     return TrainResult(cand.name, cand.version, sidecar, str(cand.onnx.resolve()), promoted, why, metrics)
 
@@ -270,13 +232,37 @@ class ModelRow:
         fig = f" held-out macro-F1 {after['macro_f1']:.3f} acc {after['accuracy']:.3f}" if after.get("n") else ""
         bd = m.get("base_domain") or {}
         if (bd.get("after") or {}).get("n"):
-            fig += (f"; base domain acc {bd['after']['accuracy']:.3f} (base {bd['base']['accuracy']:.3f}, "
-                    f"n={bd['after']['n']}{', base data' if 'images of --base-data' in bd.get('set', '') else ', agreement where the base is sure'})")
+            fig += f"; base domain acc {bd['after']['accuracy']:.3f} (base {bd['base']['accuracy']:.3f}, n={bd['after']['n']})"
+        fig += gate_summary(m.get("gate"))
         if "promoted" in m and not m.get("calibration"):
             fig += "; promoted" if m["promoted"] else "; not promoted"
         t = f" T={self.temperature:g}" if self.temperature else ""
         fig += evaluation_summary(self.evaluation)
         return f"{'*' if self.default else ' '} {self.ident:55s} [{self.where}]{t}{fig}  {self.path}"
+
+
+def gate_summary(g: Optional[dict[str, Any]]) -> str:
+    """``; gate: held-out +40/-5 p=1e-07; worst class neutral -3.0 pt [-5.1, -0.9] (margin 2)`` from a
+    recorded gate (empty for a record without the paired figures)."""
+    checks = (g or {}).get("checks") or []
+    held = next((c["stats"]["all"] for c in checks if c.get("check", "").startswith("better on held-out") and c.get("stats")), None)
+    if not held:
+        return ""
+    out = f"; gate: held-out {100 * (held['after'] - held['before']):+.1f} pt (+{held['gains']}/-{held['losses']}, p={held['p_better']:.2g})"
+    worst = None
+    for c in checks:
+        if c.get("check", "").startswith("no class") and "held-out" not in c["check"]:
+            for lab, st in (c.get("stats") or {}).items():
+                if worst is None or st["upper"] < worst[1]["upper"]:
+                    worst = (lab, st)
+    if worst:
+        lab, st = worst
+        out += (f"; base domain nearest class {lab} {100 * (st['after'] - st['before']):+.1f} pt "
+                f"[{100 * st['lower']:+.1f}, {100 * st['upper']:+.1f}] (margin {100 * g.get('margin', 0.02):.0f})")
+    claim = next((c for c in checks if c.get("check", "").startswith("at most")), None)
+    if claim:
+        out += f"; like the project's {claim['detail'].split(';')[0]}"
+    return out
 
 
 def evaluation_summary(ev: Optional[dict[str, Any]]) -> str:

@@ -148,7 +148,8 @@ def _as_json(res: Any) -> Any:
 def training_panel(db: S.Store) -> None:
     """Retrain the classification head on the human labels (``labeler.training.train``)."""
     st.subheader("Retrain the classification head")
-    st.caption("Trains a new head on the human labels; it becomes the default model only if it is better on held-out faces.")
+    st.caption("Trains a new head on the human labels; it becomes the default model only if it is significantly better "
+               "on held-out faces and nothing gets significantly worse (the project's classes, the base model's own domain).")
     if not st.button("Train head now", key="train_head"):
         return
     from labeler.training import train  # at call time: the page stays light
