@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 # no network in tests: Hugging Face `datasets` (hf export test) must not try to reach a hub
@@ -25,8 +26,6 @@ PG_SERVER = ROOT / "scripts" / "pg_server.sh"
 def pg_server_cmd(what: str, timeout: float = 600, env=None) -> "subprocess.CompletedProcess[str]":
     """``scripts/pg_server.sh start|status|stop`` (its folder and port: $LABELER_PG_DIR, $LABELER_PG_PORT
     of ``env``, default this process's environment)."""
-    import subprocess
-
     return subprocess.run(["bash", str(PG_SERVER), what], capture_output=True, text=True, timeout=timeout, env=env)
 
 

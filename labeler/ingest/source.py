@@ -65,19 +65,30 @@ def suffix(path: str | os.PathLike) -> str:
     return os.path.splitext(str(path))[1].lower()
 
 
+def head_kind(path: str | os.PathLike, head: bytes) -> str:
+    """``video``, ``image`` or ``other`` from a file's name and first bytes (:data:`HEAD` of them):
+    the one rule :func:`read_file` and the check before an ingest share."""
+    ext = suffix(path)
+    if looks_like_video(head) or (ext in VIDEO_EXTS and not looks_like_image(head)):
+        return "video"
+    if ext in IMAGE_EXTS or looks_like_image(head[:16]):
+        return "image"
+    return "other"
+
+
 def read_file(path: str | os.PathLike) -> FileRead:
     """Read one file once: its head tells a video (not read further), else all of it is hashed
     (sha256) and decoded."""
-    ext = suffix(path)
     try:
         with open_input(path) as fh:
             head = fh.read(HEAD)
-            if looks_like_video(head) or (ext in VIDEO_EXTS and not looks_like_image(head)):
+            kind = head_kind(path, head)
+            if kind == "video":
                 return FileRead("video")
             data = head + fh.read()
     except OSError as e:
         return FileRead("unreadable", reason=f"cannot read: {e.strerror or e}")
-    if not (ext in IMAGE_EXTS or looks_like_image(data[:16])):
+    if kind == "other":
         return FileRead("other")
     sha = hashlib.sha256(data).hexdigest()
     try:

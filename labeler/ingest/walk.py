@@ -20,7 +20,7 @@ from labeler.errors import LabelerError
 from labeler.ingest.imageio import IMAGE_EXTS, Decoded, DecodeError, decode, looks_like_image
 from labeler.ingest.paths import db_path, shown
 from labeler.ingest.rules import RuleSet
-from labeler.ingest.source import FileRead, read_file
+from labeler.ingest.source import HEAD, FileRead, head_kind, read_file
 from labeler.ingest.video import video_facts
 from labeler.store import PathRecord, Store, known_paths, record_path
 from labeler.types import ImageRules, RuleWord
@@ -134,13 +134,13 @@ def check_source(path: str | Path) -> Optional[str]:
             return (f"{shown(str(p))}: no file found in this folder (hidden files and links to folders are not walked); "
                     "nothing to ingest: pass the folder that holds your images")
         return None
-    if stat.S_ISREG(mode) and not _is_video(p):
+    if stat.S_ISREG(mode):
         try:
             with open(p, "rb") as fh:
-                head = fh.read(16)
+                head = fh.read(HEAD)
         except OSError:
             return None
-        if not _is_candidate(p, head):
+        if head_kind(p, head) == "other":
             raise LabelerError(f"{shown(str(p))}: not an image or a video (neither its name nor its first bytes); expected a "
                                "folder of images, or one image or video file: pass the folder that holds your images")
     return None

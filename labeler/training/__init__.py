@@ -18,11 +18,14 @@ retraining is :func:`train`. No torch at import time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from labeler.errors import ConfigError
 from labeler.training.calibrate import CalibrationResult, calibrate  # noqa: F401
 from labeler.training.versions import ModelRow, TrainResult, project_models, set_default  # noqa: F401
+
+if TYPE_CHECKING:
+    from labeler.store import Store
 
 MODES = ("head", "finetune")
 

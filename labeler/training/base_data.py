@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -81,7 +82,7 @@ def load_split(data: Path, split: str, votes: dict[str, np.ndarray], size: int =
             b = p.read_bytes()
             g = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
             if g is None:
-                log(f"warning: cannot decode {p}")
+                print(f"warning: cannot decode {p}", file=sys.stderr)
                 continue
             if g.shape != (size, size):
                 g = cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA)

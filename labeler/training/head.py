@@ -16,7 +16,7 @@ replacement head) remain for other uses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
