@@ -45,7 +45,7 @@ class DetectConfig:
 class CropConfig:
     size: int = 112  # stored aligned crop, px
     #: proportional to the face box, on every side; negative crops inside it. -0.10 is about FER2013's
-    #: own framing (-0.05, measured) and was best on the dev set's real photos (scripts/eval_crop_margin.py)
+    #: own framing (-0.05, measured) and was best on the dev set's real photos (scripts/eval/eval_crop_margin.py)
     margin: float = -0.10
 
 

@@ -29,7 +29,7 @@ def test_shipped_features_are_found_through_importlib_resources():
     assert len(npz.read_bytes()) < 5_000_000  # package data: a few MB, no images
     meta = json.loads((data / f"{FILE_STEM}{model.name}.json").read_text())
     assert meta["model"] == {"name": model.name, "version": model.version, "sha256": model.card.sha256}
-    assert meta["command"].startswith("python scripts/base_domain_features.py") and meta["computed"]
+    assert meta["command"].startswith("python scripts/train/base_domain_features.py") and meta["computed"]
     with zipfile.ZipFile(str(npz)) as z:  # features only: no 48x48 image among the arrays
         for name in z.namelist():
             assert name.split(".")[0].split("_", 1)[1] in (
@@ -57,7 +57,7 @@ def test_features_of_another_model_file_are_not_used(tmp_path):
     meta["model"]["sha256"] = "0" * 64
     side.write_text(json.dumps(meta))
     dom, why = load_base_domain(model, tmp_path)
-    assert dom is None and "not used" in why and "recompute them with scripts/base_domain_features.py" in why
+    assert dom is None and "not used" in why and "recompute them with scripts/train/base_domain_features.py" in why
     other = load_model("fer-mini-xception")
     dom, why = load_base_domain(other)
     assert dom is None and why.startswith(f"no shipped base-domain features for {other.name}")

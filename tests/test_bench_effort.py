@@ -1,4 +1,4 @@
-"""The simulated annotator's bookkeeping (scripts/bench_effort.py): its time ledger, its errors, its headline."""
+"""The simulated annotator's bookkeeping (scripts/bench/bench_effort.py): its time ledger, its errors, its headline."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location("bench_effort", ROOT / "scripts" / "bench_effort.py")
+    sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_effort", ROOT / "scripts" / "bench" / "bench_effort.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["bench_effort"] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)

@@ -71,7 +71,7 @@ def test_report_renders_every_section_side_by_side():
 
 def test_shipped_fer2013_reference():
     if not REFERENCE_FILE.is_file():
-        pytest.fail(f"{REFERENCE_FILE} is missing; make it with scripts/fer2013_reference.py")
+        pytest.fail(f"{REFERENCE_FILE} is missing; make it with scripts/make/fer2013_reference.py")
     ref = load_reference()
     assert ref.n_faces == 28709 and sum(ref.classes.values()) == ref.n_faces
     assert ref.grayscale == ref.n_faces and ref.hist["size"][BINS["size"].index(48)] == ref.n_faces

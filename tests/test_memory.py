@@ -34,7 +34,7 @@ def _upscaled(path, size, out):
 def test_capped_detection_finds_the_full_resolution_faces():
     """The team photo (1,000 px) on a 700 px copy: the faces found are those found at full
     resolution, mapped back (box IoU >= 0.85: MTCNN's boxes move that much with the pyramid's
-    alignment alone, see scripts/eval_detect_cap.py; landmarks within 3% of the face size)."""
+    alignment alone, see scripts/eval/eval_detect_cap.py; landmarks within 3% of the face size)."""
     rgb = decode((SAMPLE / "happy_team_photo.jpg").read_bytes()).rgb
     det = get_detector("mtcnn")
     full = [d for d in det.detect(rgb) if d.score >= 0.9]

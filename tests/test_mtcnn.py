@@ -115,7 +115,7 @@ def test_parity_with_facenet_pytorch(det):
     fp = pytest.importorskip("facenet_pytorch")
     if not MULTIFACE.is_dir():
         pytest.skip(f"{MULTIFACE} not present")
-    from scripts.mtcnn_parity import load_rgb, match  # noqa: PLC0415
+    from scripts.eval.mtcnn_parity import load_rgb, match  # noqa: PLC0415
 
     ref = fp.MTCNN(keep_all=True, device="cpu")
     files = sorted(p for p in MULTIFACE.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))

@@ -1,4 +1,4 @@
-"""The shipped fer-ferplus-cnn model (trained by scripts/train_base.py): its sidecar verifies, it is
+"""The shipped fer-ferplus-cnn model (trained by scripts/train/train_base.py): its sidecar verifies, it is
 small, it loads through the registry, and a real smiling face comes out 'happy'."""
 
 from __future__ import annotations

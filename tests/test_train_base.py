@@ -1,4 +1,4 @@
-"""scripts/train_base.py end to end on a tiny generated FER2013-like folder: one short epoch, ONNX
+"""scripts/train/train_base.py end to end on a tiny generated FER2013-like folder: one short epoch, ONNX
 export, sidecar, and loading the result through labeler's model registry (torch needed, else skipped)."""
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_missing_data_is_one_line_not_a_traceback(tmp_path):
 
 @pytest.mark.slow
 def test_adjust_prior_script_on_a_model_trained_without_it(tmp_path):
-    """scripts/adjust_prior.py: rebuilds the model's validation split, folds the chosen shift into the
+    """scripts/train/adjust_prior.py: rebuilds the model's validation split, folds the chosen shift into the
     bias (logits move by exactly the shift), writes a new version whose sidecar verifies; refuses a
     model that is already adjusted."""
     import importlib.util
@@ -164,7 +164,7 @@ def test_adjust_prior_script_on_a_model_trained_without_it(tmp_path):
     main(["--data", str(data), "--out-dir", str(out), "--epochs", "1", "--batch-size", "16", "--no-prior-adjust",
           "--widths", "4,8,8,8,16", "--depths", "1,1,1", "--val-frac", "0.2", "--seed", "1", "--version", "test"])
     assert json.loads((out / "fer_ferplus_cnn.json").read_text())["training"]["prior_adjustment"].startswith("none")
-    spec = importlib.util.spec_from_file_location("adjust_prior", Path(__file__).resolve().parents[1] / "scripts" / "adjust_prior.py")
+    spec = importlib.util.spec_from_file_location("adjust_prior", Path(__file__).resolve().parents[1] / "scripts" / "train" / "adjust_prior.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     adj_dir = tmp_path / "adjusted"

@@ -20,7 +20,7 @@ from labeler.faces.text import TextDetector, text_near_face
 from labeler.types import TEXT_FLAG, Box, FaceClean, ImageClean
 
 #: the text detector's input sides here (short side scaled up to, long side at most). On dev
-#: web_keyword (scripts/eval_cleaning.py): (480, 736) precision 0.96, recall 0.90; the detector's own
+#: web_keyword (scripts/eval/eval_cleaning.py): (480, 736) precision 0.96, recall 0.90; the detector's own
 #: default (640, 960) 0.90 / 0.92 at about twice the time; (384, 608) 0.96 / 0.86 at 0.7x the time
 PIPELINE_SIDES = (480, 736)
 

@@ -66,7 +66,7 @@ MAX_SIDE = 1600
 #: default smallest face of the coarse first pass (config ``[detect] coarse_face``; 0: one pass)
 COARSE_FACE = 80
 #: the fine pass looks for faces down to this fraction of the smallest size that can still be kept
-#: (MTCNN finds a face at the scales around its size; measured in scripts/eval_detect_cap.py)
+#: (MTCNN finds a face at the scales around its size; measured in scripts/eval/eval_detect_cap.py)
 NEED_MARGIN = 0.7
 
 

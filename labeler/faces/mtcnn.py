@@ -1,6 +1,6 @@
 """MTCNN face detector: a numpy + onnxruntime port of facenet-pytorch 2.6.0's ``detect_face``.
 
-The three networks are the ONNX files made by ``scripts/convert_mtcnn.py`` (``models/mtcnn_*.onnx``),
+The three networks are the ONNX files made by ``scripts/convert/convert_mtcnn.py`` (``models/mtcnn_*.onnx``),
 each loaded through its sidecar with the checksum verified; a missing or damaged file raises
 :class:`labeler.modelfiles.ModelFileError`, there is no fallback.
 

@@ -24,7 +24,7 @@ from labeler.types import Box
 
 #: default grouping distance for :func:`phash` (bits of 64), measured on dev: resized + re-encoded
 #: copies were 0-2 bits apart; the closest different photo was 8 (same person and shoot, another
-#: expression), then 12 (scripts/eval_cleaning.py)
+#: expression), then 12 (scripts/eval/eval_cleaning.py)
 MAX_DISTANCE = 6
 
 _BITS = (1 << np.arange(64, dtype=np.uint64)[::-1]).astype(np.uint64)

@@ -13,7 +13,7 @@ logistic regression whose 7 numbers are below:
   renders and fills);
 - ``noise``: log(1 + mean |Laplacian kernel|) over the 60% least-edgy pixels.
 
-The weights were fitted on the 128 dev web_keyword images marked by eye (scripts/eval_cleaning.py;
+The weights were fitted on the 128 dev web_keyword images marked by eye (scripts/eval/eval_cleaning.py;
 5-fold cross-validated AUC 0.84); treat the value as a ranking to sort by, and the flag at
 :data:`THRESHOLD` as a hint for review, not a verdict.
 """

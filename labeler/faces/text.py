@@ -14,7 +14,7 @@ whose mean probability reaches ``box_thresh`` becomes an axis-aligned box, grown
 distance ``area * unclip / perimeter`` on every side, and kept if its shape is that of a text line
 (see MAX_FRAC below). ``share`` is the area of the union of the boxes over the image area.
 
-Measured on the 128 dev web_keyword images (scripts/eval_cleaning.py, 51 with text by eye), image
+Measured on the 128 dev web_keyword images (scripts/eval/eval_cleaning.py, 51 with text by eye), image
 flag "any box": at the sides autolabel uses (480, 736; labeler.faces.cleaning) precision 0.96,
 recall 0.90; at this class's defaults (640, 960) 0.90 and 0.92, at about twice the time per image.
 """
@@ -86,7 +86,7 @@ class TextDetector:
         return boxes_from_map(self.prob_map(rgb[..., :3]), self.bin_thresh, self.box_thresh, self.unclip)
 
 
-#: shape rules for a component to count as text (measured on dev web_keyword, scripts/eval_cleaning.py):
+#: shape rules for a component to count as text (measured on dev web_keyword, scripts/eval/eval_cleaning.py):
 #: a box taller than MAX_FRAC of the image's short side is scenery (a sunset, a whole silhouette row);
 #: a box taller than SMALL_FRAC of the short side must be a line (width >= MIN_ASPECT x height): the
 #: detector also fires on eyes, teeth and rows of street lights, which are blobs, not lines.

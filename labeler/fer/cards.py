@@ -73,7 +73,7 @@ def read_card(sidecar: Path, verify: bool = True) -> ModelCard:
     if not sidecar.is_file():
         raise ModelFileError(
             f"model sidecar not found: expected {sidecar}, found nothing. "
-            "Regenerate the shipped models with `python scripts/convert_models.py`, "
+            "Regenerate the shipped models with `python scripts/convert/convert_models.py`, "
             "or point LABELER_MODELS_DIR at a folder that holds them."
         )
     try:
@@ -84,7 +84,7 @@ def read_card(sidecar: Path, verify: bool = True) -> ModelCard:
     if missing:
         raise ModelFileError(
             f"model sidecar {sidecar} lacks the field(s) {', '.join(missing)}; expected all of "
-            f"{', '.join(REQUIRED)}. Regenerate it with scripts/convert_models.py."
+            f"{', '.join(REQUIRED)}. Regenerate it with scripts/convert/convert_models.py."
         )
     model_path = (sidecar.parent / meta["file"]).resolve()
     card = ModelCard(
@@ -105,14 +105,14 @@ def verify_card(card: ModelCard) -> None:
     if not card.file.is_file():
         raise ModelFileError(
             f"model file for {card.ident} not found: expected {card.file} (named in {card.sidecar}), "
-            "found nothing. Run `python scripts/convert_models.py` to regenerate the shipped models."
+            "found nothing. Run `python scripts/convert/convert_models.py` to regenerate the shipped models."
         )
     found = sha256_file(card.file)
     if found != card.sha256:
         raise ModelFileError(
             f"checksum mismatch for {card.file}: expected sha256 {card.sha256} (from {card.sidecar.name}), "
             f"found {found}. The file is damaged or was replaced; regenerate it with "
-            "`python scripts/convert_models.py`, or update the sidecar if you replaced it on purpose."
+            "`python scripts/convert/convert_models.py`, or update the sidecar if you replaced it on purpose."
         )
 
 

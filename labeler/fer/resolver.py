@@ -106,7 +106,7 @@ def resolve_card(
             f"FER model {want!r} not found: expected a sidecar of kind 'fer' with that name in {searched}"
             f"{' or registered in the database' if registry is not None else ''}; found {', '.join(known) or 'none'}. "
             f"Put <stem>.onnx and <stem>.json in one of those folders (or set ${USER_MODELS_ENV}), "
-            "pass a path to the sidecar, or run `python scripts/convert_models.py` for the shipped model."
+            "pass a path to the sidecar, or run `python scripts/convert/convert_models.py` for the shipped model."
         )
     return hits[-1]
 

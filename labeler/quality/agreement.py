@@ -10,7 +10,7 @@ percentile bootstrap over faces (Zapf et al. 2016, BMC Med Res Methodol 16:93), 
 vectorised form makes cheap. Kappa is scikit-learn's ``cohen_kappa_score``.
 
 The weighted alpha's distance is ``labeler/data/label_distance.json`` (how often the FER+ crowd
-split one image's votes between two classes; ``scripts/label_distance.py``): a disagreement between
+split one image's votes between two classes; ``scripts/make/label_distance.py``): a disagreement between
 classes people often confuse (sad/neutral: 0.63) counts less than one between classes they never
 confuse (happy/fear: 0.98).
 """

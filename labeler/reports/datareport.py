@@ -3,7 +3,7 @@
 Input is typed, not a database: a list of :class:`FaceStats` (one per face) that the caller builds
 from wherever the faces live; :func:`summarise` turns them into a :class:`Summary` of counts over
 fixed bins, and :func:`build_report` draws a summary next to a reference summary (FER2013 train,
-``labeler/data/fer2013_reference.json``, made by ``scripts/fer2013_reference.py`` with this same
+``labeler/data/fer2013_reference.json``, made by ``scripts/make/fer2013_reference.py`` with this same
 :func:`summarise`, so both sides are binned alike). No plotting library: bars are SVG rectangles.
 """
 

@@ -77,7 +77,7 @@ def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], vot
             "ece_measured_on": "FER2013 PublicTest vs FER+ majority" if "public_test" in m else "validation",
         },
         "source": {
-            "package": "labeler (scripts/train_base.py)",
+            "package": "labeler (scripts/train/train_base.py)",
             "version": version,
             "file": "labeler/training/base_net.py, labeler/training/base_train.py",
         },

@@ -1,4 +1,4 @@
-"""The compact FER CNN trained from scratch by ``scripts/train_base.py`` (torch only; imported only
+"""The compact FER CNN trained from scratch by ``scripts/train/train_base.py`` (torch only; imported only
 under ``labeler/training``).
 
 Input: N x 1 x 48 x 48 gray, (x - 127.5) / 127.5. Outputs: ``logits`` (N x 7, labeler's label order)

@@ -1,5 +1,5 @@
 """Train the compact FER CNN (:mod:`labeler.training.base_net`) from scratch on FER2013 with the FER+
-crowd votes, export it to ONNX and write its sidecar. Entry point: :func:`main` (``scripts/train_base.py``).
+crowd votes, export it to ONNX and write its sidecar. Entry point: :func:`main` (``scripts/train/train_base.py``).
 
 Data: ``<data>/{train,public_test}/<class>/*.jpg`` (48x48 gray) and ``<votes>`` (FER+ votes, one row per
 file: ``file,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF,note``).
@@ -57,7 +57,7 @@ def log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# metrics (the same definitions as scripts/eval_fer2013.py)
+# metrics (the same definitions as scripts/eval/eval_fer2013.py)
 
 
 def metrics(probs: np.ndarray, folder: np.ndarray, maj: np.ndarray) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 thousand FER2013 faces and the global averages of earlier feature maps (each face as is and
 mirrored; float16, the averages 8-bit) with their FER+ majority labels, in
 ``labeler/data/base_domain_<model name>.npz`` with a JSON sidecar saying which model file (sha256)
-computed them, from which faces and when (``scripts/base_domain_features.py``). No image is
+computed them, from which faces and when (``scripts/train/base_domain_features.py``). No image is
 shipped. Two sets: ``replay`` (faces the base was trained on: a head is distilled toward the base
 there) and ``gate`` (faces of the base's own validation split: the promotion gate judges there).
 
@@ -101,7 +101,7 @@ def load_base_domain(model, folder: Optional[str | Path] = None) -> tuple[Option
     if m.get("sha256") != model.card.sha256:
         return None, (f"{side.name} was computed with {m.get('name')}@{m.get('version')} (sha256 {str(m.get('sha256'))[:12]}), "
                       f"not with {model.ident} (sha256 {model.card.sha256[:12]}): not used; recompute them with "
-                      "scripts/base_domain_features.py")
+                      "scripts/train/base_domain_features.py")
     if list(meta.get("labels") or []) != list(model.labels):
         return None, f"{side.name}: labels {meta.get('labels')} differ from {model.ident}'s {model.labels}; not used"
     tensors = list((meta.get("probe") or {}).get("tensors") or [])

@@ -29,7 +29,7 @@ HEAD_SUFFIX = "-head"
 #: with the reach (no base-domain features): distillation weights toward the base on the project's
 #: unlabeled faces and on replayed images of the base's own domain; images per class replayed from a
 #: ``--base-data`` folder; how much more a face far from the labeled faces is distilled
-#: (:func:`far_weights`). Chosen on issue 11's experiment (scripts/eval_retrain_domains.py), which
+#: (:func:`far_weights`). Chosen on issue 11's experiment (scripts/eval/eval_retrain_domains.py), which
 #: is the dev set: a tuned choice
 KD, KD_REPLAY, REPLAY_PER_CLASS, FAR_POWER = 3.0, 5.0, 200, 2.0
 
