@@ -45,7 +45,10 @@ def test_the_queue_orders_by_score_and_an_answer_appends_and_drops(sample_db, tm
     assert all(issues[f].score > 0.9 and issues[f].suggested == "happy" and issues[f].kind == "import" for f in order)
     assert not any(S.is_suspicious(x) for f, x in issues.items() if f not in wrong)
 
+    held = min(f for f in issues if f not in wrong)
+    assert S.take_lease(st, held, "alice") and held in S.active_leases(st)  # as if the review queue had served it
     q = P.new_queue(st, "alice", {"include_skipped": False}, ("k",), issues={f: x for f, x in issues.items() if S.is_suspicious(x)})
+    assert held not in S.active_leases(st)  # switched to the suspicious queue: back to the others
     assert P.waiting(q) == 3
     first, audit = P.head(st, sample_db, "alice", {}, q)
     assert (first, audit) == (order[0], False)

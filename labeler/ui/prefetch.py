@@ -115,6 +115,8 @@ def new_queue(db: S.Store, annotator: str, filters: dict[str, Any], key: tuple,
     ids, left, _among = _fetch(db, annotator, filters, (), issues)
     q = Queue(key, ids, left, issues=issues)
     if issues is not None:
+        if annotator:  # the card the review queue leased to the annotator goes back to the others
+            S.release_leases(db, annotator)
         return q
     if audits is not None:
         q.audits = _POOL.submit(audits)

@@ -34,7 +34,7 @@ TITLE = "Review"
 ICON = ":material/rate_review:"
 KEYS = {lab: str(i + 1) for i, lab in enumerate(LABELS)}  # 1-7 in LABELS order
 KEYS_HELP = (("1-7", "label: " + ", ".join(f"{v} {k}" for k, v in KEYS.items())),
-             ("Enter", "accept the suggestion (not while the proposal is hidden)"), ("A", "two labels: press two class keys"),
+             ("Enter", "accept the suggestion; on a suspicious label, confirm it (not while the proposal is hidden)"), ("A", "two labels: press two class keys"),
              ("X", "unusable (not a face, unreadable)"), ("S", "skip (it stays in the others' queue)"),
              ("U", "undo my last action (walks back)"), ("Esc", "cancel two-label mode"))
 #: how many audit samples a session asks for at once
