@@ -167,7 +167,8 @@ def choose_queue() -> str:
     sb.radio("Queue", list(QUEUES), index=list(QUEUES).index(kind), key="w_queue_kind", format_func=QUEUES.get,
              on_change=_set_queue, help="Suspicious labels first: faces already labeled whose label the model "
              f"doubts (confident learning's label issues, or less than even odds: score >= {S.SUSPICIOUS_MIN}), highest "
-             "label-issue score first; Enter confirms the current label, 1-7 give another.")
+             "label-issue score first; Enter confirms the current label, 1-7 give another. A face you have answered "
+             "(here or before) is left to the others.")
     if kind == "suspicious" and missing():
         sb.warning(f"Suspicious labels first needs the quality extra: {INSTALL}")
         return "review"
