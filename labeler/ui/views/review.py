@@ -224,7 +224,7 @@ def waiting_text(q: P.Queue) -> str:
 
 
 def empty_text(q: P.Queue) -> str:
-    return ("No suspicious label left to check: every label the model doubts has your answer."
+    return ("No suspicious label left to check: none that the model doubts, or you have answered each."
             if q.suspicious else "Nothing left to review with these filters.")
 
 
