@@ -182,13 +182,17 @@ from labeler.store.video import (  # noqa: F401,E402
 )
 from labeler.store.quality import (  # noqa: F401,E402
     ANNOTATORS_ENV,
+    SUSPICIOUS_MIN,
     VOTES_SOURCE,
     annotators_per_face,
     assess_project,
     doubt,
+    is_suspicious,
     issue_map,
     learned,
     quality_inputs,
     second_opinion_queue,
+    still_suspicious,
     suspicious_order,
+    suspicious_queue,
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from sqlalchemy import select
 
@@ -24,7 +24,7 @@ from labeler.quality.assessment import find_issues
 from labeler.store.engine import Store, StoreError, chunks, latest_ids
 from labeler.store.models import model_version_rows
 from labeler.store.records import current_annotations, vote
-from labeler.store.schema import DecisionRow, Proposal
+from labeler.store.schema import Annotation, DecisionRow, Proposal
 from labeler.types import LABELS
 
 #: how many annotators a face needs before the second-opinion queue leaves it alone
@@ -187,3 +187,65 @@ def second_opinion_queue(store: Store, annotator: str, need: Optional[int] = Non
         lab, dist = vote(anns[f])
         share[f] = dist.get(lab, 1.0)
     return sorted(todo, key=lambda f: (-doubt(assessment, f, share[f]), f))[:limit]
+
+
+# ---- the Review page's "suspicious labels first" queue
+
+#: a label joins the queue when confident learning counts it among the label errors
+#: (``FaceIssue.flagged``, cleanlab's ``find_label_issues`` defaults) or when its score is at least
+#: this: the model gives the label less than even odds (score = 1 - p(given label))
+SUSPICIOUS_MIN = 0.5
+
+
+def is_suspicious(issue: FaceIssue, min_score: float = SUSPICIOUS_MIN) -> bool:
+    """Whether a label issue belongs in the "suspicious labels first" queue (see :data:`SUSPICIOUS_MIN`)."""
+    return bool(issue.flagged) or issue.score >= min_score
+
+
+def _unanswered(s, face_ids: list[int], annotator: str, issues: Mapping[int, FaceIssue],
+                include_skipped: bool) -> set[int]:
+    """Those of ``face_ids`` that ``annotator`` has not answered (no current label/unusable/verify of
+    theirs, no skip of theirs not undone unless ``include_skipped``) and whose human label, where
+    people gave one, is still the label that was scored (another's answer changed it: it is rescored
+    when the queue is built again)."""
+    out: set[int] = set()
+    for part in chunks(face_ids):
+        cur = current_annotations(s, part)
+        skips = set()
+        if not include_skipped:
+            rows = s.execute(select(Annotation.id, Annotation.face_id, Annotation.action, Annotation.undoes_id)
+                             .where(Annotation.face_id.in_(part), Annotation.annotator == annotator,
+                                    Annotation.action.in_(("skip", "undo")))).all()
+            undone = {u for _i, _f, act, u in rows if act == "undo" and u}
+            skips = {f for i, f, act, _u in rows if act == "skip" and i not in undone}
+        for f in part:
+            a = cur.get(f, {})
+            human = vote(a)[0] if a else None
+            if annotator not in a and f not in skips and (human is None or human == issues[f].label):
+                out.add(f)
+    return out
+
+
+def suspicious_queue(store: Store, annotator: str, issues: Mapping[int, FaceIssue], include_skipped: bool = False,
+                     min_score: float = SUSPICIOUS_MIN) -> list[int]:
+    """The Review page's "suspicious labels first" queue: the faces of ``issues`` (face -> its label
+    issue, :func:`issue_map`) whose label is suspicious (:func:`is_suspicious`) and that
+    ``annotator`` has still to check (:func:`_unanswered`: their own answer, or a skip, takes a face
+    out), highest score first (ties by face id). An answer is an ordinary annotation
+    (``add_annotation``), appended as always."""
+    ids = [x.face_id for x in sorted(issues.values(), key=lambda x: (-x.score, x.face_id)) if is_suspicious(x, min_score)]
+    with store.session() as s:
+        keep = _unanswered(s, ids, annotator, issues, include_skipped)
+    return [f for f in ids if f in keep]
+
+
+def still_suspicious(store: Store, face_ids: list[int], annotator: str, issues: Mapping[int, FaceIssue],
+                     include_skipped: bool = False) -> list[int]:
+    """Those of ``face_ids`` (in their order) still in ``annotator``'s suspicious queue: indexed
+    look-ups of these faces only, the check of a prefetched queue's head."""
+    ids = [f for f in dict.fromkeys(face_ids) if f in issues]
+    if not ids:
+        return []
+    with store.session() as s:
+        keep = _unanswered(s, ids, annotator, issues, include_skipped)
+    return [f for f in ids if f in keep]

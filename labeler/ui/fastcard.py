@@ -10,7 +10,8 @@ window and the highest sequence number it has applied (``acks``); the card shown
 decisions still in flight played over it.
 
 A blind card (an audit sample, or hide-until-answered) says so in a banner (``data-mode`` "audit" /
-"blind"; "review" otherwise) with the keys that answer it; Enter, with nothing proposed, says why it
+"blind"; a card of the "suspicious labels first" queue: "suspicious", its banner the server's
+``banner`` text; "review" otherwise) with the keys that answer it; Enter, with nothing proposed, says why it
 stores nothing. Keys as on the server card: 1-7 label, Enter accept, A two labels, X unusable, S skip, U undo (walks
 back, also over decisions still in flight), Esc cancel two-label mode. The root element carries
 ``data-face`` (the face shown), ``data-live`` ("1" when its keys act), ``data-inflight`` (decisions
@@ -39,6 +40,7 @@ _CSS = """
 .lbl-card .lbl-banner:empty { display: none; }
 .lbl-card .lbl-banner.lbl-audit { background: #fff4e5; color: #7a4100; border: 2px solid #ffa421; }
 .lbl-card .lbl-banner.lbl-blind { background: #f0f2f6; color: #31333f; border: 2px solid #d3d5db; }
+.lbl-card .lbl-banner.lbl-suspect { background: #fdecea; color: #7d1a1a; border: 2px solid #ff8c8c; }
 .lbl-card .lbl-cols { display: grid; grid-template-columns: 1.1fr 1.4fr 1.2fr; gap: 16px; margin: 8px 0; }
 .lbl-card .lbl-crop img { width: 260px; height: auto; }
 .lbl-card .lbl-photo img { width: 320px; height: auto; display: block; }
@@ -148,7 +150,7 @@ function show(S) {
   const f = S.blind ? null : S.cards.get(S.view[0]);
   const d = S.data;
   const inflight = S.pending.filter((x) => x.action !== 'undo').length - S.pending.filter((x) => x.action === 'undo').length;
-  S.cap.textContent = `${Math.max(0, d.left - inflight)} to review with these filters \u00b7 ${d.n_done + inflight} done this session` +
+  S.cap.textContent = `${Math.max(0, d.left - inflight)} ${d.what || 'to review with these filters'} \u00b7 ${d.n_done + inflight} done this session` +
     (S.last ? ` \u00b7 last: ${S.last}` : (d.msg ? ` \u00b7 last: ${d.msg}` : ''));
   const was = S.revealFace != null ? (d.reveals || {})[S.revealFace] : null;  // sent once the answer is stored
   if (S.shown !== (f ? f.id : null)) { S.compound = false; S.held = []; S.nudge = ''; S.shownAt = performance.now(); }
@@ -158,7 +160,7 @@ function show(S) {
   S.shown = f ? f.id : null;
   if (!f) {
     S.root.dataset.face = ''; S.root.dataset.live = S.blind ? '0' : '1';
-    S.head.textContent = S.blind ? 'Undoing ...' : (S.pending.length || !d.empty ? 'Loading the next cards ...' : 'Nothing left to review with these filters.');
+    S.head.textContent = S.blind ? 'Undoing ...' : (S.pending.length || !d.empty ? 'Loading the next cards ...' : (d.empty_text || 'Nothing left to review with these filters.'));
     S.note.textContent = ''; S.banner.textContent = ''; S.banner.className = 'lbl-banner'; S.root.dataset.mode = ''; S.ev.replaceChildren(); S.crop.replaceChildren(); S.photo.replaceChildren(); S.comp.textContent = '';
     S.root.classList.toggle('lbl-wait', true);
     S.labBtns.forEach((b) => { b.disabled = true; }); [S.bAccept, S.bSecond, S.bUnusable, S.bSkip, S.bCancel].forEach((b) => { b.disabled = true; });
@@ -168,10 +170,10 @@ function show(S) {
   S.root.classList.toggle('lbl-wait', false);
   S.head.textContent = f.head;
   // a blind card says so, and which keys answer it: nothing is proposed, so Enter has nothing to accept
-  S.root.dataset.mode = f.audit ? 'audit' : (f.hidden ? 'blind' : 'review');
-  S.banner.className = 'lbl-banner' + (f.audit ? ' lbl-audit' : (f.hidden ? ' lbl-blind' : ''));
+  S.root.dataset.mode = f.audit ? 'audit' : (f.hidden ? 'blind' : (f.banner ? 'suspicious' : 'review'));
+  S.banner.className = 'lbl-banner' + (f.audit ? ' lbl-audit' : (f.hidden ? ' lbl-blind' : (f.banner ? ' lbl-suspect' : '')));
   S.banner.textContent = f.audit ? 'Audit: answer blind. Press the class you see (1-7), X unusable, S skip. ' +
-    'Nothing is proposed, so Enter accepts nothing.' : (f.hidden ? 'Proposal hidden until you answer: press the class you see (1-7).' : '');
+    'Nothing is proposed, so Enter accepts nothing.' : (f.hidden ? 'Proposal hidden until you answer: press the class you see (1-7).' : (f.banner || ''));
   S.note.textContent = f.audit ? 'An audit sample: a random candidate for auto-accept; blind labels measure how right the ' +
     'auto-accepted labels are. The proposal is shown after your answer.' : '';
   preload(S, f);

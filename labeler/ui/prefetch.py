@@ -7,6 +7,12 @@ batches of ``BATCH`` face ids, the next batch in a worker thread while the curre
 meanwhile is dropped. The next ``AHEAD`` cards (the card record and the boxed photo) are loaded in
 the worker threads while the annotator looks at the current one. No Streamlit call is made from a
 worker thread.
+
+The "suspicious labels first" queue (``Queue.issues`` set: face -> label issue, scored when the
+queue is made) runs on the same machinery: its batches come from ``store.suspicious_queue``
+(labeled faces, highest label-issue score first), its head is checked by ``store.still_suspicious``
+(the annotator's answer or skip takes a face out), and it is not leased (a second look at a label
+someone else is checking does no harm: the vote settles it).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from labeler import store as S
 from labeler.store import grid as G
@@ -76,18 +82,42 @@ class Queue:
     seen: set[int] = field(default_factory=set)
     refill: Optional[Future] = None
     audits: Optional[Future] = None
+    #: the "suspicious labels first" queue: face -> its label issue (None: the review queue)
+    issues: Optional[Mapping[int, Any]] = None
+
+    @property
+    def suspicious(self) -> bool:
+        return self.issues is not None
 
 
-def _fetch(db: S.Store, annotator: str, filters: dict[str, Any], exclude: tuple[int, ...]) -> tuple[list[int], int]:
-    ids = S.review_queue(db, annotator, limit=BATCH + len(exclude), **filters)
+def _fetch(db: S.Store, annotator: str, filters: dict[str, Any], exclude: tuple[int, ...],
+           issues: Optional[Mapping[int, Any]] = None) -> tuple[list[int], int, Optional[list[int]]]:
+    """(the next batch, the faces waiting, and for the suspicious queue those faces themselves)."""
     ex = set(exclude)
-    return [f for f in ids if f not in ex][:BATCH], S.review_queue_count(db, annotator, **filters)
+    if issues is not None:  # the suspicious queue: every face of it at once (a sort of scores held here)
+        ids = S.suspicious_queue(db, annotator, issues, include_skipped=bool(filters.get("include_skipped")))
+        return [f for f in ids if f not in ex][:BATCH], len(ids), ids
+    ids = S.review_queue(db, annotator, limit=BATCH + len(exclude), **filters)
+    return [f for f in ids if f not in ex][:BATCH], S.review_queue_count(db, annotator, **filters), None
+
+
+def _left(q: "Queue", left: int, among: Optional[list[int]]) -> int:
+    """A fetch's count of the faces waiting; for the suspicious queue less those settled here since
+    the fetch was started (a background fetch may have read the database before the last answers)."""
+    return left if among is None else sum(1 for f in among if f not in q.seen)
 
 
 def new_queue(db: S.Store, annotator: str, filters: dict[str, Any], key: tuple,
-              audits: Optional[Callable[[], list[int]]] = None) -> Queue:
-    ids, left = _fetch(db, annotator, filters, ())
-    q = Queue(key, ids, left)
+              audits: Optional[Callable[[], list[int]]] = None, issues: Optional[Mapping[int, Any]] = None) -> Queue:
+    """A queue for ``annotator``: the review queue with ``filters`` (audit samples first when
+    ``audits`` draws them), or with ``issues`` (face -> label issue) the "suspicious labels first"
+    queue (only ``include_skipped`` of the filters applies; no audit samples)."""
+    ids, left, _among = _fetch(db, annotator, filters, (), issues)
+    q = Queue(key, ids, left, issues=issues)
+    if issues is not None:
+        if annotator:  # the card the review queue leased to the annotator goes back to the others
+            S.release_leases(db, annotator)
+        return q
     if audits is not None:
         q.audits = _POOL.submit(audits)
     return q
@@ -121,32 +151,40 @@ def head(db: S.Store, url: str, annotator: str, filters: dict[str, Any], q: Queu
         if q.audit:
             prefetch(db, url, q.audit[1:AHEAD + 1] + q.ids[:1])
             return q.audit[0], True
+    if q.suspicious:
+        def pending(ids: list[int]) -> list[int]:
+            return S.still_suspicious(db, ids, annotator, q.issues, include_skipped=bool(filters.get("include_skipped")))
+    else:
+        def pending(ids: list[int]) -> list[int]:
+            return G.still_pending(db, ids, annotator)
     if q.refill is not None and q.refill.done():
         try:
-            more, left = q.refill.result()
+            more, left, among = q.refill.result()
             have = set(q.ids) | q.seen
             q.ids += [f for f in more if f not in have]
-            q.left = left
+            q.left = _left(q, left, among)
         except Exception:  # noqa: BLE001 - try again below
             pass
         q.refill = None
     for _ in range(100):  # settled faces dropped from the head; a new batch when it ran out
-        got = G.still_pending(db, q.ids[:AHEAD + 1], annotator)
+        got = pending(q.ids[:AHEAD + 1])
         q.seen |= set(q.ids[:AHEAD + 1]) - set(got)
         q.ids = got + q.ids[AHEAD + 1:]
         if q.ids:
             break
         if q.refill is not None:
-            more, q.left = q.refill.result()
+            more, left, among = q.refill.result()
             q.refill = None
         else:
-            more, q.left = _fetch(db, annotator, filters, tuple(q.seen))
+            more, left, among = _fetch(db, annotator, filters, tuple(q.seen), q.issues)
+        q.left = _left(q, left, among)
         q.ids = [f for f in more if f not in q.seen]
         if not more:
             break
     if len(q.ids) < LOW and q.refill is None:
-        q.refill = _POOL.submit(_fetch, db, annotator, filters, tuple(q.ids) + tuple(q.seen))
-    q.ids = S.lease_order(db, annotator, q.ids)  # the head leased to this annotator: nobody else is served it
+        q.refill = _POOL.submit(_fetch, db, annotator, filters, tuple(q.ids) + tuple(q.seen), q.issues)
+    if not q.suspicious:
+        q.ids = S.lease_order(db, annotator, q.ids)  # the head leased to this annotator: nobody else is served it
     if not q.ids:
         return None, False
     prefetch(db, url, q.ids[1:AHEAD + 1])

@@ -63,14 +63,20 @@ def folders(url: str) -> list[tuple[str, int]]:
 
 
 @st.cache_data(ttl=60, show_spinner="scoring the labels...")
-def issue_scores(url: str) -> Optional[dict[int, tuple[float, str]]]:
-    """face -> (label-issue score, the class the model prefers); None without the quality extra.
-    Cleared when a page appends labels (:func:`labels_changed`)."""
+def label_issues(url: str):
+    """face -> its label issue (``labeler.quality.FaceIssue``: score, flagged, the class the model
+    prefers); None without the quality extra. Cleared when a page appends labels (:func:`labels_changed`)."""
     from labeler.quality import missing
 
     if missing():
         return None
-    return {f: (x.score, x.suggested) for f, x in S.issue_map(get_store(url)).items()}
+    return S.issue_map(get_store(url))
+
+
+def issue_scores(url: str) -> Optional[dict[int, tuple[float, str]]]:
+    """face -> (label-issue score, the class the model prefers); None without the quality extra."""
+    got = label_issues(url)
+    return None if got is None else {f: (x.score, x.suggested) for f, x in got.items()}
 
 
 @st.cache_data(ttl=60, show_spinner="measuring agreement...")
@@ -87,7 +93,7 @@ def label_quality(url: str):
 
 def labels_changed() -> None:
     """Labels were appended: the cached scores and agreement are stale."""
-    issue_scores.clear()
+    label_issues.clear()
     label_quality.clear()
 
 

@@ -5,7 +5,15 @@ The card is an ``st.fragment``: a key press reruns the card only, from a queue p
 background with the next cards already loaded (``labeler.ui.prefetch``). Audit samples
 (``store.next_audit_faces``, drawn in the background) come first: the first card waits for them, so
 they are never swapped in under a card shown; each says "Audit: answer blind" and hides the proposal
-until answered. The same hide-until-answered mode is a sidebar toggle for anyone."""
+until answered. The same hide-until-answered mode is a sidebar toggle for anyone.
+
+The sidebar's "Queue" (or ``?queue=suspicious`` in the URL) picks the "suspicious labels first"
+queue instead: faces already labeled (by people, an import, auto-accept or a filename keyword)
+whose label is probably wrong (``labeler.quality``: confident learning's label issues and labels
+the model gives less than even odds, ``store.SUSPICIOUS_MIN``), highest label-issue score first,
+each card saying the current label, where it came from, the score and the class the model prefers.
+Enter confirms the current label; an answer is a new annotation (appended, nothing overwritten),
+takes the face out of the annotator's queue and clears the cached scores (Gallery, Overview)."""
 
 from __future__ import annotations
 
@@ -19,18 +27,22 @@ from labeler.types import LABELS, REVIEW_KINDS, RuleWord
 from labeler.ui import prefetch as P
 from labeler.ui.flowbar import flow_bar, retrain_when_due
 from labeler.ui.keys import data_uri
-from labeler.ui.resources import db_url, folders, policy, store
+from labeler.ui.resources import db_url, folders, label_issues, labels_changed, policy, store
 from labeler.ui.state import SOURCE, flash, goto, take_flash, who
 
 TITLE = "Review"
 ICON = ":material/rate_review:"
 KEYS = {lab: str(i + 1) for i, lab in enumerate(LABELS)}  # 1-7 in LABELS order
 KEYS_HELP = (("1-7", "label: " + ", ".join(f"{v} {k}" for k, v in KEYS.items())),
-             ("Enter", "accept the suggestion (not while the proposal is hidden)"), ("A", "two labels: press two class keys"),
+             ("Enter", "accept the suggestion; on a suspicious label, confirm it (not while the proposal is hidden)"), ("A", "two labels: press two class keys"),
              ("X", "unusable (not a face, unreadable)"), ("S", "skip (it stays in the others' queue)"),
              ("U", "undo my last action (walks back)"), ("Esc", "cancel two-label mode"))
 #: how many audit samples a session asks for at once
 AUDITS = 20
+#: the queues the Review page serves (``?queue=suspicious`` opens the second)
+QUEUES = {"review": "Faces to review", "suspicious": "Suspicious labels first"}
+#: where a face's current label comes from (``labeler.quality.LABEL_KINDS``), as the card says it
+KIND_NAMES = {"human": "people's answers", "import": "imported", "auto": "auto-accepted", "keyword": "filename keyword"}
 
 
 # ---- actions (button callbacks: they run before the rerun, so the next card renders right away)
@@ -69,6 +81,8 @@ def act(face_id: int, action: str, labels: Optional[list[str]] = None, accepted:
     else:
         S.add_annotation(store(), face_id, who(), action, labels, source=SOURCE, seconds=secs,
                          effort=None if secs is None else ("card_accept" if accepted else "card"))
+    if action != "skip":
+        labels_changed()  # the label-issue scores and the agreement are stale (Gallery, Overview, the next queue)
     st.session_state["last_source"] = S.AUDIT_SOURCE if audit and hasattr(S, "add_audit") else SOURCE
     _reset_compound()
     q = st.session_state.get("queue")
@@ -109,6 +123,7 @@ def undo() -> None:
     st.session_state["last_source"] = SOURCE
     st.session_state.pop("reveal", None)
     _reset_compound()
+    labels_changed()
     flash(f"undid {r['action']} {' + '.join(r['labels'] or [])} on face #{r['face_id']}")
 
 
@@ -126,10 +141,49 @@ def bar(p: float, n: int = 20) -> str:
     return "█" * k + "·" * (n - k)
 
 
-def filters() -> dict[str, Any]:
-    """The sidebar filters, as keyword arguments of ``review_queue``."""
+def queue_kind() -> str:
+    """The queue chosen on the sidebar ("review" | "suspicious"), first from ``?queue=``."""
+    if "queue_kind" not in st.session_state:
+        st.session_state["queue_kind"] = "suspicious" if st.query_params.get("queue") == "suspicious" else "review"
+    return st.session_state["queue_kind"]
+
+
+def _set_queue() -> None:
+    kind = st.session_state["w_queue_kind"]
+    st.session_state["queue_kind"] = kind
+    if kind == "suspicious":  # the address opens this queue again (a link to share)
+        st.query_params["queue"] = kind
+    else:
+        st.query_params.pop("queue", None)
+
+
+def choose_queue() -> str:
+    """The sidebar's queue control; the queue to serve: "suspicious" only where the label issues can
+    be scored (the quality extra), else "review" with a one-line note of what to install."""
+    from labeler.quality import INSTALL, missing
+
+    sb = st.sidebar
+    kind = queue_kind()
+    sb.radio("Queue", list(QUEUES), index=list(QUEUES).index(kind), key="w_queue_kind", format_func=QUEUES.get,
+             on_change=_set_queue, help="Suspicious labels first: faces already labeled whose label the model "
+             f"doubts (confident learning's label issues, or less than even odds: score >= {S.SUSPICIOUS_MIN}), highest "
+             "label-issue score first; Enter confirms the current label, 1-7 give another. A face you have answered "
+             "(here or before) is left to the others.")
+    if kind == "suspicious" and missing():
+        sb.warning(f"Suspicious labels first needs the quality extra: {INSTALL}")
+        return "review"
+    return kind
+
+
+def filters(kind: str = "review") -> dict[str, Any]:
+    """The sidebar filters, as keyword arguments of ``review_queue`` (of the suspicious queue:
+    only "Include faces I skipped")."""
     sb = st.sidebar
     sb.markdown("**Review filters**")
+    if kind == "suspicious":
+        skipped = sb.checkbox("Include faces I skipped", key="f_skipped")
+        sb.caption("Reason, class and folder filters apply to the review queue.")
+        return {"include_skipped": skipped}
     kinds = sb.multiselect("Reason", list(REVIEW_KINDS), key="f_kinds")
     prop = sb.multiselect("Proposed class", list(LABELS), key="f_prop")
     fl = folders(db_url())
@@ -141,21 +195,56 @@ def filters() -> dict[str, Any]:
     return {"reason_kinds": kinds or None, "proposed": prop or None, "folder": folder or None, "include_skipped": skipped}
 
 
-def _queue(db: S.Store, f: dict[str, Any]) -> P.Queue:
-    """This session's precomputed queue for the filters (a new one when they changed)."""
+def _queue(db: S.Store, f: dict[str, Any], kind: str = "review") -> P.Queue:
+    """This session's precomputed queue for the filters (a new one when they, or the queue kind, changed)."""
+    suspicious = kind == "suspicious"
     key = (who(), tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(f.items())),
-           bool(st.session_state.get("audits_first", True)))
+           bool(st.session_state.get("audits_first", True)) and not suspicious, kind)
     q = st.session_state.get("queue")
     if q is None or q.key != key:
-        audits = None
-        if key[2] and hasattr(S, "next_audit_faces"):
+        if q is not None and q.suspicious != suspicious:
+            st.session_state.pop("fc_cards", None)  # the fast card's rendered cards say the other queue's evidence
+        audits, issues = None, None
+        if suspicious:
+            issues = {i: x for i, x in (label_issues(db_url()) or {}).items() if S.is_suspicious(x)}
+        elif key[2] and hasattr(S, "next_audit_faces"):
             db_, name, pol = db, who(), policy()
             audits = lambda: [a.face_id for a in S.next_audit_faces(db_, name, AUDITS, pol)]  # noqa: E731
-        q = st.session_state["queue"] = P.new_queue(db, who(), f, key, audits)
+        q = st.session_state["queue"] = P.new_queue(db, who(), f, key, audits, issues=issues)
     if q.audits is not None:  # the first card waits for the audit samples: they come first, never later
         wait_audits(q)
         P.take_audits(db, who(), f, q)
     return q
+
+
+def waiting_text(q: P.Queue) -> str:
+    """What the queue's count counts, after the number."""
+    return ("suspicious labels left to check (most suspicious first)" if q.suspicious
+            else "to review with these filters")
+
+
+def empty_text(q: P.Queue) -> str:
+    return ("No suspicious label left to check: none that the model doubts, or you have answered each."
+            if q.suspicious else "Nothing left to review with these filters.")
+
+
+def with_issue(card: dict[str, Any], q: P.Queue) -> dict[str, Any]:
+    """The card of a face of the suspicious queue carries its label issue (``issue``)."""
+    return dict(card, issue=q.issues.get(card["face_id"])) if q.suspicious else card
+
+
+def suspect(x) -> tuple[str, str, str]:
+    """A suspicious label in words, as (current label, where it came from, what the model says)."""
+    fb = " (an earlier model's probabilities: the newest learned this label)" if x.fallback else ""
+    return (x.label, KIND_NAMES.get(x.kind, x.kind),
+            f"issue score {x.score:.2f}" + (", a label issue by confident learning" if x.flagged else "")
+            + f"; the model{' (' + x.prob_source + ')' if x.prob_source else ''} prefers {x.suggested} {x.suggested_prob:.2f}{fb}")
+
+
+def suggestion_of(card: dict[str, Any]) -> Optional[str]:
+    """What Enter accepts: the current label on a suspicious card, else the decision's or the model's class."""
+    x = card.get("issue")
+    return x.label if x is not None else (card["decision_label"] or card["model_label"])
 
 
 def wait_audits(q: P.Queue) -> None:
@@ -173,7 +262,11 @@ def wait_audits(q: P.Queue) -> None:
 
 
 def _evidence(card: dict[str, Any]) -> None:
-    st.markdown(f"**Why review** ({card['reason_kind']}, priority {card['priority']:.2f})  \n{card['reason']}")
+    if card.get("issue") is not None:
+        lab, src, said = suspect(card["issue"])
+        st.markdown(f"**Suspicious label:** now **{lab}** ({src})  \n{said}  \nEnter confirms {lab}; 1-7 give another class.")
+    else:
+        st.markdown(f"**Why review** ({card['reason_kind']}, priority {card['priority']:.2f})  \n{card['reason']}")
     rw = [RuleWord.from_pair(p) for p in card["rule_words"]]
     words = [w.word for w in rw if not w.negated]
     neg = [w.word for w in rw if w.negated]
@@ -250,27 +343,28 @@ def _reveal() -> None:
 
 
 @st.fragment
-def card_area(f: dict[str, Any]) -> None:
+def card_area(f: dict[str, Any], kind: str = "review") -> None:
     """The card: rerun alone on every key press (the sidebar and the rest of the page stay)."""
     if st.session_state.get("page") not in (None, TITLE):  # "Open image view": the whole app switches page
         st.rerun(scope="app")
     db = store()
-    q = _queue(db, f)
+    q = _queue(db, f, kind)
     fid, audit = P.head(db, db_url(), who(), f, q)
     msg = take_flash()
-    st.caption(f"{P.waiting(q)} to review with these filters · {st.session_state.get('n_done', 0)} done this session"
+    st.caption(f"{P.waiting(q)} {waiting_text(q)} · {st.session_state.get('n_done', 0)} done this session"
                + (f" · last: {msg}" if msg else ""))
     _reveal()
     if fid is None:
         st.session_state["card_face"] = None
-        st.success("Nothing left to review with these filters.")
+        st.success(empty_text(q))
         st.button("Undo my last action", key="undo", shortcut="U", on_click=undo)
         return
     card = P.card(db, db_url(), fid)
     if card is None:
         P.settled(q, fid, audit)
         st.rerun(scope="fragment")
-    suggestion = card["decision_label"] or card["model_label"]
+    card = with_issue(card, q)
+    suggestion = suggestion_of(card)
     hidden = audit or bool(st.session_state.get("hide_mode"))
     st.session_state["card_audit"] = audit
     st.session_state["card_hidden"] = (f"{suggestion or 'none'}" + (f" (model {card['model_label']} {card['model_prob']:.2f})"
@@ -288,7 +382,8 @@ def render() -> None:
         st.session_state["audits_first"] = False
     if "fast_card_on" not in st.session_state:  # ?card=server: the card drawn by the server (one rerun per key)
         st.session_state["fast_card_on"] = st.query_params.get("card") != "server"
-    f = filters()
+    kind = choose_queue()
+    f = filters(kind)
     sb = st.sidebar
     # settings kept under their own keys: a widget's state is dropped while another page is shown
     sb.toggle("Hide the proposal until I answer", key="w_hide_mode", value=bool(st.session_state.get("hide_mode", False)),
@@ -306,6 +401,6 @@ def render() -> None:
     if st.session_state.get("fast_card_on", True):
         from labeler.ui.views.review_fast import fast_area  # it builds on this module
 
-        fast_area(f)
+        fast_area(f, kind)
     else:
-        card_area(f)
+        card_area(f, kind)

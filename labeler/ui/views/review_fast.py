@@ -2,7 +2,8 @@
 store calls as the server card: ``add_annotation`` / ``add_audit`` / ``undo_last``, with the
 annotator's name), each (client, sequence number, face) once and in order, and hands the browser a
 window of the next cards (``labeler.ui.fastcard``). The queue is the server card's
-(``labeler.ui.prefetch``): audit samples first, settled faces dropped, undone faces put back."""
+(``labeler.ui.prefetch``): audit samples first, settled faces dropped, undone faces put back; or
+the "suspicious labels first" queue, each card with its label issue and Enter confirming the current label."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from labeler.types import LABELS, RuleWord
 from labeler.ui import prefetch as P
 from labeler.ui.fastcard import fast_card
 from labeler.ui.keys import data_uri
-from labeler.ui.resources import db_url, store
+from labeler.ui.resources import db_url, labels_changed, store
 from labeler.ui.state import SOURCE, flash, take_flash, who
 from labeler.ui.views import review as R
 
@@ -44,6 +45,8 @@ def _undo(q: Optional[P.Queue], src: str) -> Optional[dict[str, Any]]:
     r = P.undo(store(), who(), src, SOURCE, q)  # the face comes back at the head of the queue
     if r is not None and q is not None:
         st.session_state.setdefault("fc_cards", {}).pop(r["face_id"], None)
+    if r is not None:
+        labels_changed()
     return r
 
 
@@ -70,7 +73,7 @@ def apply(payload: Any) -> int:
             else:
                 face = int(face)
                 labels = list(d.get("labels") or []) or None
-                was_audit = face in _audit_faces(q)
+                was_audit = face in _audit_faces(q) and not (q is not None and q.suspicious)
                 audit = was_audit and action != "skip"
                 secs = float(d["ms"]) / 1000 if isinstance(d.get("ms"), (int, float)) and action != "skip" else None
                 if audit:
@@ -80,7 +83,9 @@ def apply(payload: Any) -> int:
                                      effort=None if secs is None else ("card_accept" if d.get("accept") else "card"))
                 src = S.AUDIT_SOURCE if audit else SOURCE
                 mine[seq] = (face, action, src)
-                _revealed(face)
+                if action != "skip":
+                    labels_changed()  # the label-issue scores and the agreement are stale
+                _revealed(face, q)
                 st.session_state["last_source"] = src
                 if q is not None:
                     P.settled(q, face, audit=was_audit)
@@ -92,12 +97,12 @@ def apply(payload: Any) -> int:
     return n
 
 
-def _revealed(face: int) -> None:
+def _revealed(face: int, q: Optional[P.Queue] = None) -> None:
     """Keep what had been proposed for ``face``, answered now: the page shows it after the answer."""
     card = st.session_state.setdefault("fc_cards", {}).get(face)
     if card is None:
         got = S.face_card(store(), face)
-        card = _render_text(got) if got is not None else None
+        card = _render_text(R.with_issue(got, q) if q is not None else got) if got is not None else None
     if card is not None:
         rv = st.session_state.setdefault("fc_reveals", {})
         rv[face] = card["reveal"]
@@ -121,6 +126,7 @@ def _on_open() -> None:
 def _evidence(card: dict[str, Any]) -> str:
     """The "why review" column as HTML (every value escaped)."""
     e = html.escape
+    x = card.get("issue")
     rw = [RuleWord.from_pair(p) for p in card["rule_words"]]
     words = [w.word for w in rw if not w.negated]
     neg = [w.word for w in rw if w.negated]
@@ -129,7 +135,13 @@ def _evidence(card: dict[str, Any]) -> str:
     top = sorted(card["model_probs"].items(), key=lambda kv: -kv[1])[:3]
     model = "<br>".join(f"<code>{R.bar(p, 14)}</code> {e(lab)} {p:.2f}" for lab, p in top) or "no proposal"
     qtxt = ", ".join(f"{e(k)} {v:.3g}" for k, v in card["quality"].items() if isinstance(v, (int, float)))
-    out = [f"<p><strong>Why review</strong> ({e(str(card['reason_kind']))}, priority {card['priority']:.2f})<br>{e(str(card['reason']))}</p>",
+    if x is not None:
+        lab, src, said = R.suspect(x)
+        why = (f"<p><strong>Suspicious label:</strong> now <strong>{e(lab)}</strong> ({e(src)})<br>{e(said)}<br>"
+               f"Enter confirms {e(lab)}; 1-7 give another class.</p>")
+    else:
+        why = f"<p><strong>Why review</strong> ({e(str(card['reason_kind']))}, priority {card['priority']:.2f})<br>{e(str(card['reason']))}</p>"
+    out = [why,
            f"<p><strong>Rule:</strong> {rule}" + (f" — words: {', '.join(f'<code>{e(w)}</code>' for w in words)}" if words else "")
            + (f" — negated: {', '.join(f'<code>{e(w)}</code>' for w in neg)}" if neg else "") + "</p>",
            f"<p><strong>Model</strong> ({e(str(card['model_source'] or '-'))}):<br>{model}</p>",
@@ -143,8 +155,11 @@ def _evidence(card: dict[str, Any]) -> str:
 def _render_text(card: dict[str, Any]) -> dict[str, Any]:
     """The browser's record of one card without its images; hidden-until-answered is applied later."""
     fid = card["face_id"]
-    sugg = card["decision_label"] or card["model_label"]
-    return {"id": fid, "image_id": card["image_id"],
+    sugg = R.suggestion_of(card)
+    x = card.get("issue")
+    return {"banner": f"Suspicious label: {x.label} ({R.KIND_NAMES.get(x.kind, x.kind)}), the model prefers {x.suggested}. "
+                      "Enter confirms it, 1-7 another class, X unusable, S skip." if x is not None else "",
+            "id": fid, "image_id": card["image_id"],
             "head": f"Face #{fid} · image #{card['image_id']} · face {card['idx'] + 1} of {card['n_faces']}",
             "photo_missing": "image file not found: " + (card["paths"][0] if card["paths"] else "-"),
             "suggestion": sugg, "evidence": _evidence(card),
@@ -177,7 +192,7 @@ def window(db: S.Store, q: P.Queue, f: dict[str, Any]) -> list[dict[str, Any]]:
             if card is None:
                 P.settled(q, i, i in audits)
                 continue
-            cache[i] = _render(card)
+            cache[i] = _render(R.with_issue(card, q))
         is_audit = i in audits
         if is_audit:
             served.add(i)
@@ -185,7 +200,7 @@ def window(db: S.Store, q: P.Queue, f: dict[str, Any]) -> list[dict[str, Any]]:
         if i in have:  # the page has its images already
             del c["crop"], c["photo"]
         if c["hidden"]:  # nothing of the proposal on the page before the answer
-            c["evidence"], c["suggestion"] = "", None
+            c["evidence"], c["suggestion"], c["banner"] = "", None, ""
             del c["reveal"]
         out.append(c)
     if len(cache) > KEEP:
@@ -196,15 +211,16 @@ def window(db: S.Store, q: P.Queue, f: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @st.fragment
-def fast_area(f: dict[str, Any]) -> None:
+def fast_area(f: dict[str, Any], kind: str = "review") -> None:
     """The browser card: a rerun here only stores decisions and refills the window."""
     if st.session_state.get("page") not in (None, R.TITLE):  # "Open image view": the whole app switches page
         st.rerun(scope="app")
     db = store()
-    q = R._queue(db, f)
+    q = R._queue(db, f, kind)
     win = window(db, q, f)
     acks = {cid: max(m) for cid, m in _applied().items() if m}
     st.session_state["fc_rev"] = rev = st.session_state.get("fc_rev", 0) + 1  # new data on every run: the card hears each
     fast_card({"window": win, "acks": acks, "rev": rev, "reveals": st.session_state.get("fc_reveals", {}), "left": P.waiting(q), "n_done": st.session_state.get("n_done", 0),
-               "msg": take_flash() or "", "empty": not win, "labels": list(LABELS), "keys": dict(R.KEYS)},
+               "msg": take_flash() or "", "empty": not win,
+               "what": R.waiting_text(q), "empty_text": R.empty_text(q), "labels": list(LABELS), "keys": dict(R.KEYS)},
               on_decide=_on_decide, on_open=_on_open)
