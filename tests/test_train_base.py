@@ -1,5 +1,5 @@
 """scripts/train_base.py end to end on a tiny generated FER2013-like folder: one short epoch, ONNX
-export, sidecar, and loading the result through labeler's model registry (torch needed, else skipped)."""
+export, sidecar, and loading the result through labeler's model registry (torch needed: skipped without it, a failure where LABELER_REQUIRE_TORCH is set)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
-cv2 = pytest.importorskip("cv2")
+import cv2
+
+from .conftest import need_module
+
+torch = need_module("torch", "torch", "pip install 'labeler[train]'")
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 COLS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]

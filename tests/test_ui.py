@@ -9,7 +9,6 @@ import pytest
 
 from labeler import store as S
 
-pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 UI = str(Path(__file__).resolve().parent.parent / "labeler" / "ui" / "app.py")

@@ -1,13 +1,13 @@
 """End to end: the review app served by streamlit, driven by a real headless Chromium (Playwright).
 
-Needs Debian's ``chromium`` and the ``playwright`` package; skipped cleanly without them.
+Needs Debian's ``chromium`` and the ``playwright`` package; skipped without them, a failure where
+LABELER_REQUIRE_CHROMIUM is set (scripts/test.sh as root: CI).
 Screenshots of every page go to $LABELER_SCREENSHOTS (or the test's tmp folder).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from labeler import store as S
+
+from .conftest import chromium_exe, need_module
 
 pytestmark = pytest.mark.browser
 
@@ -62,10 +64,8 @@ def start_app(db_url: str, port: int, config_home: Path) -> subprocess.Popen:
 
 @pytest.fixture
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = need_module("playwright.sync_api", "chromium", "pip install playwright")
+    exe = chromium_exe()
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROME_ARGS)
         yield b

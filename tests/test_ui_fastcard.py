@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from labeler import store as S
 
-pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from .test_ui import UI, config_home, ensure_review  # noqa: E402,F401 - config_home: a private config folder
