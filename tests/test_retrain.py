@@ -66,13 +66,17 @@ def test_softmax_head_learns_and_keeps_absent_classes():
     assert np.allclose(W2[3], 0) and b2[3] < b2[:3].min()
 
 
-def test_temperature_fit_recovers_a_known_temperature():
+def test_the_pair_temperature_is_fitted_on_the_flip_averaged_logits():
+    """fit_temperature_pair fits the logits the model answers with under flip averaging: two noisy
+    views whose mean is the true logits recover the true temperature, one view alone does not.
+    (Recovering a known temperature from one set of logits: tests/test_calibration.py.)"""
     rng = np.random.default_rng(0)
     z = rng.normal(0, 3, (4000, 5))
-    p = softmax(z, 2.0)
-    y = np.array([rng.choice(5, p=pi) for pi in p])
-    t = fit_temperature_pair(z, None, y)
-    assert 1.8 < t < 2.2
+    y = np.array([rng.choice(5, p=pi) for pi in softmax(z, 2.0)])
+    e = rng.normal(0, 3, z.shape)
+    assert 1.8 < fit_temperature_pair(z + e, z - e, y) < 2.2
+    assert fit_temperature_pair(z + e, None, y) > 3.0  # the noisy view alone looks over-confident
+    assert fit_temperature_pair(z[:0], z[:0], y[:0]) == 1.0  # no labels: unchanged
 
 
 def test_evaluate_and_promotion_rule():
@@ -272,12 +276,20 @@ def test_calibrate_writes_a_calibrated_copy_and_makes_it_default(labeled_sample,
     assert load_model(str(side)).ident == res.ident
 
 
-def test_train_entry_point_returns_a_typed_result_and_logs(labeled_sample, tmp_path):
+def test_train_entry_point_takes_a_url_and_passes_its_options_on(labeled_sample, tmp_path):
+    """training.train with the database URL alone (as a thread or a subprocess calls it): the model
+    is written where asked, registered in that database, and trained with the options given."""
     store, _labels = labeled_sample
     said = []
-    res = training.train(store, mode="head", holdout=0.3, epochs=20, out_dir=tmp_path / "m", log=said.append)
-    assert isinstance(res, training.TrainResult) and res.metrics["training"]["epochs"] == 20
-    assert said and res.lines()[0].startswith(f"model {res.ident} (from {shipped_model().ident})")
+    url = store.engine.url.render_as_string(hide_password=False)
+    res = training.train(url, mode="head", holdout=0.5, seed=3, epochs=20, out_dir=tmp_path / "m", log=said.append)
+    assert isinstance(res, training.TrainResult)
+    t = res.metrics["training"]
+    assert (t["mode"], t["epochs"], t["holdout"], t["seed"], t["folds"]) == ("head", 20, 0.5, 3, 2)
+    assert Path(res.sidecar).parent == tmp_path / "m" and json.loads(Path(res.sidecar).read_text())["training"]["epochs"] == 20
+    assert res.ident in {r.ident for r in training.project_models(st.Store(url))}
+    assert said and all(isinstance(s, str) and s for s in said)
+    assert res.lines()[0].startswith(f"model {res.ident} (from {shipped_model().ident})")
     assert res.lines()[-1].startswith("not promoted: ")
     with pytest.raises(training.ConfigError, match="expected one of head, finetune"):
         training.train(store, mode="bogus")
