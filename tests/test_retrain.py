@@ -17,7 +17,7 @@ from labeler import training
 from labeler.fer.cards import read_card, sha256_file
 from labeler.fer.model import softmax
 from labeler.fer.resolver import USER_MODELS_ENV, load_model, shipped_model
-from labeler.training.data import grouped_split, labeled_data
+from labeler.training.data import holdout_mask, labeled_data
 from labeler.training.head import fit_softmax_head, old_head, write_head_onnx
 from labeler.training.retrain import train_head
 from labeler.training.metrics import better, evaluate, fit_temperature_pair
@@ -35,11 +35,11 @@ def _f(rec, key):
 # pure parts
 
 
-def test_grouped_split_keeps_images_together_and_stratifies():
+def test_holdout_mask_keeps_images_together_and_stratifies():
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(60), 2)  # two faces per image
     y = np.repeat(rng.integers(0, 3, 60), 2)
-    held = grouped_split(groups, y, 0.25, seed=1)
+    held = holdout_mask(groups, y, 0.25, seed=1)
     for g in np.unique(groups):
         assert len(set(held[groups == g])) == 1  # an image is never split
     for c in range(3):
@@ -47,7 +47,7 @@ def test_grouped_split_keeps_images_together_and_stratifies():
         n_held = len(np.unique(groups[(y == c) & held]))
         assert 1 <= n_held <= n_img - 1
         assert abs(n_held - 0.25 * n_img) <= 1
-    assert (grouped_split(groups, y, 0.25, seed=1) == held).all()  # deterministic
+    assert (holdout_mask(groups, y, 0.25, seed=1) == held).all()  # deterministic
 
 
 def test_softmax_head_learns_and_keeps_absent_classes():
@@ -630,12 +630,12 @@ def test_gate_refuses_a_head_trained_on_one_class(sample_db, tmp_path, monkeypat
     assert "base domain acc" in rows[res.ident].line() and "not promoted" in rows[res.ident].line()
 
 
-def test_grouped_split_is_stable_as_labels_grow():
+def test_holdout_mask_is_stable_as_labels_grow():
     rng = np.random.default_rng(3)
     groups = np.arange(200)
     y = rng.integers(0, 4, 200)
-    small = grouped_split(groups[:150], y[:150], 0.2, seed=0)
-    big = grouped_split(groups, y, 0.2, seed=0)
+    small = holdout_mask(groups[:150], y[:150], 0.2, seed=0)
+    big = holdout_mask(groups, y, 0.2, seed=0)
     moved = (small != big[:150]).sum()
     assert moved <= 8  # only groups at each class's boundary change side
     assert big.sum() >= 35
