@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from labeler.fer import model as models
+from labeler.fer import resolver as models
 from labeler.fer.cards import default_models_dir, read_card, sha256_file
 from labeler.types import LABELS
 

@@ -70,7 +70,7 @@ def test_vote_targets_rules():
 
 @pytest.mark.slow
 def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
-    from labeler.fer.model import load_model
+    from labeler.fer.resolver import load_model
     from labeler.training.base_train import main
 
     data = tmp_path / "fer"
@@ -157,7 +157,7 @@ def test_adjust_prior_script_on_a_model_trained_without_it(tmp_path):
     model that is already adjusted."""
     import importlib.util
 
-    from labeler.fer.model import load_model
+    from labeler.fer.resolver import load_model
     from labeler.training.base_train import main
 
     data = tmp_path / "fer"

@@ -18,6 +18,14 @@ import torch.nn.functional as F
 from labeler.training.base_net import INPUT_SIZE
 from labeler.types import LABELS as _LABELS
 
+#: where the prior adjustment's alpha is chosen (the sidecar says so)
+VALIDATION_SET = "validation (train content-hash groups held out, FER+ majority labels), flip-averaged logits"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
 LABELS = list(_LABELS)
 # FER+ vote columns for each of our labels, in our order
 VOTE_COLS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]

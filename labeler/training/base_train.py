@@ -45,15 +45,9 @@ from labeler.training import prior
 
 from .base_data import (  # noqa: F401 - re-exported for scripts and tests
     ALL_VOTE_COLS, LABELS, MEAN, STD, VOTE_COLS, Augmenter, Split, fer2013_val_split, load_split, read_votes,
-    to_input, vote_targets,
+    VALIDATION_SET, log, to_input, vote_targets,
 )
-
-#: where the prior adjustment's alpha is chosen (the sidecar says so)
-VALIDATION_SET = "validation (train content-hash groups held out, FER+ majority labels), flip-averaged logits"
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
+from .base_export import export
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,7 +326,5 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     res["metrics"] = met
 
     if not args.no_export:
-        from .base_export import export
-
         export(final, args, res, votes_path, data, t_start)
     return res
