@@ -49,21 +49,24 @@ def face_value(f: QueueFace, cov: Coverage) -> float:
     return W_UNCERTAIN * unc + W_CLASS * cls + W_REGION * reg + W_ROUTING * f.priority
 
 
-def reading_order(faces: Sequence[QueueFace]) -> list[QueueFace]:
-    """Rows top-to-bottom (a face joins the row whose first face's vertical centre is within half
-    the median face height of its own), left-to-right within a row."""
-    if len(faces) < 2:
-        return list(faces)
-    hs = sorted(max(f.box[3] - f.box[1], 1e-6) for f in faces)
+def reading_order(boxes: Sequence[tuple[int, float, float, float, float]]) -> list[int]:
+    """Face ids of a photo's ``(face_id, x1, y1, x2, y2)`` boxes in reading order: rows top to bottom
+    (taken by vertical centre, a face joins the current row when its centre is within half the
+    median face height of the row's first face's centre), left to right by horizontal centre within
+    a row; ties by face id. The one rule of the review queue (:func:`queue_order`) and the Image page
+    (labeler/ui/views/image.py)."""
+    if not boxes:
+        return []
+    hs = sorted(max(b[4] - b[2], 0.0) for b in boxes)
     tol = 0.5 * hs[len(hs) // 2]
-    rows: list[list[QueueFace]] = []
-    for f in sorted(faces, key=lambda f: ((f.box[1] + f.box[3]) / 2, f.box[0], f.face_id)):
-        cy = (f.box[1] + f.box[3]) / 2
-        if rows and abs(cy - (rows[-1][0].box[1] + rows[-1][0].box[3]) / 2) <= tol:
-            rows[-1].append(f)
+    rows: list[list[tuple[float, float, int]]] = []
+    for fid, x1, y1, x2, y2 in sorted(boxes, key=lambda b: ((b[2] + b[4]) / 2, (b[1] + b[3]) / 2, b[0])):
+        cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
+        if rows and abs(cy - rows[-1][0][0]) <= tol:
+            rows[-1].append((cy, cx, fid))
         else:
-            rows.append([f])
-    return [f for row in rows for f in sorted(row, key=lambda f: (f.box[0], f.face_id))]
+            rows.append([(cy, cx, fid)])
+    return [fid for row in rows for _cy, _cx, fid in sorted(row, key=lambda t: (t[1], t[2]))]
 
 
 def queue_order(faces: Sequence[QueueFace], cov: Coverage = Coverage()) -> list[int]:
@@ -76,4 +79,4 @@ def queue_order(faces: Sequence[QueueFace], cov: Coverage = Coverage()) -> list[
     def key(iid: int):
         return (iid not in cov.started_images, -max(face_value(f, cov) for f in by_img[iid]), iid)
 
-    return [f.face_id for iid in sorted(by_img, key=key) for f in reading_order(by_img[iid])]
+    return [fid for iid in sorted(by_img, key=key) for fid in reading_order([(f.face_id, *f.box) for f in by_img[iid]])]

@@ -105,6 +105,19 @@ class AutolabelReport:
         return out
 
 
+def make_runner(settings: work.WorkSettings, workers: int = 1, ray: Optional[str] = None) -> Optional[work.Runner]:
+    """None (work in this process) for one local worker, else a process pool (labeler.work) or a Ray
+    runner (labeler.distributed.ray_runner, imported only then: ray is an extra; it builds on
+    labeler.work, so the choice lives here, above both)."""
+    if ray:
+        from labeler.distributed.ray_runner import RayRunner
+
+        return RayRunner(settings, address=ray, workers=workers)
+    if workers <= 1:
+        return None
+    return work.ProcessRunner(settings, workers)
+
+
 def resolve_model(store: Store, name: Optional[str] = None):
     """The FER model to use: ``name`` if given, else the project's default (a setting in the
     database, set by `labeler models --default`), else the shipped one (labeler.fer.resolver)."""
@@ -265,7 +278,7 @@ class Autolabeler:
         t0, c0 = time.perf_counter(), time.process_time()
         todo = self.undetected_ids()  # one query, not one per known file
         known = db.last_face_id(self.store)  # faces after it are found, and proposed, by this run
-        runner = self._runner = work.make_runner(self.settings(), self.workers, self.ray) if self.workers > 1 or self.ray else None
+        runner = self._runner = make_runner(self.settings(), self.workers, self.ray) if self.workers > 1 or self.ray else None
         fan = self.fanout if self.fanout is not None else bool(self.ray or is_uri(root) or self.part.count > 1)
         try:
             kw = dict(needs_decode=todo.__contains__, on_video=self.on_video,
@@ -361,7 +374,7 @@ class Autolabeler:
             return 0
         own = None
         if runner is None and (self.workers > 1 or self.ray) and len(todo) > batch:
-            runner = own = work.make_runner(self.settings(), self.workers, self.ray)
+            runner = own = make_runner(self.settings(), self.workers, self.ray)
         try:
             return self._repropose(todo, progress, batch, runner)
         finally:

@@ -328,14 +328,3 @@ class ProcessRunner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def make_runner(settings: WorkSettings, workers: int = 1, ray: Optional[str] = None) -> Optional[Runner]:
-    """None (work in this process) for one local worker, else a process pool or a Ray runner."""
-    if ray:
-        from labeler.distributed.ray_runner import RayRunner
-
-        return RayRunner(settings, address=ray, workers=workers)
-    if workers <= 1:
-        return None
-    return ProcessRunner(settings, workers)

@@ -8,9 +8,16 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" >/dev/null
 # torch (the train extra), ray (the ray extra) and the quality extra too, so their tests run rather than skip
 .venv/bin/python -m pip install -q -e '.[test,train,ray,quality]'
-# a real browser for the end-to-end UI test (Debian's chromium; Playwright cannot download one here)
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will be skipped"
+# what this script installs (and the committed models) is required: a test that finds one missing fails
+# rather than skips (tests/conftest.py reads LABELER_REQUIRE_*; only the README's optional tests skip)
+export LABELER_REQUIRE_MODELS=1 LABELER_REQUIRE_TORCH=1 LABELER_REQUIRE_RAY=1 LABELER_REQUIRE_QUALITY=1
+# a real browser for the end-to-end UI test (Debian's chromium; Playwright cannot download one here);
+# as root (CI) its absence is a failure, not a skip
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser tests will fail"
+  fi
+  export LABELER_REQUIRE_CHROMIUM=1
 fi
 # PostgreSQL (Debian's package) for the tests that run on both backends; as root (CI) its absence is
 # a failure, not a skip (tests/conftest.py reads LABELER_REQUIRE_PG)

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import importlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 # no network in tests: Hugging Face `datasets` (hf export test) must not try to reach a hub
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -13,6 +16,42 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared" / "data"
+
+
+# What scripts/test.sh installs, and so requires (CI): a test that needs one of these and finds it missing
+# fails where LABELER_REQUIRE_<WHAT> is set, and skips, with the reason, elsewhere. Only the optional
+# tests the README lists skip in CI.
+REQUIRABLE = ("pg", "models", "chromium", "torch", "ray", "quality")
+
+
+def required(what: str) -> bool:
+    """Whether scripts/test.sh made ``what`` (one of REQUIRABLE) a requirement: LABELER_REQUIRE_<WHAT>=1."""
+    assert what in REQUIRABLE, what
+    return os.environ.get(f"LABELER_REQUIRE_{what.upper()}", "") not in ("", "0")
+
+
+def missing(what: str, reason: str) -> NoReturn:
+    """Skip with ``reason``, or fail with it where ``what`` is required (LABELER_REQUIRE_<WHAT>)."""
+    if required(what):
+        pytest.fail(f"{reason} (LABELER_REQUIRE_{what.upper()} is set: scripts/test.sh installs it; "
+                    f"install it or unset the variable)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def need_module(name: str, what: str, hint: str):
+    """``import name``, or missing(what, ...) where it is not installed (``hint``: how to install it)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        missing(what, f"{name} is not installed ({hint}): {e}")
+
+
+def chromium_exe() -> str:
+    """Debian's chromium, for the browser tests (Playwright cannot download one here)."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        missing("chromium", "chromium is not installed (apt-get install chromium)")
+    return exe
 
 
 def pytest_configure(config) -> None:
@@ -35,15 +74,11 @@ def pg_server():
     package, 127.0.0.1, started once per session; CI installs it as root). Skips, with the reason,
     where no driver or no server can be had. A server this session started is stopped when the
     session ends, failed tests or not (one that was running before is left running)."""
-    missing = pytest.fail if os.environ.get("LABELER_REQUIRE_PG") else pytest.skip  # CI (scripts/test.sh as root)
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        missing("the PostgreSQL driver is not installed (pip install 'psycopg[binary]')")
+    need_module("psycopg", "pg", "pip install 'psycopg[binary]'")  # CI (scripts/test.sh as root) requires it
     was_running = pg_server_cmd("status", timeout=60).returncode == 0
     r = pg_server_cmd("start")
     if r.returncode != 0:
-        missing(f"no PostgreSQL server: {r.stderr.strip()[-300:]}")
+        missing("pg", f"no PostgreSQL server: {r.stderr.strip()[-300:]}")
     try:
         yield r.stdout.strip().splitlines()[-1]
     finally:
@@ -119,6 +154,21 @@ def store(db_url):
     from labeler.store import Store
 
     return Store(db_url)
+
+
+@pytest.fixture(scope="session")
+def shipped_fer():
+    """The shipped default FER model (models/, committed). Missing files: missing("models"); any other
+    load error (a sidecar that does not verify, a broken graph) fails the test."""
+    from labeler.fer.cards import ModelFileError
+    from labeler.fer.resolver import shipped_model
+
+    try:
+        return shipped_model()
+    except ModelFileError as e:
+        if "not found" not in str(e):
+            raise
+        missing("models", f"the shipped FER model is missing: {e}")
 
 
 @pytest.fixture(scope="session")

@@ -85,3 +85,101 @@ def test_every_subpackage_ships():
     for init in PKG.rglob("__init__.py"):
         name = ".".join(("labeler",) + init.parent.relative_to(PKG).parts)
         assert f'"{name}"' in text, f"{name} is missing from [tool.setuptools] packages"
+
+
+MODULE_NAMES = {m for m, _ in MODULES}
+
+
+def _edges(mod: str, path: Path) -> set[str]:
+    """The modules of the package that ``mod`` imports, anywhere in it (inside functions too: an
+    import inside a function that closes a circle is still a circle). ``from pkg import sub`` of a
+    submodule is an edge to the submodule only (Python initialises the parent package first anyway)."""
+    out = set()
+    for imp in _imports(mod, path):
+        if imp in MODULE_NAMES:
+            out.add(imp)
+        elif imp.rsplit(".", 1)[0] in MODULE_NAMES:  # a name from a module: `from a.b import name`
+            out.add(imp.rsplit(".", 1)[0])
+    out.discard(mod)
+    # `from pkg import sub`: _imports gives both "pkg" and "pkg.sub"; the parent alone is no edge
+    # unless a name (not a submodule) is taken from it
+    tree = ast.parse(path.read_text(), str(path))
+    from_pkg_names = set()
+    package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(x for x in (base, node.module or "") if x)
+            if module in MODULE_NAMES and any(f"{module}.{a.name}" not in MODULE_NAMES for a in node.names):
+                from_pkg_names.add(module)
+        elif isinstance(node, ast.Import):
+            from_pkg_names.update(a.name for a in node.names if a.name in MODULE_NAMES)
+    return {t for t in out if not (mod.startswith(t + ".") and t not in from_pkg_names)}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycles_finds_a_circle_and_only_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_import_cycle_in_the_package():
+    """No module imports, directly or through others, a module that imports it: every package is
+    layered (store/: schema, engine, images/cleaning, records, faces/review, video/audit/models,
+    then stats/grid/leases; docs/ARCHITECTURE.md)."""
+    graph = {m: _edges(m, p) for m, p in MODULES}
+    cycles = _cycles(graph)
+    assert not cycles, "import cycles (break each by moving the shared piece down a layer):\n  " + "\n  ".join(
+        " <-> ".join(c) + ": " + "; ".join(f"{v} -> {sorted(graph[v] & set(c))}" for v in c) for c in cycles)
+
+
+def test_store_imports_its_own_modules_at_the_top():
+    """store/ is layered, not held together by imports inside functions (which hid a 9-module circle):
+    every import of a labeler module in store/ is at the top of its module."""
+    late = []
+    for mod, path in MODULES:
+        if not mod.startswith("labeler.store"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    name = (node.module or "") if isinstance(node, ast.ImportFrom) else (
+                        node.names[0].name if isinstance(node, ast.Import) else "")
+                    if name.startswith("labeler"):
+                        late.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {name}")
+    assert not late, late

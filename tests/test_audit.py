@@ -237,9 +237,20 @@ def test_export_states_the_accuracy_the_database_holds(tmp_path):
         assert {a.source for a in s.query(Annotation)} == {AUDIT_SOURCE}
 
 
-def test_bucket_state_is_a_record():
+def test_a_bucket_with_nothing_known_wants_a_first_sample_only_if_it_can_be_certified():
+    """No audit, no prior: (0, 1). All-agreeing audits reach a one-sided 95% lower bound of 0.95 at 59
+    (0.95**59 < 0.05 <= 0.95**58), so 59 unaudited faces leave it open and 58 settle it for review;
+    the sample asked for is the batch, or fewer when fewer audits are still needed."""
+    assert 0.95 ** 59 < 0.05 <= 0.95 ** 58
     st = settle(estimate("b:sad", 100, 0, 0), 0.95, 100)
     assert isinstance(st, BucketState) and st.estimate.label == "sad"
+    assert (st.estimate.lower, st.estimate.upper) == (0.0, 1.0)
+    assert (st.state, st.needed, st.sample) == ("open", 59, 10)
+    assert settle(estimate("b:sad", 100, 0, 0), 0.95, 59).state == "open"
+    short = settle(estimate("b:sad", 100, 0, 0), 0.95, 58)
+    assert (short.state, short.needed, short.sample) == ("review", None, 0) and "even 58 more" in short.why
+    near = settle(estimate("b:sad", 100, 57, 57), 0.95, 43)  # lower bound 0.9488: two more agreeing audits
+    assert (near.state, near.needed, near.sample) == ("open", 2, 2)
 
 
 def test_target_precision_from_the_config_and_the_command_line(tmp_path, capsys):

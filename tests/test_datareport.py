@@ -83,12 +83,11 @@ def test_shipped_fer2013_reference():
 @pytest.mark.browser
 def test_report_in_a_real_browser(tmp_path):
     """Every chart is drawn with visible bars, nothing overflows the page (headless Chromium)."""
-    import shutil
 
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from .conftest import chromium_exe, need_module
+
+    sync_api = need_module("playwright.sync_api", "chromium", "pip install playwright")
+    exe = chromium_exe()
     page_file = tmp_path / "report.html"
     page_file.write_text(build_report(_items(), _tiny_reference()), encoding="utf-8")
     with sync_api.sync_playwright() as pw:

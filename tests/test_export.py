@@ -18,8 +18,6 @@ from labeler.datasets.splits import assign_splits
 from labeler.store import Annotation, DecisionRow, Face, Image, ImagePath, Proposal, iter_face_records
 from labeler.types import LABELS
 
-from .conftest import ROOT
-
 MODEL = "toyfer@1"
 
 
@@ -287,7 +285,8 @@ def test_safe_name():
 
 
 def test_fer2013_loads_with_pandas(db, tmp_path):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     store, _ = db
     out = tmp_path / "fer"
     summ = export(store, "fer2013", out)
@@ -329,7 +328,8 @@ def test_hf_layout(db, tmp_path):
 
 @pytest.mark.slow
 def test_hf_loads_with_datasets(db, tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # the test extra
+
     store, _ = db
     out = tmp_path / "hf"
     summ = export(store, "hf", out)
@@ -490,28 +490,11 @@ def test_csv_cells_cannot_be_formulas(store, tmp_path):
     assert rep.added == 2 and rep.problems == {}
 
 
-# ---- the real sample database (needs the ONNX models)
+# ---- the real sample database (the shipped models: a load error fails)
 
 
-
-def _models_ready() -> bool:
-    if not list((ROOT / "models").glob("*.onnx")):
-        return False
-    try:
-        from labeler.fer.model import load_model
-
-        load_model(None)
-        return True
-    except Exception:  # models module or FER model not there yet
-        return False
-
-
-needs_models = pytest.mark.skipif(not _models_ready(), reason="FER/detector models not converted yet")
-
-
-@needs_models
 @pytest.mark.slow
-def test_sample_db_exports(sample_db, tmp_path):
+def test_sample_db_exports(shipped_fer, sample_db, tmp_path):
     from labeler.store import Store
 
     from labeler.store import add_annotation

@@ -109,10 +109,6 @@ def test_still_pending_checks_only_the_given_faces(store):
     assert G.still_pending(store, []) == []
 
 
-def test_reading_order_rows_then_columns():
-    boxes = [(1, 300, 12, 340, 52), (2, 10, 100, 50, 140), (3, 10, 10, 50, 50), (4, 150, 0, 190, 40), (5, 200, 105, 240, 145)]
-    assert G.reading_order(boxes) == [3, 4, 1, 2, 5]
-    assert G.reading_order([]) == []
 
 
 def test_next_pending_image(store):

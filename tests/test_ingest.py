@@ -10,7 +10,7 @@ from sqlalchemy import select
 from labeler.ingest.imageio import DecodeError, decode
 from labeler.ingest.walk import ingest
 from labeler.ingest.rules import load_rules
-from labeler.store import Image, ImagePath
+from labeler.store import Image, ImagePath, status_counts
 
 from .conftest import SAMPLE
 
@@ -51,12 +51,12 @@ def test_sample_data_every_file_ingested_or_broken_with_reason(store):
 @pytest.mark.both_backends
 def test_reingest_is_idempotent(store):
     ingest(store, SAMPLE, load_rules(), progress=False)
-    before = store.counts()
+    before = status_counts(store)
     rep = ingest(store, SAMPLE, load_rules(), progress=False)
     # the 3 broken files are read again (they might have been fixed); the rest is skipped
     assert rep.new_images == 0 and rep.new_paths == 0 and rep.unchanged == 15 and rep.retried == 3  # 14 images, 1 video
     assert rep.broken == 3 == before["broken"]
-    assert store.counts() == before
+    assert status_counts(store) == before
 
 
 def test_killed_run_resumes_without_duplicates(store, tmp_path):
@@ -71,10 +71,10 @@ def test_killed_run_resumes_without_duplicates(store, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         ingest(store, src, load_rules(), on_image=boom, progress=False)
-    partial = store.counts()["paths"]
+    partial = status_counts(store)["paths"]
     assert 0 < partial < 18
     ingest(store, src, load_rules(), progress=False)
-    c = store.counts()
+    c = status_counts(store)
     assert c["paths"] == 18 and c["images"] == 17  # 16 images (one at two paths) and the video
 
 
@@ -118,7 +118,7 @@ def test_changed_file_at_known_path_gets_new_content(store, tmp_path):
     PILImage.new("RGB", (20, 20), (200, 10, 10)).save(p)
     os.utime(p, (1, 1))
     ingest(store, tmp_path, load_rules(), progress=False)
-    c = store.counts()
+    c = status_counts(store)
     assert c["paths"] == 1 and c["images"] == 2
 
 
@@ -158,7 +158,7 @@ def test_links_fifo_and_unlistable_paths_are_stored_or_reported(store, tmp_path)
     assert rows["dangling.jpg"][0] == "broken" and rows["dangling.jpg"][1].startswith("dangling symbolic link")
     assert rows["pipe.jpg"][:2] == ("broken", "not a regular file (FIFO)")
     assert rows["link_to_ok.png"] == rows["ok.png"] and rows["ok.png"][0] == "ingested"
-    assert rep.broken == store.counts()["broken"] == 3
+    assert rep.broken == status_counts(store)["broken"] == 3
     why = dict(rep.not_stored)
     assert why[str(src / "folder_link")] == "link to a folder (not followed)"
     assert why[str(src / ".hidden.png")] == "hidden file"
@@ -208,7 +208,7 @@ def test_unreadable_file_is_retried_after_the_permission_is_fixed(store, tmp_pat
     os.chmod(p, 0o644)  # fixed: same size and mtime
     rep = ingest(store, src, load_rules(), progress=False)
     assert rep.new_images == 1 and _images(store)["happy.png"][0] == "ingested"
-    c = store.counts()
+    c = status_counts(store)
     assert c["images"] == 1 and c.get("broken", 0) == 0
 
 
@@ -222,11 +222,11 @@ def test_file_completed_later_replaces_its_broken_record(store, tmp_path):
     data = buf.getvalue()
     p.write_bytes(data[: len(data) // 3])  # an upload in progress
     rep1 = ingest(store, src, load_rules(), progress=False)
-    assert rep1.broken == 1 == store.counts()["broken"]
+    assert rep1.broken == 1 == status_counts(store)["broken"]
     p.write_bytes(data)
     rep2 = ingest(store, src, load_rules(), progress=False)
     assert rep2.broken == 0 and rep2.new_images == 1
-    c = store.counts()
+    c = status_counts(store)
     assert c["images"] == 1 and c["paths"] == 1 and c.get("broken", 0) == 0 and c["ingested"] == 1
     # a broken file whose bytes are unchanged is read again, even with the same size and mtime
     p.write_bytes(b"not an image")
@@ -234,7 +234,7 @@ def test_file_completed_later_replaces_its_broken_record(store, tmp_path):
     ingest(store, src, load_rules(), progress=False)
     rep3 = ingest(store, src, load_rules(), progress=False)
     assert rep3.retried == 1 and rep3.broken == 1 and rep3.unchanged == 0
-    assert store.counts()["images"] == 2  # the good content stays (it may carry labels); no orphan broken one
+    assert status_counts(store)["images"] == 2  # the good content stays (it may carry labels); no orphan broken one
 
 
 @pytest.mark.both_backends
@@ -269,11 +269,11 @@ def test_read_failure_is_retried_with_size_and_mtime_unchanged(store, tmp_path, 
     monkeypatch.setattr(source, "open_input", denied)
     rep1 = ingest(store, src, load_rules(), progress=False)
     assert _images(store)["happy.png"][:2] == ("broken", "cannot read: Permission denied")
-    assert rep1.broken == 1 == store.counts()["broken"]
+    assert rep1.broken == 1 == status_counts(store)["broken"]
     monkeypatch.setattr(source, "open_input", real)  # "fixed": the file itself did not change
     rep2 = ingest(store, src, load_rules(), progress=False)
     assert rep2.new_images == 1 and _images(store)["happy.png"][0] == "ingested"
-    c = store.counts()
+    c = status_counts(store)
     assert c["images"] == 1 and c["paths"] == 1 and c.get("broken", 0) == 0  # no orphan broken image
 
 
@@ -296,7 +296,7 @@ def test_folder_that_cannot_be_listed_is_reported(store, tmp_path, monkeypatch):
     monkeypatch.setattr(walk.os, "scandir", scandir)
     rep = ingest(store, src, load_rules(), progress=False)
     assert rep.walk_errors() == [(str(src / "locked"), "cannot list folder: Permission denied (nothing under it was walked)")]
-    assert rep.new_images == 1 and store.counts()["images"] == 1
+    assert rep.new_images == 1 and status_counts(store)["images"] == 1
     assert any("cannot list folder: Permission denied: " in line for line in rep.lines())
 
 

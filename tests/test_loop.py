@@ -17,7 +17,23 @@ def test_reading_order_rows_then_left_to_right():
     grid = [(r, c) for r in range(3) for c in range(4)]
     faces = [_f(100 + i, 1, 30.0 * c + rng.uniform(-2, 2), 40.0 * r + rng.uniform(-2, 2)) for i, (r, c) in enumerate(grid)]
     shuffled = [faces[i] for i in rng.permutation(len(faces))]
-    assert [f.face_id for f in reading_order(shuffled)] == [f.face_id for f in faces]
+    assert reading_order([(f.face_id, *f.box) for f in shuffled]) == [f.face_id for f in faces]
+    boxes = [(1, 300, 12, 340, 52), (2, 10, 100, 50, 140), (3, 10, 10, 50, 50), (4, 150, 0, 190, 40), (5, 200, 105, 240, 145)]
+    assert reading_order(boxes) == [3, 4, 1, 2, 5] and reading_order([]) == []
+
+
+def test_reading_order_of_a_crowd_with_faces_of_different_sizes():
+    """Within a row faces go by their centres (a big face whose left edge is further left but whose
+    centre is right of a small one's comes second); a row takes faces within half the median face
+    height of its first face's centre, so a slightly lower face of the same row stays in it, and a
+    degenerate box (no height) does not merge rows."""
+    big, small = (1, 0, 0, 200, 100), (2, 60, 30, 90, 60)  # centres x 100 and 75
+    assert reading_order([big, small]) == [2, 1]
+    row = [(10, 0, 0, 40, 40), (11, 50, 15, 90, 55), (12, 100, 5, 140, 45)]  # centres y 20, 35, 25: one row
+    below = [(13, 0, 60, 40, 100)]  # centre 80: the next row
+    assert reading_order(row + below) == [10, 11, 12, 13]
+    assert reading_order([(7, 0, 5, 10, 5), (8, 0, 6, 10, 6)]) == [7, 8]
+    assert queue_order([QueueFace(f, 1, b) for f, *b in row + below]) == [10, 11, 12, 13]  # the queue: the same rule
 
 
 def test_photos_stay_together_most_useful_first():
@@ -59,8 +75,7 @@ def test_review_queue_serves_photos_whole_in_reading_order(sample_db):
     assert multi  # the sample's group photo (happy_team_photo.jpg) has several faces in review
     for i in multi:
         faces = [recs[f] for f in q if recs[f].image_id == i]
-        qf = [QueueFace(r.face_id, i, (r.x1, r.y1, r.x2, r.y2)) for r in faces]
-        assert [f.face_id for f in reading_order(qf)] == [r.face_id for r in faces]
+        assert reading_order([(r.face_id, r.x1, r.y1, r.x2, r.y2) for r in faces]) == [r.face_id for r in faces]
     assert st.review_queue(store, "tester", limit=3) == q[:3]
     # answering the first face of a photo keeps the rest of that photo at the head of the queue
     first = next(f for f in q if recs[f].image_id == multi[0])

@@ -96,7 +96,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path, sample_db_path):
 
 
 def test_new_model_reproposes_and_keeps_human_labels(sample_db, tmp_path):
-    from labeler.fer.model import load_model
+    from labeler.fer.resolver import load_model
     from labeler.fer.cards import default_models_dir, write_card
 
     store = Store(sample_db)
@@ -202,7 +202,7 @@ def test_a_run_finishes_what_another_run_recorded_and_left_undetected(tmp_path, 
     al.undetected_ids = then_the_other_run_records_everything_and_dies
     rep = al.run(src, progress=False)
     assert _counts(url) == _counts(f"sqlite:///{sample_db_path}")
-    assert Store(url).counts() == Store(f"sqlite:///{sample_db_path}").counts()
+    assert S.status_counts(Store(url)) == S.status_counts(Store(f"sqlite:///{sample_db_path}"))
     # 21 files: 3 not images, 3 broken, one copy, the video (already pending when this run's walk began), 13 images
     assert rep.ingest.new_images == 0 and rep.taken_over == 13 and rep.left == [] and rep.warnings() == []
     assert "finished here:     13 images another run had recorded but not detected" in rep.lines()

@@ -169,11 +169,11 @@ def test_a_test_session_stops_the_server_it_started_even_when_a_test_fails(tmp_p
     import subprocess
     import sys
 
-    from .conftest import ROOT, pg_server_cmd
+    from .conftest import ROOT, missing, need_module, pg_server_cmd
 
-    pytest.importorskip("psycopg")
+    need_module("psycopg", "pg", "pip install 'psycopg[binary]'")
     if not glob.glob("/usr/lib/postgresql/*/bin"):
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        missing("pg", "PostgreSQL is not installed (apt-get install postgresql)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

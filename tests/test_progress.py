@@ -68,7 +68,7 @@ def test_overview_stats_agrees_with_the_store(sample_db):
     fid = S.overview_stats(st).faces[0].face_id
     S.add_annotation(st, fid, "bob", "label", ["angry"])
     data = S.overview_stats(st)
-    c = st.counts()
+    c = S.status_counts(st)
     assert data.n_faces == c["faces"] == len(data.faces)
     assert [f.face_id for f in data.faces] == sorted(f.face_id for f in data.faces)
     acc = S.accepted_labels(st)

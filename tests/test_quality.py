@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("cleanlab")
-pytest.importorskip("crowdkit")
+from .conftest import need_module  # noqa: E402
+
+need_module("cleanlab", "quality", "pip install 'labeler[quality]'")
+need_module("crowdkit", "quality", "pip install 'labeler[quality]'")
 
 from labeler.quality import Assessment, GivenLabel, QualityInputs, Rating, assess  # noqa: E402
 from labeler.quality import agreement as ag  # noqa: E402
@@ -99,7 +101,10 @@ def _ratings(rng, faces: int, raters: int, p_missing: float, skill: float) -> li
 def test_alpha_equals_nltk_over_many_draws():
     """Our vectorised alpha is NLTK's AnnotationTask.alpha (nominal and with the label distance),
     any number of raters, missing ratings included."""
-    nltk = pytest.importorskip("nltk.metrics.agreement")
+    import importlib
+
+    nltk = importlib.import_module("nltk.metrics.agreement")  # the test extra (nltk's own `metrics` attribute is another module)
+
     rng = np.random.default_rng(3)
     dist = ag.label_distance(LABELS)
     for _ in range(25):

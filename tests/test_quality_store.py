@@ -11,8 +11,10 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("cleanlab")
-pytest.importorskip("crowdkit")
+from .conftest import need_module  # noqa: E402
+
+need_module("cleanlab", "quality", "pip install 'labeler[quality]'")
+need_module("crowdkit", "quality", "pip install 'labeler[quality]'")
 
 from labeler import store as S  # noqa: E402
 from labeler.cli import main  # noqa: E402

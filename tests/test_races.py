@@ -147,15 +147,15 @@ def test_two_autolabels_of_one_folder(db_url, sample_db_path):
     race on storing their faces); the other half both find new (and race on recording them)."""
     from labeler.ingest.walk import ingest
     from labeler.ingest.rules import load_rules
-    from labeler.store import DecisionRow, Face, Image, Proposal, Store
+    from labeler.store import DecisionRow, Face, Image, Proposal, Store, status_counts
 
     store = _store(db_url)
     tops = sorted(p for p in SAMPLE.iterdir() if p.is_file() and p.suffix in (".jpg", ".png"))
     for p in tops[::2]:
         ingest(store, p, load_rules(), progress=False)  # ingested, not detected
     results = _race(autolabel_worker, 2, db_url, SAMPLE)
-    baseline = Store(f"sqlite:///{sample_db_path}").counts()
-    assert store.counts() == baseline  # the same as one run alone: nothing twice, nothing lost
+    baseline = status_counts(Store(f"sqlite:///{sample_db_path}"))
+    assert status_counts(store) == baseline  # the same as one run alone: nothing twice, nothing lost
     with store.session() as s:
         assert sum(r[2]["detected"] for r in results) == s.scalar(select(func.count()).where(Image.detected.is_(True)))
         twice = select(DecisionRow.face_id).where(DecisionRow.face_id.is_not(None)).group_by(DecisionRow.face_id)
@@ -241,17 +241,17 @@ def test_lease_blocks_others_until_it_expires_or_is_released(db_url, sample_db):
 def test_duplicate_decisions_of_a_race_change_no_count(sample_db):
     """Decisions are append-only: if two runs ever append the same decision twice (e.g. two
     `autolabel --repropose` at once), status, records and export read the newest per face/image."""
-    from labeler.store import DecisionRow, iter_face_records
+    from labeler.store import DecisionRow, iter_face_records, status_counts
 
     store = _store(sample_db)
-    before, records = store.counts(), list(iter_face_records(store))
+    before, records = status_counts(store), list(iter_face_records(store))
     t = DecisionRow.__table__
     cols = [c for c in t.columns if c.name not in ("id", "created_at")]
     with store.session() as s:
         n = s.scalar(select(func.count()).select_from(t))
         s.execute(t.insert().from_select([c.name for c in cols], select(*cols).order_by(t.c.id)))  # every decision again
         assert s.scalar(select(func.count()).select_from(t)) == 2 * n
-    assert store.counts() == before
+    assert status_counts(store) == before
     assert list(iter_face_records(store)) == records
 
 
@@ -277,7 +277,7 @@ def test_a_run_killed_with_minus_9_leaves_nothing_undetected_to_the_survivor(tmp
     import subprocess
     import sys
 
-    from labeler.store import Image
+    from labeler.store import Image, status_counts
 
     folder = tmp_path / "in"
     _distinct_photos(folder, 80)
@@ -288,7 +288,7 @@ def test_a_run_killed_with_minus_9_leaves_nothing_undetected_to_the_survivor(tmp
     cmd = [sys.executable, "-m", "labeler", "autolabel", str(folder), "--db", db_url, "-q", "--workers", "1", "--config", str(cfg)]
 
     def paths() -> int:
-        return store.counts()["paths"]
+        return status_counts(store)["paths"]
 
     def wait_for(n: int, proc) -> None:
         t0 = time.monotonic()

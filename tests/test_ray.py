@@ -1,7 +1,7 @@
 """`autolabel --ray`: a partitioned run (labeler.fanout) as Ray tasks on a local Ray instance
 started here (``ray.init(num_cpus=2)``): the tasks read their own files, the driver sends paths
 and writes the results: the same faces and labels as the local path. Skipped where Ray is not
-installed (pip install 'labeler[ray]')."""
+installed (pip install 'labeler[ray]'); a failure where LABELER_REQUIRE_RAY is set (scripts/test.sh)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from labeler.ingest.rules import load_rules
 from labeler.pipeline import Autolabeler
 from labeler.store import Store
 
-from .conftest import SAMPLE
+from .conftest import SAMPLE, need_module
 from .test_workers import _counts, faces_by_content
 
-ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'labeler[ray]'): the Ray path is not tested")
+ray = need_module("ray", "ray", "pip install 'labeler[ray]'")
 
 
 @pytest.fixture(scope="module")

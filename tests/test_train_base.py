@@ -1,5 +1,5 @@
 """scripts/train/train_base.py end to end on a tiny generated FER2013-like folder: one short epoch, ONNX
-export, sidecar, and loading the result through labeler's model registry (torch needed, else skipped)."""
+export, sidecar, and loading the result through labeler's model registry (torch needed: skipped without it, a failure where LABELER_REQUIRE_TORCH is set)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
-cv2 = pytest.importorskip("cv2")
+import cv2
+
+from .conftest import need_module
+
+torch = need_module("torch", "torch", "pip install 'labeler[train]'")
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 COLS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
@@ -68,7 +70,7 @@ def test_vote_targets_rules():
 
 @pytest.mark.slow
 def test_train_one_epoch_export_and_load(tmp_path, monkeypatch):
-    from labeler.fer.model import load_model
+    from labeler.fer.resolver import load_model
     from labeler.training.base_train import main
 
     data = tmp_path / "fer"
@@ -155,7 +157,7 @@ def test_adjust_prior_script_on_a_model_trained_without_it(tmp_path):
     model that is already adjusted."""
     import importlib.util
 
-    from labeler.fer.model import load_model
+    from labeler.fer.resolver import load_model
     from labeler.training.base_train import main
 
     data = tmp_path / "fer"

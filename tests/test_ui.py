@@ -9,7 +9,6 @@ import pytest
 
 from labeler import store as S
 
-pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 UI = str(Path(__file__).resolve().parent.parent / "labeler" / "ui" / "app.py")
@@ -95,6 +94,26 @@ def test_annotator_must_name_themself(db, monkeypatch):
     first = S.review_queue(S.Store(db), "carol")[0]
     assert card_face(at) == first
     assert at.session_state["annotator"] == "carol"
+
+
+def test_the_reason_filter_offers_every_review_kind(db, monkeypatch):
+    """The review page's "Reason" filter offers labeler.types.REVIEW_KINDS (the kinds route() writes:
+    tests/test_routing.py) and filters the queue by the kind picked."""
+    from labeler.types import REVIEW_KINDS
+
+    at = make_app(db, monkeypatch)
+    f = at.multiselect(key="f_kinds")
+    assert list(f.options) == list(REVIEW_KINDS)
+    st = S.Store(db)
+    kinds = {k: S.review_queue(st, "alice", limit=1000, reason_kinds=[k]) for k in REVIEW_KINDS}
+    have = next(k for k in REVIEW_KINDS if kinds[k])
+    f.set_value([have]).run()
+    assert not at.exception, at.exception
+    assert card_face(at) == kinds[have][0]
+    none = [k for k in REVIEW_KINDS if not kinds[k]]
+    assert none, "the sample has faces of every review kind: pick another empty filter"
+    at.multiselect(key="f_kinds").set_value([none[0]]).run()  # a kind with no face waiting: no card
+    assert card_face(at) is None
 
 
 def test_label_writes_annotation_and_advances(db, monkeypatch):
@@ -219,13 +238,13 @@ def test_gallery_relabel(db, monkeypatch):
 
 
 def test_image_view_pages_a_crowd_by_keys(db, monkeypatch):
-    from labeler.store import grid as G
+    from labeler.active import reading_order
     from labeler.ui.views import image as page
 
     st = S.Store(db)
     img = S.image_list(st, min_faces=1)[0]  # the image with the most faces
     v = S.image_view(st, img["image_id"])
-    order = G.reading_order([(f["face_id"], *f["box"]) for f in v["faces"]])
+    order = reading_order([(f["face_id"], *f["box"]) for f in v["faces"]])
     monkeypatch.setattr(page, "PER_PAGE", 2)  # a crowd of a few faces: pages of 2
     at = make_app(db, monkeypatch, page="Image")
     at.selectbox(key="image_id").set_value(img["image_id"]).run()
@@ -238,6 +257,69 @@ def test_image_view_pages_a_crowd_by_keys(db, monkeypatch):
         assert at.caption[0].value.startswith("faces 1-2 of")
     got = [(a.face_id, a.action, a.labels) for a in rows(db, annotator="alice")]
     assert got == [(order[0], "label", ["happy"]), (order[1], "unusable", None)][:len(got)] and len(got) == min(2, len(order))
+
+
+def _uneven_crowd(tmp_path) -> str:
+    """A generated photo of faces of different sizes in uneven rows, all waiting for review: a big
+    face whose left edge is left of a small face's but whose centre is right of it, a face a little
+    lower than its row, and a second row."""
+    from PIL import Image as PILImage
+
+    photo = tmp_path / "crowd.jpg"
+    PILImage.new("RGB", (800, 500), (90, 120, 160)).save(photo, "JPEG")
+    buf = photo.read_bytes()
+    url = f"sqlite:///{tmp_path / 'crowd.db'}"
+    st = S.Store(url)
+    boxes = [(300, 250, 360, 320), (0, 0, 200, 100), (60, 30, 90, 60), (420, 20, 480, 90), (250, 10, 310, 80), (520, 240, 580, 310)]
+    with st.session() as s:
+        img = S.Image(sha256="d" * 64, size_bytes=len(buf), width=800, height=500, status="ingested", detected=True)
+        img.paths = [S.ImagePath(path=str(photo), root=str(tmp_path), relpath="crowd.jpg")]
+        s.add(img)
+        s.flush()
+        for i, (x1, y1, x2, y2) in enumerate(boxes):
+            f = S.Face(image_id=img.id, idx=i, x1=x1, y1=y1, x2=x2, y2=y2, crop=buf)
+            s.add(f)
+            s.flush()
+            s.add(S.DecisionRow(image_id=img.id, face_id=f.id, route="review", kind="multi_face", label="happy",
+                                reason="crowd", priority=1.0, source="test"))
+    st.engine.dispose()
+    return url
+
+
+def _whole_sample_crowd(sample_db: str) -> str:
+    """The sample's group photo with every face re-routed to review."""
+    st = S.Store(sample_db)
+    img = S.image_list(st, min_faces=2)[0]  # the photo with the most faces
+    with st.session() as s:
+        fids = [f.id for f in s.query(S.Face).filter(S.Face.image_id == img["image_id"])]
+        newest = S.latest_ids(s, S.DecisionRow)
+        for d in s.query(S.DecisionRow).filter(S.DecisionRow.id.in_([newest[f] for f in fids if f in newest])):
+            s.add(S.DecisionRow(image_id=d.image_id, face_id=d.face_id, route="review", kind="low_confidence", label=d.label,
+                                reason="test: the whole crowd to review", priority=2.5, source="test"))
+    st.engine.dispose()
+    return sample_db
+
+
+@pytest.mark.parametrize("crowd", ["sample", "uneven"])
+def test_the_review_queue_and_the_image_page_order_a_crowd_the_same_way(crowd, sample_db, tmp_path, monkeypatch):
+    """Every face of a crowd photo waiting for review: the order the review queue serves them in is
+    the order the Image page numbers and walks them in (labeling face after face)."""
+    url = _whole_sample_crowd(sample_db) if crowd == "sample" else _uneven_crowd(tmp_path)
+    st = S.Store(url)
+    img = S.image_list(st, min_faces=2)[0]
+    with st.session() as s:
+        fids = [f.id for f in s.query(S.Face).filter(S.Face.image_id == img["image_id"])]
+    assert len(fids) >= 3
+    queued = [f for f in S.review_queue(st, "alice", limit=10_000) if f in set(fids)]
+    assert sorted(queued) == sorted(fids)
+    if crowd == "uneven":  # stored order: the lower-row face first; the small face before the big one
+        assert queued == [fids[2], fids[1], fids[4], fids[3], fids[0], fids[5]]
+    at = make_app(url, monkeypatch, page="Image")
+    at.selectbox(key="image_id").set_value(img["image_id"]).run()
+    for _ in fids:
+        click(at, "im_lab_happy")  # labels the face under the cursor, which moves to the next in the page's order
+    walked = [a.face_id for a in rows(url, annotator="alice")]
+    assert walked == queued
 
 
 def test_image_view_opens_on_next_pending_photo(db, monkeypatch):
@@ -319,7 +401,7 @@ def test_overview_counts_match_db(db, monkeypatch):
     fid = S.review_queue(st)[0]
     S.add_annotation(st, fid, "bob", "label", ["angry"])
     S.add_annotation(st, fid, "dora", "skip")
-    c = st.counts()
+    c = S.status_counts(st)
     at = make_app(db, monkeypatch, page="Overview")
     assert _metric(at, "Faces") == str(c["faces"])
     with st.session() as s:

@@ -1,13 +1,13 @@
 """End to end: the review app served by streamlit, driven by a real headless Chromium (Playwright).
 
-Needs Debian's ``chromium`` and the ``playwright`` package; skipped cleanly without them.
+Needs Debian's ``chromium`` and the ``playwright`` package; skipped without them, a failure where
+LABELER_REQUIRE_CHROMIUM is set (scripts/test.sh as root: CI).
 Screenshots of every page go to $LABELER_SCREENSHOTS (or the test's tmp folder).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from labeler import store as S
+
+from .conftest import chromium_exe, need_module
 
 pytestmark = pytest.mark.browser
 
@@ -62,10 +64,8 @@ def start_app(db_url: str, port: int, config_home: Path) -> subprocess.Popen:
 
 @pytest.fixture
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = need_module("playwright.sync_api", "chromium", "pip install playwright")
+    exe = chromium_exe()
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROME_ARGS)
         yield b
@@ -188,12 +188,17 @@ def test_label_with_keyboard_undo_and_pages(browser, app, sample_db, tmp_path):
     shot(page, shots / "help_image.png", 200)
     page.keyboard.press("Escape")
     page.wait_for_selector(".lbl-help:not(.lbl-open)", state="attached")
-    for title, fname in (("Verify", "verify.png"), ("Gallery", "gallery.png"), ("Image", "image.png"), ("Overview", "overview.png")):
+    # every page from the sidebar: its own address and heading, no error drawn (then its screenshot)
+    for title, heading, fname in (("Verify", "Verify by grid", "verify.png"), ("Gallery", "Gallery", "gallery.png"),
+                                  ("Image", "Image view", "image.png"), ("Overview", "Overview", "overview.png")):
         goto_page(page, title)
         if title == "Overview":  # charts draw after the script has finished
             page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] svg').length >= 3",
                                    timeout=20_000)
         page.wait_for_timeout(1500)
+        assert page.url.split("?")[0].rstrip("/").endswith("/" + title.lower()), (title, page.url)
+        assert page.get_by_role("heading", name=heading, exact=True).count() == 1, title
+        assert page.locator('[data-testid="stException"]').count() == 0, title
         page.screenshot(path=str(shots / fname), full_page=True)
     assert page.get_by_text("Reviewed").count() >= 1
     goto_page(page, "Review")  # back to the queue from the sidebar: the next card again
@@ -289,13 +294,13 @@ def crowd_db(tmp_path, n: int = 15) -> str:
 
 
 def test_crowd_pages_by_keys(browser, tmp_path):
-    from labeler.store import grid as G
+    from labeler.active import reading_order
 
     url_db = crowd_db(tmp_path)
     st = S.Store(url_db)
     with st.session() as s:
         boxes = [(f.id, f.x1, f.y1, f.x2, f.y2) for f in s.query(S.Face)]
-    order = G.reading_order(boxes)
+    order = reading_order(boxes)
     assert order != sorted(order)  # stored order is not reading order
     shots = shots_dir(tmp_path)
     for url in serve(url_db, tmp_path):

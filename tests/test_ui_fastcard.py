@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from labeler import store as S
 
-pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from .test_ui import UI, config_home, ensure_review  # noqa: E402,F401 - config_home: a private config folder
+from .test_ui import UI, card_face, click, config_home, ensure_review, rows  # noqa: E402,F401 - config_home: a private config folder
 
 
 def card_data(db: str, monkeypatch, **state) -> dict:
@@ -54,12 +52,23 @@ def test_hidden_cards_carry_no_proposal_to_show(sample_db, monkeypatch):
 
 
 def test_the_server_card_stays_selectable(sample_db, monkeypatch):
+    """?card=server: the server-drawn card, not the browser card, and it labels: a click stores the
+    label of the face shown, the next face comes, still on the server card."""
     ensure_review(sample_db, 3)
+    q = S.review_queue(S.Store(sample_db), "alice", limit=2)
     monkeypatch.setenv("LABELER_DB", sample_db)
     at = AppTest.from_file(UI, default_timeout=60)
     at.session_state["annotator"] = "alice"
+    at.session_state["audits_first"] = False
     at.query_params["card"] = "server"
     at.run()
     assert not at.exception, at.exception
-    assert not [e for e in at.get("bidi_component") if e.proto.component_name == "labeler_fast_card"]
-    assert [b for b in at.button if b.key == "lab_happy"]
+
+    def fast_cards():
+        return [e for e in at.get("bidi_component") if e.proto.component_name == "labeler_fast_card"]
+
+    assert not fast_cards() and card_face(at) == q[0]
+    click(at, "lab_happy")
+    (a,) = rows(sample_db, annotator="alice")
+    assert (a.face_id, a.action, a.labels, a.source) == (q[0], "label", ["happy"], "ui")
+    assert not fast_cards() and card_face(at) == q[1]

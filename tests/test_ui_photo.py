@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 
-import pytest
 
-pytest.importorskip("streamlit")
 from PIL import Image as PILImage  # noqa: E402
 
 from labeler.ui import resources as R  # noqa: E402

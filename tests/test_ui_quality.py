@@ -3,14 +3,14 @@ Streamlit's AppTest on a copy of the sample database (real crops, the shipped mo
 
 from __future__ import annotations
 
-import pytest
 
 from labeler import store as S
 from labeler.datasets.importer import import_csv
 
-pytest.importorskip("cleanlab")
-pytest.importorskip("crowdkit")
-pytest.importorskip("streamlit.testing.v1")
+from .conftest import need_module  # noqa: E402
+
+need_module("cleanlab", "quality", "pip install 'labeler[quality]'")
+need_module("crowdkit", "quality", "pip install 'labeler[quality]'")
 
 from .test_quality_store import _image_faces, _labels_csv, _write  # noqa: E402
 from .test_ui import click, config_home, make_app, rows  # noqa: E402,F401  (config_home: autouse fixture)

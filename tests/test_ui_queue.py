@@ -11,7 +11,6 @@ import pytest
 from labeler import store as S
 from labeler.store import grid as G
 
-pytest.importorskip("streamlit")
 from labeler.ui import prefetch as P  # noqa: E402
 
 from .test_ui_session_browser import audit_db  # noqa: E402

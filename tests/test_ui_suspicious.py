@@ -11,12 +11,12 @@ import pytest
 
 from labeler import store as S
 from labeler.datasets.importer import import_csv
+from labeler.ui import prefetch as P
 
-pytest.importorskip("cleanlab")
-pytest.importorskip("crowdkit")
-pytest.importorskip("streamlit")
+from .conftest import need_module
 
-from labeler.ui import prefetch as P  # noqa: E402
+need_module("cleanlab", "quality", "pip install 'labeler[quality]'")
+need_module("crowdkit", "quality", "pip install 'labeler[quality]'")
 
 from .test_quality_store import _image_faces, _labels_csv  # noqa: E402
 from .test_ui import card_face, click, config_home, make_app, rows  # noqa: E402,F401  (config_home: autouse fixture)

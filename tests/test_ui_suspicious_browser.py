@@ -8,11 +8,12 @@ import pytest
 from labeler import store as S
 from labeler.types import LABELS
 
+from .conftest import need_module
 from .test_ui_browser import browser, serve, shot, shots_dir  # noqa: F401 - fixtures
 from .test_ui_fastcard_browser import SHOWN_SYNCED, mine
 
-pytest.importorskip("cleanlab")
-pytest.importorskip("crowdkit")
+need_module("cleanlab", "quality", "pip install 'labeler[quality]'")
+need_module("crowdkit", "quality", "pip install 'labeler[quality]'")
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ from labeler.config import SPECS, Config, load_config
 from labeler.errors import ConfigError, LabelerError
 from labeler.ingest.rules import RulesError, load_rules
 
-from .conftest import SAMPLE
+from .conftest import SAMPLE, need_module
 
 
 def _config(tmp_path, text: str):
@@ -137,7 +137,7 @@ def test_rules_not_utf8(tmp_path):
 )
 def test_bad_database_urls_are_one_line_errors(tmp_path, monkeypatch, capsys, value, part):
     if value.startswith("postgresql+psycopg"):
-        pytest.importorskip("psycopg")
+        need_module("psycopg", "pg", "pip install 'psycopg[binary]'")
     monkeypatch.chdir(tmp_path)
     assert main(["status", "--db", value]) == 2
     err = capsys.readouterr().err

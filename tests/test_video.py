@@ -251,13 +251,8 @@ def test_sample_clip_tracks_with_mtcnn(sampled):
     assert len(T.link_tracks((t, fs, False) for t, fs, _ in seq)) == 3
 
 
-def test_sample_clip_labels_and_segments_with_the_fer_model(sampled):
-    try:
-        from labeler.fer.model import load_model
-
-        model = load_model()
-    except Exception as e:  # the shipped model is part of the repository; say why if it is absent
-        pytest.skip(f"FER model not loadable: {e}")
+def test_sample_clip_labels_and_segments_with_the_fer_model(shipped_fer, sampled):
+    model = shipped_fer  # committed with the repository: a load error fails here
     frames, _ = sampled
     tracks, _ = _track_clip(frames, model)
     assert len(tracks) == len(EXPECTED["tracks"])

@@ -109,10 +109,21 @@ def test_ordered_bounds_the_bytes_in_flight():
     assert q.drain() == [] and q.bytes == 0
 
 
-def test_default_workers_is_the_cores_available():
+def test_default_workers_follows_the_cores_this_process_may_use(monkeypatch):
+    """A process pinned to one core (taskset, a container's cpuset) gets one worker, not one per core
+    of the machine; without sched_getaffinity (not Linux) the CPU count, and never 0."""
     import os
+    import subprocess
+    import sys
 
-    assert default_workers() == len(os.sched_getaffinity(0)) >= 1
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from labeler.work import default_workers; print(default_workers())")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "1"
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert default_workers() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # undeterminable
+    assert default_workers() == 1
 
 
 def test_cli_refuses_zero_workers(tmp_path, capsys):

@@ -8,8 +8,9 @@ from labeler.cli import common as C
 
 def _auto_lines(store, policy) -> None:
     from labeler.reports.autoaccept import status_lines
+    from labeler.store import status_counts
 
-    print("", *status_lines(store, policy, store.counts().get("review_remaining", 0)), sep="\n")
+    print("", *status_lines(store, policy, status_counts(store).get("review_remaining", 0)), sep="\n")
 
 
 def cmd_status(args) -> int:

@@ -1,4 +1,5 @@
-"""Train/val/test splits: stratified by class, grouped by source image, repeatable for a seed.
+"""Train/val/test splits: stratified by class, grouped by source image, repeatable for a seed and
+stable as labels grow (labeler.splitting, the rule of the retraining hold-out too).
 
 One image row is one content (sha256), so faces of one photo and every copy of it land in the same
 split; near-copies (another size, another JPEG encoding: ``dup_group``, labeler.store.cleaning) are
@@ -8,41 +9,25 @@ keeps only per-group label counts.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from labeler.datasets.common import ExportError
 from labeler.datasets.select import Selection
+from labeler.splitting import grouped_split, main_class
 
 SPLITS = ("train", "val", "test")
 
 
-def assign_splits(groups: dict[Any, Counter], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[Any, str]:
-    """Group -> split, stratified by each group's main class and balanced on face counts.
-
-    Groups of one class are shuffled with the seed and each goes to the split furthest below its
-    target share of that class, so the result is repeatable and every group is in one split only.
-    """
+def assign_splits(groups: dict[int, Counter], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[int, str]:
+    """Group (an image id) -> split: labeler.splitting.grouped_split, stratified by each group's main
+    class, each split's share of a class counted in faces, repeatable for a seed and stable as labels
+    grow (the retraining hold-out's rule; every class with two groups or more has one in val)."""
     fr = shares(fractions)
-    by_class: dict[str, list[tuple[Any, int]]] = {}
-    for gid, cnt in groups.items():
-        if not cnt:
-            continue
-        main = sorted(cnt.items(), key=lambda kv: (-kv[1], str(kv[0])))[0][0]
-        by_class.setdefault(main, []).append((gid, sum(cnt.values())))
-    out: dict[Any, str] = {}
-    for cls in sorted(by_class, key=str):
-        items = sorted(by_class[cls], key=lambda x: str(x[0]))
-        random.Random(f"{seed}:{cls}").shuffle(items)
-        have = [0, 0, 0]
-        for gid, n in items:
-            total = sum(have) + n
-            k = max(range(3), key=lambda i: (fr[i] * total - have[i] if fr[i] > 0 else float("-inf"), -i))
-            have[k] += n
-            out[gid] = SPLITS[k]
-    return out
+    main = {gid: main_class(cnt) for gid, cnt in groups.items() if cnt}
+    faces = {gid: sum(groups[gid].values()) for gid in main}
+    return {gid: SPLITS[k] for gid, k in grouped_split(main, fr, seed, sizes=faces).items()}
 
 
 def shares(fractions: Sequence[float]) -> list[float]:

@@ -275,9 +275,3 @@ class OnnxFERModel:
         if flip and items:
             z = 0.5 * (z + self.logits([np.ascontiguousarray(np.asarray(c)[:, ::-1]) for c in items]))
         return softmax(z, self.temperature)
-
-
-# --------------------------------------------------------------------------------------------
-# finding and loading models: labeler.fer.resolver (re-exported here for callers of the old names)
-
-from labeler.fer.resolver import DEFAULT_MODEL, USER_MODELS_ENV, list_models, load_model, model_dirs  # noqa: E402,F401

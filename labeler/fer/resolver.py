@@ -20,12 +20,11 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Protocol, Union
+from typing import Iterable, Mapping, Optional, Protocol, Union
 
 from labeler.fer.cards import ModelCard, ModelFileError, default_models_dir, find_cards, read_card
+from labeler.fer.model import OnnxFERModel
 
-if TYPE_CHECKING:  # pragma: no cover
-    from labeler.fer.model import OnnxFERModel
 
 #: the shipped model used when nothing else is asked for
 DEFAULT_MODEL = "fer-ferplus-cnn"
@@ -119,7 +118,7 @@ def shipped_card() -> ModelCard:
     return resolve_card(DEFAULT_MODEL)
 
 
-_CACHE: dict[tuple, "OnnxFERModel"] = {}
+_CACHE: dict[tuple, OnnxFERModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -131,11 +130,9 @@ def _stamp(p: Path) -> tuple:
         return (None, None)
 
 
-def load_card(card: ModelCard, intra_op_num_threads: int = 2) -> "OnnxFERModel":
+def load_card(card: ModelCard, intra_op_num_threads: int = 2) -> OnnxFERModel:
     """The loaded (checksum-verified) model of a sidecar, cached per process; a changed sidecar or
     model file is loaded and verified again."""
-    from labeler.fer.model import OnnxFERModel
-
     key = (str(Path(card.sidecar).resolve()), _stamp(card.sidecar), str(card.file), _stamp(card.file), int(intra_op_num_threads))
     with _CACHE_LOCK:
         m = _CACHE.get(key)
@@ -150,12 +147,12 @@ def load_model(
     dirs: Optional[Iterable[PathLike]] = None,
     intra_op_num_threads: int = 2,
     registry: Optional[ModelRegistry] = None,
-) -> "OnnxFERModel":
+) -> OnnxFERModel:
     """A loaded FER model by name, ``name@version`` or a path to its sidecar/ONNX file (None: the
     registry's default, else the shipped default)."""
     return load_card(resolve_card(name_or_path, registry, dirs), intra_op_num_threads)
 
 
-def shipped_model(intra_op_num_threads: int = 2) -> "OnnxFERModel":
+def shipped_model(intra_op_num_threads: int = 2) -> OnnxFERModel:
     """The shipped default FER model itself."""
     return load_card(shipped_card(), intra_op_num_threads)

@@ -15,7 +15,7 @@ from typing import Optional
 from labeler.audit import estimate, table
 from labeler.routing import RoutingPolicy
 from labeler.selection import dataset_accuracy, smallest_share
-from labeler.store import Store, audit_plan, face_names, members, plan_of, select_plan
+from labeler.store import Store, audit_plan, face_names, members, plan_of, select_plan, status_counts
 from labeler.types import Estimate, Selection
 
 
@@ -37,7 +37,7 @@ def state(store: Store, policy: RoutingPolicy) -> AutoAcceptState:
     ms = members(store, policy)
     plan = plan_of(ms, policy)
     sel = select_plan(plan, policy)
-    human = store.counts().get("human_labeled_faces", 0)
+    human = status_counts(store).get("human_labeled_faces", 0)
     return AutoAcceptState(sel, plan.asked, len(ms), human, sel.accepted)
 
 
@@ -155,7 +155,7 @@ def next_step_for(store: Store, policy: RoutingPolicy) -> list[str]:
     """What the end of `labeler autolabel` prints: auto-accept's state in one line, then what to do next."""
     from labeler.reports.effort import effort
 
-    remaining = store.counts().get("review_remaining", 0)
+    remaining = status_counts(store).get("review_remaining", 0)
     flow = effort(store, policy).next_steps
     if policy.method == "bucket":
         return [next_step(None, policy, remaining, flow)]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from labeler.store import Store, mask_url
+from labeler.store import Store, mask_url, status_counts
 
-#: (key of ``Store.counts()``, what it counts), in the order printed
+#: (key of ``labeler.store.status_counts``, what it counts), in the order printed
 ROWS = (
     ("images", "distinct images"),
     ("paths", "paths"),
@@ -30,7 +30,7 @@ def status_lines(store: Store) -> list[str]:
     from labeler.store import undetected
     from labeler.videolabel import status_lines as video_lines
 
-    c = store.counts()
+    c = status_counts(store)
     left = [u.path for u in undetected(store) if not u.video]
     out = [f"database: {mask_url(store.url)}"]
     for key, text in ROWS:

@@ -1,12 +1,16 @@
 """The database layer: the only package that imports SQLAlchemy. Everything outside imports from here.
 
-schema (tables) · engine (URL, engine, migrations, Store) · images (ingest, rules, counts) ·
+schema (tables, shared constants) · engine (URL, engine, migrations, Store) · images (ingest, rules) ·
 faces (autolabel writes) · records (face records, vote, the accepted label) · imports (`import`) ·
 review (the UI) · models (model versions, embeddings) · stats (the overview) · quality (what label
 issues, agreement and consensus read; the second-opinion queue).
 """
 
 from labeler.store.schema import (  # noqa: F401
+    AUDIT_SOURCE,
+    FRAME_FORMAT,
+    TRACK_ROUTE,
+    VIDEO_FORMATS,
     Annotation,
     Base,
     DecisionRow,
@@ -38,7 +42,6 @@ from labeler.store.engine import (  # noqa: F401
 from labeler.store.images import (  # noqa: F401
     PathRecord,
     Recorded,
-    counts,
     decode_flags,
     decode_rule_words,
     dumps,
@@ -66,7 +69,9 @@ from labeler.store.records import (  # noqa: F401
     accepted_label,
     current_annotations,
     face_crops,
+    frame_names,
     human_labels_by_image,
+    is_blind,
     iter_face_records,
     vote,
 )
@@ -115,9 +120,8 @@ from labeler.store.cleaning import (  # noqa: F401
     save_clean,
 )
 from labeler.store.cleanview import FaceGroup, GalleryFace, face_groups, gallery_page  # noqa: F401
-from labeler.store.stats import ActionCount, EffortRow, FaceStatus, OverviewData, effort_rows, overview_stats  # noqa: F401
+from labeler.store.stats import ActionCount, EffortRow, FaceStatus, OverviewData, effort_rows, overview_stats, status_counts  # noqa: F401
 from labeler.store.audit import (  # noqa: F401,E402
-    AUDIT_SOURCE,
     AuditItem,
     BucketPlan,
     CalibrationPlan,
@@ -130,7 +134,6 @@ from labeler.store.audit import (  # noqa: F401,E402
     bucket_overview,
     calibration_plan,
     face_names,
-    is_blind,
     label_accuracy,
     next_audit_faces,
     members,
@@ -156,8 +159,6 @@ from labeler.store.models import (  # noqa: F401,E402
     unlabeled_face_ids,
 )
 from labeler.store.video import (  # noqa: F401,E402
-    FRAME_FORMAT,
-    TRACK_ROUTE,
     NewFrame,
     NewTrack,
     NewVideo,
@@ -168,7 +169,6 @@ from labeler.store.video import (  # noqa: F401,E402
     face_crops_of,
     frame_groups,
     frame_image_ids,
-    frame_names,
     label_track,
     mark_video_broken,
     pending_video_ids,

@@ -20,25 +20,23 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from sqlalchemy import select as sql_select  # labeler.selection.select is the conformal selection
+
 from labeler.audit import AccuracyTally, BucketState, audit_order, estimate, settle
 from labeler.routing import RoutingPolicy, candidate, evidence_for, label_trust, route, trust_score
-from labeler.flow import audit_pays
+from labeler.flow import Waiting, audit_pays
 from labeler.selection import Calibrated, not_ready, ppi_accuracy, select
-from labeler.store.engine import Store
+from labeler.store.engine import Store, chunks
+from labeler.store.faces import add_routed
 from labeler.store.models import model_version_rows
-from labeler.store.records import iter_face_records
+from labeler.store.records import is_blind, iter_face_records
 from labeler.store.review import add_annotation
+from labeler.store.schema import AUDIT_SOURCE, TRACK_ROUTE, Face, ImagePath
 from labeler.types import BucketEstimate, Estimate, FaceRecord, Selection
 
-#: the annotation source of an audit answer (a blind label: the proposal hidden until answered)
-AUDIT_SOURCE = "audit"
 #: faces drawn per open bucket per round
 BATCH = 10
 
-
-def is_blind(source: str) -> bool:
-    """An audit answer or an imported label: made without seeing our proposal."""
-    return source == AUDIT_SOURCE or source.startswith("import")
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,6 @@ def _blind_label(rec: FaceRecord) -> Optional[str]:
 
 
 def _records(store: Store) -> tuple[list[FaceRecord], dict[int, int]]:
-    from labeler.store.video import TRACK_ROUTE
-
     # faces of video frames are labeled through their tracks: neither audited nor re-routed one by one
     recs = [r for r in iter_face_records(store) if r.face_id is not None and r.route != TRACK_ROUTE]
     n: dict[int, int] = {}
@@ -289,8 +285,6 @@ def _routing_inputs(store: Store, policy: RoutingPolicy, records) -> tuple[Optio
 def reroute(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> int:
     """Route every face again from its stored evidence and the current bucket estimates (`labeler
     route`); appends a decision only where the route, label, reason or bucket changes."""
-    from labeler.store.faces import add_routed
-
     recs, n = _records(store)
     ests, sel = _routing_inputs(store, policy, (recs, n))
     items = []
@@ -304,8 +298,6 @@ def reroute(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> int:
 def awaiting_text(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list[int]:
     """The images with a face that routing would auto-accept but for its text check
     (``labeler.types.text_pending``): text must be looked for on them first (labeler.cleanup.check_text)."""
-    from dataclasses import replace
-
     recs, n = _records(store)
     pending = [(r, evidence_for(r, n[r.image_id])) for r in recs]
     pending = [(r, ev) for r, ev in pending if ev.text_pending]
@@ -324,8 +316,6 @@ def awaiting_text(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list
 def waiting_faces(store: Store, policy: RoutingPolicy = RoutingPolicy()) -> list:
     """The faces waiting for a person (route review, no human label) as the review flow sees them
     (``labeler.flow.Waiting``): the class their decision proposes and its trust score."""
-    from labeler.flow import Waiting
-
     recs, n = _records(store)
     out = []
     for r in recs:
@@ -385,17 +375,12 @@ def auto_precision_estimate(store: Store, policy: RoutingPolicy = RoutingPolicy(
 
 def face_names(store: Store, face_ids) -> dict[int, str]:
     """face_id -> "relative path #index" of its image (for `labeler audit`)."""
-    from sqlalchemy import select
-
-    from labeler.store.engine import chunks
-    from labeler.store.schema import Face, ImagePath
-
     out: dict[int, str] = {}
     with store.session() as s:
         for ids in chunks(list(face_ids)):
-            rows = s.execute(select(Face.id, Face.idx, Face.image_id).where(Face.id.in_(ids))).all()
+            rows = s.execute(sql_select(Face.id, Face.idx, Face.image_id).where(Face.id.in_(ids))).all()
             paths: dict[int, str] = {}
-            for iid, rel, path in s.execute(select(ImagePath.image_id, ImagePath.relpath, ImagePath.path)
+            for iid, rel, path in s.execute(sql_select(ImagePath.image_id, ImagePath.relpath, ImagePath.path)
                                             .where(ImagePath.image_id.in_({r[2] for r in rows})).order_by(ImagePath.id)):
                 paths.setdefault(iid, rel or path)
             out.update({fid: f"{paths.get(iid, '?')} #{idx}" for fid, idx, iid in rows})

@@ -13,6 +13,7 @@ from labeler.faces.nonphoto import THRESHOLD as NONPHOTO_THRESHOLD
 from labeler.faces.tracks import iou
 from labeler.store.cleaning import dup_groups
 from labeler.store.engine import Store, chunks
+from labeler.store.quality import issue_map
 from labeler.store.review import accepted_labels
 from labeler.store.schema import Face, Image
 
@@ -72,8 +73,6 @@ def gallery_page(store: Store, label: str, kind: str = "all", flag: str = "none"
 
     ids = [fid for fid in sorted(facts) if keep(fid)]
     if sort == "suspicious" and issues is None:
-        from labeler.store.quality import issue_map
-
         issues = {f: (x.score, x.suggested) for f, x in issue_map(store).items()}
     issues = issues or {}
     if sort == "suspicious":

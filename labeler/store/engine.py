@@ -300,9 +300,3 @@ class Store:
                 row.value = value
             else:
                 s.add(Setting(key=key, value=value))
-
-    def counts(self) -> dict[str, int]:
-        """Counts by state for `labeler status`."""
-        from labeler.store.images import counts
-
-        return counts(self)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
 from labeler.store.images import decode_flags, encode_flags, image_rules
 from labeler.store.cleaning import CLEAN_COLUMNS, clean_values, to_signed
 from labeler.store.locks import lock
-from labeler.store.records import current_annotations
-from labeler.store.schema import DecisionRow, Face, Image, ImagePath, Proposal
+from labeler.store.records import current_annotations, is_blind
+from labeler.store.schema import VIDEO_FORMATS, DecisionRow, Face, Image, ImagePath, Proposal
 from labeler.types import Decision, DetectedImage, ImageRules, NewProposal, StoredFace, Undetected, text_pending
 
 NO_FACE = Decision(route="no_face", label=None, reason="no face detected", kind="no_face")
@@ -29,8 +29,6 @@ def undetected(store: Store, under: Optional[str] = None) -> list[Undetected]:
     """Every image and video ingested and not detected yet (ingested only, a run stopped, or one
     still at work), by its first path; with ``under`` (a stored folder path, or a file's), only
     those with a path there."""
-    from labeler.store.video import VIDEO_FORMATS
-
     q = (select(Image.id, Image.format, ImagePath.path, Image.sha256).join(ImagePath, ImagePath.image_id == Image.id)
          .where(Image.status == "ingested", Image.detected.is_(False)).order_by(Image.id, ImagePath.id))
     if under is not None:
@@ -64,11 +62,11 @@ def _proposal_row(face_id: int, p: NewProposal) -> dict:
                 probs=dict(p.probs) if p.probs is not None else None, detail=p.detail)
 
 
-def _add_decision(s: Session, image_id: int, face_id: Optional[int], d: Decision) -> None:
+def add_decision(s: Session, image_id: int, face_id: Optional[int], d: Decision) -> None:
     s.add(DecisionRow(**_decision_row(image_id, face_id, d)))
 
 
-def _add_proposal(s: Session, face_id: int, p: NewProposal) -> None:
+def add_proposal(s: Session, face_id: int, p: NewProposal) -> None:
     s.add(Proposal(**_proposal_row(face_id, p)))
 
 
@@ -121,15 +119,13 @@ def route_broken(store: Store) -> int:
         have = set(s.scalars(select(DecisionRow.image_id).where(DecisionRow.face_id.is_(None), DecisionRow.route == "broken")))
         for img in s.scalars(select(Image).where(Image.status == "broken")):
             if img.id not in have:
-                _add_decision(s, img.id, None, Decision("broken", None, img.error, 0.0, "ingest", kind="broken"))
+                add_decision(s, img.id, None, Decision("broken", None, img.error, 0.0, "ingest", kind="broken"))
                 n += 1
     return n
 
 
 def last_face_id(store: Store) -> int:
     """The largest face id so far (0 for none): faces stored later have larger ids."""
-    from sqlalchemy import func
-
     with store.session() as s:
         return int(s.scalar(select(func.max(Face.id))) or 0)
 
@@ -139,8 +135,6 @@ def faces_to_repropose(store: Store, model: str, only_stale: bool = True, upto: 
     the model's precision, so the current model's proposal must be stored for them too), in id order;
     with ``only_stale`` only those whose newest model proposal is from another model than ``model``
     (or missing); with ``upto`` only ids up to it (the faces a run found itself are proposed already)."""
-    from labeler.store.audit import is_blind
-
     with store.session() as s:
         labeled = {f for f, by in current_annotations(s, None).items() if not all(is_blind(a.source or "") for a in by.values())}
         ids = select(Face.id).order_by(Face.id) if upto is None else select(Face.id).where(Face.id <= upto).order_by(Face.id)
@@ -175,7 +169,7 @@ def add_routed(store: Store, items: Iterable[tuple[int, int, tuple[NewProposal, 
     with store.session() as s:
         for image_id, face_id, props, d in items:
             for p in props:
-                _add_proposal(s, face_id, p)
-            _add_decision(s, image_id, face_id, d)
+                add_proposal(s, face_id, p)
+            add_decision(s, image_id, face_id, d)
             n += 1
     return n

@@ -1,5 +1,5 @@
 """Queries of the fast review screens: verify-by-grid pages, the still-pending check of a prefetched
-queue, and crowd pages (a photo's faces in reading order).
+queue, and the next photo with faces to review (its faces in reading order: labeler.active.reading_order).
 
 Verify by grid: a page shows faces proposed as one class (from the review queue or an auto-accept
 decision); the annotator marks only the wrong ones. Settling the page appends, per face, one
@@ -236,24 +236,6 @@ def still_pending(store: Store, face_ids: Sequence[int], annotator: Optional[str
     done = {f for i, f, act, who, _u in rows if i not in undone
             and (act in _HUMAN or (act == "skip" and annotator and who == annotator))}
     return [f for f in ids if f not in done and f in dec and (any_route or dec[f].route == "review")]
-
-
-def reading_order(boxes: Sequence[tuple[int, float, float, float, float]]) -> list[int]:
-    """Face ids of ``(face_id, x1, y1, x2, y2)`` boxes in reading order: rows top to bottom (a face
-    whose centre lies within half the median face height of a row's first centre joins that row),
-    left to right within a row."""
-    if not boxes:
-        return []
-    hs = sorted(b[4] - b[2] for b in boxes)
-    tol = max(1.0, hs[len(hs) // 2] / 2)
-    rows: list[list[tuple[float, float, int]]] = []
-    for fid, x1, y1, x2, y2 in sorted(boxes, key=lambda b: (b[2] + b[4]) / 2):
-        cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
-        if rows and abs(cy - rows[-1][0][0]) <= tol:
-            rows[-1].append((cy, cx, fid))
-        else:
-            rows.append([(cy, cx, fid)])
-    return [fid for row in rows for _cy, _cx, fid in sorted(row, key=lambda t: t[1])]
 
 
 def next_pending_image(store: Store, annotator: Optional[str] = None, after: Optional[int] = None) -> Optional[int]:

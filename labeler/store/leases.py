@@ -21,6 +21,7 @@ from typing import Optional
 from sqlalchemy import delete, select
 
 from labeler.store.engine import Store, StoreError
+from labeler.store.grid import still_pending
 from labeler.store.locks import dialect_insert
 from labeler.store.review import review_queue
 from labeler.store.schema import ReviewLease, utcnow
@@ -115,8 +116,6 @@ def lease_next(store: Store, annotator: str, limit: int = 1, minutes: Optional[f
 def _pending(store: Store, face_id: int, annotator: str) -> bool:
     """Whether the face still waits for ``annotator``'s answer. Checked after the lease is taken:
     whoever held it before answered (committed) before releasing it, so the answer is seen here."""
-    from labeler.store.grid import still_pending
-
     return bool(still_pending(store, [face_id], annotator))
 
 

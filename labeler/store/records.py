@@ -3,14 +3,14 @@ the one accepted-label rule."""
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
 from labeler.store.images import decode_flags, decode_rule_words
-from labeler.store.schema import Annotation, DecisionRow, Face, Image, ImagePath, Proposal
+from labeler.store.schema import AUDIT_SOURCE, Annotation, DecisionRow, Face, Image, ImagePath, Proposal, Video, VideoFrame
 from labeler.types import AnnotationRecord, FaceRecord
 
 
@@ -118,8 +118,7 @@ def _records(s: Session, imgs: list[Image]) -> Iterator[FaceRecord]:
     img_decs = {d.image_id: d for d in s.scalars(select(DecisionRow).where(DecisionRow.id.in_(list(img_dec_ids.values()))))}
     anns = current_annotations(s, fids) if fids else {}
     rejected = rejections(s, fids) if fids else {}
-    from labeler.store.video import frame_names  # a sampled video frame has no path: named after its video
-
+    # a sampled video frame has no path: named after its video (frame_names)
     frames = frame_names(s, [i for i in ids if i not in paths])
     for img in imgs:
         pl = paths.get(img.id, [])
@@ -187,4 +186,24 @@ def human_labels_by_image(store: Store) -> dict[int, list[str]]:
         lab, _ = vote(cur[fid])
         if lab and lab != "unusable" and fid in img_of:
             out.setdefault(img_of[fid], []).append(lab)
+    return out
+
+def is_blind(source: str) -> bool:
+    """An audit answer or an imported label: made without seeing our proposal."""
+    return source == AUDIT_SOURCE or source.startswith("import")
+
+
+def frame_names(s: Session, image_ids: Iterable[int]) -> dict[int, tuple[str, str, str]]:
+    """frame image id -> (path, root, relpath) named after its video: ``<video path>#frame=<n>``."""
+    out: dict[int, tuple[str, str, str]] = {}
+    for ids in chunks(image_ids):
+        rows = s.execute(select(VideoFrame.image_id, VideoFrame.frame_index, Video.image_id)
+                         .join(Video, Video.id == VideoFrame.video_id).where(VideoFrame.image_id.in_(ids))).all()
+        paths: dict[int, ImagePath] = {}
+        for p in s.scalars(select(ImagePath).where(ImagePath.image_id.in_({r[2] for r in rows})).order_by(ImagePath.id)):
+            paths.setdefault(p.image_id, p)
+        for fid, idx, vid in rows:
+            p = paths.get(vid)
+            if p is not None:
+                out[fid] = (f"{p.path}#frame={idx}", p.root, f"{p.relpath}#frame={idx}")
     return out

@@ -32,14 +32,14 @@ def _newest_face_decisions():
     )
 
 
-def _undone_ids():
+def undone_ids():
     return select(Annotation.undoes_id).where(Annotation.action == "undo", Annotation.undoes_id.is_not(None))
 
 
 def _labeled_face_ids():
     """Faces with a current (not undone) label/unusable annotation by anyone."""
     return select(Annotation.face_id).where(
-        Annotation.action.in_(("label", "unusable", "verify")), Annotation.id.not_in(_undone_ids())
+        Annotation.action.in_(("label", "unusable", "verify")), Annotation.id.not_in(undone_ids())
     )
 
 
@@ -52,7 +52,7 @@ def _review_query(cols, annotator=None, reason_kinds=None, proposed=None, folder
     )
     if annotator and not include_skipped:
         skipped = select(Annotation.face_id).where(
-            Annotation.action == "skip", Annotation.annotator == annotator, Annotation.id.not_in(_undone_ids())
+            Annotation.action == "skip", Annotation.annotator == annotator, Annotation.id.not_in(undone_ids())
         )
         q = q.where(DecisionRow.face_id.not_in(skipped))
     if reason_kinds:
@@ -300,7 +300,7 @@ def undo_last(store: "Store", annotator: str, source: str = "ui") -> Optional[di
         a = s.scalar(
             select(Annotation)
             .where(Annotation.annotator == name, Annotation.source == source,
-                   Annotation.action.in_(("label", "unusable", "skip")), Annotation.id.not_in(_undone_ids()))
+                   Annotation.action.in_(("label", "unusable", "skip")), Annotation.id.not_in(undone_ids()))
             .order_by(Annotation.id.desc())
             .limit(1)
         )

@@ -29,6 +29,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# ---- shared constants (the bottom layer: every store module may use them)
+
+#: the annotation source of an audit answer (a blind label: the proposal hidden until answered)
+AUDIT_SOURCE = "audit"
+#: ``images.format`` of a sampled frame
+FRAME_FORMAT = "frame"
+#: the route of a face labeled through its track
+TRACK_ROUTE = "track"
+#: containers a video image may have as ``images.format`` (labeler.ingest.video.sniff_video)
+VIDEO_FORMATS = ("mp4", "mov", "avi", "mkv", "webm")
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)

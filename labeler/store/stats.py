@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from labeler.store.engine import Store, chunks, latest_ids
 from labeler.store.records import accepted_label, current_annotations, vote
-from labeler.store.schema import Annotation, DecisionRow, Face, Image, Proposal
+from labeler.store.schema import Annotation, DecisionRow, Face, Image, ImagePath, Proposal
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,33 @@ def effort_rows(store: Store) -> list[EffortRow]:
                                         .where(Annotation.seconds.is_not(None), Annotation.effort.is_not(None))):
             by.setdefault((who, kind), []).append(float(sec))
     return [EffortRow(who, kind, len(v), float(sum(v)), float(statistics.median(v))) for (who, kind), v in sorted(by.items())]
+
+
+def status_counts(store: Store) -> dict[str, int]:
+    """Counts by state for `labeler status`."""
+    with store.session() as s:
+        out: dict[str, int] = {}
+        out["images"] = s.scalar(select(func.count(Image.id))) or 0
+        out["paths"] = s.scalar(select(func.count(ImagePath.id))) or 0
+        for st, n in s.execute(select(Image.status, func.count()).group_by(Image.status)):
+            out[st] = n
+        for st, n in s.execute(
+            select(Image.rule_state, func.count()).where(Image.status == "ingested").group_by(Image.rule_state)
+        ):
+            out[f"rule_{st}"] = n
+        out["detected_images"] = s.scalar(select(func.count(Image.id)).where(Image.detected.is_(True))) or 0
+        out["faces"] = s.scalar(select(func.count(Face.id))) or 0
+        # the newest decision per face (or per image without faces), then its route: portable SQL
+        # (PostgreSQL refuses a bare column beside max() that SQLite would accept)
+        latest = select(func.max(DecisionRow.id).label("mid")).group_by(DecisionRow.image_id, DecisionRow.face_id).subquery()
+        q = select(DecisionRow.route, func.count()).join(latest, DecisionRow.id == latest.c.mid).group_by(DecisionRow.route)
+        for route, n in s.execute(q):
+            out[f"route_{route}"] = n
+        labeled = set(current_annotations(s, None))
+        out["human_labeled_faces"] = len(labeled)
+        newest = latest_ids(s, DecisionRow, None)
+        review: list[int] = []
+        for ids in chunks(newest.values()):
+            review += s.scalars(select(DecisionRow.face_id).where(DecisionRow.id.in_(ids), DecisionRow.route == "review")).all()
+        out["review_remaining"] = sum(1 for f in review if f not in labeled)
+        return out

@@ -16,22 +16,17 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
 
 from labeler.faces.tracks import AttentionPool, Segment, TrackStats
-from labeler.store.engine import Store, chunks
-from labeler.store.faces import _add_decision, _add_proposal
+from labeler.store.engine import Store
+from labeler.store.faces import add_decision, add_proposal
 from labeler.store.images import encode_flags
-from labeler.store.review import add_annotations
-from labeler.store.schema import Face, Image, ImagePath, TrackFace, TrackRow, Video, VideoFrame
+from labeler.store.records import current_annotations, vote
+from labeler.store.review import AnnotationError, add_annotations, clean_annotator, undone_ids
+from labeler.store.schema import (
+    FRAME_FORMAT, TRACK_ROUTE, VIDEO_FORMATS, Annotation, Face, Image, ImagePath, TrackFace, TrackRow, Video, VideoFrame,
+)
 from labeler.types import LABELS, Decision, NewFace
-
-#: ``images.format`` of a sampled frame
-FRAME_FORMAT = "frame"
-#: the route of a face labeled through its track
-TRACK_ROUTE = "track"
-#: containers a video image may have as ``images.format`` (labeler.ingest.video.sniff_video)
-VIDEO_FORMATS = ("mp4", "mov", "avi", "mkv", "webm")
 
 
 @dataclass(frozen=True)
@@ -182,9 +177,9 @@ def save_video(store: Store, v: NewVideo, detector: str) -> bool:
                 s.flush()
                 face_ids[(fi, k)] = face.id
                 for p in nf.proposals:
-                    _add_proposal(s, face.id, p)
+                    add_proposal(s, face.id, p)
                 tr, _m = label_of[(fi, k)]
-                _add_decision(s, fimg.id, face.id, Decision(
+                add_decision(s, fimg.id, face.id, Decision(
                     TRACK_ROUTE, tr.stats.label, f"video face: labeled with its track {tr.track_no} (proposal {tr.stats.label})",
                     0.0, v.model, kind=TRACK_ROUTE))
         for tr in v.tracks:
@@ -220,27 +215,9 @@ def frame_groups(store: Store) -> dict[int, int]:
         return dict(s.execute(select(VideoFrame.image_id, Video.image_id).join(Video, Video.id == VideoFrame.video_id)).all())
 
 
-def frame_names(s: Session, image_ids: Iterable[int]) -> dict[int, tuple[str, str, str]]:
-    """frame image id -> (path, root, relpath) named after its video: ``<video path>#frame=<n>``."""
-    out: dict[int, tuple[str, str, str]] = {}
-    for ids in chunks(image_ids):
-        rows = s.execute(select(VideoFrame.image_id, VideoFrame.frame_index, Video.image_id)
-                         .join(Video, Video.id == VideoFrame.video_id).where(VideoFrame.image_id.in_(ids))).all()
-        paths: dict[int, ImagePath] = {}
-        for p in s.scalars(select(ImagePath).where(ImagePath.image_id.in_({r[2] for r in rows})).order_by(ImagePath.id)):
-            paths.setdefault(p.image_id, p)
-        for fid, idx, vid in rows:
-            p = paths.get(vid)
-            if p is not None:
-                out[fid] = (f"{p.path}#frame={idx}", p.root, f"{p.relpath}#frame={idx}")
-    return out
-
-
 def video_counts(store: Store) -> dict[str, int]:
     """For `labeler status`: videos (processed, truncated, waiting), sampled frames, tracks, and the
     tracks whose every face has a human label."""
-    from labeler.store.records import current_annotations
-
     with store.session() as s:
         out = {"videos": s.scalar(select(func.count(Video.id))) or 0,
                "videos_truncated": s.scalar(select(func.count(Video.id)).where(Video.status != "ok")) or 0,
@@ -258,8 +235,6 @@ def video_counts(store: Store) -> dict[str, int]:
 
 def track_ids(store: Store, only_open: bool = False) -> list[int]:
     """Track ids in video and time order; ``only_open``: those with a face without a human label."""
-    from labeler.store.records import current_annotations
-
     with store.session() as s:
         ids = list(s.scalars(select(TrackRow.id).order_by(TrackRow.video_id, TrackRow.track_no)))
         if not only_open or not ids:
@@ -271,8 +246,6 @@ def track_ids(store: Store, only_open: bool = False) -> list[int]:
 
 
 def track_card(store: Store, track_id: int) -> Optional[TrackCard]:
-    from labeler.store.records import current_annotations, vote
-
     with store.session() as s:
         t = s.get(TrackRow, track_id)
         if t is None:
@@ -305,8 +278,6 @@ def label_track(store: Store, track_id: int, label: str, annotator: str, segment
             q = q.where(TrackFace.segment == int(segment))
         faces = list(s.scalars(q))
     if not faces:
-        from labeler.store.review import AnnotationError
-
         raise AnnotationError(f"track {track_id}" + (f" segment {segment}" if segment is not None else "")
                               + " has no faces: give a track id from `labeler status`/the Tracks page")
     src = f"track:{track_id}" + (f"/segment:{int(segment)}" if segment is not None else "")
@@ -316,11 +287,8 @@ def label_track(store: Store, track_id: int, label: str, annotator: str, segment
 def undo_track_label(store: Store, annotator: str) -> Optional[int]:
     """Undo the annotator's newest track labeling (the whole track, or one segment): an ``undo`` row
     for each of their current annotations with that source. Returns the track id, None if nothing."""
-    from labeler.store.review import _undone_ids, clean_annotator
-    from labeler.store.schema import Annotation
-
     name = clean_annotator(annotator)
-    mine = (Annotation.annotator == name, Annotation.action.in_(("label", "unusable")), Annotation.id.not_in(_undone_ids()))
+    mine = (Annotation.annotator == name, Annotation.action.in_(("label", "unusable")), Annotation.id.not_in(undone_ids()))
     with store.session() as s:
         last = s.scalar(select(Annotation).where(*mine, Annotation.source.like("track:%")).order_by(Annotation.id.desc()).limit(1))
         if last is None:
@@ -352,8 +320,6 @@ class TrackRecord:
 
 def track_records(store: Store) -> list[TrackRecord]:
     """Every track with its accepted label (for the per-track CSV of an export)."""
-    from labeler.store.records import current_annotations, vote
-
     out = []
     with store.session() as s:
         members: dict[int, list[int]] = {}

@@ -55,20 +55,27 @@ def running(store) -> bool:
         return False
 
 
+def _labeled(store) -> int:
+    """Faces with a human label now (labeler.store.status_counts)."""
+    from labeler.store import status_counts
+
+    return status_counts(store).get("human_labeled_faces", 0)
+
+
 def due(store, n: Optional[int] = None) -> bool:
     """Whether ``n`` (default :func:`every`) more faces have a human label than when the last
     retraining started (and none runs)."""
     n = every() if n is None else n
     if n <= 0 or running(store):
         return False
-    return store.counts().get("human_labeled_faces", 0) - int(state(store).get("labeled", 0)) >= n
+    return _labeled(store) - int(state(store).get("labeled", 0)) >= n
 
 
 def start(store, url: str) -> Optional[subprocess.Popen]:
     """Start a retraining process for the database at ``url`` unless one runs; returns it (or None)."""
     if running(store):
         return None
-    labeled = store.counts().get("human_labeled_faces", 0)
+    labeled = _labeled(store)
     proc = subprocess.Popen([sys.executable, "-m", "labeler.training.background", url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     store.set_setting(KEY, json.dumps({"state": "running", "pid": proc.pid, "started": time.time(), "labeled": labeled}))
@@ -99,7 +106,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     url = (argv or sys.argv[1:])[0]
     store = Store(url, existing=True)
-    labeled = store.counts().get("human_labeled_faces", 0)
+    labeled = _labeled(store)
     store.set_setting(KEY, json.dumps({"state": "running", "pid": os.getpid(), "started": time.time(), "labeled": labeled}))
     try:
         done = retrain_and_repropose(store)

@@ -18,6 +18,14 @@ import torch.nn.functional as F
 from labeler.training.base_net import INPUT_SIZE
 from labeler.types import LABELS as _LABELS
 
+#: where the prior adjustment's alpha is chosen (the sidecar says so)
+VALIDATION_SET = "validation (train content-hash groups held out, FER+ majority labels), flip-averaged logits"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
 LABELS = list(_LABELS)
 # FER+ vote columns for each of our labels, in our order
 VOTE_COLS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
@@ -96,8 +104,12 @@ def load_split(data: Path, split: str, votes: dict[str, np.ndarray], size: int =
     return Split(x, np.asarray(folder, np.int64), np.stack(vs) if vs else np.zeros((0, 10), np.float32), hashes, files)
 
 
-def grouped_split(hashes: list[str], val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val): whole content-hash groups go to one side."""
+def fer2013_val_split(hashes: list[str], val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of FER2013 train for the base model: whole content-hash groups go to one
+    side, ``val_frac`` of them to val, drawn by a seeded permutation. Frozen, not the project's
+    grouped split (labeler.splitting): the shipped model was trained with this split and its
+    base-domain gate set (labeler/data/base_domain_*.npz) is drawn from the val part, which
+    scripts/adjust_prior.py and scripts/base_domain_features.py rebuild; tests/test_splitting.py pins it."""
     uniq = sorted(set(hashes))
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(uniq))

@@ -17,9 +17,8 @@ import torch
 
 from labeler.fer.cards import write_card as _write_card
 
-from .base_data import LABELS, MEAN, STD
+from .base_data import LABELS, MEAN, STD, VALIDATION_SET, log
 from .base_net import INPUT_SIZE, BaseFERNet
-from .base_train import VALIDATION_SET, log
 
 
 def export(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any], votes_path: Path, data: Path, t_start: float) -> Path:

@@ -44,16 +44,10 @@ from labeler.fer.model import softmax as softmax_np
 from labeler.training import prior
 
 from .base_data import (  # noqa: F401 - re-exported for scripts and tests
-    ALL_VOTE_COLS, LABELS, MEAN, STD, VOTE_COLS, Augmenter, Split, grouped_split, load_split, read_votes,
-    to_input, vote_targets,
+    ALL_VOTE_COLS, LABELS, MEAN, STD, VOTE_COLS, Augmenter, Split, fer2013_val_split, load_split, read_votes,
+    VALIDATION_SET, log, to_input, vote_targets,
 )
-
-#: where the prior adjustment's alpha is chosen (the sidecar says so)
-VALIDATION_SET = "validation (train content-hash groups held out, FER+ majority labels), flip-averaged logits"
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
+from .base_export import export
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,7 +163,7 @@ def train_val_split(full: Split, test: Optional[Split], val_frac: float, seed: i
     without images whose bytes also occur in ``test`` and without images the vote rules leave out."""
     test_hashes = set(test.hashes) if test is not None else set()
     leak = np.asarray([h in test_hashes for h in full.hashes])
-    tr_idx, va_idx = grouped_split(full.hashes, val_frac, seed)
+    tr_idx, va_idx = fer2013_val_split(full.hashes, val_frac, seed)
     tr = full.subset(np.asarray([i for i in tr_idx if not leak[i]], np.int64))
     va = full.subset(va_idx)
     n_tr_all = len(tr)
@@ -332,7 +326,5 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     res["metrics"] = met
 
     if not args.no_export:
-        from .base_export import export
-
         export(final, args, res, votes_path, data, t_start)
     return res

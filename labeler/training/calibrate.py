@@ -19,7 +19,7 @@ import numpy as np
 
 from labeler.fer.cards import write_card
 from labeler.store import Store, model_registry, record_model_version
-from labeler.training.data import NotEnoughLabels, grouped_split, labeled_data, model_logits
+from labeler.training.data import NotEnoughLabels, holdout_mask, labeled_data, model_logits
 from labeler.training.metrics import evaluate, fit_temperature_pair, probs_from_logits
 from labeler.training.versions import load, new_version, user_models_dir
 
@@ -59,7 +59,7 @@ def calibrate(store: Store, model: Optional[str] = None, *, holdout: float = 0.2
     fids, iids, y, _skipped = labeled_data(store, labels)
     tr = m.card.meta.get("training")
     if tr:
-        held = grouped_split(iids, y, float(tr.get("holdout", holdout)), int(tr.get("seed", seed)))
+        held = holdout_mask(iids, y, float(tr.get("holdout", holdout)), int(tr.get("seed", seed)))
         where = f"held-out part of its training split (seed {tr.get('seed', seed)})"
     else:
         held = np.ones(len(y), dtype=bool)

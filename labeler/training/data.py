@@ -17,6 +17,8 @@ import numpy as np
 from labeler.errors import LabelerError
 from labeler.fer.model import FERModel
 from labeler.ingest.imageio import decode_crop
+from labeler.splitting import group_hash, main_class
+from labeler.splitting import grouped_split as split_groups
 from labeler.store import Store, face_crops, human_labeled_faces, load_embeddings, save_embeddings, unlabeled_face_ids
 
 #: human labels that are not classes to learn
@@ -81,28 +83,24 @@ def labeled_data(store: Store, labels: Sequence[str]) -> tuple[np.ndarray, np.nd
     return np.array(fids, dtype=np.int64), np.array(iids, dtype=np.int64), np.array(ys, dtype=np.int64), skipped
 
 
-def grouped_split(groups: np.ndarray, y: np.ndarray, holdout: float = 0.2, seed: int = 0) -> np.ndarray:
-    """Boolean mask of held-out items: whole groups (source images) go to one side, chosen per class
-    (a group's class is its most common label) so the held-out part is stratified; every class with
-    at least two groups gets at least one held-out group."""
+def group_classes(groups: np.ndarray, y: np.ndarray) -> dict[int, int]:
+    """Each group's class (labeler.splitting.main_class of its items' labels)."""
+    out: dict[int, int] = {}
+    for g in np.unique(groups):
+        vals, cnt = np.unique(y[groups == g], return_counts=True)
+        out[int(g)] = int(main_class(dict(zip(vals.tolist(), cnt.tolist()))))
+    return out
+
+
+def holdout_mask(groups: np.ndarray, y: np.ndarray, holdout: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Boolean mask of held-out items: labeler.splitting.grouped_split with parts (1 - holdout,
+    holdout): whole groups (source images) on one side, stratified by class, every class with at
+    least two groups holding at least one out, stable as labels grow."""
     mask = np.zeros(len(y), dtype=bool)
     if len(y) == 0 or holdout <= 0:
         return mask
-    gclass: dict[int, int] = {}
-    for g in np.unique(groups):
-        vals, cnt = np.unique(y[groups == g], return_counts=True)
-        gclass[int(g)] = int(vals[np.argmax(cnt)])
-    held: set[int] = set()
-    for c in sorted(set(gclass.values())):
-        gs = sorted(g for g, k in gclass.items() if k == c)
-        if len(gs) < 2:
-            continue
-        n = min(len(gs) - 1, max(1, int(round(holdout * len(gs)))))
-        # groups ranked by a seeded hash of their id, not a permutation: as labels grow, an image
-        # stays on its side (except at the boundary), so a later model is not judged on faces an
-        # earlier one was trained on
-        held.update(sorted(gs, key=lambda g: _ghash(g, seed))[:n])
-    mask[:] = [int(g) in held for g in groups]
+    part = split_groups(group_classes(groups, y), (1.0 - holdout, holdout), seed)
+    mask[:] = [part[int(g)] == 1 for g in groups]
     return mask
 
 
@@ -111,13 +109,10 @@ def grouped_folds(groups: np.ndarray, y: np.ndarray, k: int, seed: int = 0) -> n
     the groups of each class (a group's class: its most common label) dealt round the folds in the
     order of a seeded hash of their id, so every fold holds about 1/k of every class."""
     fold = np.zeros(len(y), dtype=np.int64)
-    gclass: dict[int, int] = {}
-    for g in np.unique(groups):
-        vals, cnt = np.unique(y[groups == g], return_counts=True)
-        gclass[int(g)] = int(vals[np.argmax(cnt)])
+    gclass = group_classes(groups, y)
     start = 0
     for c in sorted(set(gclass.values())):
-        gs = sorted((g for g, kk in gclass.items() if kk == c), key=lambda g: _ghash(g, seed))
+        gs = sorted((g for g, kk in gclass.items() if kk == c), key=lambda g: group_hash(g, seed))
         for i, g in enumerate(gs):  # classes continue where the last one stopped: small classes spread too
             fold[groups == g] = (start + i) % k
         start += len(gs)
@@ -137,13 +132,6 @@ def cv_set(store: Store, labels: Sequence[str], folds: int, seed: int, min_label
     return LabeledSet(list(labels), fids, iids, y, np.zeros(len(y), dtype=bool), skipped, fold)
 
 
-def _ghash(g: int, seed: int) -> int:
-    """A seeded 32-bit hash of a group id (splitmix-style mixing)."""
-    x = (int(g) * 0x9E3779B1 + int(seed) * 0x85EBCA77 + 0x165667B1) & 0xFFFFFFFF
-    x ^= x >> 15
-    x = (x * 0x2C1B3C6D) & 0xFFFFFFFF
-    x ^= x >> 12
-    return (x * 0x297A2D39) & 0xFFFFFFFF
 
 
 def training_set(store: Store, labels: Sequence[str], holdout: float, seed: int, min_labels: int = 4) -> LabeledSet:
@@ -153,7 +141,7 @@ def training_set(store: Store, labels: Sequence[str], holdout: float, seed: int,
         raise NotEnoughLabels(
             f"not enough human labels to train: expected at least {min_labels} labeled faces, found {len(y)} "
             f"(skipped {skipped}). Label faces in the UI or `labeler import` a labels file first.")
-    held = grouped_split(iids, y, holdout, seed)
+    held = holdout_mask(iids, y, holdout, seed)
     if not held.any() or held.all():
         raise NotEnoughLabels(
             f"could not hold out a part of the {len(y)} labels grouped by image ({len(np.unique(iids))} images): "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from labeler.store import status_counts
 from labeler.ui.resources import db_url, policy, store
 from labeler.ui.state import goto
 
@@ -31,9 +32,9 @@ def _to_verify(label: str) -> None:
 
 def flow_bar() -> None:
     """One line (and a Verify button when a grid page comes first); nothing on a very large project."""
-    if store().counts().get("faces", 0) > MAX_FACES:
+    if status_counts(store()).get("faces", 0) > MAX_FACES:
         return
-    c = store().counts()
+    c = status_counts(store())
     labeled = c.get("human_labeled_faces", 0)  # the plan is read again as people label (every 25 on a big project)
     words, steps = _plan(db_url(), labeled if c.get("faces", 0) < 2_000 else labeled // 25)
     left, right = st.columns([5, 1], vertical_alignment="center")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 def _load_model(name, threads):
     try:
-        from labeler.fer.model import load_model
+        from labeler.fer.resolver import load_model
     except ImportError:  # older layout
         from labeler.models import load_model  # type: ignore[no-redef]
     return load_model(name, intra_op_num_threads=threads)

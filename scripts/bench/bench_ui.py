@@ -405,7 +405,7 @@ def main() -> int:
             print(f"generating {a.faces} faces ...", flush=True)
             generate(url, a.faces, work)
         st = S.Store(url)
-        c = st.counts()
+        c = S.status_counts(st)
         st.engine.dispose()
         print(f"database: {db}: {c['faces']} faces, {c.get('route_review', 0)} to review, {c.get('route_auto', 0)} auto "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)

@@ -54,7 +54,7 @@ def bench(path: Path, fps: float, threads: int, use_model: bool) -> None:
     det = fd.get_detector("mtcnn", threads=threads)
     model = None
     if use_model:
-        from labeler.fer.model import load_model
+        from labeler.fer.resolver import load_model
 
         model = load_model(intra_op_num_threads=threads)
     t0 = time.perf_counter()

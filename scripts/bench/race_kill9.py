@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--start-at", type=int, default=40)
     ap.add_argument("--kill-at", type=int, default=200)
     args = ap.parse_args()
-    from labeler.store import Image, Store
+    from labeler.store import Image, Store, status_counts
 
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -52,7 +52,7 @@ def main() -> None:
     cmd = [str(ROOT / ".venv" / "bin" / "labeler"), "autolabel", str(work / "in"), "--db", url, "-q", "--workers", "1"]
 
     def wait_for(n: int, proc: subprocess.Popen) -> None:
-        while store.counts()["paths"] < n and proc.poll() is None:
+        while status_counts(store)["paths"] < n and proc.poll() is None:
             time.sleep(0.2)
 
     a = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

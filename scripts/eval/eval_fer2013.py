@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from labeler.fer.calibration import class_scores, coverage_at_precision  # noqa: E402
-from labeler.fer.model import load_model  # noqa: E402
+from labeler.fer.resolver import load_model  # noqa: E402
 
 
 def load_folder(root: Path, labels: list[str], limit: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts" / "eval"))
 from eval_fer2013 import folder_files, load_folder  # noqa: E402
 
-from labeler.fer.model import load_model  # noqa: E402
+from labeler.fer.resolver import load_model  # noqa: E402
 from labeler.quality import Rating  # noqa: E402
 from labeler.quality import agreement as ag  # noqa: E402
 from labeler.quality.consensus import DAWID_SKENE, ONE_COIN, consensus  # noqa: E402

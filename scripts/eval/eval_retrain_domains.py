@@ -91,7 +91,7 @@ def public_test(folder: Path, sidecars: list[str]) -> dict[str, tuple[float, int
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from eval_fer2013 import ferplus_majority, folder_files, load_folder
 
-    from labeler.fer.model import load_model
+    from labeler.fer.resolver import load_model
 
     labels = list(CLASSES)
     crops, _ = load_folder(folder, labels)

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from labeler.fer.calibration import expected_calibration_error as ece  # noqa: E402
 from labeler.fer.cards import write_card  # noqa: E402
-from labeler.fer.model import load_model, softmax  # noqa: E402
+from labeler.fer.model import softmax  # noqa: E402
+from labeler.fer.resolver import load_model  # noqa: E402
 from labeler.training import prior  # noqa: E402
 from labeler.training.base_data import LABELS, load_split, read_votes  # noqa: E402
 from labeler.training.base_train import VALIDATION_SET, metrics, train_val_split  # noqa: E402

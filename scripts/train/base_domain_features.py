@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from labeler.fer.model import load_model  # noqa: E402
+from labeler.fer.resolver import load_model  # noqa: E402
 from labeler.training.basedomain import FILE_STEM, FORMAT  # noqa: E402
 from labeler.training.likeness import ProbeRunner  # noqa: E402
 

@@ -3,6 +3,6 @@ and ``render()`` (draws the page; called once per script run). A new page is one
 to ``PAGES``; the first one is the default. (Not named ``pages/``: Streamlit takes a ``pages/``
 folder next to the app script for its older, file-per-page navigation.)"""
 
-from labeler.ui.views import gallery, grid, image, overview, review, tracks
+from labeler.ui.views import gallery, grid, image, overview, review_page, tracks
 
-PAGES = (review, grid, image, tracks, gallery, overview)
+PAGES = (review_page, grid, image, tracks, gallery, overview)

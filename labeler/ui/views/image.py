@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from labeler import store as S
+from labeler.active import reading_order
 from labeler.store import grid as G
 from labeler.types import LABELS
 from labeler.ui.resources import boxed_image, store
@@ -129,7 +130,7 @@ def render() -> None:
     if v is None:
         st.warning("image not found")
         return
-    order = G.reading_order([(f["face_id"], *f["box"]) for f in v["faces"]])
+    order = reading_order([(f["face_id"], *f["box"]) for f in v["faces"]])  # the review queue's order too
     rank = {fid: k for k, fid in enumerate(order)}
     faces = sorted(v["faces"], key=lambda f: rank[f["face_id"]])
     for k, f in enumerate(faces):
