@@ -17,8 +17,9 @@
   the initial model's embeddings (5 folds), confident learning's verdict
   (:func:`labeler.quality.issues.scores`: ``cleanlab.filter.find_label_issues``, prune by noise rate),
   flagged training faces dropped; ``none``: all kept.
-- Batches: half FER2013 (soft cross-entropy on the votes), half web (cross-entropy with label
-  smoothing 0.1), the base recipe's augmentation on both; AdamW, warm-up + cosine over a fixed number
+- Batches: half FER2013 (soft cross-entropy on the votes, or with ``--distill W`` on
+  ``(1 - W) * votes + W * the initial model's softmax`` of the same augmented image: learning without
+  forgetting), half web (cross-entropy with label smoothing 0.1), losses weighted ``--fer-weight``, the base recipe's augmentation on both; AdamW, warm-up + cosine over a fixed number
   of steps, EMA; the final EMA weights are kept (no checkpoint picked on validation).
 - After training: a temperature per domain (flip-averaged validation logits); the class prior of the
   training mix divided out to the power alpha that maximises the mean of the two domains' validation
@@ -242,6 +243,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="FER2013 half: target = (1 - W) * votes + W * the initial model's softmax on the same augmented "
+                         "images (learning without forgetting; 0: votes only)")
+    ap.add_argument("--fer-weight", type=float, default=0.5, help="weight of the FER2013 loss (the web loss gets 1 - this)")
     ap.add_argument("--val-frac", type=float, default=0.1, help="FER2013 validation (the base recipe's)")
     ap.add_argument("--seed", type=int, default=20261128, help="FER2013 split seed (the base recipe's) and training seed")
     ap.add_argument("--threads", type=int, default=1)
@@ -344,9 +349,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         freeze_bn(model)
         x = aug(np.concatenate([tr.x[fi], wtr.x[wi]])).contiguous(memory_format=torch.channels_last)
         logits, _ = model(x)
-        lf = soft_ce(logits[:half], fer_target[fi])
+        tf = fer_target[fi]
+        if args.distill > 0:
+            with torch.no_grad():
+                tf = (1 - args.distill) * tf + args.distill * torch.softmax(init_model(x[:half])[0], 1)
+        lf = soft_ce(logits[:half], tf)
         lw = F.cross_entropy(logits[half:], web_y[wi], label_smoothing=args.label_smoothing)
-        loss = 0.5 * (lf + lw)
+        loss = args.fer_weight * lf + (1 - args.fer_weight) * lw
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -466,7 +475,9 @@ def export_web(model: BaseFERNet, args: argparse.Namespace, res: dict[str, Any],
                  f"{args.web_val_split_repo} (per class, seed {args.seed}) because it holds every neutral face",
         "counts": res["web_counts"], "noisy_labels": res["clean"],
     }
-    tr["optimiser"] = (f"AdamW lr {args.lr} wd {args.weight_decay}, batch {args.batch_size} (half FER2013, half web), "
+    tr["optimiser"] = (f"AdamW lr {args.lr} wd {args.weight_decay}, batch {args.batch_size} (half FER2013, half web; loss "
+                       f"{args.fer_weight} FER2013 + {1 - args.fer_weight:.2f} web), FER2013 target distilled {args.distill} "
+                       f"from the initial weights, "
                        f"{args.steps} steps, warm-up 5% + cosine, EMA {args.ema}, final EMA kept; BatchNorm statistics frozen")
     tr["steps"] = args.steps
     tr.pop("epochs", None)
