@@ -1,6 +1,7 @@
 """Fine-tune the shipped FER CNN on FER2013 (FER+ votes) and web-photo faces (issue 38); export ONNX + sidecar.
 
-Needs the train extra (torch). The recipe (fixed steps and seed; about 20-30 minutes on 1-2 CPU threads)::
+Needs the train extra (torch). The recipe (fixed steps and seed; 400 steps took 6-10 minutes on one thread of a
+shared 2-core machine)::
 
     labeler autolabel ../shared/data/web_pool/images --db sqlite:////tmp/pool.db -q
     python scripts/face_crops_npz.py --db /tmp/pool.db --labels ../shared/data/web_pool/labels.csv --out /tmp/pool.npz
