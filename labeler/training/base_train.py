@@ -178,6 +178,15 @@ def train_val_split(full: Split, test: Optional[Split], val_frac: float, seed: i
     return tr, va, counts
 
 
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weights only (biases and norm scales, 1-d, are not decayed)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.99))
+
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     args = parse_args(argv)
     t_start = time.time()
@@ -206,11 +215,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     n_params, macs = count_params(model), count_macs(model)
     log(f"model BaseFERNet widths={model.widths} depths={model.depths} params={n_params} MMACs={macs / 1e6:.1f} (MFLOPs={2 * macs / 1e6:.1f})")
     model = model.to(memory_format=torch.channels_last)
-    decay, no_decay = [], []
-    for n_, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.99))
+    opt = adamw(model, args.lr, args.weight_decay)
     ema = EMA(model, args.ema) if args.ema > 0 else None
     aug = Augmenter(args.seed)
     target = torch.from_numpy(tr.dist) if args.loss == "ldl" else F.one_hot(

@@ -53,7 +53,7 @@ from labeler.training import prior
 
 from .base_data import LABELS, Augmenter, load_split, read_votes, to_input
 from .base_net import BaseFERNet, count_macs, count_params
-from .base_train import EMA, log, metrics, predict_logits, set_seed, soft_ce, train_val_split
+from .base_train import EMA, adamw, log, metrics, predict_logits, set_seed, soft_ce, train_val_split
 from .web_data import (  # noqa: F401 - re-exported for scripts and tests
     WebSet, freeze_bn, label_issues, load_npz, load_onnx_init, load_web_faces, macro_f1_present, web_metrics,
     web_split,
@@ -157,11 +157,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         log(f"cleanlab: {clean_info['flagged']} of {clean_info['of']} web training faces flagged and dropped {clean_info['flagged_by_label']}")
 
     model = model.to(memory_format=torch.channels_last)
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.99))
+    opt = adamw(model, args.lr, args.weight_decay)
     ema = EMA(model, args.ema)
     aug = Augmenter(args.seed)
     rng = np.random.default_rng(args.seed + 38)
